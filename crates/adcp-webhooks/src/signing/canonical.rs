@@ -61,26 +61,37 @@ pub enum UrlErrorReason {
 impl fmt::Display for UrlErrorReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::MissingScheme => f.write_str("expected an absolute URL such as https://host/path"),
+            Self::MissingScheme => {
+                f.write_str("expected an absolute URL such as https://host/path")
+            }
             Self::UnsupportedScheme(s) => {
-                write!(f, "scheme {s:?} is not supported; use https (or http for local testing)")
+                write!(
+                    f,
+                    "scheme {s:?} is not supported; use https (or http for local testing)"
+                )
             }
-            Self::ForbiddenCharacter => {
-                f.write_str("whitespace or control characters are not allowed in a URL; percent-encode them")
-            }
+            Self::ForbiddenCharacter => f.write_str(
+                "whitespace or control characters are not allowed in a URL; percent-encode them",
+            ),
             Self::MissingHost => f.write_str("the authority carries no host"),
-            Self::UnclosedIpv6Bracket => f.write_str("a bracketed IPv6 host is missing its closing bracket"),
-            Self::UnbracketedIpv6 => {
-                f.write_str("an IPv6 address outside brackets is ambiguous with a port; write [addr]")
+            Self::UnclosedIpv6Bracket => {
+                f.write_str("a bracketed IPv6 host is missing its closing bracket")
             }
-            Self::Ipv6ZoneId => {
-                f.write_str("an IPv6 zone identifier is node-local and cannot appear in a signed URL")
-            }
+            Self::UnbracketedIpv6 => f.write_str(
+                "an IPv6 address outside brackets is ambiguous with a port; write [addr]",
+            ),
+            Self::Ipv6ZoneId => f.write_str(
+                "an IPv6 zone identifier is node-local and cannot appear in a signed URL",
+            ),
             Self::InvalidIpv6 => f.write_str("the bracketed host is not a valid IPv6 address"),
             Self::TrailingAfterIpv6 => f.write_str("only :port may follow a bracketed IPv6 host"),
             Self::InvalidPort(p) => write!(f, "port {p:?} is not a number from 1 to 65535"),
-            Self::EmptyLabel => f.write_str("the host has an empty DNS label (consecutive or repeated trailing dots)"),
-            Self::InvalidIdn => f.write_str("the host is not a valid internationalized domain name"),
+            Self::EmptyLabel => f.write_str(
+                "the host has an empty DNS label (consecutive or repeated trailing dots)",
+            ),
+            Self::InvalidIdn => {
+                f.write_str("the host is not a valid internationalized domain name")
+            }
         }
     }
 }
@@ -136,7 +147,10 @@ impl Scheme {
 /// # Ok::<(), adcp_webhooks::signing::UrlError>(())
 /// ```
 pub fn canonicalize_url(url: &str) -> Result<CanonicalUrl, UrlError> {
-    canonicalize_inner(url).map_err(|reason| UrlError { url: url.to_owned(), reason })
+    canonicalize_inner(url).map_err(|reason| UrlError {
+        url: url.to_owned(),
+        reason,
+    })
 }
 
 fn canonicalize_inner(url: &str) -> Result<CanonicalUrl, UrlErrorReason> {
@@ -179,18 +193,29 @@ fn canonicalize_inner(url: &str) -> Result<CanonicalUrl, UrlErrorReason> {
         target_uri.push('?');
         target_uri.push_str(q);
     }
-    Ok(CanonicalUrl { target_uri, authority, scheme, host, port })
+    Ok(CanonicalUrl {
+        target_uri,
+        authority,
+        scheme,
+        host,
+        port,
+    })
 }
 
 /// Canonical `(host, effective port)` of a raw authority (`userinfo@host:port`).
 ///
 /// Also used by receivers that rebuild `@authority` from a `Host` header.
 pub fn canonicalize_authority(authority: &str, scheme: Scheme) -> Result<(String, u16), UrlError> {
-    parse_authority(authority, scheme).map_err(|reason| UrlError { url: authority.to_owned(), reason })
+    parse_authority(authority, scheme).map_err(|reason| UrlError {
+        url: authority.to_owned(),
+        reason,
+    })
 }
 
 fn parse_authority(authority_raw: &str, scheme: Scheme) -> Result<(String, u16), UrlErrorReason> {
-    let hostport = authority_raw.rsplit_once('@').map_or(authority_raw, |(_, h)| h);
+    let hostport = authority_raw
+        .rsplit_once('@')
+        .map_or(authority_raw, |(_, h)| h);
     if hostport.is_empty() {
         return Err(UrlErrorReason::MissingHost);
     }
@@ -206,9 +231,15 @@ fn parse_authority(authority_raw: &str, scheme: Scheme) -> Result<(String, u16),
         }
         let port = match after {
             "" => None,
-            p => Some(p.strip_prefix(':').ok_or(UrlErrorReason::TrailingAfterIpv6)?),
+            p => Some(
+                p.strip_prefix(':')
+                    .ok_or(UrlErrorReason::TrailingAfterIpv6)?,
+            ),
         };
-        return Ok((format!("[{}]", addr.to_ascii_lowercase()), parse_port(port, scheme)?));
+        return Ok((
+            format!("[{}]", addr.to_ascii_lowercase()),
+            parse_port(port, scheme)?,
+        ));
     } else if hostport.matches(':').count() > 1 {
         return Err(UrlErrorReason::UnbracketedIpv6);
     } else {

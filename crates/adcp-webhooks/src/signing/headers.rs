@@ -18,7 +18,12 @@ pub trait HeaderSource {
         if vals.is_empty() {
             return None;
         }
-        Some(vals.iter().map(|v| v.trim_matches([' ', '\t'])).collect::<Vec<_>>().join(", "))
+        Some(
+            vals.iter()
+                .map(|v| v.trim_matches([' ', '\t']))
+                .collect::<Vec<_>>()
+                .join(", "),
+        )
     }
 }
 
@@ -57,7 +62,10 @@ impl<K: AsRef<str>, V: AsRef<str>> HeaderSource for BTreeMap<K, V> {
 
 impl HeaderSource for reqwest::header::HeaderMap {
     fn values<'a>(&'a self, name: &str) -> Vec<&'a str> {
-        self.get_all(name).iter().filter_map(|v| v.to_str().ok()).collect()
+        self.get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect()
     }
 }
 

@@ -12,7 +12,9 @@ use std::fmt::Write as _;
 #[non_exhaustive]
 pub enum StructuredError {
     /// A value that must be an sf-string holds a character outside printable ASCII.
-    #[error("{field} must be printable ASCII (0x20-0x7E) without control characters; got {len} bytes with a forbidden one")]
+    #[error(
+        "{field} must be printable ASCII (0x20-0x7E) without control characters; got {len} bytes with a forbidden one"
+    )]
     NotSfString {
         /// Which value (keyid, nonce, tag).
         field: &'static str,
@@ -26,7 +28,9 @@ pub enum StructuredError {
         field: &'static str,
     },
     /// A signature label that is not an sf-key.
-    #[error("signature label {0:?} is not an RFC 8941 key: use lower-case letters, digits, '_', '-', '.', '*', starting with a letter or '*'")]
+    #[error(
+        "signature label {0:?} is not an RFC 8941 key: use lower-case letters, digits, '_', '-', '.', '*', starting with a letter or '*'"
+    )]
     BadLabel(String),
     /// A header that does not parse as the structured field it must be.
     #[error("{header} header is malformed: {reason}")]
@@ -46,7 +50,10 @@ pub fn check_sf_string(field: &'static str, value: &str) -> Result<(), Structure
     if value.bytes().all(|b| (0x20..=0x7e).contains(&b)) {
         Ok(())
     } else {
-        Err(StructuredError::NotSfString { field, len: value.len() })
+        Err(StructuredError::NotSfString {
+            field,
+            len: value.len(),
+        })
     }
 }
 
@@ -97,17 +104,28 @@ pub fn content_digest(body: &[u8]) -> String {
 
 /// Parse a `Content-Digest` header into `(algorithm, digest bytes)` pairs.
 pub fn parse_content_digest(value: &str) -> Result<Vec<(String, Vec<u8>)>, StructuredError> {
-    let malformed = |reason: String| StructuredError::Malformed { header: "Content-Digest", reason };
+    let malformed = |reason: String| StructuredError::Malformed {
+        header: "Content-Digest",
+        reason,
+    };
     let dict: sfv::Dictionary = sfv::Parser::new(value)
         .parse()
         .map_err(|e| malformed(e.to_string()))?;
     let mut out = Vec::with_capacity(dict.len());
     for (key, entry) in dict {
         match entry {
-            sfv::ListEntry::Item(sfv::Item { bare_item: sfv::BareItem::ByteSequence(b), .. }) => {
+            sfv::ListEntry::Item(sfv::Item {
+                bare_item: sfv::BareItem::ByteSequence(b),
+                ..
+            }) => {
                 out.push((key.as_str().to_owned(), b));
             }
-            _ => return Err(malformed(format!("{} is not a byte sequence", key.as_str()))),
+            _ => {
+                return Err(malformed(format!(
+                    "{} is not a byte sequence",
+                    key.as_str()
+                )));
+            }
         }
     }
     Ok(out)
@@ -208,7 +226,10 @@ impl SignatureInput {
 
 /// Parse a `Signature-Input` header (an RFC 8941 dictionary of inner lists) into its labels.
 pub fn parse_signature_input(value: &str) -> Result<Vec<SignatureInput>, StructuredError> {
-    let malformed = |reason: String| StructuredError::Malformed { header: "Signature-Input", reason };
+    let malformed = |reason: String| StructuredError::Malformed {
+        header: "Signature-Input",
+        reason,
+    };
     let dict: sfv::Dictionary = sfv::Parser::new(value)
         .parse()
         .map_err(|e| malformed(e.to_string()))?;
@@ -216,12 +237,16 @@ pub fn parse_signature_input(value: &str) -> Result<Vec<SignatureInput>, Structu
     for (key, entry) in dict {
         let label = key.as_str().to_owned();
         let sfv::ListEntry::InnerList(inner) = entry else {
-            return Err(malformed(format!("label {label} is not an inner list of components")));
+            return Err(malformed(format!(
+                "label {label} is not an inner list of components"
+            )));
         };
         let mut components = Vec::with_capacity(inner.items.len());
         for item in inner.items {
             match item.bare_item {
-                sfv::BareItem::String(s) if item.params.is_empty() => components.push(s.as_str().to_owned()),
+                sfv::BareItem::String(s) if item.params.is_empty() => {
+                    components.push(s.as_str().to_owned())
+                }
                 _ => {
                     return Err(malformed(format!(
                         "label {label}: every covered component must be a quoted name without parameters"
@@ -238,11 +263,20 @@ pub fn parse_signature_input(value: &str) -> Result<Vec<SignatureInput>, Structu
                 sfv::BareItem::Boolean(b) => ParamValue::Boolean(b),
                 sfv::BareItem::Decimal(d) => ParamValue::Decimal(d.to_string()),
                 sfv::BareItem::ByteSequence(b) => ParamValue::Bytes(b),
-                _ => return Err(malformed(format!("label {label}: parameter {} has an unsupported type", k.as_str()))),
+                _ => {
+                    return Err(malformed(format!(
+                        "label {label}: parameter {} has an unsupported type",
+                        k.as_str()
+                    )));
+                }
             };
             params.push((k.as_str().to_owned(), v));
         }
-        out.push(SignatureInput { label, components, params });
+        out.push(SignatureInput {
+            label,
+            components,
+            params,
+        });
     }
     Ok(out)
 }
@@ -254,7 +288,10 @@ pub fn parse_signature_input(value: &str) -> Result<Vec<SignatureInput>, Structu
 /// two alphabets, or pads base64url, is malformed (its meaning would depend on the decoder).
 /// Returns `Ok(None)` when the label is absent.
 pub fn parse_signature(value: &str, label: &str) -> Result<Option<Vec<u8>>, StructuredError> {
-    let malformed = |reason: String| StructuredError::Malformed { header: "Signature", reason };
+    let malformed = |reason: String| StructuredError::Malformed {
+        header: "Signature",
+        reason,
+    };
     let mut found = None;
     for member in split_top_level(value, b',') {
         let member = member.trim_matches([' ', '\t']);
@@ -268,7 +305,9 @@ pub fn parse_signature(value: &str, label: &str) -> Result<Option<Vec<u8>>, Stru
         // Parameters on the member are allowed by RFC 8941 and ignored here.
         let item = rest.split(';').next().unwrap_or("");
         let Some(inner) = item.strip_prefix(':').and_then(|s| s.strip_suffix(':')) else {
-            return Err(malformed(format!("value of {key} is not a :byte sequence:")));
+            return Err(malformed(format!(
+                "value of {key} is not a :byte sequence:"
+            )));
         };
         let bytes = decode_signature_bytes(inner).ok_or_else(|| {
             malformed(format!(
@@ -354,8 +393,18 @@ mod tests {
     fn signature_alphabets() {
         let std = STANDARD.encode([0xfbu8; 64]);
         let url = URL_SAFE_NO_PAD.encode([0xfbu8; 64]);
-        assert_eq!(parse_signature(&format!("sig1=:{std}:"), "sig1").unwrap().unwrap(), vec![0xfb; 64]);
-        assert_eq!(parse_signature(&format!("sig1=:{url}:"), "sig1").unwrap().unwrap(), vec![0xfb; 64]);
+        assert_eq!(
+            parse_signature(&format!("sig1=:{std}:"), "sig1")
+                .unwrap()
+                .unwrap(),
+            vec![0xfb; 64]
+        );
+        assert_eq!(
+            parse_signature(&format!("sig1=:{url}:"), "sig1")
+                .unwrap()
+                .unwrap(),
+            vec![0xfb; 64]
+        );
         assert!(parse_signature(&format!("sig1=:{url}==:"), "sig1").is_err());
         assert!(parse_signature("sig1=:A+B-:", "sig1").is_err());
         assert_eq!(parse_signature("other=:AAAA:", "sig1").unwrap(), None);
