@@ -6,6 +6,7 @@
 #![warn(missing_docs)]
 
 pub mod clock;
+pub mod delivery;
 pub mod destination;
 pub mod keys;
 pub mod payload;

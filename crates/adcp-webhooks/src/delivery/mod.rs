@@ -1,0 +1,3 @@
+//! Durable delivery: an outbox that retries until a webhook is delivered and never loses one.
+
+pub mod policy;
