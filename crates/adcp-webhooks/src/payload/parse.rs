@@ -1,0 +1,263 @@
+//! Classifying and parsing received webhook bodies.
+
+use serde_json::{Map, Value};
+
+use super::{
+    ArtifactWebhook, COLLECTION_LIST_CHANGED_EVENT, CollectionListChanged, IdempotencyKey,
+    McpWebhook, PROPERTY_LIST_CHANGED_EVENT, PayloadError, PropertyListChanged,
+    RevocationNotification, TaskStatus, WebhookKind, json_type_name,
+};
+
+/// A received webhook body, parsed into the type of its kind.
+///
+/// Parsing checks what a receiver needs before dispatch: the body is a JSON object, every
+/// field its kind's schema requires is present (not `null`), `idempotency_key` is valid, the
+/// MCP `status` is one of the nine task statuses, a list webhook's `event` is its constant,
+/// and every field has its schema type. It does not validate MCP `result` contents (those
+/// depend on the task type) or compare the `token` (do that in constant time against the
+/// token you configured).
+///
+/// ```
+/// use adcp_webhooks::payload::{ParsedWebhook, PayloadError, WebhookKind};
+///
+/// let body = br#"{"idempotency_key":"whk_20260526_example_000031","rights_id":"r_1",
+///   "brand_id":"b_1","reason":"expired","effective_at":"2026-05-26T09:00:00Z"}"#;
+/// let parsed = ParsedWebhook::parse(body)?;
+/// assert_eq!(parsed.kind(), WebhookKind::Revocation);
+/// assert_eq!(parsed.idempotency_key().map(|k| k.as_str()), Some("whk_20260526_example_000031"));
+///
+/// // An MCP-shaped body without its delivery key is not dispatchable.
+/// let err = ParsedWebhook::parse(br#"{"task_id":"t","status":"completed"}"#).unwrap_err();
+/// assert!(matches!(err, PayloadError::MissingFields { kind: WebhookKind::Mcp, .. }));
+/// # Ok::<(), PayloadError>(())
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum ParsedWebhook {
+    /// A task-status webhook.
+    Mcp(McpWebhook),
+    /// A rights revocation notification.
+    Revocation(RevocationNotification),
+    /// A content-standards artifact batch.
+    Artifact(ArtifactWebhook),
+    /// A collection-list-changed webhook.
+    CollectionListChanged(CollectionListChanged),
+    /// A property-list-changed webhook.
+    PropertyListChanged(PropertyListChanged),
+    /// A JSON object of none of the five shapes (for example another AdCP notification type),
+    /// unchecked.
+    Unknown(Value),
+}
+
+impl ParsedWebhook {
+    /// Classifies `body` by its distinguishing fields (see [`ParsedWebhook::classify`]) and
+    /// parses it as that kind; objects of no known shape come back as
+    /// [`ParsedWebhook::Unknown`].
+    ///
+    /// # Errors
+    /// [`PayloadError::InvalidJson`], [`PayloadError::NotAnObject`], or, for a body of a known
+    /// shape, the errors of [`ParsedWebhook::parse_as`].
+    pub fn parse(body: &[u8]) -> Result<Self, PayloadError> {
+        let object = parse_object(body)?;
+        match Self::classify(&object) {
+            Some(kind) => parse_object_as(kind, object),
+            None => Ok(ParsedWebhook::Unknown(Value::Object(object))),
+        }
+    }
+
+    /// Parses `body` as `kind`, for an endpoint that receives one kind only. With
+    /// [`WebhookKind::Raw`] any JSON object is accepted as [`ParsedWebhook::Unknown`].
+    ///
+    /// # Errors
+    /// - [`PayloadError::InvalidJson`] / [`PayloadError::NotAnObject`];
+    /// - [`PayloadError::MissingIdempotencyKey`] when only `idempotency_key` is missing;
+    /// - [`PayloadError::MissingFields`] when other required fields are missing or `null`
+    ///   (e.g. an inner task result posted without its envelope);
+    /// - [`PayloadError::InvalidIdempotencyKey`], or [`PayloadError::InvalidField`] for a
+    ///   non-string key, an MCP `status` outside the task-status enum, or a wrong `event`;
+    /// - [`PayloadError::Malformed`] for any other type mismatch.
+    pub fn parse_as(kind: WebhookKind, body: &[u8]) -> Result<Self, PayloadError> {
+        parse_object_as(kind, parse_object(body)?)
+    }
+
+    /// The kind a JSON object looks like, by the fields that set the kinds apart:
+    ///
+    /// 1. `event` is `"collection_list_changed"` or `"property_list_changed"`;
+    /// 2. `task_id` and `status` are present: MCP task status;
+    /// 3. `rights_id` and `brand_id`: revocation;
+    /// 4. `batch_id` and `artifacts`: artifact batch.
+    ///
+    /// Rules 3 and 4 are those of the official Python SDK's notification envelope check,
+    /// which also keys list webhooks by `event`. `None` for anything else.
+    pub fn classify(object: &Map<String, Value>) -> Option<WebhookKind> {
+        let has = |k: &str| object.contains_key(k);
+        match object.get("event").and_then(Value::as_str) {
+            Some(COLLECTION_LIST_CHANGED_EVENT) => return Some(WebhookKind::CollectionListChanged),
+            Some(PROPERTY_LIST_CHANGED_EVENT) => return Some(WebhookKind::PropertyListChanged),
+            _ => {}
+        }
+        if has("task_id") && has("status") {
+            Some(WebhookKind::Mcp)
+        } else if has("rights_id") && has("brand_id") {
+            Some(WebhookKind::Revocation)
+        } else if has("batch_id") && has("artifacts") {
+            Some(WebhookKind::Artifact)
+        } else {
+            None
+        }
+    }
+
+    /// The body's kind; [`WebhookKind::Raw`] for [`ParsedWebhook::Unknown`].
+    pub fn kind(&self) -> WebhookKind {
+        match self {
+            ParsedWebhook::Mcp(_) => WebhookKind::Mcp,
+            ParsedWebhook::Revocation(_) => WebhookKind::Revocation,
+            ParsedWebhook::Artifact(_) => WebhookKind::Artifact,
+            ParsedWebhook::CollectionListChanged(_) => WebhookKind::CollectionListChanged,
+            ParsedWebhook::PropertyListChanged(_) => WebhookKind::PropertyListChanged,
+            ParsedWebhook::Unknown(_) => WebhookKind::Raw,
+        }
+    }
+
+    /// The body's idempotency key: always present for the typed kinds, `None` for
+    /// [`ParsedWebhook::Unknown`] (whose fields are not checked).
+    pub fn idempotency_key(&self) -> Option<&IdempotencyKey> {
+        match self {
+            ParsedWebhook::Mcp(p) => p.idempotency_key.as_ref(),
+            ParsedWebhook::Revocation(p) => p.idempotency_key.as_ref(),
+            ParsedWebhook::Artifact(p) => p.idempotency_key.as_ref(),
+            ParsedWebhook::CollectionListChanged(p) => p.idempotency_key.as_ref(),
+            ParsedWebhook::PropertyListChanged(p) => p.idempotency_key.as_ref(),
+            ParsedWebhook::Unknown(_) => None,
+        }
+    }
+}
+
+fn parse_object(body: &[u8]) -> Result<Map<String, Value>, PayloadError> {
+    match serde_json::from_slice(body).map_err(PayloadError::InvalidJson)? {
+        Value::Object(object) => Ok(object),
+        other => Err(PayloadError::NotAnObject {
+            found: json_type_name(&other),
+        }),
+    }
+}
+
+/// Fields each kind's AdCP 3.2.4 schema lists under `required`, in schema order.
+fn required_fields(kind: WebhookKind) -> &'static [&'static str] {
+    match kind {
+        WebhookKind::Mcp => &[
+            "idempotency_key",
+            "operation_id",
+            "task_id",
+            "task_type",
+            "status",
+            "timestamp",
+        ],
+        WebhookKind::Revocation => &[
+            "idempotency_key",
+            "rights_id",
+            "brand_id",
+            "reason",
+            "effective_at",
+        ],
+        WebhookKind::Artifact => &[
+            "idempotency_key",
+            "media_buy_id",
+            "batch_id",
+            "timestamp",
+            "artifacts",
+        ],
+        WebhookKind::CollectionListChanged | WebhookKind::PropertyListChanged => &[
+            "idempotency_key",
+            "event",
+            "list_id",
+            "resolved_at",
+            "signature",
+        ],
+        WebhookKind::Raw => &[],
+    }
+}
+
+fn parse_object_as(
+    kind: WebhookKind,
+    object: Map<String, Value>,
+) -> Result<ParsedWebhook, PayloadError> {
+    if kind == WebhookKind::Raw {
+        return Ok(ParsedWebhook::Unknown(Value::Object(object)));
+    }
+    // `null` counts as missing: the typed fields are `Option`s (defaults for senders), and
+    // serde would otherwise read a `null` required field as "not set".
+    let missing: Vec<&'static str> = required_fields(kind)
+        .iter()
+        .copied()
+        .filter(|f| object.get(*f).is_none_or(Value::is_null))
+        .collect();
+    if missing == ["idempotency_key"] {
+        return Err(PayloadError::MissingIdempotencyKey { kind });
+    }
+    if !missing.is_empty() {
+        return Err(PayloadError::MissingFields {
+            kind,
+            fields: missing,
+        });
+    }
+    let invalid = |field: &str, reason: String| PayloadError::InvalidField {
+        kind,
+        field: field.to_owned(),
+        reason,
+    };
+    match object.get("idempotency_key") {
+        Some(Value::String(s)) => {
+            IdempotencyKey::new(s.as_str())?;
+        }
+        Some(other) => {
+            return Err(invalid(
+                "idempotency_key",
+                format!("is {}; it must be a string", json_type_name(other)),
+            ));
+        }
+        None => return Err(PayloadError::MissingIdempotencyKey { kind }),
+    }
+    match kind {
+        WebhookKind::Mcp => {
+            let status = object.get("status").and_then(Value::as_str);
+            if status.and_then(|s| s.parse::<TaskStatus>().ok()).is_none() {
+                return Err(invalid(
+                    "status",
+                    "must be an AdCP task status: submitted, working, input-required, completed, \
+                     canceled, failed, rejected, auth-required or unknown"
+                        .to_owned(),
+                ));
+            }
+        }
+        WebhookKind::CollectionListChanged | WebhookKind::PropertyListChanged => {
+            let expected = if kind == WebhookKind::CollectionListChanged {
+                COLLECTION_LIST_CHANGED_EVENT
+            } else {
+                PROPERTY_LIST_CHANGED_EVENT
+            };
+            if object.get("event").and_then(Value::as_str) != Some(expected) {
+                return Err(invalid("event", format!("must be \"{expected}\"")));
+            }
+        }
+        _ => {}
+    }
+    let value = Value::Object(object);
+    let malformed = |source| PayloadError::Malformed { kind, source };
+    Ok(match kind {
+        WebhookKind::Mcp => ParsedWebhook::Mcp(serde_json::from_value(value).map_err(malformed)?),
+        WebhookKind::Revocation => {
+            ParsedWebhook::Revocation(serde_json::from_value(value).map_err(malformed)?)
+        }
+        WebhookKind::Artifact => {
+            ParsedWebhook::Artifact(serde_json::from_value(value).map_err(malformed)?)
+        }
+        WebhookKind::CollectionListChanged => {
+            ParsedWebhook::CollectionListChanged(serde_json::from_value(value).map_err(malformed)?)
+        }
+        WebhookKind::PropertyListChanged => {
+            ParsedWebhook::PropertyListChanged(serde_json::from_value(value).map_err(malformed)?)
+        }
+        WebhookKind::Raw => ParsedWebhook::Unknown(value),
+    })
+}
