@@ -1,0 +1,1 @@
+//! PEM and encrypted PKCS#8 reading and writing.
