@@ -3,7 +3,8 @@
 use adcp_webhooks::signing::canonicalize_url;
 use serde_json::Value;
 
-const VECTORS: &str = include_str!("fixtures/adcp-3.2.4/test-vectors/request-signing/canonicalization.json");
+const VECTORS: &str =
+    include_str!("fixtures/adcp-3.2.4/test-vectors/request-signing/canonicalization.json");
 
 #[test]
 fn all_canonicalization_vectors() {
@@ -28,7 +29,10 @@ fn all_canonicalization_vectors() {
                     {
                         failures.push(format!(
                             "{name}: got ({}, {}), expected ({}, {})",
-                            c.target_uri, c.authority, case["expected_target_uri"], case["expected_authority"]
+                            c.target_uri,
+                            c.authority,
+                            case["expected_target_uri"],
+                            case["expected_authority"]
                         ));
                     }
                 }
@@ -36,5 +40,10 @@ fn all_canonicalization_vectors() {
             }
         }
     }
-    assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
