@@ -1,0 +1,303 @@
+//! A JWKS fetched from the sender's `jwks_uri`, cached, and refetched when a new `kid` shows up.
+
+use super::jwks::{JwksError, KeyFuture, KeySource, PublishedKey, RefreshOutcome, parse_jwks};
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+/// Default cache lifetime of a fetched key set: 30 minutes.
+pub const DEFAULT_JWKS_TTL: Duration = Duration::from_secs(30 * 60);
+/// Default minimum time between two fetches: 30 seconds.
+pub const DEFAULT_MIN_REFETCH_INTERVAL: Duration = Duration::from_secs(30);
+/// Default response size cap: 64 KiB (a JWKS with a handful of keys is a few KiB).
+pub const DEFAULT_MAX_JWKS_BYTES: usize = 64 * 1024;
+/// Default fetch timeout: 5 seconds.
+pub const DEFAULT_JWKS_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A sender's key set fetched over HTTPS, cached for a TTL, and refetched (rate limited) when a
+/// signature names a `kid` the cache does not have, so key rotation needs no receiver restart.
+///
+/// Lookups never block on the network: they answer from the cache. The fetches happen in
+/// [`WebhookVerifier::verify_async`](super::WebhookVerifier::verify_async) (or when you call
+/// [`refresh`](Self::refresh)). When a refresh fails, the last good key set stays in use.
+/// Fetches do not follow redirects, are size- and time-limited, and are serialized: a burst of
+/// signatures naming unknown kids causes at most one fetch per refetch interval.
+/// Cheap to clone; clones share the cache.
+///
+/// ```no_run
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// use adcp_webhooks::verify::{RemoteJwks, WebhookVerifier};
+/// let keys = RemoteJwks::new("https://seller.example/.well-known/jwks.json")?;
+/// keys.refresh().await?; // optional warm-up; verify_async fetches on first use too
+/// let verifier = WebhookVerifier::new(keys);
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct RemoteJwks {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    url: String,
+    client: reqwest::Client,
+    ttl: Duration,
+    min_interval: Duration,
+    max_bytes: usize,
+    state: RwLock<State>,
+    // Serializes fetches so a burst of unknown kids turns into one request.
+    fetch: tokio::sync::Mutex<()>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    keys: HashMap<String, Arc<PublishedKey>>,
+    fetched_at: Option<Instant>,
+    last_attempt: Option<Instant>,
+    fetches: u64,
+}
+
+/// Options for [`RemoteJwks`]; start from [`RemoteJwks::builder`].
+#[derive(Debug, Clone)]
+pub struct RemoteJwksBuilder {
+    url: String,
+    ttl: Duration,
+    min_interval: Duration,
+    max_bytes: usize,
+    timeout: Duration,
+    allow_http: bool,
+}
+
+impl RemoteJwksBuilder {
+    /// How long a fetched key set is used before it is fetched again (default 30 min).
+    pub fn ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = ttl;
+        self
+    }
+
+    /// The minimum time between two fetches, whatever triggers them (default 30 s). This is
+    /// what keeps a stream of signatures with made-up `kid`s from turning the receiver into a
+    /// traffic amplifier against the sender's JWKS endpoint.
+    pub fn min_refetch_interval(mut self, interval: Duration) -> Self {
+        self.min_interval = interval;
+        self
+    }
+
+    /// The largest JWKS response accepted, in bytes (default 64 KiB).
+    pub fn max_bytes(mut self, max: usize) -> Self {
+        self.max_bytes = max;
+        self
+    }
+
+    /// The timeout of one fetch, connection included (default 5 s).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Allow a plain `http://` URL. Only for tests against a loopback server: keys fetched over
+    /// plain HTTP can be swapped by anyone on the path.
+    pub fn allow_insecure_http(mut self, allow: bool) -> Self {
+        self.allow_http = allow;
+        self
+    }
+
+    /// Check the URL and build the HTTP client. Nothing is fetched yet.
+    pub fn build(self) -> Result<RemoteJwks, JwksError> {
+        let bad = |reason: &str| JwksError::BadUrl {
+            url: self.url.clone(),
+            reason: reason.to_owned(),
+        };
+        let parsed = reqwest::Url::parse(&self.url).map_err(|e| bad(&e.to_string()))?;
+        match parsed.scheme() {
+            "https" => {}
+            "http" if self.allow_http => {}
+            "http" => {
+                return Err(bad(
+                    "use https (plain http is accepted only with allow_insecure_http, for tests)",
+                ));
+            }
+            _ => return Err(bad("the scheme must be https")),
+        }
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(self.timeout)
+            .connect_timeout(self.timeout)
+            .https_only(!self.allow_http)
+            .build()
+            .map_err(|e| JwksError::Fetch(format!("cannot build the HTTP client: {e}")))?;
+        Ok(RemoteJwks {
+            inner: Arc::new(Inner {
+                url: self.url,
+                client,
+                ttl: self.ttl,
+                min_interval: self.min_interval,
+                max_bytes: self.max_bytes,
+                state: RwLock::new(State::default()),
+                fetch: tokio::sync::Mutex::new(()),
+            }),
+        })
+    }
+}
+
+impl RemoteJwks {
+    /// A remote key set at `url` (HTTPS) with the default limits.
+    pub fn new(url: impl Into<String>) -> Result<Self, JwksError> {
+        Self::builder(url).build()
+    }
+
+    /// Options for a remote key set at `url`.
+    pub fn builder(url: impl Into<String>) -> RemoteJwksBuilder {
+        RemoteJwksBuilder {
+            url: url.into(),
+            ttl: DEFAULT_JWKS_TTL,
+            min_interval: DEFAULT_MIN_REFETCH_INTERVAL,
+            max_bytes: DEFAULT_MAX_JWKS_BYTES,
+            timeout: DEFAULT_JWKS_TIMEOUT,
+            allow_http: false,
+        }
+    }
+
+    /// The JWKS URL.
+    pub fn url(&self) -> &str {
+        &self.inner.url
+    }
+
+    /// Fetch now, ignoring the TTL and the refetch interval. Returns the number of keys.
+    /// On error the previous key set stays in use.
+    pub async fn refresh(&self) -> Result<usize, JwksError> {
+        let _guard = self.inner.fetch.lock().await;
+        self.fetch_locked().await
+    }
+
+    /// How many fetches have been attempted (successful or not): for metrics and tests.
+    pub fn fetch_count(&self) -> u64 {
+        self.read().fetches
+    }
+
+    /// Whether a key set has been fetched successfully at least once.
+    pub fn is_loaded(&self) -> bool {
+        self.read().fetched_at.is_some()
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, State> {
+        self.inner
+            .state
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, State> {
+        self.inner
+            .state
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn may_fetch(&self, now: Instant) -> bool {
+        self.read()
+            .last_attempt
+            .is_none_or(|t| now.saturating_duration_since(t) >= self.inner.min_interval)
+    }
+
+    fn is_stale(&self, now: Instant) -> bool {
+        self.read()
+            .fetched_at
+            .is_none_or(|t| now.saturating_duration_since(t) >= self.inner.ttl)
+    }
+
+    /// Fetch with the fetch lock held.
+    async fn fetch_locked(&self) -> Result<usize, JwksError> {
+        {
+            let mut st = self.write();
+            st.last_attempt = Some(Instant::now());
+            st.fetches += 1;
+        }
+        let keys = self.download().await?;
+        let n = keys.len();
+        let mut st = self.write();
+        st.keys = keys;
+        st.fetched_at = Some(Instant::now());
+        Ok(n)
+    }
+
+    async fn download(&self) -> Result<HashMap<String, Arc<PublishedKey>>, JwksError> {
+        let limit = self.inner.max_bytes;
+        let mut resp = self
+            .inner
+            .client
+            .get(&self.inner.url)
+            .header(
+                reqwest::header::ACCEPT,
+                "application/jwk-set+json, application/json",
+            )
+            .send()
+            .await
+            .map_err(|e| JwksError::Fetch(e.to_string()))?;
+        if resp.status() != reqwest::StatusCode::OK {
+            return Err(JwksError::Status(resp.status().as_u16()));
+        }
+        if resp.content_length().is_some_and(|n| n > limit as u64) {
+            return Err(JwksError::TooLarge { limit });
+        }
+        // Content-Length can be absent (chunked) or wrong: count what actually arrives.
+        let mut body = Vec::new();
+        while let Some(chunk) = resp
+            .chunk()
+            .await
+            .map_err(|e| JwksError::Fetch(e.to_string()))?
+        {
+            if body.len() + chunk.len() > limit {
+                return Err(JwksError::TooLarge { limit });
+            }
+            body.extend_from_slice(&chunk);
+        }
+        let doc: serde_json::Value =
+            serde_json::from_slice(&body).map_err(|e| JwksError::Json(e.to_string()))?;
+        parse_jwks(&doc)
+    }
+}
+
+impl KeySource for RemoteJwks {
+    fn key(&self, keyid: &str) -> Option<Arc<PublishedKey>> {
+        self.read().keys.get(keyid).cloned()
+    }
+
+    fn refresh_if_stale(&self) -> KeyFuture<'_, ()> {
+        Box::pin(async move {
+            if !self.is_stale(Instant::now()) || !self.may_fetch(Instant::now()) {
+                return;
+            }
+            let _guard = self.inner.fetch.lock().await;
+            // Another task may have fetched while this one waited for the lock.
+            if !self.is_stale(Instant::now()) || !self.may_fetch(Instant::now()) {
+                return;
+            }
+            if let Err(e) = self.fetch_locked().await {
+                tracing::warn!(url = %self.inner.url, error = %e, "JWKS refresh failed; keeping the previous key set");
+            }
+        })
+    }
+
+    fn refresh_for_unknown<'a>(&'a self, keyid: &'a str) -> KeyFuture<'a, RefreshOutcome> {
+        Box::pin(async move {
+            if !self.may_fetch(Instant::now()) {
+                return RefreshOutcome::RateLimited;
+            }
+            let _guard = self.inner.fetch.lock().await;
+            if self.key(keyid).is_some() {
+                return RefreshOutcome::Refreshed;
+            }
+            if !self.may_fetch(Instant::now()) {
+                return RefreshOutcome::RateLimited;
+            }
+            match self.fetch_locked().await {
+                Ok(_) => RefreshOutcome::Refreshed,
+                Err(e) => {
+                    tracing::warn!(url = %self.inner.url, error = %e, "JWKS refetch for an unknown kid failed");
+                    RefreshOutcome::Failed(e.to_string())
+                }
+            }
+        })
+    }
+}
