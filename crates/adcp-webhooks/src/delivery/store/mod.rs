@@ -1,0 +1,557 @@
+//! The storage behind the outbox: a trait, and its SQLite implementation.
+//!
+//! The trait is shaped for engines that serve many workers (PostgreSQL) as much as for the
+//! embedded SQLite default:
+//! - every call is one short transaction; nothing holds a lock or a connection while an HTTP
+//!   request is in flight;
+//! - work is *leased*, not locked: [`OutboxStore::lease`] claims a batch of due deliveries
+//!   under a random [`LeaseToken`] that expires, and pushes each leased row's due time to the
+//!   lease expiry, so a crashed worker's deliveries come back on their own;
+//! - results are written in batches ([`OutboxStore::complete`]) and fenced by the lease
+//!   token, so a worker whose lease ran out cannot overwrite another worker's decision;
+//! - per-destination state (breaker, failure count, disabled flag) lives in the store, so
+//!   every worker sharing it sees the same destinations.
+//!
+//! Times are Unix milliseconds throughout.
+
+#[cfg(feature = "sqlite")]
+pub mod sqlite;
+
+use crate::delivery::policy::ErrorClass;
+use bytes::Bytes;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+
+/// A boxed future, so stores can be used as `dyn OutboxStore`.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// The most response-body bytes kept per attempt in the attempt log.
+pub const MAX_RECORDED_RESPONSE_BYTES: usize = 4096;
+
+/// A delivery's id in the outbox (stable, never reused).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct DeliveryId(pub i64);
+
+impl fmt::Display for DeliveryId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::str::FromStr for DeliveryId {
+    type Err = std::num::ParseIntError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        s.trim().parse().map(Self)
+    }
+}
+
+/// Proof of a lease: only the holder of the current token may record a delivery's outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct LeaseToken(pub i64);
+
+impl LeaseToken {
+    /// A fresh random token.
+    pub fn random() -> Self {
+        Self(rand::random())
+    }
+}
+
+/// Where a delivery is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DeliveryState {
+    /// Waiting for its next attempt (or in flight, or paused on a disabled destination).
+    Pending,
+    /// A 2xx was received.
+    Delivered,
+    /// Given up on: in the dead letters.
+    Dead,
+}
+
+impl DeliveryState {
+    /// `pending`, `delivered` or `dead`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Delivered => "delivered",
+            Self::Dead => "dead",
+        }
+    }
+    /// Parse [`as_str`](Self::as_str)'s output.
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "pending" => Some(Self::Pending),
+            "delivered" => Some(Self::Delivered),
+            "dead" => Some(Self::Dead),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for DeliveryState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A webhook to store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewDelivery {
+    /// The destination URL.
+    pub url: String,
+    /// The destination key that groups deliveries for the breaker and the concurrency cap.
+    pub destination: String,
+    /// The exact body bytes every attempt posts.
+    pub body: Bytes,
+    /// The idempotency key inside the body.
+    pub idempotency_key: String,
+    /// The webhook kind's name.
+    pub kind: String,
+    /// Extra headers sent with every attempt.
+    pub extra_headers: Vec<(String, String)>,
+    /// When it was enqueued.
+    pub created_at_ms: i64,
+    /// When the first attempt may be made.
+    pub first_attempt_at_ms: i64,
+    /// When the retry horizon closes.
+    pub deadline_ms: i64,
+}
+
+/// The result of storing one webhook.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Enqueued {
+    /// Its id.
+    pub id: DeliveryId,
+    /// False when the same webhook (same URL, idempotency key and body) was already stored;
+    /// it will not be delivered a second time.
+    pub created: bool,
+}
+
+/// What to lease.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseRequest {
+    /// The current time.
+    pub now_ms: i64,
+    /// At most this many deliveries.
+    pub limit: u32,
+    /// The lease lasts this long; the delivery comes back after it unless completed.
+    pub lease_ms: i64,
+    /// At most this many deliveries of any one destination.
+    pub per_destination: u32,
+    /// Destinations to skip (at their concurrency cap, or their breaker open in this process).
+    pub exclude: Vec<String>,
+}
+
+/// A leased delivery: everything needed to attempt it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeasedDelivery {
+    /// Its id.
+    pub id: DeliveryId,
+    /// The lease token to complete or release it with.
+    pub token: LeaseToken,
+    /// When the lease runs out.
+    pub lease_expires_ms: i64,
+    /// The destination URL.
+    pub url: String,
+    /// The destination key.
+    pub destination: String,
+    /// The body bytes.
+    pub body: Bytes,
+    /// The idempotency key.
+    pub idempotency_key: String,
+    /// The webhook kind's name.
+    pub kind: String,
+    /// Extra headers.
+    pub extra_headers: Vec<(String, String)>,
+    /// Attempts made since it was (re)queued.
+    pub attempts: u32,
+    /// When it was enqueued.
+    pub created_at_ms: i64,
+    /// When its retry horizon closes.
+    pub deadline_ms: i64,
+}
+
+/// One attempt, as written to the attempt log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttemptRecord {
+    /// When the request started.
+    pub started_at_ms: i64,
+    /// How long until the answer (or the failure).
+    pub latency_ms: i64,
+    /// The HTTP status, when there was an answer.
+    pub status: Option<u16>,
+    /// The outcome's class.
+    pub class: ErrorClass,
+    /// What went wrong, when something did.
+    pub error: Option<String>,
+    /// At most [`MAX_RECORDED_RESPONSE_BYTES`] of the response body.
+    pub response_body: Option<Bytes>,
+}
+
+/// An attempt as read back from the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttemptInfo {
+    /// 1 for the first attempt ever made for this delivery.
+    pub number: u32,
+    /// The attempt.
+    pub record: AttemptRecord,
+}
+
+/// What to do with a delivery after an attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// It was delivered.
+    Delivered,
+    /// Try again at this time.
+    Retry {
+        /// When.
+        at_ms: i64,
+    },
+    /// Move it to the dead letters.
+    Dead {
+        /// A stable reason code (see [`DeadReason::code`](crate::delivery::policy::DeadReason::code)).
+        code: String,
+        /// A readable reason.
+        reason: String,
+    },
+    /// Disable the destination; the delivery stays pending until it is re-enabled.
+    DisableDestination {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// What an attempt says about its destination's health.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Health {
+    /// It answered with a 2xx: reset its failure count and close its breaker.
+    Success,
+    /// It failed (network, 5xx, 408, 429); when `open_until_ms` is set, its breaker opened
+    /// and no worker leases its deliveries before then.
+    Failure {
+        /// Breaker open until (Unix ms).
+        open_until_ms: Option<i64>,
+    },
+    /// Says nothing about the destination (a rejected webhook).
+    Neutral,
+}
+
+/// The result of one attempt, for [`OutboxStore::complete`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Completion {
+    /// The delivery.
+    pub id: DeliveryId,
+    /// The lease it was attempted under.
+    pub token: LeaseToken,
+    /// Its destination key.
+    pub destination: String,
+    /// The attempt.
+    pub attempt: AttemptRecord,
+    /// What to do next.
+    pub outcome: Outcome,
+    /// What it says about the destination.
+    pub health: Health,
+}
+
+/// Whether a completion was applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CompleteStatus {
+    /// The outcome was applied.
+    Applied,
+    /// The lease had passed to another worker (or the delivery was requeued or purged); the
+    /// attempt was logged but the outcome not applied. A success is still applied.
+    LeaseLost,
+}
+
+/// When continuous failure disables a destination.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct DisableRules {
+    /// After this many consecutive failed attempts.
+    pub consecutive_failures: Option<u32>,
+    /// After failing without a single success for this long.
+    pub failing_for_ms: Option<i64>,
+}
+
+/// Deliveries counted by state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct StateCounts {
+    /// Not yet delivered nor given up on (includes the next three).
+    pub pending: u64,
+    /// Pending and leased by a worker right now.
+    pub in_flight: u64,
+    /// Pending with at least one failed attempt.
+    pub retrying: u64,
+    /// Pending on a disabled destination.
+    pub paused: u64,
+    /// Delivered.
+    pub delivered: u64,
+    /// In the dead letters.
+    pub dead: u64,
+}
+
+impl StateCounts {
+    /// Every delivery stored.
+    pub fn total(&self) -> u64 {
+        self.pending + self.delivered + self.dead
+    }
+}
+
+/// A delivery, without its body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliverySummary {
+    /// Its id.
+    pub id: DeliveryId,
+    /// Its state.
+    pub state: DeliveryState,
+    /// The destination URL.
+    pub url: String,
+    /// The destination key.
+    pub destination: String,
+    /// The idempotency key.
+    pub idempotency_key: String,
+    /// The webhook kind's name.
+    pub kind: String,
+    /// When it was enqueued.
+    pub created_at_ms: i64,
+    /// When its retry horizon closes.
+    pub deadline_ms: i64,
+    /// When the next attempt is due (pending only).
+    pub next_attempt_at_ms: Option<i64>,
+    /// Attempts since it was (re)queued.
+    pub attempts: u32,
+    /// Attempts ever made.
+    pub total_attempts: u32,
+    /// The last attempt's status, if it got an answer.
+    pub last_status: Option<u16>,
+    /// The last attempt's class.
+    pub last_error_class: Option<ErrorClass>,
+    /// When the last attempt started.
+    pub last_attempt_at_ms: Option<i64>,
+    /// When it was delivered.
+    pub delivered_at_ms: Option<i64>,
+    /// When it went to the dead letters.
+    pub dead_at_ms: Option<i64>,
+    /// The dead-letter reason code.
+    pub dead_reason_code: Option<String>,
+    /// The readable dead-letter reason.
+    pub dead_reason: Option<String>,
+}
+
+/// A delivery with its body, headers and attempt history.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryDetail {
+    /// The summary.
+    pub summary: DeliverySummary,
+    /// The body bytes.
+    pub body: Bytes,
+    /// Extra headers.
+    pub extra_headers: Vec<(String, String)>,
+    /// Every attempt, oldest first.
+    pub attempts: Vec<AttemptInfo>,
+}
+
+/// Which deliveries to list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListQuery {
+    /// Only this state.
+    pub state: Option<DeliveryState>,
+    /// Only this destination key.
+    pub destination: Option<String>,
+    /// Only ids above this one (pagination).
+    pub after: Option<DeliveryId>,
+    /// At most this many.
+    pub limit: u32,
+}
+
+impl Default for ListQuery {
+    fn default() -> Self {
+        Self {
+            state: None,
+            destination: None,
+            after: None,
+            limit: 100,
+        }
+    }
+}
+
+/// Which deliveries to requeue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RequeueSelection {
+    /// These ids (dead or pending; delivered ones are left alone).
+    Ids(Vec<DeliveryId>),
+    /// Every dead letter.
+    AllDead,
+}
+
+/// Which deliveries to purge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PurgeSelection {
+    /// Delivered or dead (pending deliveries are never purged).
+    pub state: DeliveryState,
+    /// Only those that reached the state before this time.
+    pub before_ms: i64,
+    /// At most this many in one call, so purging never blocks workers for long.
+    pub limit: u32,
+}
+
+/// A destination's state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DestinationInfo {
+    /// The destination key.
+    pub key: String,
+    /// Whether it is disabled.
+    pub disabled: bool,
+    /// Why it was disabled.
+    pub disabled_reason: Option<String>,
+    /// When it was disabled.
+    pub disabled_at_ms: Option<i64>,
+    /// Failed attempts since the last success.
+    pub consecutive_failures: u32,
+    /// When the current run of failures began.
+    pub failing_since_ms: Option<i64>,
+    /// The breaker is open until then (0 when closed).
+    pub open_until_ms: i64,
+    /// Pending deliveries.
+    pub pending: u64,
+}
+
+/// Why the store could not do what was asked. Nothing was changed when an error is returned.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The database is full: the disk, or the database's configured size limit.
+    #[error(
+        "the outbox database is full (disk full or its size limit reached), so nothing was stored: free disk space or raise the limit, then retry: {detail}"
+    )]
+    Full {
+        /// The engine's message.
+        detail: String,
+    },
+    /// The database is read-only.
+    #[error(
+        "the outbox database is read-only, so nothing was stored: open it writable (check file permissions and the read-only option): {detail}"
+    )]
+    ReadOnly {
+        /// The engine's message.
+        detail: String,
+    },
+    /// The database stayed locked by another writer past the busy timeout.
+    #[error(
+        "the outbox database is locked by another process; retry, or raise the busy timeout: {detail}"
+    )]
+    Busy {
+        /// The engine's message.
+        detail: String,
+    },
+    /// The database could not be opened.
+    #[error("cannot open the outbox database {target}: {detail}")]
+    Open {
+        /// The path or URL.
+        target: String,
+        /// What went wrong.
+        detail: String,
+    },
+    /// The schema could not be created or upgraded.
+    #[error("cannot prepare the outbox schema: {detail}")]
+    Migrate {
+        /// What went wrong.
+        detail: String,
+    },
+    /// The same idempotency key was already enqueued for this URL with a different body.
+    #[error(
+        "webhook {idempotency_key} for {url} was already enqueued (delivery {existing}) with a different body; use a new idempotency key for a different webhook"
+    )]
+    IdempotencyConflict {
+        /// The URL.
+        url: String,
+        /// The key.
+        idempotency_key: String,
+        /// The delivery already stored.
+        existing: DeliveryId,
+    },
+    /// A stored row could not be read back.
+    #[error(
+        "the outbox database holds a row it cannot read ({detail}); was it written by a newer version?"
+    )]
+    Corrupt {
+        /// What was wrong.
+        detail: String,
+    },
+    /// Any other database error.
+    #[error("outbox database error: {0}")]
+    Database(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// Storage for the outbox. Implementations must be safe to share between tasks and, for
+/// engines that allow it, between processes.
+///
+/// Every method is one short transaction. Enqueueing returns only once the rows are durable.
+pub trait OutboxStore: Send + Sync + fmt::Debug {
+    /// Store webhooks, all or none, and return once they are durable.
+    ///
+    /// Storing a webhook whose URL and idempotency key are already stored is a no-op that
+    /// returns the existing id with `created == false`, or an
+    /// [`IdempotencyConflict`](StoreError::IdempotencyConflict) if its body differs.
+    fn enqueue(&self, batch: Vec<NewDelivery>) -> BoxFuture<'_, Result<Vec<Enqueued>, StoreError>>;
+
+    /// Claim up to `limit` due deliveries of enabled destinations whose breaker is closed.
+    fn lease(
+        &self,
+        request: LeaseRequest,
+    ) -> BoxFuture<'_, Result<Vec<LeasedDelivery>, StoreError>>;
+
+    /// Log attempts and apply their outcomes, in one transaction.
+    fn complete(
+        &self,
+        batch: Vec<Completion>,
+        rules: DisableRules,
+        now_ms: i64,
+    ) -> BoxFuture<'_, Result<Vec<CompleteStatus>, StoreError>>;
+
+    /// Give leases back without an attempt (shutdown): each delivery becomes due at `at_ms`.
+    fn release(
+        &self,
+        leases: Vec<(DeliveryId, LeaseToken)>,
+        at_ms: i64,
+    ) -> BoxFuture<'_, Result<u64, StoreError>>;
+
+    /// When the earliest pending delivery is due (ignoring breakers and disabled
+    /// destinations), or `None` when nothing is pending.
+    fn next_due(&self) -> BoxFuture<'_, Result<Option<i64>, StoreError>>;
+
+    /// Deliveries by state.
+    fn counts(&self, now_ms: i64) -> BoxFuture<'_, Result<StateCounts, StoreError>>;
+
+    /// List deliveries, oldest id first.
+    fn list(&self, query: ListQuery) -> BoxFuture<'_, Result<Vec<DeliverySummary>, StoreError>>;
+
+    /// One delivery with its body and attempt history.
+    fn get(&self, id: DeliveryId) -> BoxFuture<'_, Result<Option<DeliveryDetail>, StoreError>>;
+
+    /// Make dead (or pending) deliveries due at `now_ms` with a fresh attempt budget and the
+    /// horizon moved to `deadline_ms`. Returns how many were requeued.
+    fn requeue(
+        &self,
+        selection: RequeueSelection,
+        now_ms: i64,
+        deadline_ms: i64,
+    ) -> BoxFuture<'_, Result<u64, StoreError>>;
+
+    /// Delete delivered or dead deliveries (and their attempt logs). Returns how many.
+    fn purge(&self, selection: PurgeSelection) -> BoxFuture<'_, Result<u64, StoreError>>;
+
+    /// Every destination the store knows.
+    fn destinations(&self) -> BoxFuture<'_, Result<Vec<DestinationInfo>, StoreError>>;
+
+    /// Enable or disable a destination. Enabling resets its failure count, closes its breaker
+    /// and moves the horizon of its pending deliveries to at least `deadline_ms`. Returns
+    /// false when the destination is unknown.
+    fn set_destination_enabled(
+        &self,
+        key: String,
+        enabled: bool,
+        reason: Option<String>,
+        now_ms: i64,
+        deadline_ms: i64,
+    ) -> BoxFuture<'_, Result<bool, StoreError>>;
+}

@@ -1,0 +1,677 @@
+//! The SQLite outbox store: what the worker and operators rely on.
+
+use adcp_webhooks::delivery::policy::ErrorClass;
+use adcp_webhooks::delivery::store::sqlite::{SqliteOptions, SqliteStore};
+use adcp_webhooks::delivery::store::{
+    AttemptRecord, CompleteStatus, Completion, DeliveryId, DeliveryState, DisableRules, Health,
+    LeaseRequest, ListQuery, NewDelivery, OutboxStore, Outcome, PurgeSelection, RequeueSelection,
+    StoreError,
+};
+use bytes::Bytes;
+
+const T0: i64 = 1_800_000_000_000;
+const DAY: i64 = 86_400_000;
+
+fn temp_db(name: &str) -> (tempdir::TempDir, String) {
+    let dir = tempdir::TempDir::new(name);
+    let path = dir.path().join("outbox.db").to_string_lossy().into_owned();
+    (dir, path)
+}
+
+mod tempdir {
+    /// A directory removed on drop (no extra dependency for one helper).
+    pub struct TempDir(std::path::PathBuf);
+    impl TempDir {
+        pub fn new(name: &str) -> Self {
+            let path = std::env::temp_dir().join(format!(
+                "adcp-outbox-{name}-{}-{}",
+                std::process::id(),
+                rand_suffix()
+            ));
+            std::fs::create_dir_all(&path).expect("create temp dir");
+            Self(path)
+        }
+        pub fn path(&self) -> &std::path::Path {
+            &self.0
+        }
+    }
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+    fn rand_suffix() -> u64 {
+        use std::time::{SystemTime, UNIX_EPOCH};
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0)
+    }
+}
+
+async fn open(path: &str) -> SqliteStore {
+    SqliteStore::open(SqliteOptions::new(path))
+        .await
+        .expect("open store")
+}
+
+fn new(url: &str, key: &str, body: &str) -> NewDelivery {
+    let origin = url.split('/').take(3).collect::<Vec<_>>().join("/");
+    NewDelivery {
+        url: url.to_owned(),
+        destination: origin,
+        body: Bytes::from(body.to_owned()),
+        idempotency_key: key.to_owned(),
+        kind: "raw".to_owned(),
+        extra_headers: vec![("X-Tenant".to_owned(), "t1".to_owned())],
+        created_at_ms: T0,
+        first_attempt_at_ms: T0,
+        deadline_ms: T0 + DAY,
+    }
+}
+
+fn lease_req(now: i64, limit: u32) -> LeaseRequest {
+    LeaseRequest {
+        now_ms: now,
+        limit,
+        lease_ms: 30_000,
+        per_destination: 100,
+        exclude: vec![],
+    }
+}
+
+fn attempt(now: i64, status: Option<u16>, class: ErrorClass) -> AttemptRecord {
+    AttemptRecord {
+        started_at_ms: now,
+        latency_ms: 12,
+        status,
+        class,
+        error: None,
+        response_body: Some(Bytes::from(vec![b'x'; 10_000])),
+    }
+}
+
+#[tokio::test]
+async fn enqueue_is_durable_and_idempotent_per_url_and_key() {
+    let (_dir, path) = temp_db("idem");
+    let store = open(&path).await;
+    let first = store
+        .enqueue(vec![new(
+            "https://a.example/hook",
+            "whk_key_0000000000001",
+            "{\"a\":1}",
+        )])
+        .await
+        .unwrap();
+    assert!(first[0].created);
+    // Same URL, key and body: no second delivery.
+    let again = store
+        .enqueue(vec![new(
+            "https://a.example/hook",
+            "whk_key_0000000000001",
+            "{\"a\":1}",
+        )])
+        .await
+        .unwrap();
+    assert_eq!(again[0].id, first[0].id);
+    assert!(!again[0].created);
+    // Same key to another URL is another webhook.
+    let other = store
+        .enqueue(vec![new(
+            "https://b.example/hook",
+            "whk_key_0000000000001",
+            "{\"a\":1}",
+        )])
+        .await
+        .unwrap();
+    assert!(other[0].created);
+    assert_ne!(other[0].id, first[0].id);
+    // Same URL and key with a different body is refused, and the whole batch with it.
+    let err = store
+        .enqueue(vec![
+            new("https://c.example/hook", "whk_key_0000000000002", "{}"),
+            new(
+                "https://a.example/hook",
+                "whk_key_0000000000001",
+                "{\"a\":2}",
+            ),
+        ])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::IdempotencyConflict { existing, .. } if existing == first[0].id),
+        "{err}"
+    );
+    assert_eq!(store.counts(T0).await.unwrap().pending, 2);
+    store.close().await;
+
+    // Everything survives closing and reopening the file.
+    let reopened = open(&path).await;
+    let detail = reopened.get(first[0].id).await.unwrap().expect("stored");
+    assert_eq!(detail.body, Bytes::from_static(b"{\"a\":1}"));
+    assert_eq!(
+        detail.extra_headers,
+        vec![("X-Tenant".to_owned(), "t1".to_owned())]
+    );
+    assert_eq!(detail.summary.state, DeliveryState::Pending);
+    assert_eq!(reopened.counts(T0).await.unwrap().total(), 2);
+}
+
+#[tokio::test]
+async fn leases_hide_work_until_they_expire_and_fence_late_writers() {
+    let (_dir, path) = temp_db("lease");
+    let store = open(&path).await;
+    let ids: Vec<DeliveryId> = store
+        .enqueue(
+            (0..5)
+                .map(|i| {
+                    new(
+                        "https://a.example/h",
+                        &format!("whk_lease_test_{i:08}"),
+                        "{}",
+                    )
+                })
+                .collect(),
+        )
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.id)
+        .collect();
+    let first = store.lease(lease_req(T0, 3)).await.unwrap();
+    assert_eq!(
+        first.iter().map(|d| d.id).collect::<Vec<_>>(),
+        ids[..3].to_vec()
+    );
+    assert_eq!(first[0].body, Bytes::from_static(b"{}"));
+    assert_eq!(first[0].lease_expires_ms, T0 + 30_000);
+    let second = store.lease(lease_req(T0, 10)).await.unwrap();
+    assert_eq!(
+        second.iter().map(|d| d.id).collect::<Vec<_>>(),
+        ids[3..].to_vec()
+    );
+    assert!(
+        store
+            .lease(lease_req(T0 + 29_999, 10))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let counts = store.counts(T0 + 1).await.unwrap();
+    assert_eq!(counts.in_flight, 5);
+
+    // The worker holding `first` dies; after expiry another worker gets the work back.
+    let retaken = store.lease(lease_req(T0 + 30_000, 10)).await.unwrap();
+    assert_eq!(retaken.len(), 5);
+    assert_ne!(retaken[0].token, first[0].token);
+
+    // The first worker's late retry decision is fenced off; its attempt is still logged.
+    let late = Completion {
+        id: first[0].id,
+        token: first[0].token,
+        destination: first[0].destination.clone(),
+        attempt: attempt(T0 + 31_000, Some(503), ErrorClass::Http5xx),
+        outcome: Outcome::Retry { at_ms: T0 + 99_000 },
+        health: Health::Neutral,
+    };
+    let status = store
+        .complete(vec![late], DisableRules::default(), T0 + 31_000)
+        .await
+        .unwrap();
+    assert_eq!(status, vec![CompleteStatus::LeaseLost]);
+    // The current holder's decision applies.
+    let current = Completion {
+        id: retaken[0].id,
+        token: retaken[0].token,
+        destination: retaken[0].destination.clone(),
+        attempt: attempt(T0 + 31_000, Some(503), ErrorClass::Http5xx),
+        outcome: Outcome::Retry { at_ms: T0 + 90_000 },
+        health: Health::Neutral,
+    };
+    assert_eq!(
+        store
+            .complete(vec![current], DisableRules::default(), T0 + 31_000)
+            .await
+            .unwrap(),
+        vec![CompleteStatus::Applied]
+    );
+    let detail = store.get(retaken[0].id).await.unwrap().unwrap();
+    assert_eq!(detail.summary.next_attempt_at_ms, Some(T0 + 90_000));
+    assert_eq!(detail.attempts.len(), 2);
+    assert_eq!(
+        detail.attempts.iter().map(|a| a.number).collect::<Vec<_>>(),
+        vec![1, 2]
+    );
+    // Response bodies are truncated in the log.
+    assert_eq!(
+        detail.attempts[0]
+            .record
+            .response_body
+            .as_ref()
+            .map(Bytes::len),
+        Some(4096)
+    );
+    assert_eq!(detail.summary.attempts, 1);
+    assert_eq!(detail.summary.total_attempts, 2);
+    assert_eq!(detail.summary.last_status, Some(503));
+
+    // A release gives work back without counting an attempt.
+    let released = store
+        .release(
+            retaken[1..].iter().map(|d| (d.id, d.token)).collect(),
+            T0 + 31_000,
+        )
+        .await
+        .unwrap();
+    assert_eq!(released, 4);
+    assert_eq!(
+        store.lease(lease_req(T0 + 31_000, 10)).await.unwrap().len(),
+        4
+    );
+}
+
+#[tokio::test]
+async fn lease_spreads_a_batch_over_destinations_and_skips_excluded_ones() {
+    let store = open("sqlite::memory:").await;
+    let mut batch = Vec::new();
+    for i in 0..20 {
+        batch.push(new(
+            "https://busy.example/h",
+            &format!("whk_busy_dest_{i:08}"),
+            "{}",
+        ));
+    }
+    batch.push(new(
+        "https://quiet.example/h",
+        "whk_quiet_dest_00000001",
+        "{}",
+    ));
+    store.enqueue(batch).await.unwrap();
+    let req = LeaseRequest {
+        per_destination: 2,
+        ..lease_req(T0, 10)
+    };
+    let got = store.lease(req).await.unwrap();
+    let busy = got
+        .iter()
+        .filter(|d| d.destination == "https://busy.example")
+        .count();
+    let quiet = got
+        .iter()
+        .filter(|d| d.destination == "https://quiet.example")
+        .count();
+    assert_eq!((busy, quiet), (2, 1));
+    let req = LeaseRequest {
+        exclude: vec!["https://busy.example".into()],
+        ..lease_req(T0, 10)
+    };
+    assert!(store.lease(req).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn outcomes_dead_letters_requeue_and_purge() {
+    let store = open("sqlite::memory:").await;
+    let e = store
+        .enqueue(vec![
+            new("https://a.example/h", "whk_outcome_000000001", "{\"n\":1}"),
+            new("https://a.example/h", "whk_outcome_000000002", "{\"n\":2}"),
+        ])
+        .await
+        .unwrap();
+    let leased = store.lease(lease_req(T0, 10)).await.unwrap();
+    let done = vec![
+        Completion {
+            id: leased[0].id,
+            token: leased[0].token,
+            destination: leased[0].destination.clone(),
+            attempt: attempt(T0, Some(200), ErrorClass::Ok),
+            outcome: Outcome::Delivered,
+            health: Health::Success,
+        },
+        Completion {
+            id: leased[1].id,
+            token: leased[1].token,
+            destination: leased[1].destination.clone(),
+            attempt: attempt(T0, Some(400), ErrorClass::Http4xx),
+            outcome: Outcome::Dead {
+                code: "rejected".into(),
+                reason: "HTTP 400".into(),
+            },
+            health: Health::Neutral,
+        },
+    ];
+    assert_eq!(
+        store
+            .complete(done, DisableRules::default(), T0 + 5)
+            .await
+            .unwrap(),
+        vec![CompleteStatus::Applied; 2]
+    );
+    let counts = store.counts(T0 + 5).await.unwrap();
+    assert_eq!((counts.pending, counts.delivered, counts.dead), (0, 1, 1));
+
+    let dead = store
+        .list(ListQuery {
+            state: Some(DeliveryState::Dead),
+            ..ListQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].id, e[1].id);
+    assert_eq!(dead[0].dead_reason_code.as_deref(), Some("rejected"));
+    assert_eq!(dead[0].last_error_class, Some(ErrorClass::Http4xx));
+    let delivered = store.get(e[0].id).await.unwrap().unwrap();
+    assert_eq!(delivered.summary.delivered_at_ms, Some(T0 + 5));
+
+    // Requeue: due now, fresh budget and horizon; history kept.
+    assert_eq!(
+        store
+            .requeue(RequeueSelection::AllDead, T0 + 10, T0 + 10 + DAY)
+            .await
+            .unwrap(),
+        1
+    );
+    let back = store.get(e[1].id).await.unwrap().unwrap();
+    assert_eq!(back.summary.state, DeliveryState::Pending);
+    assert_eq!(back.summary.attempts, 0);
+    assert_eq!(back.summary.deadline_ms, T0 + 10 + DAY);
+    assert_eq!(back.attempts.len(), 1);
+    assert_eq!(back.summary.dead_reason, None);
+    // Delivered webhooks are never requeued by id.
+    assert_eq!(
+        store
+            .requeue(RequeueSelection::Ids(vec![e[0].id]), T0, T0 + DAY)
+            .await
+            .unwrap(),
+        0
+    );
+
+    // Purge only what is old enough, and never pending work.
+    let purge = PurgeSelection {
+        state: DeliveryState::Delivered,
+        before_ms: T0 + 5,
+        limit: 100,
+    };
+    assert_eq!(store.purge(purge).await.unwrap(), 0);
+    let purge = PurgeSelection {
+        before_ms: T0 + 6,
+        ..purge
+    };
+    assert_eq!(store.purge(purge).await.unwrap(), 1);
+    assert!(store.get(e[0].id).await.unwrap().is_none());
+    let purge = PurgeSelection {
+        state: DeliveryState::Pending,
+        before_ms: i64::MAX,
+        limit: 100,
+    };
+    assert_eq!(store.purge(purge).await.unwrap(), 0);
+    assert_eq!(store.counts(T0).await.unwrap().pending, 1);
+}
+
+#[tokio::test]
+async fn gone_and_continuous_failure_disable_a_destination_until_enabled() {
+    let store = open("sqlite::memory:").await;
+    store
+        .enqueue(vec![
+            new("https://gone.example/h", "whk_gone_00000000001", "{}"),
+            new("https://gone.example/h", "whk_gone_00000000002", "{}"),
+            new("https://flaky.example/h", "whk_flaky_0000000001", "{}"),
+        ])
+        .await
+        .unwrap();
+    let leased = store
+        .lease(LeaseRequest {
+            per_destination: 1,
+            ..lease_req(T0, 10)
+        })
+        .await
+        .unwrap();
+    assert_eq!(leased.len(), 2);
+    let gone = leased
+        .iter()
+        .find(|d| d.destination == "https://gone.example")
+        .unwrap();
+    let flaky = leased
+        .iter()
+        .find(|d| d.destination == "https://flaky.example")
+        .unwrap();
+    let rules = DisableRules {
+        consecutive_failures: Some(1),
+        failing_for_ms: None,
+    };
+    let results = store
+        .complete(
+            vec![
+                Completion {
+                    id: gone.id,
+                    token: gone.token,
+                    destination: gone.destination.clone(),
+                    attempt: attempt(T0, Some(410), ErrorClass::Gone),
+                    outcome: Outcome::DisableDestination {
+                        reason: "HTTP 410 Gone".into(),
+                    },
+                    health: Health::Neutral,
+                },
+                Completion {
+                    id: flaky.id,
+                    token: flaky.token,
+                    destination: flaky.destination.clone(),
+                    attempt: attempt(T0, None, ErrorClass::Connect),
+                    outcome: Outcome::Retry { at_ms: T0 },
+                    health: Health::Failure {
+                        open_until_ms: None,
+                    },
+                },
+            ],
+            rules,
+            T0,
+        )
+        .await
+        .unwrap();
+    assert_eq!(results, vec![CompleteStatus::Applied; 2]);
+    // Both destinations are disabled; their three webhooks wait, visibly.
+    assert!(store.lease(lease_req(T0 + 1, 10)).await.unwrap().is_empty());
+    let counts = store.counts(T0 + 1).await.unwrap();
+    assert_eq!((counts.pending, counts.paused), (3, 3));
+    let dests = store.destinations().await.unwrap();
+    let g = dests
+        .iter()
+        .find(|d| d.key == "https://gone.example")
+        .unwrap();
+    assert!(g.disabled);
+    assert_eq!(g.disabled_reason.as_deref(), Some("HTTP 410 Gone"));
+    assert_eq!(g.pending, 2);
+    let f = dests
+        .iter()
+        .find(|d| d.key == "https://flaky.example")
+        .unwrap();
+    assert!(
+        f.disabled
+            && f.disabled_reason
+                .as_deref()
+                .unwrap_or("")
+                .contains("1 attempts in a row")
+    );
+
+    // An operator re-enables one; its webhooks flow again with a fresh horizon.
+    assert!(
+        store
+            .set_destination_enabled(
+                "https://gone.example".into(),
+                true,
+                None,
+                T0 + 5,
+                T0 + 5 + DAY
+            )
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .set_destination_enabled("https://nobody.example".into(), true, None, T0, T0)
+            .await
+            .unwrap()
+    );
+    let again = store.lease(lease_req(T0 + 5, 10)).await.unwrap();
+    assert_eq!(again.len(), 2);
+    assert!(
+        again
+            .iter()
+            .all(|d| d.destination == "https://gone.example" && d.deadline_ms == T0 + 5 + DAY)
+    );
+}
+
+#[tokio::test]
+async fn an_open_breaker_holds_back_its_destination_only() {
+    let store = open("sqlite::memory:").await;
+    store
+        .enqueue(vec![
+            new("https://down.example/h", "whk_down_00000000001", "{}"),
+            new("https://down.example/h", "whk_down_00000000002", "{}"),
+            new("https://up.example/h", "whk_up_0000000000001", "{}"),
+        ])
+        .await
+        .unwrap();
+    let leased = store
+        .lease(LeaseRequest {
+            per_destination: 1,
+            ..lease_req(T0, 10)
+        })
+        .await
+        .unwrap();
+    let down = leased
+        .iter()
+        .find(|d| d.destination == "https://down.example")
+        .unwrap();
+    let c = Completion {
+        id: down.id,
+        token: down.token,
+        destination: down.destination.clone(),
+        attempt: attempt(T0, Some(503), ErrorClass::Http5xx),
+        outcome: Outcome::Retry { at_ms: T0 + 1 },
+        health: Health::Failure {
+            open_until_ms: Some(T0 + 60_000),
+        },
+    };
+    store
+        .complete(vec![c], DisableRules::default(), T0)
+        .await
+        .unwrap();
+    let up = leased
+        .iter()
+        .find(|d| d.destination == "https://up.example")
+        .unwrap();
+    store
+        .release(vec![(up.id, up.token)], T0 + 1)
+        .await
+        .unwrap();
+    let during = store.lease(lease_req(T0 + 1_000, 10)).await.unwrap();
+    assert_eq!(
+        during
+            .iter()
+            .map(|d| d.destination.as_str())
+            .collect::<Vec<_>>(),
+        vec!["https://up.example"]
+    );
+    store
+        .release(vec![(during[0].id, during[0].token)], i64::MAX)
+        .await
+        .unwrap();
+    let after = store.lease(lease_req(T0 + 60_000, 10)).await.unwrap();
+    assert_eq!(after.len(), 2);
+    assert!(
+        after
+            .iter()
+            .all(|d| d.destination == "https://down.example")
+    );
+}
+
+#[tokio::test]
+async fn read_only_database_refuses_enqueue_with_an_error() {
+    let (_dir, path) = temp_db("ro");
+    let store = open(&path).await;
+    store
+        .enqueue(vec![new(
+            "https://a.example/h",
+            "whk_read_only_0000001",
+            "{}",
+        )])
+        .await
+        .unwrap();
+    store.close().await;
+
+    let ro = SqliteStore::open(SqliteOptions::new(&path).read_only(true))
+        .await
+        .unwrap();
+    let err = ro
+        .enqueue(vec![new(
+            "https://a.example/h",
+            "whk_read_only_0000002",
+            "{}",
+        )])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::ReadOnly { .. }), "{err:?}");
+    assert!(err.to_string().contains("read-only"), "{err}");
+    // Reading still works.
+    assert_eq!(ro.counts(T0).await.unwrap().pending, 1);
+    ro.close().await;
+    // Nothing was half-written.
+    let rw = open(&path).await;
+    assert_eq!(rw.counts(T0).await.unwrap().total(), 1);
+
+    // Read-only open of a file with no outbox is an error, not an empty outbox.
+    let (_dir2, empty) = temp_db("ro-empty");
+    std::fs::write(&empty, b"").unwrap();
+    let err = SqliteStore::open(SqliteOptions::new(&empty).read_only(true))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Open { .. }), "{err:?}");
+}
+
+#[tokio::test]
+async fn full_database_refuses_enqueue_with_an_error_and_keeps_what_it_had() {
+    let (_dir, path) = temp_db("full");
+    let store = SqliteStore::open(SqliteOptions::new(&path).max_size_bytes(256 * 1024))
+        .await
+        .unwrap();
+    let body = "x".repeat(8 * 1024);
+    let mut accepted = 0u64;
+    let mut failure = None;
+    for i in 0..200 {
+        match store
+            .enqueue(vec![new(
+                "https://a.example/h",
+                &format!("whk_full_test_{i:08}"),
+                &body,
+            )])
+            .await
+        {
+            Ok(_) => accepted += 1,
+            Err(e) => {
+                failure = Some(e);
+                break;
+            }
+        }
+    }
+    let err = failure.expect("a 256 KiB database cannot hold 200 bodies of 8 KiB");
+    assert!(matches!(err, StoreError::Full { .. }), "{err:?}");
+    assert!(err.to_string().contains("full"), "{err}");
+    assert!(accepted > 0);
+    // Every accepted webhook is there, and the refused one is not.
+    let counts = store.counts(T0).await.unwrap();
+    assert_eq!(counts.pending, accepted);
+    let all = store
+        .list(ListQuery {
+            limit: 1000,
+            ..ListQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(all.len() as u64, accepted);
+    assert!(
+        all.iter()
+            .all(|d| d.idempotency_key != format!("whk_full_test_{accepted:08}"))
+    );
+}
