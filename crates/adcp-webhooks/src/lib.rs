@@ -12,3 +12,4 @@ pub mod keys;
 pub mod payload;
 pub mod signing;
 pub mod transport;
+pub mod verify;

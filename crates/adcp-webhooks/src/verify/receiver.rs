@@ -7,7 +7,7 @@
 use super::dedup::{DedupClaim, DedupStore, InMemoryDedupStore};
 use super::error::VerifyError;
 use super::{ReceivedRequest, VerifiedWebhook, WebhookVerifier};
-use crate::payload::ParsedWebhook;
+use crate::payload::{IdempotencyKey, ParsedWebhook, WebhookKind};
 use crate::signing::HeaderSource;
 use std::sync::Arc;
 
@@ -250,6 +250,7 @@ struct Inner {
     target: TargetUri,
     max_body: usize,
     scope: String,
+    kind: Option<WebhookKind>,
 }
 
 /// Options for a [`WebhookReceiver`]; start from [`WebhookReceiver::builder`].
@@ -284,6 +285,14 @@ impl WebhookReceiverBuilder {
         self
     }
 
+    /// Accept only bodies of `kind`, for an endpoint that receives one kind (default: any of
+    /// the five, recognized by their fields). [`WebhookKind::Raw`] accepts any JSON object that
+    /// carries a valid `idempotency_key`, unchecked.
+    pub fn expect_kind(mut self, kind: WebhookKind) -> Self {
+        self.inner.kind = Some(kind);
+        self
+    }
+
     /// Finish.
     pub fn build(self) -> WebhookReceiver {
         WebhookReceiver {
@@ -302,6 +311,7 @@ impl WebhookReceiver {
                 target: TargetUri::default(),
                 max_body: DEFAULT_MAX_BODY_BYTES,
                 scope: String::new(),
+                kind: None,
             },
         }
     }
@@ -403,11 +413,18 @@ impl WebhookReceiver {
                 "Content-Type is not application/json; AdCP webhooks are JSON".into(),
             ));
         }
-        let payload = match ParsedWebhook::parse(request.body) {
+        let parsed = match self.inner.kind {
+            None => ParsedWebhook::parse(request.body),
+            Some(kind) => ParsedWebhook::parse_as(kind, request.body),
+        };
+        let payload = match parsed {
             Ok(p) => p,
             Err(e) => return Outcome::Rejected(Rejection::MalformedBody(e.to_string())),
         };
-        let idempotency_key = payload.idempotency_key().as_str().to_owned();
+        let idempotency_key = match dispatch_key(&payload, self.inner.kind) {
+            Ok(k) => k,
+            Err(m) => return Outcome::Rejected(Rejection::MalformedBody(m)),
+        };
         let scope = self.inner.scope.clone();
         let claim = self
             .inner
@@ -423,6 +440,34 @@ impl WebhookReceiver {
             DedupClaim::Fresh => Outcome::Accepted(webhook),
             DedupClaim::Duplicate => Outcome::Duplicate(webhook),
         }
+    }
+}
+
+/// The idempotency key of a body the receiver may dispatch. A body of none of the five kinds
+/// is refused unless the endpoint was configured for raw bodies; a raw body still needs a valid
+/// `idempotency_key`, or retries could not be told apart from new events.
+fn dispatch_key(payload: &ParsedWebhook, kind: Option<WebhookKind>) -> Result<String, String> {
+    if let Some(key) = payload.idempotency_key() {
+        return Ok(key.as_str().to_owned());
+    }
+    match payload {
+        ParsedWebhook::Unknown(value) if kind == Some(WebhookKind::Raw) => {
+            let raw = value
+                .get("idempotency_key")
+                .and_then(serde_json::Value::as_str)
+                .ok_or_else(|| {
+                    "the body has no idempotency_key; every AdCP webhook carries one".to_owned()
+                })?;
+            IdempotencyKey::new(raw)
+                .map(IdempotencyKey::into_string)
+                .map_err(|e| e.to_string())
+        }
+        ParsedWebhook::Unknown(_) => Err(
+            "the body is none of the five AdCP webhook kinds (task status, revocation, \
+             artifact, collection or property list change); it is not dispatchable"
+                .to_owned(),
+        ),
+        _ => Err("the body has no idempotency_key; every AdCP webhook carries one".to_owned()),
     }
 }
 
