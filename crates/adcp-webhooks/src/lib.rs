@@ -10,6 +10,14 @@ pub mod delivery;
 pub mod destination;
 pub mod keys;
 pub mod payload;
+pub mod sender;
 pub mod signing;
 pub mod transport;
 pub mod verify;
+
+pub use keys::{Algorithm, KeyPurpose, SigningKey, VerifyingKey};
+pub use payload::{
+    ArtifactWebhook, CollectionListChanged, IdempotencyKey, McpWebhook, PropertyListChanged,
+    RawWebhook, RevocationNotification, TaskStatus, WebhookKind, WebhookPayload,
+};
+pub use sender::{DeliveryResult, PreparedWebhook, SendError, SignedRequest, WebhookSender};
