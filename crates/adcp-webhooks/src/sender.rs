@@ -274,7 +274,7 @@ pub enum SendError {
     Destination(#[from] DestinationError),
     /// The HTTP client could not be built.
     #[error("could not build the HTTP client: {0}")]
-    Client(#[source] TransportError),
+    Client(#[source] Box<TransportError>),
     /// `resend` was given a result whose body was not recorded.
     #[error(
         "cannot resend webhook {idempotency_key}: its body was not recorded; resend from the PreparedWebhook instead"
@@ -293,7 +293,7 @@ pub enum SendError {
         url: String,
         /// What went wrong.
         #[source]
-        source: TransportError,
+        source: Box<TransportError>,
         /// The prepared webhook, so the caller can retry exactly it.
         prepared: Box<PreparedWebhook>,
     },
@@ -425,7 +425,7 @@ impl WebhookSenderBuilder {
             None => {
                 let mut config = self.config;
                 config.dns_resolver = Some(Arc::new(resolver.clone()));
-                Transport::new(config).map_err(SendError::Client)?
+                Transport::new(config).map_err(|e| SendError::Client(Box::new(e)))?
             }
         };
         Ok(WebhookSender {
@@ -559,7 +559,7 @@ impl WebhookSender {
                 None => SendError::Transport {
                     idempotency_key: prepared.idempotency_key.clone(),
                     url: prepared.url.clone(),
-                    source,
+                    source: Box::new(source),
                     prepared: Box::new(prepared.clone()),
                 },
             }),
