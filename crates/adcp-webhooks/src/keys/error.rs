@@ -164,8 +164,17 @@ pub enum KeyError {
     },
 
     /// The PEM is encrypted and no passphrase was given.
-    #[error("the PEM private key is encrypted: supply its passphrase")]
-    PassphraseRequired,
+    #[error("the PEM private key{} is encrypted: supply its passphrase", in_path(.path.as_deref()))]
+    PassphraseRequired {
+        /// The file, when the key was read from one.
+        path: Option<PathBuf>,
+    },
+
+    /// An empty passphrase was given to encrypt a key; it would protect nothing.
+    #[error(
+        "refusing to encrypt a private key with an empty passphrase; choose a non-empty one or write the key unencrypted (mode 0600)"
+    )]
+    EmptyPassphrase,
 
     /// Decryption failed: the passphrase is wrong (or the file is corrupted).
     #[error("could not decrypt the PEM private key: wrong passphrase (or a corrupted file)")]
@@ -207,6 +216,11 @@ pub enum KeyError {
         /// The operation that failed.
         operation: &'static str,
     },
+}
+
+fn in_path(path: Option<&std::path::Path>) -> String {
+    path.map(|p| format!(" in {}", p.display()))
+        .unwrap_or_default()
 }
 
 fn purpose_message(found: Option<&str>) -> String {

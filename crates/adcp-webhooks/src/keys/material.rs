@@ -89,7 +89,6 @@ impl PrivateMaterial {
     }
 
     /// The raw seed (Ed25519) or big-endian scalar (P-256).
-    #[allow(dead_code)] // used by PEM export, which lands next
     pub(crate) fn secret_bytes(&self) -> &[u8; KEY_LEN] {
         &self.secret
     }
