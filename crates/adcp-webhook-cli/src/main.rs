@@ -4,6 +4,7 @@ mod demo;
 mod keyfile;
 mod payload_args;
 
+use adcp_webhooks::destination::DestinationPolicy;
 use adcp_webhooks::keys::{Algorithm, Jwks, KeyPurpose, SigningKey};
 use adcp_webhooks::sender::{DeliveryResult, SendError, WebhookSender};
 use clap::{Args, Parser, Subcommand};
@@ -109,10 +110,19 @@ struct SendArgs {
     target: SendTarget,
 }
 
+/// Key, destination and delivery flags shared by `send` and `outbox enqueue`; accepted before
+/// or after the kind (`send mcp --key k.pem --url ...`).
 #[derive(Args, Debug, Clone)]
-struct SendTarget {
-    #[command(flatten)]
-    key: KeyArgs,
+pub struct SendTarget {
+    /// Private key: a PEM (with --kid) or a private JWK file.
+    #[arg(long, value_name = "FILE", global = true)]
+    key: Option<PathBuf>,
+    /// Key id (required with a PEM; overrides a JWK's kid).
+    #[arg(long, global = true)]
+    kid: Option<String>,
+    /// Expected algorithm; an error if the key is of another type.
+    #[arg(long, value_parser = parse_alg, global = true)]
+    alg: Option<Algorithm>,
     /// Destination URL.
     #[arg(long, global = true)]
     url: Option<String>,
@@ -125,6 +135,33 @@ struct SendTarget {
     /// Per-request timeout in seconds.
     #[arg(long, default_value_t = 10, global = true)]
     timeout_secs: u64,
+    #[command(flatten)]
+    destinations: DestinationArgs,
+}
+
+/// Destination policy flags. Without them only https on port 443 to public addresses is allowed.
+#[derive(Args, Debug, Clone, Default)]
+pub struct DestinationArgs {
+    /// Allow plain http (and any port): for local testing only.
+    #[arg(long, global = true)]
+    allow_http: bool,
+    /// Allow loopback, private, link-local and other non-public addresses (and any port).
+    #[arg(long, global = true)]
+    allow_private_destinations: bool,
+}
+
+impl DestinationArgs {
+    /// The policy these flags describe.
+    pub fn policy(&self) -> DestinationPolicy {
+        let mut policy = DestinationPolicy::strict()
+            .allow_http(self.allow_http)
+            .allow_private_destinations(self.allow_private_destinations);
+        if self.allow_http || self.allow_private_destinations {
+            // Local receivers listen on arbitrary ports.
+            policy = policy.allowed_ports([]);
+        }
+        policy
+    }
 }
 
 fn parse_alg(s: &str) -> Result<Algorithm, String> {
@@ -277,10 +314,18 @@ fn result_json(r: &DeliveryResult, attempts: u32) -> Value {
 
 async fn send(a: SendArgs) -> Result<ExitCode, String> {
     let t = a.target;
-    let url = t.url.clone().ok_or("pass --url")?;
-    let key = keyfile::load_signing_key(&t.key.key, t.key.kid.as_deref(), t.key.alg)?;
+    let url = t
+        .url
+        .clone()
+        .ok_or("pass --url with the buyer's webhook URL")?;
+    let key_path = t
+        .key
+        .as_ref()
+        .ok_or("pass --key with a PEM (and --kid) or a private JWK file")?;
+    let key = keyfile::load_signing_key(key_path, t.kid.as_deref(), t.alg)?;
     let sender = WebhookSender::builder(key)
         .timeout(Duration::from_secs(t.timeout_secs.max(1)))
+        .destination_policy(t.destinations.policy())
         .build()
         .map_err(|e| e.to_string())?;
     let payload = a.kind.payload()?;
