@@ -18,13 +18,17 @@ pub const PROPERTY_LIST_CHANGED_EVENT: &str = "property_list_changed";
 /// The `signature` value AdCP 3.2 senders must put in a property-list-changed body.
 pub const PROPERTY_LIST_SIGNATURE_MARKER: &str = "rfc9421";
 
+/// Stands for the constant `event` field: parsing checks it, encoding writes the constant.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct EventConst;
+
 fn expect_event<'de, D: serde::Deserializer<'de>>(
     deserializer: D,
     expected: &'static str,
-) -> Result<(), D::Error> {
+) -> Result<EventConst, D::Error> {
     let s = <std::borrow::Cow<'de, str> as serde::Deserialize>::deserialize(deserializer)?;
     if s == expected {
-        Ok(())
+        Ok(EventConst)
     } else {
         Err(serde::de::Error::custom(format!(
             "event must be \"{expected}\" (or left out), found {:?}",
@@ -33,11 +37,11 @@ fn expect_event<'de, D: serde::Deserializer<'de>>(
     }
 }
 
-fn collection_event<'de, D: serde::Deserializer<'de>>(d: D) -> Result<(), D::Error> {
+fn collection_event<'de, D: serde::Deserializer<'de>>(d: D) -> Result<EventConst, D::Error> {
     expect_event(d, COLLECTION_LIST_CHANGED_EVENT)
 }
 
-fn property_event<'de, D: serde::Deserializer<'de>>(d: D) -> Result<(), D::Error> {
+fn property_event<'de, D: serde::Deserializer<'de>>(d: D) -> Result<EventConst, D::Error> {
     expect_event(d, PROPERTY_LIST_CHANGED_EVENT)
 }
 
@@ -123,7 +127,7 @@ pub struct CollectionListChanged {
     #[serde(default)]
     pub idempotency_key: Option<IdempotencyKey>,
     #[serde(default, rename = "event", deserialize_with = "collection_event")]
-    event: (),
+    event: EventConst,
     /// The collection list that changed.
     pub list_id: String,
     /// Its name.
@@ -154,7 +158,7 @@ impl CollectionListChanged {
     ) -> Self {
         Self {
             idempotency_key: None,
-            event: (),
+            event: EventConst,
             list_id: list_id.into(),
             list_name: None,
             change_summary: None,
@@ -226,7 +230,7 @@ pub struct PropertyListChanged {
     #[serde(default)]
     pub idempotency_key: Option<IdempotencyKey>,
     #[serde(default, rename = "event", deserialize_with = "property_event")]
-    event: (),
+    event: EventConst,
     /// The property list that changed.
     pub list_id: String,
     /// Its name.
@@ -253,7 +257,7 @@ impl PropertyListChanged {
     pub fn new(list_id: impl Into<String>, resolved_at: OffsetDateTime) -> Self {
         Self {
             idempotency_key: None,
-            event: (),
+            event: EventConst,
             list_id: list_id.into(),
             list_name: None,
             change_summary: None,

@@ -247,13 +247,11 @@ impl McpWebhook {
                 });
             }
         }
-        if let Some(result) = &self.result {
-            if !result.is_object() {
-                return Err(invalid(
-                    "result",
-                    "must be a JSON object (the task's response data for this status)",
-                ));
-            }
+        if self.result.as_ref().is_some_and(|r| !r.is_object()) {
+            return Err(invalid(
+                "result",
+                "must be a JSON object (the task's response data for this status)",
+            ));
         }
         check_extra(KIND, &self.extra, TYPED_FIELDS)
     }
