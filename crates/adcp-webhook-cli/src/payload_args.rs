@@ -224,6 +224,13 @@ impl KindArgs {
                 set_str(&mut o, "brand_id", &a.brand_id);
                 set_str(&mut o, "reason", &a.reason);
                 set_str(&mut o, "effective_at", &a.effective_at);
+                if !o.contains_key("effective_at") {
+                    // The schema's "immediate revocations use current time".
+                    let now = time::OffsetDateTime::now_utc()
+                        .format(&time::format_description::well_known::Rfc3339)
+                        .map_err(|e| e.to_string())?;
+                    o.insert("effective_at".into(), Value::String(now));
+                }
                 if !a.revoked_uses.is_empty() {
                     o.insert(
                         "revoked_uses".into(),

@@ -1,0 +1,529 @@
+//! The `adcp-webhook` binary as a user runs it.
+
+use adcp_webhooks::keys::VerifyingKey;
+use adcp_webhooks::signing::verify_webhook_signature;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::process::{Command, Output};
+use std::sync::mpsc;
+use std::time::Duration;
+
+fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_adcp-webhook"));
+    c.env_remove("ADCP_KEY_PASSPHRASE");
+    c
+}
+
+fn run(cmd: &mut Command) -> Output {
+    cmd.output().expect("run adcp-webhook")
+}
+
+fn json_out(o: &Output) -> Value {
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not JSON ({e}): {}\nstderr: {}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        )
+    })
+}
+
+fn keygen(dir: &std::path::Path, alg: &str, kid: &str) -> (std::path::PathBuf, Value) {
+    let pem = dir.join(format!("{kid}.pem"));
+    let o = run(bin()
+        .args(["keygen", "--alg", alg, "--kid", kid, "--out"])
+        .arg(&pem));
+    assert!(
+        o.status.success(),
+        "keygen: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    (pem, json_out(&o))
+}
+
+#[test]
+fn keygen_writes_a_0600_pem_and_prints_the_public_jwk() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (alg, kty) in [("ed25519", "OKP"), ("es256", "EC")] {
+        let jwks = dir.path().join(format!("{alg}.jwks.json"));
+        let pem = dir.path().join(format!("{alg}.pem"));
+        let o = run(bin()
+            .args([
+                "keygen",
+                "--alg",
+                alg,
+                "--kid",
+                "k1",
+                "--purpose",
+                "request-signing",
+                "--out",
+            ])
+            .arg(&pem)
+            .arg("--jwks")
+            .arg(&jwks));
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let jwk = json_out(&o);
+        assert_eq!(jwk["kty"], kty);
+        assert_eq!(jwk["kid"], "k1");
+        assert_eq!(jwk["adcp_use"], "request-signing");
+        assert_eq!(jwk["use"], "sig");
+        assert_eq!(jwk["key_ops"], serde_json::json!(["verify"]));
+        assert!(
+            jwk.get("d").is_none(),
+            "no private material in the public JWK"
+        );
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&pem).expect("pem").permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600);
+        }
+        let set: Value =
+            serde_json::from_str(&std::fs::read_to_string(&jwks).expect("jwks")).expect("json");
+        assert_eq!(set["keys"][0], jwk);
+        // A second keygen to the same path refuses, and leaves the key alone.
+        let before = std::fs::read(&pem).expect("pem");
+        let o = run(bin()
+            .args(["keygen", "--alg", alg, "--kid", "k2", "--out"])
+            .arg(&pem));
+        assert!(!o.status.success());
+        assert!(String::from_utf8_lossy(&o.stderr).contains("exists"));
+        assert_eq!(std::fs::read(&pem).expect("pem"), before);
+    }
+}
+
+#[test]
+fn sign_prints_a_request_that_verifies() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (pem, jwk) = keygen(dir.path(), "ed25519", "seller-1");
+    let body = r#"{"idempotency_key":"whk_0123456789abcdef","note":"Grüße"}"#;
+    let o = run(bin()
+        .args(["sign", "--key"])
+        .arg(&pem)
+        .args([
+            "--kid",
+            "seller-1",
+            "--url",
+            "https://Buyer.Example:443/hook?b=2&a=1",
+            "--body",
+            body,
+        ])
+        .args([
+            "--header",
+            "X-Tenant: acme",
+            "--created",
+            "1776520800",
+            "--nonce",
+            "KXYnfEfJ0PBRZXQyVXfVQA",
+        ]));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let doc = json_out(&o);
+    assert_eq!(doc["method"], "POST");
+    assert_eq!(doc["body"], body);
+    let headers: BTreeMap<String, String> =
+        serde_json::from_value(doc["headers"].clone()).expect("headers");
+    assert_eq!(headers["Content-Type"], "application/json");
+    assert_eq!(headers["X-Tenant"], "acme");
+    assert!(
+        headers["Signature-Input"]
+            .contains("created=1776520800;expires=1776521100;nonce=\"KXYnfEfJ0PBRZXQyVXfVQA\"")
+    );
+    let key = VerifyingKey::from_jwk(&jwk).expect("public jwk");
+    verify_webhook_signature(
+        "POST",
+        doc["url"].as_str().expect("url"),
+        &headers,
+        body.as_bytes(),
+        &key,
+        "sig1",
+    )
+    .expect("the signed request verifies");
+}
+
+#[test]
+fn sign_rejects_bad_input_with_clear_errors() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (pem, _) = keygen(dir.path(), "es256", "k");
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["--url", "https://b.example/", "--body", "{}"], "--kid"),
+        (
+            vec!["--kid", "k", "--url", "https:///nohost", "--body", "{}"],
+            "no host",
+        ),
+        (
+            vec![
+                "--kid",
+                "k",
+                "--url",
+                "https://b.example/",
+                "--body",
+                "{}",
+                "--alg",
+                "ed25519",
+            ],
+            "ed25519",
+        ),
+        (
+            vec![
+                "--kid",
+                "k",
+                "--url",
+                "https://b.example/",
+                "--body",
+                "{}",
+                "--header",
+                "Signature: x",
+            ],
+            "Signature",
+        ),
+        (
+            vec![
+                "--kid",
+                "k\r\nX: y",
+                "--url",
+                "https://b.example/",
+                "--body",
+                "{}",
+            ],
+            "kid",
+        ),
+        (
+            vec![
+                "--kid",
+                "k",
+                "--url",
+                "https://b.example/",
+                "--body",
+                "{}",
+                "--nonce",
+                "bad\"\u{7f}",
+            ],
+            "nonce",
+        ),
+    ];
+    for (args, needle) in cases {
+        let o = run(bin().args(["sign", "--key"]).arg(&pem).args(&args));
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        assert!(
+            err.contains(needle),
+            "{args:?}: expected {needle:?} in {err}"
+        );
+        assert!(!err.contains("panicked"), "{err}");
+    }
+    let garbage = dir.path().join("garbage.pem");
+    std::fs::write(
+        &garbage,
+        "-----BEGIN PRIVATE KEY-----\nnot base64\n-----END PRIVATE KEY-----\n",
+    )
+    .expect("write");
+    let o = run(bin().args(["sign", "--key"]).arg(&garbage).args([
+        "--kid",
+        "k",
+        "--url",
+        "https://b.example/",
+        "--body",
+        "{}",
+    ]));
+    assert_eq!(o.status.code(), Some(2));
+}
+
+#[test]
+fn encrypted_keys_need_the_right_passphrase() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pem = dir.path().join("enc.pem");
+    let o = run(bin()
+        .env("ADCP_KEY_PASSPHRASE", "correct horse")
+        .args([
+            "keygen",
+            "--alg",
+            "ed25519",
+            "--kid",
+            "e",
+            "--encrypt",
+            "--out",
+        ])
+        .arg(&pem));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        std::fs::read_to_string(&pem)
+            .expect("pem")
+            .starts_with("-----BEGIN ENCRYPTED PRIVATE KEY-----")
+    );
+    let sign = |pass: &str| {
+        run(bin()
+            .env("ADCP_KEY_PASSPHRASE", pass)
+            .args(["sign", "--key"])
+            .arg(&pem)
+            .args(["--kid", "e", "--url", "https://b.example/", "--body", "{}"]))
+    };
+    assert!(sign("correct horse").status.success());
+    let o = sign("wrong");
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("passphrase"));
+}
+
+/// A one-thread HTTP/1.1 receiver answering `statuses` in turn, reporting each request.
+fn receiver(
+    statuses: Vec<u16>,
+) -> (
+    String,
+    mpsc::Receiver<(String, BTreeMap<String, String>, Vec<u8>)>,
+) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for status in statuses {
+            let Ok((mut stream, _)) = listener.accept() else {
+                return;
+            };
+            stream.set_read_timeout(Some(Duration::from_secs(10))).ok();
+            let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+            let mut line = String::new();
+            reader.read_line(&mut line).ok();
+            let target = line.split_whitespace().nth(1).unwrap_or("/").to_owned();
+            let mut headers = BTreeMap::new();
+            loop {
+                let mut h = String::new();
+                if reader.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
+                    break;
+                }
+                if let Some((k, v)) = h.trim_end().split_once(':') {
+                    headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_owned());
+                }
+            }
+            let len = headers
+                .get("content-length")
+                .and_then(|l| l.parse().ok())
+                .unwrap_or(0);
+            let mut body = vec![0; len];
+            reader.read_exact(&mut body).ok();
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status} X\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok"
+            );
+            let _ = tx.send((target, headers, body));
+        }
+    });
+    (url, rx)
+}
+
+#[test]
+fn send_delivers_every_kind_and_retries_with_the_same_bytes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (pem, jwk) = keygen(dir.path(), "ed25519", "seller-1");
+    let key = VerifyingKey::from_jwk(&jwk).expect("jwk");
+    let payload = dir.path().join("rev.json");
+    std::fs::write(
+        &payload,
+        r#"{"rights_id":"r1","brand_id":"b1","reason":"ended"}"#,
+    )
+    .expect("write");
+    let kinds: Vec<(Vec<&str>, u16)> = vec![
+        (
+            vec![
+                "mcp",
+                "--task-id",
+                "t1",
+                "--task-type",
+                "create_media_buy",
+                "--status",
+                "completed",
+                "--operation-id",
+                "op1",
+                "--result",
+                r#"{"media_buy_id":"mb"}"#,
+            ],
+            200,
+        ),
+        (
+            vec![
+                "revocation",
+                "--payload-file",
+                payload.to_str().expect("path"),
+            ],
+            202,
+        ),
+        (
+            vec![
+                "artifact",
+                "--media-buy-id",
+                "mb",
+                "--batch-id",
+                "b1",
+                "--artifacts",
+                "[]",
+            ],
+            200,
+        ),
+        (
+            vec![
+                "collection-list-changed",
+                "--list-id",
+                "cl1",
+                "--resolved-at",
+                "2026-01-01T00:00:00Z",
+                "--signature",
+                "x",
+            ],
+            200,
+        ),
+        (
+            vec![
+                "property-list-changed",
+                "--list-id",
+                "pl1",
+                "--resolved-at",
+                "2026-01-01T00:00:00Z",
+            ],
+            200,
+        ),
+        (
+            vec![
+                "raw",
+                "--body",
+                r#"{"event":"x"}"#,
+                "--idempotency-key",
+                "whk_cli_raw_000000001",
+            ],
+            200,
+        ),
+    ];
+    for (args, status) in kinds {
+        let (url, rx) = receiver(vec![status]);
+        let o = run(bin().arg("send").args(&args).arg("--key").arg(&pem).args([
+            "--kid",
+            "seller-1",
+            "--url",
+            &format!("{url}/hooks"),
+            "--allow-http",
+            "--allow-private-destinations",
+        ]));
+        assert!(
+            o.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let out = json_out(&o);
+        assert_eq!(out["ok"], true);
+        assert_eq!(out["status"], status);
+        assert_eq!(out["kind"], args[0]);
+        let (target, headers, body) = rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("request arrived");
+        let full = format!("http://{}{target}", headers["host"]);
+        verify_webhook_signature("POST", &full, &headers, &body, &key, "sig1").expect("verifies");
+        let body: Value = serde_json::from_slice(&body).expect("json");
+        assert_eq!(body["idempotency_key"], out["idempotency_key"]);
+    }
+
+    // 503 then 200: --max-attempts 2 resends the same bytes under a fresh signature.
+    let (url, rx) = receiver(vec![503, 200]);
+    let o = run(bin()
+        .args([
+            "send",
+            "mcp",
+            "--task-id",
+            "t2",
+            "--task-type",
+            "get_products",
+            "--status",
+            "working",
+            "--operation-id",
+            "op",
+        ])
+        .arg("--key")
+        .arg(&pem)
+        .args([
+            "--kid",
+            "seller-1",
+            "--url",
+            &url,
+            "--allow-http",
+            "--allow-private-destinations",
+            "--max-attempts",
+            "2",
+        ]));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(json_out(&o)["attempts"], 2);
+    let first = rx.recv_timeout(Duration::from_secs(10)).expect("first");
+    let second = rx.recv_timeout(Duration::from_secs(10)).expect("second");
+    assert_eq!(first.2, second.2, "same bytes");
+    assert_ne!(
+        first.1["signature"], second.1["signature"],
+        "fresh signature"
+    );
+}
+
+#[test]
+fn send_refuses_loopback_without_the_flags_and_fails_on_non_2xx() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (pem, _) = keygen(dir.path(), "ed25519", "s");
+    let base = [
+        "send",
+        "mcp",
+        "--task-id",
+        "t",
+        "--task-type",
+        "get_products",
+        "--status",
+        "completed",
+        "--operation-id",
+        "o",
+    ];
+    let o = run(bin().args(base).arg("--key").arg(&pem).args([
+        "--kid",
+        "s",
+        "--url",
+        "http://127.0.0.1:1/x",
+    ]));
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("refused destination"));
+    let (url, _rx) = receiver(vec![400]);
+    let o = run(bin().args(base).arg("--key").arg(&pem).args([
+        "--kid",
+        "s",
+        "--url",
+        &url,
+        "--allow-http",
+        "--allow-private-destinations",
+    ]));
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(json_out(&o)["ok"], false);
+    let o = run(bin()
+        .args(["send", "mcp", "--status", "nope"])
+        .arg("--key")
+        .arg(&pem)
+        .args(["--kid", "s", "--url", "https://b.example/"]));
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("invalid mcp webhook"));
+}
+
+#[test]
+fn demo_runs_and_verifies_everything() {
+    let o = run(bin().arg("demo"));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{out}\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    for kind in [
+        "mcp",
+        "revocation",
+        "artifact",
+        "collection-list-changed",
+        "property-list-changed",
+        "raw",
+    ] {
+        let row = out
+            .lines()
+            .find(|l| l.starts_with(kind))
+            .unwrap_or_else(|| panic!("no row for {kind}:\n{out}"));
+        assert!(row.trim_end().ends_with("yes"), "{row}");
+    }
+    assert!(!out.contains(" NO"));
+}
