@@ -14,8 +14,8 @@ use super::revocation::{RevocationSource, RevocationStatus};
 use super::{ReceivedRequest, VerifiedWebhook};
 use crate::keys::Algorithm;
 use crate::signing::{
-    self, BaseError, COVERED_COMPONENTS, MAX_WINDOW_SECS, SignatureInput, WEBHOOK_TAG,
-    canonicalize_url, parse_signature, parse_signature_input,
+    self, BaseError, COVERED_COMPONENTS, HeaderSource, MAX_WINDOW_SECS, SignatureInput,
+    WEBHOOK_TAG, canonicalize_url, parse_signature, parse_signature_input,
 };
 
 /// The longest `keyid` or `nonce` accepted, in bytes. Both end up as keys of the replay store,
@@ -37,9 +37,9 @@ fn fail(code: ErrorCode, step: Step, message: impl Into<String>) -> VerifyError 
 }
 
 impl Checklist<'_> {
-    pub(super) fn run(
+    pub(super) fn run<H: HeaderSource + ?Sized>(
         &self,
-        req: &ReceivedRequest<'_>,
+        req: &ReceivedRequest<'_, H>,
         now: i64,
     ) -> Result<VerifiedWebhook, VerifyError> {
         let headers = req.headers;

@@ -95,26 +95,23 @@ pub const DEFAULT_MAX_SKEW_SECS: i64 = 60;
 /// `target_uri` is the absolute URL the request was received at (scheme, host, raw path and
 /// query, exactly as they arrived: no percent-decoding). A server rebuilds it from the request
 /// line and `Host`; [`WebhookReceiver`] does that for you.
-#[derive(Clone, Copy)]
-pub struct ReceivedRequest<'a> {
+///
+/// Generic over the header container (a slice or `Vec` of pairs, a map, an
+/// [`http::HeaderMap`](reqwest::header::HeaderMap)); the default is a trait object.
+pub struct ReceivedRequest<'a, H: HeaderSource + ?Sized = dyn HeaderSource + Sync> {
     /// The HTTP method.
     pub method: &'a str,
     /// The absolute target URI.
     pub target_uri: &'a str,
     /// The request headers.
-    pub headers: &'a (dyn HeaderSource + Sync),
+    pub headers: &'a H,
     /// The body bytes, exactly as received.
     pub body: &'a [u8],
 }
 
-impl<'a> ReceivedRequest<'a> {
+impl<'a, H: HeaderSource + ?Sized> ReceivedRequest<'a, H> {
     /// Bundle the parts of a request.
-    pub fn new(
-        method: &'a str,
-        target_uri: &'a str,
-        headers: &'a (dyn HeaderSource + Sync),
-        body: &'a [u8],
-    ) -> Self {
+    pub fn new(method: &'a str, target_uri: &'a str, headers: &'a H, body: &'a [u8]) -> Self {
         Self {
             method,
             target_uri,
@@ -124,7 +121,15 @@ impl<'a> ReceivedRequest<'a> {
     }
 }
 
-impl std::fmt::Debug for ReceivedRequest<'_> {
+impl<H: HeaderSource + ?Sized> Clone for ReceivedRequest<'_, H> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<H: HeaderSource + ?Sized> Copy for ReceivedRequest<'_, H> {}
+
+impl<H: HeaderSource + ?Sized> std::fmt::Debug for ReceivedRequest<'_, H> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ReceivedRequest")
             .field("method", &self.method)
@@ -251,14 +256,17 @@ impl WebhookVerifier {
     /// On success the nonce is remembered: verifying the same request again fails with
     /// [`ErrorCode::Replayed`]. Key sources are consulted from their cache only; use
     /// [`verify_async`](Self::verify_async) with a [`RemoteJwks`].
-    pub fn verify(&self, request: &ReceivedRequest<'_>) -> Result<VerifiedWebhook, VerifyError> {
+    pub fn verify<H: HeaderSource + ?Sized>(
+        &self,
+        request: &ReceivedRequest<'_, H>,
+    ) -> Result<VerifiedWebhook, VerifyError> {
         self.verify_at(request, self.inner.clock.now_unix())
     }
 
     /// Run the checklist as of `now` (Unix seconds) instead of the clock.
-    pub fn verify_at(
+    pub fn verify_at<H: HeaderSource + ?Sized>(
         &self,
-        request: &ReceivedRequest<'_>,
+        request: &ReceivedRequest<'_, H>,
         now: i64,
     ) -> Result<VerifiedWebhook, VerifyError> {
         let c = &self.inner;
@@ -277,9 +285,9 @@ impl WebhookVerifier {
     /// refetched, and a signature naming an unknown `keyid` triggers one (rate-limited) refetch
     /// and a second attempt. A rejection because the refetch itself failed is marked
     /// [transient](VerifyError::is_transient).
-    pub async fn verify_async(
+    pub async fn verify_async<H: HeaderSource + Sync + ?Sized>(
         &self,
-        request: &ReceivedRequest<'_>,
+        request: &ReceivedRequest<'_, H>,
     ) -> Result<VerifiedWebhook, VerifyError> {
         let keys = &self.inner.keys;
         keys.refresh_if_stale().await;

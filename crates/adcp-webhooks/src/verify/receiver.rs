@@ -43,8 +43,9 @@ impl Default for TargetUri {
 }
 
 /// A request as the server received it.
-#[derive(Clone, Copy)]
-pub struct IncomingRequest<'a> {
+///
+/// Generic over the header container, like [`ReceivedRequest`].
+pub struct IncomingRequest<'a, H: HeaderSource + ?Sized = dyn HeaderSource + Sync> {
     /// The HTTP method.
     pub method: &'a str,
     /// The path and query exactly as on the request line (`/hooks/x?a=1`). An absolute-form
@@ -54,19 +55,14 @@ pub struct IncomingRequest<'a> {
     /// `None` reads the `Host` header.
     pub authority: Option<&'a str>,
     /// The request headers.
-    pub headers: &'a (dyn HeaderSource + Sync),
+    pub headers: &'a H,
     /// The body, read once.
     pub body: &'a [u8],
 }
 
-impl<'a> IncomingRequest<'a> {
+impl<'a, H: HeaderSource + ?Sized> IncomingRequest<'a, H> {
     /// A request whose authority comes from its `Host` header.
-    pub fn new(
-        method: &'a str,
-        path_and_query: &'a str,
-        headers: &'a (dyn HeaderSource + Sync),
-        body: &'a [u8],
-    ) -> Self {
+    pub fn new(method: &'a str, path_and_query: &'a str, headers: &'a H, body: &'a [u8]) -> Self {
         Self {
             method,
             path_and_query,
@@ -83,7 +79,15 @@ impl<'a> IncomingRequest<'a> {
     }
 }
 
-impl std::fmt::Debug for IncomingRequest<'_> {
+impl<H: HeaderSource + ?Sized> Clone for IncomingRequest<'_, H> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<H: HeaderSource + ?Sized> Copy for IncomingRequest<'_, H> {}
+
+impl<H: HeaderSource + ?Sized> std::fmt::Debug for IncomingRequest<'_, H> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("IncomingRequest")
             .field("method", &self.method)
@@ -328,7 +332,7 @@ impl WebhookReceiver {
 
     /// Decide about `request` with the verifier's synchronous path (key sources answer from
     /// their cache).
-    pub fn handle(&self, request: &IncomingRequest<'_>) -> Outcome {
+    pub fn handle<H: HeaderSource + ?Sized>(&self, request: &IncomingRequest<'_, H>) -> Outcome {
         let target = match self.precheck(request) {
             Ok(t) => t,
             Err(r) => return Outcome::Rejected(r),
@@ -340,7 +344,10 @@ impl WebhookReceiver {
 
     /// Decide about `request`, letting a remote key source refresh (see
     /// [`WebhookVerifier::verify_async`]).
-    pub async fn handle_async(&self, request: &IncomingRequest<'_>) -> Outcome {
+    pub async fn handle_async<H: HeaderSource + Sync + ?Sized>(
+        &self,
+        request: &IncomingRequest<'_, H>,
+    ) -> Outcome {
         let target = match self.precheck(request) {
             Ok(t) => t,
             Err(r) => return Outcome::Rejected(r),
@@ -359,7 +366,10 @@ impl WebhookReceiver {
     }
 
     /// The `@target-uri` this receiver derives for `request`.
-    pub fn target_uri(&self, request: &IncomingRequest<'_>) -> Result<String, String> {
+    pub fn target_uri<H: HeaderSource + ?Sized>(
+        &self,
+        request: &IncomingRequest<'_, H>,
+    ) -> Result<String, String> {
         let pq = request.path_and_query;
         let (abs_authority, path) = split_absolute(pq);
         let path = if path.is_empty() { "/" } else { path };
@@ -387,7 +397,10 @@ impl WebhookReceiver {
         }
     }
 
-    fn precheck(&self, request: &IncomingRequest<'_>) -> Result<String, Rejection> {
+    fn precheck<H: HeaderSource + ?Sized>(
+        &self,
+        request: &IncomingRequest<'_, H>,
+    ) -> Result<String, Rejection> {
         if !request.method.eq_ignore_ascii_case("POST") {
             return Err(Rejection::MethodNotAllowed(request.method.to_owned()));
         }
@@ -399,9 +412,9 @@ impl WebhookReceiver {
         self.target_uri(request).map_err(Rejection::BadRequest)
     }
 
-    fn finish(
+    fn finish<H: HeaderSource + ?Sized>(
         &self,
-        request: &IncomingRequest<'_>,
+        request: &IncomingRequest<'_, H>,
         verified: Result<VerifiedWebhook, VerifyError>,
     ) -> Outcome {
         let verified = match verified {
@@ -487,7 +500,7 @@ fn split_absolute(target: &str) -> (Option<&str>, &str) {
     (None, target)
 }
 
-fn is_json_content_type(headers: &(dyn HeaderSource + Sync)) -> bool {
+fn is_json_content_type<H: HeaderSource + ?Sized>(headers: &H) -> bool {
     headers.combined("content-type").is_some_and(|ct| {
         let essence = ct.split(';').next().unwrap_or("").trim();
         essence.eq_ignore_ascii_case("application/json")

@@ -131,6 +131,16 @@ impl InMemoryReplayStore {
         self.len() == 0
     }
 
+    /// Drop every nonce whose window has passed at `now`; returns how many were dropped.
+    /// Claims already drop expired entries a batch at a time (and all of them before refusing
+    /// for capacity); call this from a periodic task to hand memory back sooner after a burst.
+    pub fn purge_expired(&self, now: i64) -> usize {
+        let mut inner = self.lock();
+        let before = inner.len;
+        inner.sweep(now, usize::MAX);
+        before - inner.len
+    }
+
     /// Keys with at least one remembered nonce.
     pub fn keyid_count(&self) -> usize {
         self.lock().keys.len()
