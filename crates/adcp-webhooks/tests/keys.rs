@@ -1008,3 +1008,62 @@ fn signing_keys_are_send_sync_and_cheap_to_clone() {
         assert!(h.join().expect("thread"));
     }
 }
+
+/// Collects the messages of `tracing` events emitted while it is the default subscriber.
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
+
+impl tracing::Subscriber for Captured {
+    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+        true
+    }
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, event: &tracing::Event<'_>) {
+        struct Text(String);
+        impl tracing::field::Visit for Text {
+            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+                self.0.push_str(&format!("{}={value:?} ", field.name()));
+            }
+        }
+        let mut text = Text(format!("{} ", event.metadata().level()));
+        event.record(&mut text);
+        self.0.lock().expect("lock").push(text.0);
+    }
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
+}
+
+#[cfg(unix)]
+#[test]
+fn reading_a_key_file_readable_by_others_warns() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = TempDir::new("perm");
+    let path = dir.0.join("key.pem");
+    let key = SigningKey::generate(Algorithm::Ed25519, "p", KeyPurpose::WebhookSigning)
+        .expect("generates");
+    key.write_pem_file(&path, None, false).expect("writes");
+    let captured = Captured::default();
+    tracing::subscriber::with_default(captured.clone(), || {
+        SigningKey::from_pem_file(&path, "p", None, None).expect("loads");
+    });
+    assert!(
+        captured.0.lock().expect("lock").is_empty(),
+        "a 0600 file loads silently"
+    );
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    tracing::subscriber::with_default(captured.clone(), || {
+        SigningKey::from_pem_file(&path, "p", None, None).expect("still loads");
+    });
+    let events = captured.0.lock().expect("lock").clone();
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert!(
+        events[0].starts_with("WARN")
+            && events[0].contains("chmod 600")
+            && events[0].contains("644"),
+        "{events:?}"
+    );
+}

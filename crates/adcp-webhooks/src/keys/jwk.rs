@@ -8,7 +8,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use zeroize::Zeroizing;
 
-use super::material::{KEY_LEN, PrivateMaterial, PublicMaterial, p256_public_point};
+use super::material::{
+    KEY_LEN, PrivateMaterial, PublicMaterial, Secret, new_secret, p256_public_point,
+};
 use super::{Algorithm, KeyError, KeyPurpose, SigningKey, VerifyingKey};
 
 /// Private members of other JWK key types (RSA, symmetric). Their presence in an OKP or EC key
@@ -370,10 +372,7 @@ fn fixed_32(field: &str, bytes: &[u8]) -> Result<[u8; KEY_LEN], KeyError> {
     })
 }
 
-fn decode_secret(
-    obj: &Map<String, Value>,
-    field: &str,
-) -> Result<Zeroizing<[u8; KEY_LEN]>, KeyError> {
+fn decode_secret(obj: &Map<String, Value>, field: &str) -> Result<Secret, KeyError> {
     let text = match obj.get(field) {
         None => {
             return Err(malformed(
@@ -390,7 +389,16 @@ fn decode_secret(
             "is not base64url without padding (RFC 7515 section 2)",
         )
     })?);
-    Ok(Zeroizing::new(fixed_32(field, &bytes)?))
+    if bytes.len() != KEY_LEN {
+        return Err(KeyError::WrongLength {
+            field: field.to_owned(),
+            expected: KEY_LEN,
+            actual: bytes.len(),
+        });
+    }
+    let mut secret = new_secret();
+    secret.copy_from_slice(&bytes);
+    Ok(secret)
 }
 
 /// The public key from `x` (and `y`): 32 raw bytes for Ed25519, the uncompressed SEC1 point for

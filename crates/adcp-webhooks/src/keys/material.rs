@@ -15,10 +15,19 @@ use super::{Algorithm, KeyError, PublicJwk};
 /// Length of an Ed25519 seed, a P-256 scalar, and each P-256 coordinate.
 pub(crate) const KEY_LEN: usize = 32;
 
+/// Raw private key bytes (Ed25519 seed or big-endian P-256 scalar). Boxed so that moving the
+/// value moves a pointer and leaves no stray copy of the key on the stack; zeroized on drop.
+pub(crate) type Secret = Box<Zeroizing<[u8; KEY_LEN]>>;
+
+/// A zero-filled [`Secret`] to copy key bytes into.
+pub(crate) fn new_secret() -> Secret {
+    Box::new(Zeroizing::new([0u8; KEY_LEN]))
+}
+
 /// The private half: the raw seed / scalar (kept, zeroized on drop, for PEM export) and the
 /// aws-lc-rs key pair built from it (which clears its own memory).
 pub(crate) struct PrivateMaterial {
-    secret: Zeroizing<[u8; KEY_LEN]>,
+    secret: Secret,
     pair: Pair,
 }
 
@@ -29,10 +38,7 @@ enum Pair {
 
 impl PrivateMaterial {
     /// Builds the key from raw private bytes: an Ed25519 seed or a big-endian P-256 scalar.
-    pub(crate) fn from_bytes(
-        alg: Algorithm,
-        secret: Zeroizing<[u8; KEY_LEN]>,
-    ) -> Result<Self, KeyError> {
+    pub(crate) fn from_bytes(alg: Algorithm, secret: Secret) -> Result<Self, KeyError> {
         let pair = match alg {
             Algorithm::Ed25519 => Pair::Ed25519(
                 Ed25519KeyPair::from_seed_unchecked(&secret[..]).map_err(|_| {
@@ -66,7 +72,7 @@ impl PrivateMaterial {
         // A random 32-byte string is a valid P-256 scalar unless it is zero or >= n, which happens
         // with probability below 2^-32; a few retries make failure impossible in practice.
         for _ in 0..8 {
-            let mut secret = Zeroizing::new([0u8; KEY_LEN]);
+            let mut secret = new_secret();
             rng.fill(&mut secret[..]).map_err(|_| KeyError::Crypto {
                 operation: "reading the system random source",
             })?;

@@ -22,7 +22,7 @@ use pkcs8::{
 };
 use zeroize::Zeroizing;
 
-use super::material::{KEY_LEN, PrivateMaterial};
+use super::material::{KEY_LEN, PrivateMaterial, Secret, new_secret};
 use super::{Algorithm, KeyError, KeyPurpose, SigningKey};
 
 const ED25519_OID: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.101.112");
@@ -40,7 +40,7 @@ const MAX_PBKDF2_ITERATIONS: u32 = 10_000_000;
 /// What a PEM or DER private key decodes to, before it becomes a [`SigningKey`].
 struct DecodedKey {
     alg: Algorithm,
-    secret: Zeroizing<[u8; KEY_LEN]>,
+    secret: Secret,
     /// The public key stored next to the private one (PKCS#8 v2, SEC1), checked after derivation.
     embedded_public: Option<Vec<u8>>,
 }
@@ -470,8 +470,8 @@ fn parse_sec1(der: &[u8], outer_curve: Option<ObjectIdentifier>) -> Result<Decod
 
 /// Copies the private bytes into a fixed 32-byte buffer. P-256 scalars shorter than 32 bytes
 /// (leading zeros dropped by a lax encoder) are left-padded.
-fn fixed_secret(bytes: &[u8], alg: Algorithm) -> Result<Zeroizing<[u8; KEY_LEN]>, KeyError> {
-    let mut secret = Zeroizing::new([0u8; KEY_LEN]);
+fn fixed_secret(bytes: &[u8], alg: Algorithm) -> Result<Secret, KeyError> {
+    let mut secret = new_secret();
     match (alg, bytes.len()) {
         (_, KEY_LEN) => secret.copy_from_slice(bytes),
         (Algorithm::EcdsaP256Sha256, n) if (1..KEY_LEN).contains(&n) => {
