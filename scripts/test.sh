@@ -1,0 +1,117 @@
+#!/usr/bin/env bash
+# The one command that runs every test of the workspace on a fresh machine:
+#
+#   bash scripts/test.sh
+#
+# It needs the Rust toolchain (cargo, rustfmt, clippy, cargo-nextest), Python 3.10+
+# with venv/pip, and the package registries (crates.io, PyPI). CI runs it through
+# .ci/run. Each step below is one function listed in `main`; to add a step (for
+# example installing and starting a database server on loopback before the tests),
+# write a function and list it in `main` before the step that needs it.
+#
+# Interop tests: the Rust integration tests under crates/*/tests that compare us
+# with the official AdCP Python SDK spawn `$ADCP_PYTHON tests/interop/<script>.py`
+# (see tests/interop/README.md). This script creates .venv/ with the pinned SDK and
+# exports ADCP_PYTHON. Without ADCP_PYTHON those tests skip with a printed note
+# when run by hand (plain `cargo test`), but FAIL when CI is set, so CI can never
+# pass without actually running them. To run them by hand:
+#   export ADCP_PYTHON="$PWD/.venv/bin/python"   # after one run of this script
+set -euo pipefail
+
+REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$REPO_ROOT"
+
+# Keep in step with tests/interop/requirements.txt.
+readonly ADCP_SDK_VERSION="9.2.0"
+readonly VENV_DIR="$REPO_ROOT/.venv"
+readonly PY_REQUIREMENTS="$REPO_ROOT/tests/interop/requirements.txt"
+# Records which requirements file the venv was built from, so an edited pin list
+# triggers a reinstall while an unchanged one costs nothing.
+readonly VENV_STAMP="$VENV_DIR/.interop-requirements.sha256"
+
+section() {
+    printf '\n==== %s ====\n' "$*"
+}
+
+# Runs one named step under a header. Nothing is printed after a step, so the
+# last step's own closing lines (the test summary) end the output.
+step() {
+    local name="$1"
+    shift
+    section "$name (at ${SECONDS}s)"
+    "$@"
+}
+
+find_python() {
+    local candidate
+    for candidate in python3.11 python3 python; do
+        if command -v "$candidate" >/dev/null 2>&1 &&
+            "$candidate" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else 1)' 2>/dev/null; then
+            command -v "$candidate"
+            return 0
+        fi
+    done
+    echo "error: no Python 3.10+ found (tried python3.11, python3, python); install one" >&2
+    return 1
+}
+
+venv_is_current() {
+    [[ -x "$VENV_DIR/bin/python" ]] || return 1
+    [[ -f "$VENV_STAMP" ]] || return 1
+    [[ "$(cat "$VENV_STAMP")" == "$(sha256sum "$PY_REQUIREMENTS" | cut -d' ' -f1)" ]] || return 1
+    # `import adcp` alone is cheap (the heavy SDK modules load lazily).
+    "$VENV_DIR/bin/python" -c "import sys, adcp; sys.exit(0 if adcp.__version__ == '$ADCP_SDK_VERSION' else 1)" \
+        >/dev/null 2>&1
+}
+
+setup_python() {
+    if venv_is_current; then
+        echo "reusing $VENV_DIR (adcp $ADCP_SDK_VERSION already installed)"
+    else
+        local python
+        python="$(find_python)"
+        echo "creating $VENV_DIR with $python ($("$python" --version 2>&1))"
+        # --clear: a venv copied from another machine or a half-finished install
+        # is rebuilt rather than patched.
+        "$python" -m venv --clear "$VENV_DIR"
+        "$VENV_DIR/bin/python" -m pip install --quiet --disable-pip-version-check \
+            --no-input -r "$PY_REQUIREMENTS"
+        sha256sum "$PY_REQUIREMENTS" | cut -d' ' -f1 >"$VENV_STAMP"
+        if ! venv_is_current; then
+            echo "error: $VENV_DIR does not provide adcp $ADCP_SDK_VERSION after install;" \
+                "check ADCP_SDK_VERSION against $PY_REQUIREMENTS" >&2
+            return 1
+        fi
+    fi
+    export ADCP_PYTHON="$VENV_DIR/bin/python"
+    echo "ADCP_PYTHON=$ADCP_PYTHON"
+}
+
+check_fmt() {
+    cargo fmt --all -- --check
+}
+
+check_clippy() {
+    cargo clippy --locked --workspace --all-targets -- -D warnings
+}
+
+run_doctests() {
+    # nextest does not run doctests.
+    cargo test --locked --workspace --doc
+}
+
+run_tests() {
+    # Debug profile on purpose: a release build of this tree costs minutes on 2 cores.
+    # Runs last so its summary line closes the output.
+    cargo nextest run --locked --workspace --no-fail-fast --no-tests=fail
+}
+
+main() {
+    step "Python interop environment (adcp $ADCP_SDK_VERSION)" setup_python
+    step "cargo fmt --check" check_fmt
+    step "cargo clippy -D warnings" check_clippy
+    step "doctests" run_doctests
+    step "tests (cargo nextest)" run_tests
+}
+
+main "$@"

@@ -1,0 +1,108 @@
+"""Sign webhooks with the official Python SDK's webhook signer.
+
+stdin:  {"private_jwk": {..}  |  "key_pem": "...", "passphrase"?: "...",
+         "kid"?, "alg"?,
+         "cases": [{"id", "method"?, "url", "headers"?: {..}, "body_b64",
+                    "created"?, "nonce"?, "expires_in_seconds"?, "label"?}]}
+stdout: {"results": [{"id", "headers": {..all request headers..}, "signature_input",
+                      "signature", "content_digest"}]}
+
+Each case runs ``adcp.signing.webhook_signer.sign_webhook``; the returned
+headers are the case's own headers (``Content-Type: application/json`` added
+when absent) merged with ``SignedHeaders.as_dict()`` (``Content-Digest``,
+``Signature-Input``, ``Signature``). See README.md for every field.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from _common import (
+    HarnessError,
+    case_body,
+    fail,
+    private_key_from_request,
+    read_request,
+    require,
+    rfc9421_alg,
+    write_response,
+)
+
+
+def main() -> None:
+    request = read_request()
+    try:
+        results = run(request)
+    except HarnessError as exc:
+        fail(str(exc))
+    write_response({"results": results})
+
+
+def _optional(case: dict[str, Any], key: str, kind: type, where: str) -> Any:
+    if case.get(key) is None:
+        return None
+    return require(case, key, kind, where)
+
+
+def run(request: dict[str, Any]) -> list[dict[str, Any]]:
+    from adcp.signing.constants import DEFAULT_EXPIRES_IN_SECONDS, SIG_LABEL_DEFAULT
+    from adcp.signing.webhook_signer import sign_webhook
+
+    try:
+        private_key, kid, key_alg = private_key_from_request(request)
+    except (ValueError, TypeError, KeyError) as exc:
+        raise HarnessError(f"request: the SDK could not load the key ({exc})") from exc
+    alg = rfc9421_alg(request.get("alg"), key_alg)
+    cases = require(request, "cases", list, "request")
+    results = []
+    for index, case in enumerate(cases):
+        where = f"cases[{index}]"
+        if not isinstance(case, dict):
+            raise HarnessError(f"{where}: must be an object")
+        case_id = require(case, "id", str, where)
+        where = f"case {case_id!r}"
+        method = case.get("method", "POST")
+        url = require(case, "url", str, where)
+        headers = dict(require(case, "headers", dict, where)) if "headers" in case else {}
+        if not any(name.lower() == "content-type" for name in headers):
+            # The SDK covers content-type only when the header is present, and the
+            # webhook profile requires it: a webhook is always a JSON POST.
+            headers["Content-Type"] = "application/json"
+        body = case_body(case, where)
+        expires_in = _optional(case, "expires_in_seconds", int, where)
+        try:
+            signed = sign_webhook(
+                method=method,
+                url=url,
+                headers=headers,
+                body=body,
+                private_key=private_key,
+                key_id=kid,
+                alg=alg,
+                created=_optional(case, "created", int, where),
+                expires_in_seconds=(
+                    DEFAULT_EXPIRES_IN_SECONDS if expires_in is None else expires_in
+                ),
+                nonce=_optional(case, "nonce", str, where),
+                label=_optional(case, "label", str, where) or SIG_LABEL_DEFAULT,
+            )
+        except ValueError as exc:
+            # The SDK refuses some inputs (bad label, window > 300 s, ...):
+            # report it per case so a test can assert the refusal.
+            results.append({"id": case_id, "error": f"{type(exc).__name__}: {exc}"})
+            continue
+        all_headers = {**headers, **signed.as_dict()}
+        results.append(
+            {
+                "id": case_id,
+                "headers": all_headers,
+                "signature_input": signed.signature_input,
+                "signature": signed.signature,
+                "content_digest": signed.content_digest,
+            }
+        )
+    return results
+
+
+if __name__ == "__main__":
+    main()
