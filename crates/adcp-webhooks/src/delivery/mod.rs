@@ -1,4 +1,572 @@
 //! Durable delivery: an outbox that retries until a webhook is delivered and never loses one.
+//!
+//! [`WebhookSender`] makes one attempt. An [`Outbox`] makes "accepted" mean "delivered": the
+//! webhook is serialized once and stored durably before [`Outbox::enqueue`] returns, then a
+//! worker ([`Outbox::run`]) delivers it at least once, with the same bytes and idempotency
+//! key on every attempt (each signed afresh), retrying with backoff through receiver outages
+//! and process crashes, and gives up only at a documented horizon, into the dead letters.
+//!
+//! ```no_run
+//! use adcp_webhooks::delivery::{EnqueueOptions, Outbox, WorkerConfig};
+//! use adcp_webhooks::{McpWebhook, TaskStatus, WebhookSender};
+//!
+//! # async fn run(jwk: serde_json::Value) -> Result<(), Box<dyn std::error::Error>> {
+//! let outbox = Outbox::open("adcp-webhooks.db").await?;
+//! let webhook = McpWebhook::new("task_456", "create_media_buy", TaskStatus::Completed, "op_abc");
+//! let queued = outbox
+//!     .enqueue("https://buyer.example/adcp/webhook/op_abc", &webhook, EnqueueOptions::default())
+//!     .await?; // durable once this returns
+//! println!("queued {} as {}", queued.id, queued.idempotency_key);
+//!
+//! // Usually in another task or process: deliver until Ctrl-C.
+//! let sender = WebhookSender::from_jwk(&jwk)?;
+//! let shutdown = async { let _ = tokio::signal::ctrl_c().await; };
+//! let report = outbox.run(sender, WorkerConfig::default(), shutdown).await?;
+//! println!("delivered {}", report.delivered);
+//! # Ok(()) }
+//! ```
+//!
+//! The pieces: [`policy`] (when to retry and when to give up), [`breaker`] (per-destination
+//! circuit breakers and concurrency caps), [`store`] (the storage trait and the SQLite
+//! store), [`metrics`] (counters and the Prometheus text endpoint) and the worker.
 
+pub mod breaker;
+pub mod metrics;
 pub mod policy;
 pub mod store;
+mod worker;
+
+pub use breaker::{BreakerConfig, BreakerState};
+pub use policy::{Backoff, DeadReason, ErrorClass, RetryPolicy};
+pub use store::{
+    DeliveryDetail, DeliveryId, DeliveryState, DeliverySummary, DestinationInfo, ListQuery,
+    OutboxStore, StateCounts, StoreError,
+};
+pub use worker::{WorkerConfig, WorkerReport};
+
+use crate::clock::Clock;
+use crate::payload::{IdempotencyKey, WebhookPayload};
+use crate::sender::{PreparedWebhook, SendError, WebhookSender};
+use breaker::Breakers;
+use metrics::Metrics;
+use policy::duration_ms;
+use std::sync::Arc;
+use std::time::Duration;
+use store::{NewDelivery, PurgeSelection, RequeueSelection};
+use tokio::sync::Notify;
+
+/// Where "now" comes from: the system clock with millisecond precision, or an injected
+/// whole-second [`Clock`] (tests, simulations).
+#[derive(Debug, Clone)]
+pub(crate) enum TimeSource {
+    System,
+    Clock(Arc<dyn Clock>),
+}
+
+impl TimeSource {
+    pub(crate) fn now_ms(&self) -> i64 {
+        match self {
+            Self::System => std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
+            Self::Clock(c) => c.now_unix().saturating_mul(1000),
+        }
+    }
+}
+
+/// Why an outbox operation failed. When `enqueue` fails, nothing was stored.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OutboxError {
+    /// The store failed (full, read-only, locked, ...).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The webhook could not be prepared (payload, URL or header invalid).
+    #[error(transparent)]
+    Prepare(#[from] SendError),
+    /// The database URL names an engine this build does not support.
+    #[error("cannot open outbox {target:?}: {reason}")]
+    Unsupported {
+        /// The path or URL given.
+        target: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Per-webhook options for [`Outbox::enqueue`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EnqueueOptions {
+    /// Group deliveries under this destination key for the breaker and the concurrency cap
+    /// (default: the URL's origin, `scheme://host:port`).
+    pub breaker_key: Option<String>,
+    /// Give up this long after enqueueing (default: the policy's horizon, 24 h).
+    pub horizon: Option<Duration>,
+    /// Make the first attempt no sooner than this (default: at once).
+    pub delay: Option<Duration>,
+    /// Extra headers sent with every attempt (in addition to the prepared webhook's own).
+    pub extra_headers: Vec<(String, String)>,
+}
+
+impl EnqueueOptions {
+    /// Use this breaker key.
+    pub fn breaker_key(mut self, key: impl Into<String>) -> Self {
+        self.breaker_key = Some(key.into());
+        self
+    }
+    /// Use this retry horizon.
+    pub fn horizon(mut self, horizon: Duration) -> Self {
+        self.horizon = Some(horizon);
+        self
+    }
+    /// Delay the first attempt.
+    pub fn delay(mut self, delay: Duration) -> Self {
+        self.delay = Some(delay);
+        self
+    }
+    /// Add a header sent with every attempt.
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.extra_headers.push((name.into(), value.into()));
+        self
+    }
+}
+
+/// A stored webhook.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnqueuedWebhook {
+    /// Its id in the outbox (for `inspect`, `requeue`).
+    pub id: DeliveryId,
+    /// The idempotency key every attempt carries.
+    pub idempotency_key: IdempotencyKey,
+    /// False when the same webhook was already enqueued (it is not delivered twice).
+    pub created: bool,
+}
+
+/// Options for building an [`Outbox`] over any store.
+#[derive(Debug)]
+pub struct OutboxBuilder {
+    store: Arc<dyn OutboxStore>,
+    policy: RetryPolicy,
+    time: TimeSource,
+    breaker: BreakerConfig,
+}
+
+impl OutboxBuilder {
+    /// Use this retry policy (default [`RetryPolicy::default`]).
+    pub fn retry_policy(mut self, policy: RetryPolicy) -> Self {
+        self.policy = policy;
+        self
+    }
+    /// Read the time from this clock instead of the system clock (whole seconds).
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.time = TimeSource::Clock(clock);
+        self
+    }
+    /// Use these breaker and per-destination concurrency settings.
+    pub fn breaker(mut self, config: BreakerConfig) -> Self {
+        self.breaker = config;
+        self
+    }
+    /// Build the outbox.
+    pub fn build(self) -> Outbox {
+        let wake = Arc::new(Notify::new());
+        Outbox {
+            inner: Arc::new(Inner {
+                store: self.store,
+                policy: self.policy,
+                time: self.time,
+                breakers: Arc::new(Breakers::with_notify(self.breaker, Arc::clone(&wake))),
+                wake,
+                metrics: Arc::new(Metrics::default()),
+            }),
+        }
+    }
+}
+
+/// The durable webhook outbox. Cheap to clone; every clone shares the store, the metrics and
+/// the breakers.
+#[derive(Debug, Clone)]
+pub struct Outbox {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    store: Arc<dyn OutboxStore>,
+    policy: RetryPolicy,
+    time: TimeSource,
+    wake: Arc<Notify>,
+    metrics: Arc<Metrics>,
+    breakers: Arc<Breakers>,
+}
+
+impl Outbox {
+    /// Open the outbox at `target` with default settings: a SQLite file path (created if
+    /// missing; `""` means [`store::sqlite::DEFAULT_PATH`]) or a `sqlite:` URL.
+    pub async fn open(target: &str) -> Result<Self, OutboxError> {
+        Ok(Self::builder(open_store(target).await?).build())
+    }
+
+    /// Start building an outbox over `store`.
+    pub fn builder(store: Arc<dyn OutboxStore>) -> OutboxBuilder {
+        OutboxBuilder {
+            store,
+            policy: RetryPolicy::default(),
+            time: TimeSource::System,
+            breaker: BreakerConfig::default(),
+        }
+    }
+
+    /// The store underneath.
+    pub fn store(&self) -> &Arc<dyn OutboxStore> {
+        &self.inner.store
+    }
+
+    /// The retry policy.
+    pub fn retry_policy(&self) -> &RetryPolicy {
+        &self.inner.policy
+    }
+
+    /// This process's delivery metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    /// Serialize `payload` once, bind it to `url` and store it durably; returns once stored.
+    ///
+    /// The payload's idempotency key is used when it has one, otherwise a fresh one is drawn
+    /// (and returned). Enqueueing the same key for the same URL again stores nothing new.
+    pub async fn enqueue<P: WebhookPayload + ?Sized>(
+        &self,
+        url: &str,
+        payload: &P,
+        options: EnqueueOptions,
+    ) -> Result<EnqueuedWebhook, OutboxError> {
+        let now = self.inner.time.now_ms();
+        let at = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(now) * 1_000_000)
+            .unwrap_or_else(|_| time::OffsetDateTime::now_utc());
+        let prepared = PreparedWebhook::new_at(url, payload, at)?;
+        self.enqueue_prepared(prepared, options).await
+    }
+
+    /// Store an already prepared webhook (its bytes are stored as they are).
+    pub async fn enqueue_prepared(
+        &self,
+        prepared: PreparedWebhook,
+        options: EnqueueOptions,
+    ) -> Result<EnqueuedWebhook, OutboxError> {
+        let mut stored = self.enqueue_many(vec![(prepared, options)]).await?;
+        stored.pop().ok_or_else(|| {
+            OutboxError::Store(StoreError::Corrupt {
+                detail: "enqueue returned no id".into(),
+            })
+        })
+    }
+
+    /// Store many prepared webhooks in one transaction: all or none.
+    pub async fn enqueue_many(
+        &self,
+        items: Vec<(PreparedWebhook, EnqueueOptions)>,
+    ) -> Result<Vec<EnqueuedWebhook>, OutboxError> {
+        let now = self.inner.time.now_ms();
+        let mut rows = Vec::with_capacity(items.len());
+        let mut keys = Vec::with_capacity(items.len());
+        for (mut prepared, options) in items {
+            for (name, value) in &options.extra_headers {
+                prepared = prepared.with_header(name, value)?;
+            }
+            let horizon = options
+                .horizon
+                .unwrap_or_else(|| self.inner.policy.horizon());
+            let first = now.saturating_add(options.delay.map_or(0, duration_ms));
+            rows.push(NewDelivery {
+                url: prepared.url().to_owned(),
+                destination: options
+                    .breaker_key
+                    .unwrap_or_else(|| origin(prepared.url())),
+                body: prepared.body().clone(),
+                idempotency_key: prepared.idempotency_key().as_str().to_owned(),
+                kind: prepared.kind().as_str().to_owned(),
+                extra_headers: prepared.extra_headers().to_vec(),
+                created_at_ms: now,
+                first_attempt_at_ms: first,
+                deadline_ms: first.max(now).saturating_add(duration_ms(horizon)),
+            });
+            keys.push(prepared.idempotency_key().clone());
+        }
+        let stored = self.inner.store.enqueue(rows).await?;
+        let created = stored.iter().filter(|e| e.created).count();
+        self.inner
+            .metrics
+            .record_enqueued(u64::try_from(created).unwrap_or(u64::MAX));
+        if created > 0 {
+            self.inner.wake.notify_one();
+        }
+        Ok(stored
+            .into_iter()
+            .zip(keys)
+            .map(|(e, idempotency_key)| EnqueuedWebhook {
+                id: e.id,
+                idempotency_key,
+                created: e.created,
+            })
+            .collect())
+    }
+
+    /// Deliver until `shutdown` completes, then finish or release in-flight attempts.
+    ///
+    /// Several workers may run against one store (in this process or others); each delivery
+    /// is leased by one of them at a time.
+    pub async fn run(
+        &self,
+        sender: WebhookSender,
+        config: WorkerConfig,
+        shutdown: impl std::future::Future<Output = ()> + Send,
+    ) -> Result<WorkerReport, OutboxError> {
+        let shared = worker::Shared {
+            store: Arc::clone(&self.inner.store),
+            policy: self.inner.policy.clone(),
+            time: self.inner.time.clone(),
+            wake: Arc::clone(&self.inner.wake),
+            metrics: Arc::clone(&self.inner.metrics),
+            breakers: Arc::clone(&self.inner.breakers),
+        };
+        Ok(worker::run(shared, sender, config, shutdown).await?)
+    }
+
+    /// Deliveries by state.
+    pub async fn status(&self) -> Result<StateCounts, OutboxError> {
+        Ok(self.inner.store.counts(self.inner.time.now_ms()).await?)
+    }
+
+    /// Dead letters, oldest first: at most `limit`, with ids above `after`.
+    pub async fn dead_letters(
+        &self,
+        limit: u32,
+        after: Option<DeliveryId>,
+    ) -> Result<Vec<DeliverySummary>, OutboxError> {
+        self.list(ListQuery {
+            state: Some(DeliveryState::Dead),
+            after,
+            limit,
+            destination: None,
+        })
+        .await
+    }
+
+    /// List deliveries.
+    pub async fn list(&self, query: ListQuery) -> Result<Vec<DeliverySummary>, OutboxError> {
+        Ok(self.inner.store.list(query).await?)
+    }
+
+    /// One delivery with its body, headers and attempt history.
+    pub async fn inspect(&self, id: DeliveryId) -> Result<Option<DeliveryDetail>, OutboxError> {
+        Ok(self.inner.store.get(id).await?)
+    }
+
+    /// Requeue one dead (or pending) delivery: due now, with a fresh attempt budget and
+    /// horizon. Returns false when there is no such dead or pending delivery.
+    pub async fn requeue(&self, id: DeliveryId) -> Result<bool, OutboxError> {
+        let now = self.inner.time.now_ms();
+        let deadline = now.saturating_add(duration_ms(self.inner.policy.horizon()));
+        let n = self
+            .inner
+            .store
+            .requeue(RequeueSelection::Ids(vec![id]), now, deadline)
+            .await?;
+        if n > 0 {
+            self.inner.wake.notify_one();
+        }
+        Ok(n > 0)
+    }
+
+    /// Requeue every dead letter. Returns how many.
+    pub async fn requeue_all_dead(&self) -> Result<u64, OutboxError> {
+        let now = self.inner.time.now_ms();
+        let deadline = now.saturating_add(duration_ms(self.inner.policy.horizon()));
+        let n = self
+            .inner
+            .store
+            .requeue(RequeueSelection::AllDead, now, deadline)
+            .await?;
+        if n > 0 {
+            self.inner.wake.notify_one();
+        }
+        Ok(n)
+    }
+
+    /// Delete delivered or dead deliveries that reached that state more than `older_than`
+    /// ago, in bounded batches. Returns how many.
+    pub async fn purge(
+        &self,
+        state: DeliveryState,
+        older_than: Duration,
+    ) -> Result<u64, OutboxError> {
+        let before_ms = self
+            .inner
+            .time
+            .now_ms()
+            .saturating_sub(duration_ms(older_than));
+        let mut total = 0;
+        loop {
+            let n = self
+                .inner
+                .store
+                .purge(PurgeSelection {
+                    state,
+                    before_ms,
+                    limit: 1000,
+                })
+                .await?;
+            total += n;
+            if n < 1000 {
+                return Ok(total);
+            }
+        }
+    }
+
+    /// Every destination with its breaker, failure and disabled state.
+    pub async fn destinations(&self) -> Result<Vec<DestinationInfo>, OutboxError> {
+        Ok(self.inner.store.destinations().await?)
+    }
+
+    /// Re-enable a destination (after a 410 or continuous failure): its waiting webhooks are
+    /// due at once, with a fresh attempt budget and horizon. Returns false if unknown.
+    pub async fn enable_destination(&self, key: &str) -> Result<bool, OutboxError> {
+        let now = self.inner.time.now_ms();
+        let deadline = now.saturating_add(duration_ms(self.inner.policy.horizon()));
+        let found = self
+            .inner
+            .store
+            .set_destination_enabled(key.to_owned(), true, None, now, deadline)
+            .await?;
+        self.inner.wake.notify_one();
+        Ok(found)
+    }
+
+    /// Disable a destination: its webhooks wait until it is enabled again.
+    pub async fn disable_destination(&self, key: &str, reason: &str) -> Result<bool, OutboxError> {
+        let now = self.inner.time.now_ms();
+        Ok(self
+            .inner
+            .store
+            .set_destination_enabled(key.to_owned(), false, Some(reason.to_owned()), now, now)
+            .await?)
+    }
+
+    /// The metrics in the Prometheus text format, with the queue depth read from the store
+    /// (left out if the store cannot be read).
+    pub async fn metrics_text(&self) -> String {
+        let now = self.inner.time.now_ms();
+        let counts = self.inner.store.counts(now).await.ok();
+        let breakers = self.inner.breakers.snapshot(now);
+        metrics::render_prometheus(&self.inner.metrics, counts.as_ref(), &breakers)
+    }
+
+    /// Serve [`metrics_text`](Self::metrics_text) over HTTP on `listener` until `shutdown`.
+    pub async fn serve_metrics(
+        &self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl std::future::Future<Output = ()> + Send,
+    ) -> std::io::Result<()> {
+        let outbox = self.clone();
+        metrics::serve(
+            listener,
+            move || {
+                let outbox = outbox.clone();
+                async move { outbox.metrics_text().await }
+            },
+            shutdown,
+        )
+        .await
+    }
+}
+
+/// Open the store a target names.
+async fn open_store(target: &str) -> Result<Arc<dyn OutboxStore>, OutboxError> {
+    let scheme = target
+        .split_once("://")
+        .map(|(s, _)| s.to_ascii_lowercase());
+    match scheme.as_deref() {
+        Some("postgres" | "postgresql") => Err(OutboxError::Unsupported {
+            target: redact(target),
+            reason: "this build has no PostgreSQL outbox; use a SQLite path or sqlite: URL".into(),
+        }),
+        Some(s) if s != "sqlite" => Err(OutboxError::Unsupported {
+            target: redact(target),
+            reason: format!("unknown database scheme {s:?}; use a SQLite path or sqlite: URL"),
+        }),
+        _ => open_sqlite(target).await,
+    }
+}
+
+#[cfg(feature = "sqlite")]
+async fn open_sqlite(target: &str) -> Result<Arc<dyn OutboxStore>, OutboxError> {
+    let target = if target.is_empty() {
+        store::sqlite::DEFAULT_PATH
+    } else {
+        target
+    };
+    let store = store::sqlite::SqliteStore::open(store::sqlite::SqliteOptions::new(target)).await?;
+    Ok(Arc::new(store))
+}
+
+#[cfg(not(feature = "sqlite"))]
+async fn open_sqlite(target: &str) -> Result<Arc<dyn OutboxStore>, OutboxError> {
+    Err(OutboxError::Unsupported {
+        target: target.to_owned(),
+        reason: "this build has no SQLite outbox (enable the `sqlite` feature)".into(),
+    })
+}
+
+/// A URL with any password replaced, for error messages.
+fn redact(target: &str) -> String {
+    match reqwest::Url::parse(target) {
+        Ok(mut url) if url.password().is_some() => {
+            let _ = url.set_password(Some("***"));
+            url.to_string()
+        }
+        _ => target.to_owned(),
+    }
+}
+
+/// The URL's origin (`scheme://host[:port]`), the default destination key.
+fn origin(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(u) if u.origin().is_tuple() => u.origin().ascii_serialization(),
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origins_and_redaction() {
+        assert_eq!(
+            origin("https://Buyer.example/a/b?c"),
+            "https://buyer.example"
+        );
+        assert_eq!(
+            origin("https://buyer.example:8443/a"),
+            "https://buyer.example:8443"
+        );
+        assert_eq!(origin("http://127.0.0.1:9000/x"), "http://127.0.0.1:9000");
+        assert_eq!(redact("postgres://u:secret@db/x"), "postgres://u:***@db/x");
+    }
+
+    #[tokio::test]
+    async fn unsupported_targets_are_errors() {
+        let err = Outbox::open("postgres://u:pw@localhost/outbox").await.err();
+        let text = err.map(|e| e.to_string()).unwrap_or_default();
+        assert!(
+            text.contains("PostgreSQL") && !text.contains("pw@"),
+            "{text}"
+        );
+        assert!(matches!(
+            Outbox::open("mysql://x/y").await,
+            Err(OutboxError::Unsupported { .. })
+        ));
+    }
+}

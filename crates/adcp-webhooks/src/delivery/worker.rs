@@ -1,0 +1,642 @@
+//! The worker pool: lease due deliveries, attempt them, record the outcome.
+//!
+//! One loop leases work in batches (never more than there are free request slots, and never
+//! for a destination whose breaker is open or whose concurrency cap is reached) and spawns
+//! one task per delivery. Each task signs afresh, POSTs the stored bytes, classifies the
+//! answer and hands the outcome to a writer task that records outcomes in batches, one
+//! transaction per batch.
+//!
+//! Guarantees:
+//! - an attempt never outlives its lease: it is abandoned (and recorded as a timeout) after
+//!   [`WorkerConfig::request_timeout`], and the lease is that plus
+//!   [`WorkerConfig::lease_margin`], so a slow attempt is never running twice at once;
+//! - a worker that dies mid-attempt loses nothing: its leases expire and the deliveries are
+//!   attempted again, with the same bytes and idempotency key;
+//! - on shutdown, in-flight attempts get [`WorkerConfig::shutdown_grace`] to finish; those
+//!   still running are abandoned and their leases released, so another worker can take them
+//!   at once.
+
+use crate::delivery::TimeSource;
+use crate::delivery::breaker::{Breakers, Permit};
+use crate::delivery::metrics::{Metrics, OutcomeKind};
+use crate::delivery::policy::{
+    Classification, Decision, ErrorClass, RetryPolicy, classify_failure, classify_response,
+    duration_ms,
+};
+use crate::delivery::store::{
+    AttemptRecord, CompleteStatus, Completion, DeliveryId, DisableRules, Health, LeaseRequest,
+    LeaseToken, LeasedDelivery, MAX_RECORDED_RESPONSE_BYTES, OutboxStore, Outcome, StoreError,
+};
+use crate::destination::DestinationError;
+use crate::payload::{IdempotencyKey, WebhookKind};
+use crate::sender::{PreparedWebhook, SendError, WebhookSender};
+use crate::transport::TransportErrorKind;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::{Notify, Semaphore, mpsc};
+use tokio::task::JoinSet;
+use tracing::Instrument as _;
+
+/// How a worker runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkerConfig {
+    /// Requests in flight at once, over all destinations (default 32).
+    pub concurrency: usize,
+    /// Most deliveries leased per store call (default 64).
+    pub batch_size: u32,
+    /// An attempt that has not finished after this long is abandoned and recorded as a
+    /// timeout (default 15 s). Keep it at or above the sender's own request timeout.
+    pub request_timeout: Duration,
+    /// Added to the request timeout to make the lease (default 30 s), covering signing and
+    /// recording the outcome.
+    pub lease_margin: Duration,
+    /// The longest sleep between looks for new work when idle (default 250 ms); work
+    /// enqueued through the same [`Outbox`](crate::delivery::Outbox) wakes the worker at once.
+    pub poll_interval: Duration,
+    /// Outcomes recorded per store transaction, at most (default 128).
+    pub completion_batch: usize,
+    /// On shutdown, how long in-flight attempts may take to finish (default 10 s).
+    pub shutdown_grace: Duration,
+    /// When continuous failure disables a destination (default: after 5 days without a
+    /// success, as Svix does).
+    pub disable: DisableRules,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        Self {
+            concurrency: 32,
+            batch_size: 64,
+            request_timeout: Duration::from_secs(15),
+            lease_margin: Duration::from_secs(30),
+            poll_interval: Duration::from_millis(250),
+            completion_batch: 128,
+            shutdown_grace: Duration::from_secs(10),
+            disable: DisableRules {
+                consecutive_failures: None,
+                failing_for_ms: Some(5 * 24 * 3_600_000),
+            },
+        }
+    }
+}
+
+impl WorkerConfig {
+    /// The lease every delivery is taken under: request timeout plus margin.
+    pub fn lease_duration(&self) -> Duration {
+        self.request_timeout.saturating_add(self.lease_margin)
+    }
+}
+
+/// What a worker did before it stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct WorkerReport {
+    /// Attempts made.
+    pub attempts: u64,
+    /// Deliveries delivered.
+    pub delivered: u64,
+    /// Deliveries scheduled for another attempt.
+    pub retried: u64,
+    /// Deliveries moved to the dead letters.
+    pub dead: u64,
+    /// Leases given back without an attempt.
+    pub released: u64,
+}
+
+/// Everything the worker shares with the [`Outbox`](crate::delivery::Outbox) it came from.
+#[derive(Debug, Clone)]
+pub(crate) struct Shared {
+    pub store: Arc<dyn OutboxStore>,
+    pub policy: RetryPolicy,
+    pub time: TimeSource,
+    pub wake: Arc<Notify>,
+    pub metrics: Arc<Metrics>,
+    pub breakers: Arc<Breakers>,
+}
+
+type Leases = Arc<Mutex<HashMap<DeliveryId, LeaseToken>>>;
+
+struct Finished {
+    completion: Completion,
+    outcome: OutcomeKind,
+}
+
+/// Run until `shutdown` completes, then finish or release in-flight work.
+pub(crate) async fn run(
+    shared: Shared,
+    sender: WebhookSender,
+    config: WorkerConfig,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) -> Result<WorkerReport, StoreError> {
+    let slots = Arc::new(Semaphore::new(config.concurrency.max(1)));
+    let leases: Leases = Arc::new(Mutex::new(HashMap::new()));
+    let (tx, rx) = mpsc::channel::<Finished>(config.concurrency.max(1) * 4);
+    let writer = tokio::spawn(write_outcomes(shared.clone(), config.clone(), rx));
+    let mut tasks = JoinSet::new();
+    let mut report = WorkerReport::default();
+    let lease_ms = duration_ms(config.lease_duration());
+    tokio::pin!(shutdown);
+
+    loop {
+        while tasks.try_join_next().is_some() {}
+        let free = slots.available_permits();
+        let mut leased = 0;
+        if free > 0 {
+            let now = shared.time.now_ms();
+            let request = LeaseRequest {
+                now_ms: now,
+                limit: u32::try_from(free)
+                    .unwrap_or(u32::MAX)
+                    .min(config.batch_size.max(1)),
+                lease_ms,
+                per_destination: shared.breakers.config().max_concurrency.max(1),
+                exclude: shared.breakers.exclusions(now),
+            };
+            match shared.store.lease(request).await {
+                Ok(batch) => {
+                    leased = batch.len();
+                    let mut overflow = Vec::new();
+                    for delivery in batch {
+                        let permit = match shared
+                            .breakers
+                            .try_acquire(&delivery.destination, shared.time.now_ms())
+                        {
+                            Ok(p) => p,
+                            Err(_) => {
+                                // The batch held more for this destination than it may take now.
+                                overflow.push((delivery.id, delivery.token));
+                                continue;
+                            }
+                        };
+                        let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+                            overflow.push((delivery.id, delivery.token));
+                            continue;
+                        };
+                        lock(&leases).insert(delivery.id, delivery.token);
+                        report.attempts += 1;
+                        let job = Job {
+                            shared: shared.clone(),
+                            sender: sender.clone(),
+                            timeout: config.request_timeout,
+                            leases: Arc::clone(&leases),
+                            tx: tx.clone(),
+                        };
+                        tasks.spawn(async move {
+                            let _slot = slot;
+                            job.attempt(delivery, permit).await;
+                        });
+                    }
+                    if !overflow.is_empty() {
+                        release(&shared, overflow, &mut report).await;
+                    }
+                }
+                Err(e) => {
+                    shared.metrics.record_store_error();
+                    tracing::warn!(error = %e, "outbox worker: leasing due deliveries failed; retrying");
+                }
+            }
+        }
+        if leased > 0 && slots.available_permits() > 0 {
+            continue;
+        }
+        let wait = idle_wait(&shared, &config, free > 0 && leased == 0).await;
+        tokio::select! {
+            () = &mut shutdown => break,
+            () = shared.wake.notified() => {}
+            () = tokio::time::sleep(wait) => {}
+        }
+    }
+
+    // Shutdown: stop leasing, let in-flight attempts finish within the grace period.
+    tracing::info!(in_flight = tasks.len(), "outbox worker stopping");
+    let drained = tokio::time::timeout(config.shutdown_grace, async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await
+    .is_ok();
+    if !drained {
+        tasks.abort_all();
+        while tasks.join_next().await.is_some() {}
+    }
+    drop(tx);
+    let outcomes = writer.await.unwrap_or_default();
+    let abandoned: Vec<_> = lock(&leases).drain().collect();
+    if !abandoned.is_empty() {
+        tracing::info!(
+            count = abandoned.len(),
+            "outbox worker: releasing leases of abandoned attempts"
+        );
+        release(&shared, abandoned, &mut report).await;
+    }
+    report.delivered = outcomes.delivered;
+    report.retried = outcomes.retried;
+    report.dead = outcomes.dead;
+    Ok(report)
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+async fn release(
+    shared: &Shared,
+    leases: Vec<(DeliveryId, LeaseToken)>,
+    report: &mut WorkerReport,
+) {
+    let n = leases.len();
+    match shared.store.release(leases, shared.time.now_ms()).await {
+        Ok(released) => {
+            shared.metrics.record_released(released);
+            report.released += released;
+        }
+        Err(e) => {
+            shared.metrics.record_store_error();
+            tracing::warn!(error = %e, count = n, "outbox worker: could not release leases; they come back when they expire");
+        }
+    }
+}
+
+/// How long to sleep when there is nothing to start: until the next delivery is due, at most
+/// the poll interval.
+async fn idle_wait(shared: &Shared, config: &WorkerConfig, had_room: bool) -> Duration {
+    let poll = config.poll_interval.max(Duration::from_millis(1));
+    if !had_room {
+        // Every slot is busy; a finishing attempt wakes us through the breakers' notify.
+        return poll;
+    }
+    match shared.store.next_due().await {
+        Ok(Some(due)) => {
+            let now = shared.time.now_ms();
+            if due > now {
+                Duration::from_millis(u64::try_from(due - now).unwrap_or(0)).min(poll)
+            } else {
+                // Due but not leasable (disabled destination, open breaker, at capacity).
+                poll
+            }
+        }
+        Ok(None) => poll,
+        Err(e) => {
+            shared.metrics.record_store_error();
+            tracing::warn!(error = %e, "outbox worker: reading the next due time failed");
+            poll
+        }
+    }
+}
+
+/// Counts a request in the in-flight gauge until dropped (also when the task is aborted).
+struct InFlight<'a>(&'a Metrics);
+
+impl<'a> InFlight<'a> {
+    fn new(metrics: &'a Metrics) -> Self {
+        metrics.add_in_flight(1);
+        Self(metrics)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.add_in_flight(-1);
+    }
+}
+
+struct Job {
+    shared: Shared,
+    sender: WebhookSender,
+    timeout: Duration,
+    leases: Leases,
+    tx: mpsc::Sender<Finished>,
+}
+
+/// What one attempt produced, before the policy decides.
+enum Attempted {
+    Classified {
+        class: Classification,
+        status: Option<u16>,
+        error: Option<String>,
+        body: Option<bytes::Bytes>,
+    },
+    /// The worker itself could not make the attempt (e.g. its key cannot sign): not the
+    /// webhook's fault, so nothing is recorded against it.
+    WorkerFault(String),
+}
+
+impl Job {
+    async fn attempt(self, d: LeasedDelivery, permit: Permit) {
+        let span = tracing::info_span!(
+            "webhook_attempt",
+            delivery_id = d.id.0,
+            idempotency_key = %d.idempotency_key,
+            destination = %d.destination,
+            attempt = d.attempts + 1,
+            probe = permit.is_probe(),
+            status = tracing::field::Empty,
+            class = tracing::field::Empty,
+        );
+        self.attempt_in_span(d, permit).instrument(span).await;
+    }
+
+    async fn attempt_in_span(self, d: LeasedDelivery, permit: Permit) {
+        let shared = &self.shared;
+        let started_ms = shared.time.now_ms();
+        let clock = Instant::now();
+        let in_flight = InFlight::new(&shared.metrics);
+        let attempted =
+            match tokio::time::timeout(self.timeout, send(&self.sender, &d, &shared.time)).await {
+                Ok(a) => a,
+                Err(_) => Attempted::Classified {
+                    class: classify_failure(
+                        ErrorClass::Timeout,
+                        "no answer within the worker's request timeout",
+                    ),
+                    status: None,
+                    error: Some(format!("no answer within {} ms", self.timeout.as_millis())),
+                    body: None,
+                },
+            };
+        drop(in_flight);
+        let elapsed = clock.elapsed();
+        let now = shared.time.now_ms();
+        let (class, status, error, body) = match attempted {
+            Attempted::Classified {
+                class,
+                status,
+                error,
+                body,
+            } => (class, status, error, body),
+            Attempted::WorkerFault(reason) => {
+                shared.metrics.record_worker_error();
+                tracing::error!(error = %reason, "cannot attempt the delivery; it is released and retried later");
+                drop(permit);
+                let token = lock(&self.leases).remove(&d.id);
+                if let Some(token) = token {
+                    // Back off so a broken key does not spin; the webhook itself is fine.
+                    let _ = shared
+                        .store
+                        .release(vec![(d.id, token)], now.saturating_add(30_000))
+                        .await;
+                }
+                return;
+            }
+        };
+        let error_class = class.class();
+        tracing::Span::current().record("class", error_class.as_str());
+        if let Some(s) = status {
+            tracing::Span::current().record("status", s);
+        }
+        shared
+            .metrics
+            .record_attempt(error_class, elapsed.as_secs_f64());
+
+        let attempts = d.attempts.saturating_add(1);
+        let decision =
+            shared
+                .policy
+                .decide(&class, attempts, d.deadline_ms, now, rand::random::<f64>());
+        let health = match &class {
+            Classification::Delivered { .. } => {
+                permit.success();
+                Health::Success
+            }
+            c if c.class().is_destination_failure() => Health::Failure {
+                open_until_ms: permit.failure(now),
+            },
+            _ => {
+                permit.neutral();
+                Health::Neutral
+            }
+        };
+        let (outcome, kind) = match decision {
+            Decision::Delivered => {
+                shared
+                    .metrics
+                    .record_delivery_latency(((now - d.created_at_ms).max(0)) as f64 / 1000.0);
+                tracing::debug!(latency_ms = elapsed.as_millis() as u64, "delivered");
+                (Outcome::Delivered, OutcomeKind::Delivered)
+            }
+            Decision::Retry { at_ms } => {
+                tracing::debug!(
+                    retry_in_ms = at_ms - now,
+                    error = error.as_deref().unwrap_or(""),
+                    "attempt failed; retrying"
+                );
+                (Outcome::Retry { at_ms }, OutcomeKind::Retried)
+            }
+            Decision::Dead(reason) => {
+                tracing::warn!(reason = %reason, "gave up on the webhook; it is in the dead letters");
+                (
+                    Outcome::Dead {
+                        code: reason.code().to_owned(),
+                        reason: reason.to_string(),
+                    },
+                    OutcomeKind::Dead,
+                )
+            }
+            Decision::DisableDestination => {
+                tracing::warn!("the receiver answered 410 Gone; disabling the destination");
+                (
+                    Outcome::DisableDestination {
+                        reason: format!(
+                            "the receiver answered HTTP 410 Gone to {}; re-enable it once the endpoint is back",
+                            d.url
+                        ),
+                    },
+                    OutcomeKind::Disabled,
+                )
+            }
+        };
+        let completion = Completion {
+            id: d.id,
+            token: d.token,
+            destination: d.destination,
+            attempt: AttemptRecord {
+                started_at_ms: started_ms,
+                latency_ms: i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX),
+                status,
+                class: error_class,
+                error,
+                response_body: body,
+            },
+            outcome,
+            health,
+        };
+        lock(&self.leases).remove(&d.id);
+        // The writer outlives every job; a closed channel means it already stopped, and the
+        // lease expiry brings the delivery back.
+        let _ = self
+            .tx
+            .send(Finished {
+                completion,
+                outcome: kind,
+            })
+            .await;
+    }
+}
+
+/// Rebuild the stored webhook and make one attempt.
+async fn send(sender: &WebhookSender, d: &LeasedDelivery, time: &TimeSource) -> Attempted {
+    let invalid = |detail: String| Attempted::Classified {
+        class: classify_failure(ErrorClass::Invalid, &detail),
+        status: None,
+        error: Some(detail),
+        body: None,
+    };
+    let key = match IdempotencyKey::new(d.idempotency_key.clone()) {
+        Ok(k) => k,
+        Err(e) => return invalid(format!("stored idempotency key: {e}")),
+    };
+    let kind: WebhookKind = match d.kind.parse() {
+        Ok(k) => k,
+        Err(e) => return invalid(format!("stored kind: {e}")),
+    };
+    let prepared = match PreparedWebhook::from_parts(
+        &d.url,
+        d.body.clone(),
+        key,
+        kind,
+        d.extra_headers.clone(),
+    ) {
+        Ok(p) => p,
+        Err(e) => return invalid(e.to_string()),
+    };
+    match sender.send_prepared(&prepared).await {
+        Ok(result) => {
+            let class = classify_response(result.status, &result.response_headers, time.now_ms());
+            let error = if result.ok() {
+                None
+            } else {
+                Some(format!("HTTP {}", result.status))
+            };
+            let body = result.response_body;
+            let body = body.slice(..body.len().min(MAX_RECORDED_RESPONSE_BYTES));
+            Attempted::Classified {
+                class,
+                status: Some(result.status),
+                error,
+                body: Some(body),
+            }
+        }
+        Err(SendError::Transport { source, .. }) => {
+            let class = match source.kind() {
+                TransportErrorKind::Timeout => ErrorClass::Timeout,
+                TransportErrorKind::Connect | TransportErrorKind::Dns | TransportErrorKind::Tls => {
+                    ErrorClass::Connect
+                }
+                TransportErrorKind::InvalidRequest => ErrorClass::Invalid,
+                TransportErrorKind::Config => return Attempted::WorkerFault(source.to_string()),
+                _ => ErrorClass::Network,
+            };
+            let detail = source.to_string();
+            Attempted::Classified {
+                class: classify_failure(class, &detail),
+                status: None,
+                error: Some(detail),
+                body: None,
+            }
+        }
+        Err(SendError::Destination(e)) => {
+            let class = match e {
+                DestinationError::Resolve { .. } | DestinationError::NoAddress { .. } => {
+                    ErrorClass::Connect
+                }
+                _ => ErrorClass::Refused,
+            };
+            let detail = e.to_string();
+            Attempted::Classified {
+                class: classify_failure(class, &detail),
+                status: None,
+                error: Some(detail),
+                body: None,
+            }
+        }
+        Err(
+            e @ (SendError::Url(_)
+            | SendError::BodyTooLarge { .. }
+            | SendError::ReservedHeader(_)
+            | SendError::InvalidHeader { .. }
+            | SendError::Payload(_)),
+        ) => invalid(e.to_string()),
+        Err(e) => Attempted::WorkerFault(e.to_string()),
+    }
+}
+
+#[derive(Debug, Default)]
+struct Tally {
+    delivered: u64,
+    retried: u64,
+    dead: u64,
+}
+
+/// Record outcomes in batches: whatever accumulated while the previous transaction ran goes
+/// into the next one.
+async fn write_outcomes(
+    shared: Shared,
+    config: WorkerConfig,
+    mut rx: mpsc::Receiver<Finished>,
+) -> Tally {
+    let mut tally = Tally::default();
+    let max = config.completion_batch.max(1);
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < max {
+            match rx.try_recv() {
+                Ok(f) => batch.push(f),
+                Err(_) => break,
+            }
+        }
+        let kinds: Vec<OutcomeKind> = batch.iter().map(|f| f.outcome).collect();
+        let completions: Vec<Completion> = batch.into_iter().map(|f| f.completion).collect();
+        let mut delay = Duration::from_millis(50);
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            match shared
+                .store
+                .complete(completions.clone(), config.disable, shared.time.now_ms())
+                .await
+            {
+                Ok(statuses) => {
+                    let mut lost = 0;
+                    for (status, kind) in statuses.iter().zip(&kinds) {
+                        match status {
+                            CompleteStatus::Applied => {
+                                shared.metrics.record_outcome(*kind);
+                                match kind {
+                                    OutcomeKind::Delivered => tally.delivered += 1,
+                                    OutcomeKind::Retried | OutcomeKind::Disabled => {
+                                        tally.retried += 1
+                                    }
+                                    OutcomeKind::Dead => tally.dead += 1,
+                                }
+                            }
+                            CompleteStatus::LeaseLost => lost += 1,
+                        }
+                    }
+                    if lost > 0 {
+                        shared.metrics.record_lease_lost(lost);
+                        tracing::warn!(
+                            count = lost,
+                            "attempt results arrived after their leases had moved on"
+                        );
+                    }
+                    break;
+                }
+                Err(e) if tries < 6 => {
+                    shared.metrics.record_store_error();
+                    tracing::warn!(error = %e, "recording attempt results failed; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = delay.saturating_mul(2);
+                }
+                Err(e) => {
+                    shared.metrics.record_store_error();
+                    tracing::error!(
+                        error = %e,
+                        count = completions.len(),
+                        "could not record attempt results; these deliveries will be attempted again when their leases expire"
+                    );
+                    break;
+                }
+            }
+        }
+    }
+    tally
+}
