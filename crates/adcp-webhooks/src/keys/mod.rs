@@ -25,8 +25,10 @@
 //! `pkcs8` / `sec1` crates, which `aws-lc-rs` does not replace.
 
 mod error;
+mod file;
 mod jwk;
 mod material;
+mod pbe;
 mod pem;
 
 use std::fmt;

@@ -1,41 +1,20 @@
 //! PEM reading (PKCS#8, encrypted PKCS#8, SEC1) and writing (PKCS#8, encrypted PKCS#8).
 //!
-//! DER structures are decoded with the RustCrypto `pkcs8` / `sec1` crates. Password-based
-//! encryption with PBKDF2 + AES-CBC (what OpenSSL, Python `cryptography` and `adcp-keygen` write)
-//! runs on aws-lc-rs, which is fast even in debug builds and also reads the hmacWithSHA1 PRF of
-//! older OpenSSL files; other PBES2 schemes (scrypt, AES-GCM) fall back to the `pkcs8` crate.
+//! DER structures are decoded with the RustCrypto `pkcs8` / `sec1` crates; passphrase
+//! encryption lives in `pbe`, file handling in `file`.
 
-use std::num::NonZeroU32;
-
-use aws_lc_rs::cipher::{
-    AES_128, AES_192, AES_256, DecryptionContext, EncryptionContext, PaddedBlockDecryptingKey,
-    PaddedBlockEncryptingKey, UnboundCipherKey,
-};
-use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 use pkcs8::der::asn1::{AnyRef, BitStringRef, OctetStringRef};
 use pkcs8::der::pem::LineEnding;
 use pkcs8::der::{Decode, Encode};
-use pkcs8::pkcs5::pbes2::{self, Pbkdf2Prf};
-use pkcs8::pkcs5::{self, EncryptionScheme};
-use pkcs8::{
-    AlgorithmIdentifierRef, EncryptedPrivateKeyInfoRef, ObjectIdentifier, PrivateKeyInfoRef,
-};
+use pkcs8::{AlgorithmIdentifierRef, ObjectIdentifier, PrivateKeyInfoRef};
 use zeroize::Zeroizing;
 
 use super::material::{KEY_LEN, PrivateMaterial, Secret, new_secret};
-use super::{Algorithm, KeyError, KeyPurpose, SigningKey};
+use super::{Algorithm, KeyError, KeyPurpose, SigningKey, file, pbe};
 
 const ED25519_OID: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.101.112");
 const EC_PUBLIC_KEY_OID: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.2.1");
 const P256_OID: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.3.1.7");
-
-/// PBKDF2-HMAC-SHA256 iterations for keys we encrypt: the OWASP recommendation. Decrypting takes
-/// a fraction of a second once per process start, which is the point.
-const PBKDF2_ITERATIONS: u32 = 600_000;
-
-/// Iteration counts above this in a file we read are refused rather than ground through: no
-/// mainstream tool writes them, and a hostile file could otherwise stall the loader for minutes.
-const MAX_PBKDF2_ITERATIONS: u32 = 10_000_000;
 
 /// What a PEM or DER private key decodes to, before it becomes a [`SigningKey`].
 struct DecodedKey {
@@ -110,7 +89,7 @@ impl SigningKey {
             path: path.to_path_buf(),
             source,
         })?);
-        warn_if_shared(path);
+        file::warn_if_shared(path);
         load(&pem, passphrase, kid, alg, Some(path))
     }
 
@@ -132,50 +111,8 @@ impl SigningKey {
             return Err(KeyError::EmptyPassphrase);
         }
         let der = self.to_pkcs8_der()?;
-        let rng = SystemRandom::new();
-        let mut salt = [0u8; 16];
-        let mut iv = [0u8; 16];
-        rng.fill(&mut salt).map_err(|_| KeyError::Crypto {
-            operation: "reading the system random source",
-        })?;
-        rng.fill(&mut iv).map_err(|_| KeyError::Crypto {
-            operation: "reading the system random source",
-        })?;
-        let params =
-            pbes2::Parameters::generate_pbkdf2_sha256_aes256cbc(PBKDF2_ITERATIONS, &salt, iv)
-                .map_err(|_| KeyError::Crypto {
-                    operation: "building PBES2 parameters",
-                })?;
-        let key = pbkdf2_key(
-            Pbkdf2Prf::HmacWithSha256,
-            PBKDF2_ITERATIONS,
-            &salt,
-            passphrase,
-            32,
-        )?;
-        let cipher = UnboundCipherKey::new(&AES_256, &key)
-            .and_then(PaddedBlockEncryptingKey::cbc_pkcs7)
-            .map_err(|_| KeyError::Crypto {
-                operation: "setting up AES-256-CBC",
-            })?;
-        // `der` is copied into the buffer that becomes ciphertext; the plaintext copy is zeroized.
-        let mut buf = Zeroizing::new(der.to_vec());
-        cipher
-            .less_safe_encrypt(&mut *buf, EncryptionContext::Iv128(iv.into()))
-            .map_err(|_| KeyError::Crypto {
-                operation: "AES-256-CBC encryption",
-            })?;
-        let encrypted_data = OctetStringRef::new(&buf).map_err(|_| KeyError::Crypto {
-            operation: "encoding the encrypted key",
-        })?;
-        let info = EncryptedPrivateKeyInfoRef {
-            encryption_algorithm: params.into(),
-            encrypted_data,
-        };
-        let der = info.to_der().map_err(|_| KeyError::Crypto {
-            operation: "encoding the encrypted key",
-        })?;
-        encode_pem("ENCRYPTED PRIVATE KEY", &der)
+        let encrypted = pbe::encrypt(&der, passphrase)?;
+        encode_pem("ENCRYPTED PRIVATE KEY", &encrypted)
     }
 
     /// Writes the key as a PEM file (encrypted when `passphrase` is given).
@@ -194,7 +131,7 @@ impl SigningKey {
             Some(p) => self.to_encrypted_pkcs8_pem(p)?,
             None => self.to_pkcs8_pem()?,
         };
-        write_private_file(path.as_ref(), pem.as_bytes(), overwrite)
+        file::write_private_file(path.as_ref(), pem.as_bytes(), overwrite)
     }
 
     /// The PKCS#8 DER (v1 for Ed25519; with the public point for P-256).
@@ -258,7 +195,7 @@ fn load(
             let passphrase = passphrase.ok_or_else(|| KeyError::PassphraseRequired {
                 path: path.map(Into::into),
             })?;
-            let plain = decrypt_pkcs8(&der, passphrase)?;
+            let plain = pbe::decrypt(&der, passphrase)?;
             // Padding that happens to check out under a wrong key yields garbage, not PKCS#8.
             parse_pkcs8(&plain).map_err(|e| match e {
                 KeyError::MalformedPem { .. } => KeyError::WrongPassphrase,
@@ -488,210 +425,10 @@ fn fixed_secret(bytes: &[u8], alg: Algorithm) -> Result<Secret, KeyError> {
     Ok(secret)
 }
 
-fn decrypt_pkcs8(der: &[u8], passphrase: &[u8]) -> Result<Zeroizing<Vec<u8>>, KeyError> {
-    let info = EncryptedPrivateKeyInfoRef::try_from(der).map_err(|_| KeyError::MalformedPem {
-        reason: "the DER is not a PKCS#8 EncryptedPrivateKeyInfo structure (the file may be truncated or corrupted)"
-            .into(),
-    })?;
-    let params = match &info.encryption_algorithm {
-        EncryptionScheme::Pbes2(params) => params,
-        EncryptionScheme::Pbes1(_) => {
-            return Err(KeyError::UnsupportedEncryption {
-                reason: "PBES1 (DES/RC2-era) encryption".into(),
-            });
-        }
-        _ => {
-            return Err(KeyError::UnsupportedEncryption {
-                reason: "an unknown encryption scheme".into(),
-            });
-        }
-    };
-    let ciphertext = info.encrypted_data.as_bytes();
-    let (cipher, key_len, iv) = match params.encryption {
-        pbes2::EncryptionScheme::Aes128Cbc { iv } => (&AES_128, 16, iv),
-        pbes2::EncryptionScheme::Aes192Cbc { iv } => (&AES_192, 24, iv),
-        pbes2::EncryptionScheme::Aes256Cbc { iv } => (&AES_256, 32, iv),
-        _ => return decrypt_with_pkcs8(&info, passphrase),
-    };
-    let Some(kdf) = params.kdf.pbkdf2() else {
-        return decrypt_with_pkcs8(&info, passphrase);
-    };
-    if kdf.iteration_count > MAX_PBKDF2_ITERATIONS {
-        return Err(KeyError::UnsupportedEncryption {
-            reason: format!(
-                "a PBKDF2 iteration count of {} (more than {MAX_PBKDF2_ITERATIONS})",
-                kdf.iteration_count
-            ),
-        });
-    }
-    if kdf.key_length.is_some_and(|n| usize::from(n) != key_len) {
-        return Err(KeyError::MalformedPem {
-            reason: "the PBKDF2 key length does not match the cipher".into(),
-        });
-    }
-    let key = pbkdf2_key(
-        kdf.prf,
-        kdf.iteration_count,
-        kdf.salt.as_bytes(),
-        passphrase,
-        key_len,
-    )?;
-    let cipher = UnboundCipherKey::new(cipher, &key)
-        .and_then(PaddedBlockDecryptingKey::cbc_pkcs7)
-        .map_err(|_| KeyError::Crypto {
-            operation: "setting up AES-CBC",
-        })?;
-    let mut buf = Zeroizing::new(ciphertext.to_vec());
-    let plain_len = cipher
-        .decrypt(&mut buf, DecryptionContext::Iv128(iv.into()))
-        .map_err(|_| KeyError::WrongPassphrase)?
-        .len();
-    buf.truncate(plain_len);
-    Ok(buf)
-}
-
-/// Schemes aws-lc-rs does not cover here (scrypt, AES-GCM) go through the `pkcs8` crate.
-fn decrypt_with_pkcs8(
-    info: &EncryptedPrivateKeyInfoRef<'_>,
-    passphrase: &[u8],
-) -> Result<Zeroizing<Vec<u8>>, KeyError> {
-    match info.decrypt(passphrase) {
-        Ok(doc) => Ok(Zeroizing::new(doc.as_bytes().to_vec())),
-        Err(pkcs8::Error::EncryptedPrivateKey(pkcs5::Error::DecryptFailed))
-        | Err(pkcs8::Error::Asn1(_)) => Err(KeyError::WrongPassphrase),
-        Err(other) => Err(KeyError::UnsupportedEncryption {
-            reason: other.to_string(),
-        }),
-    }
-}
-
-fn pbkdf2_key(
-    prf: Pbkdf2Prf,
-    iterations: u32,
-    salt: &[u8],
-    passphrase: &[u8],
-    len: usize,
-) -> Result<Zeroizing<Vec<u8>>, KeyError> {
-    use aws_lc_rs::pbkdf2;
-    let algorithm = match prf {
-        Pbkdf2Prf::HmacWithSha1 => pbkdf2::PBKDF2_HMAC_SHA1,
-        Pbkdf2Prf::HmacWithSha256 => pbkdf2::PBKDF2_HMAC_SHA256,
-        Pbkdf2Prf::HmacWithSha384 => pbkdf2::PBKDF2_HMAC_SHA384,
-        Pbkdf2Prf::HmacWithSha512 => pbkdf2::PBKDF2_HMAC_SHA512,
-        other => {
-            return Err(KeyError::UnsupportedEncryption {
-                reason: format!("the PBKDF2 PRF {other:?}"),
-            });
-        }
-    };
-    let iterations = NonZeroU32::new(iterations).ok_or_else(|| KeyError::MalformedPem {
-        reason: "the PBKDF2 iteration count is zero".into(),
-    })?;
-    let mut key = Zeroizing::new(vec![0u8; len]);
-    pbkdf2::derive(algorithm, iterations, salt, passphrase, &mut key);
-    Ok(key)
-}
-
 fn encode_pem(label: &str, der: &[u8]) -> Result<Zeroizing<String>, KeyError> {
     pkcs8::der::pem::encode_string(label, LineEnding::LF, der)
         .map(Zeroizing::new)
         .map_err(|_| KeyError::Crypto {
             operation: "PEM encoding",
         })
-}
-
-#[cfg(unix)]
-fn warn_if_shared(path: &std::path::Path) {
-    use std::os::unix::fs::PermissionsExt as _;
-    if let Ok(meta) = std::fs::metadata(path) {
-        let mode = meta.permissions().mode() & 0o777;
-        if mode & 0o077 != 0 {
-            tracing::warn!(
-                path = %path.display(),
-                mode = format_args!("{mode:o}"),
-                "private key file is readable by group or others; restrict it with `chmod 600`"
-            );
-        }
-    }
-}
-
-#[cfg(not(unix))]
-fn warn_if_shared(_path: &std::path::Path) {}
-
-fn write_private_file(
-    path: &std::path::Path,
-    contents: &[u8],
-    overwrite: bool,
-) -> Result<(), KeyError> {
-    use std::io::Write as _;
-    let io_err = |action: &'static str, path: &std::path::Path| {
-        let path = path.to_path_buf();
-        move |source: std::io::Error| {
-            if source.kind() == std::io::ErrorKind::AlreadyExists {
-                KeyError::FileExists { path: path.clone() }
-            } else {
-                KeyError::Io {
-                    action,
-                    path: path.clone(),
-                    source,
-                }
-            }
-        }
-    };
-    if !overwrite {
-        // create_new + mode 0600: the file never exists with looser permissions, and a file that
-        // appeared since the caller checked is never clobbered.
-        let mut file = create_private(path).map_err(io_err("cannot create the key file", path))?;
-        let written = file.write_all(contents).and_then(|()| file.sync_all());
-        if let Err(source) = written {
-            drop(file);
-            let _ = std::fs::remove_file(path);
-            return Err(KeyError::Io {
-                action: "cannot write the key file",
-                path: path.to_path_buf(),
-                source,
-            });
-        }
-        return Ok(());
-    }
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(std::path::Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "key".into());
-    let mut tag = [0u8; 6];
-    SystemRandom::new()
-        .fill(&mut tag)
-        .map_err(|_| KeyError::Crypto {
-            operation: "reading the system random source",
-        })?;
-    let tag: String = tag.iter().map(|b| format!("{b:02x}")).collect();
-    let tmp = dir.join(format!(".{name}.{tag}.tmp"));
-    let mut file =
-        create_private(&tmp).map_err(io_err("cannot create a temporary key file", &tmp))?;
-    let result = file
-        .write_all(contents)
-        .and_then(|()| file.sync_all())
-        .map_err(io_err("cannot write the temporary key file", &tmp))
-        .and_then(|()| {
-            std::fs::rename(&tmp, path).map_err(io_err("cannot replace the key file", path))
-        });
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
-}
-
-fn create_private(path: &std::path::Path) -> std::io::Result<std::fs::File> {
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt as _;
-        options.mode(0o600);
-    }
-    options.open(path)
 }
