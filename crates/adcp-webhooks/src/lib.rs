@@ -45,6 +45,11 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+/// The README's code, compiled as a doctest so it cannot drift from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;
+
 pub mod clock;
 pub mod delivery;
 pub mod destination;
