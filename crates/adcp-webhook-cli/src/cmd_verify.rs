@@ -1,0 +1,286 @@
+//! `adcp-webhook verify` and `adcp-webhook receive`: the buyer's side from the command line.
+//!
+//! Both are thin shells over `adcp_webhooks::verify`: `verify` checks one request document
+//! (what `adcp-webhook sign` prints), `receive` runs a verifying endpoint that logs one JSON line
+//! per request, for pointing a sender under test at.
+
+use adcp_webhooks::clock::{Clock, FixedClock, SystemClock};
+use adcp_webhooks::verify::axum::{outcome_response, process};
+use adcp_webhooks::verify::{
+    ReceivedRequest, StaticJwks, TargetUri, VerifyError, WebhookReceiver, WebhookVerifier,
+};
+use clap::Args;
+use serde_json::{Value, json};
+use std::io::{Read, Write};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+/// The largest request document `verify` reads from stdin: a 10 MiB body, JSON-escaped, fits.
+const MAX_STDIN_BYTES: u64 = 64 * 1024 * 1024;
+
+/// `adcp-webhook verify`: check one signed request read from stdin.
+#[derive(Args, Debug)]
+pub struct VerifyArgs {
+    /// The sender's public key set {"keys":[...]}.
+    #[arg(long, value_name = "FILE")]
+    pub jwks: PathBuf,
+    /// Verify as of this Unix time instead of now (to check a request signed earlier).
+    #[arg(long, value_name = "UNIX")]
+    pub now: Option<i64>,
+}
+
+/// `adcp-webhook receive`: a verifying webhook endpoint that logs every request.
+#[derive(Args, Debug)]
+pub struct ReceiveArgs {
+    /// The sender's public key set {"keys":[...]}.
+    #[arg(long, value_name = "FILE")]
+    pub jwks: PathBuf,
+    /// Address to listen on (plain HTTP), e.g. 127.0.0.1:8080; port 0 picks a free port.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Append one JSON line per request to this file (default: stdout).
+    #[arg(long, value_name = "FILE")]
+    pub log: Option<PathBuf>,
+    /// The public URL senders post to, when a TLS-terminating proxy sits in front
+    /// (e.g. https://hooks.example.com); the signed @target-uri is this plus the request path.
+    /// Default: http://<Host header><path>.
+    #[arg(long, value_name = "URL")]
+    pub public_url: Option<String>,
+}
+
+/// Run `verify`: read `{"method","url","headers","body"}` from stdin, print
+/// `{"ok":true,"keyid":..}` or `{"ok":false,"error_code":..,"failed_step":..}`.
+/// Returns the exit code: 0 verified, 1 rejected. Unusable input is an `Err`.
+pub fn run_verify(args: VerifyArgs) -> Result<i32, String> {
+    let jwks = StaticJwks::from_file(&args.jwks).map_err(|e| e.to_string())?;
+    let mut input = Vec::new();
+    std::io::stdin()
+        .take(MAX_STDIN_BYTES)
+        .read_to_end(&mut input)
+        .map_err(|e| format!("cannot read the request document from stdin: {e}"))?;
+    let doc = RequestDoc::parse(&input)?;
+    let clock: Box<dyn Clock> = match args.now {
+        Some(t) => Box::new(FixedClock::new(t)),
+        None => Box::new(SystemClock),
+    };
+    let verifier = WebhookVerifier::new(jwks);
+    let result = verifier.verify_at(
+        &ReceivedRequest::new(&doc.method, &doc.url, &doc.headers, doc.body.as_bytes()),
+        clock.now_unix(),
+    );
+    let (out, code) = match result {
+        Ok(v) => (
+            json!({
+                "ok": true,
+                "keyid": v.keyid,
+                "alg": v.algorithm.rfc9421_name(),
+                "created": v.created,
+                "expires": v.expires,
+            }),
+            0,
+        ),
+        Err(e) => (error_json(&e), 1),
+    };
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&out).unwrap_or_else(|_| out.to_string())
+    );
+    Ok(code)
+}
+
+fn error_json(e: &VerifyError) -> Value {
+    let mut out = json!({
+        "ok": false,
+        "error_code": e.code().as_str(),
+        "failed_step": e.step().number(),
+        "message": e.message(),
+    });
+    if let Some(sub) = e.step().sub_step() {
+        out["sub_step"] = json!(sub.to_string());
+    }
+    out
+}
+
+/// The request document `sign` prints.
+struct RequestDoc {
+    method: String,
+    url: String,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl RequestDoc {
+    fn parse(input: &[u8]) -> Result<Self, String> {
+        const SHAPE: &str = r#"expected {"method": "POST", "url": "https://...", "headers": {"Name": "value", ...}, "body": "..."} (what `adcp-webhook sign` prints)"#;
+        let doc: Value = serde_json::from_slice(input)
+            .map_err(|e| format!("stdin is not a JSON request document ({e}); {SHAPE}"))?;
+        let field = |name: &str| doc.get(name).and_then(Value::as_str).map(str::to_owned);
+        let url = field("url")
+            .ok_or_else(|| format!("the request document has no \"url\" string; {SHAPE}"))?;
+        let method = field("method").unwrap_or_else(|| "POST".to_owned());
+        let body = match doc.get("body") {
+            None | Some(Value::Null) => String::new(),
+            Some(Value::String(s)) => s.clone(),
+            Some(_) => {
+                return Err(format!(
+                    "\"body\" must be the exact body text as a string; {SHAPE}"
+                ));
+            }
+        };
+        let mut headers = Vec::new();
+        match doc.get("headers") {
+            None | Some(Value::Null) => {}
+            Some(Value::Object(map)) => {
+                for (name, value) in map {
+                    match value {
+                        Value::String(v) => headers.push((name.clone(), v.clone())),
+                        // Several lines of one header.
+                        Value::Array(vs) => {
+                            for v in vs {
+                                let v = v.as_str().ok_or_else(|| {
+                                    format!("header {name:?} has a non-string value")
+                                })?;
+                                headers.push((name.clone(), v.to_owned()));
+                            }
+                        }
+                        _ => {
+                            return Err(format!(
+                                "header {name:?} must be a string or a list of strings"
+                            ));
+                        }
+                    }
+                }
+            }
+            Some(Value::Array(pairs)) => {
+                for pair in pairs {
+                    match pair.as_array().map(Vec::as_slice) {
+                        Some([Value::String(n), Value::String(v)]) => {
+                            headers.push((n.clone(), v.clone()))
+                        }
+                        _ => {
+                            return Err(
+                                "\"headers\" as a list must hold [name, value] string pairs"
+                                    .to_owned(),
+                            );
+                        }
+                    }
+                }
+            }
+            Some(_) => return Err(format!("\"headers\" must be an object; {SHAPE}")),
+        }
+        Ok(Self {
+            method,
+            url,
+            headers,
+            body,
+        })
+    }
+}
+
+/// Where `receive` writes its log lines.
+type LogSink = Arc<Mutex<Box<dyn Write + Send>>>;
+
+#[derive(Clone)]
+struct ReceiveState {
+    receiver: WebhookReceiver,
+    log: LogSink,
+}
+
+/// Run `receive` until SIGINT or SIGTERM.
+pub async fn run_receive(args: ReceiveArgs) -> Result<(), String> {
+    let jwks = StaticJwks::from_file(&args.jwks).map_err(|e| e.to_string())?;
+    if jwks.is_empty() {
+        return Err(format!(
+            "{} holds no keys; every webhook would be rejected",
+            args.jwks.display()
+        ));
+    }
+    let target = match &args.public_url {
+        Some(url) => {
+            if !(url.starts_with("https://") || url.starts_with("http://")) {
+                return Err(format!(
+                    "--public-url {url:?} must start with https:// (or http://)"
+                ));
+            }
+            TargetUri::PublicBaseUrl(url.clone())
+        }
+        None => TargetUri::Direct { scheme: "http" },
+    };
+    let receiver = WebhookReceiver::builder(WebhookVerifier::new(jwks))
+        .target_uri(target)
+        .build();
+    let sink: Box<dyn Write + Send> = match &args.log {
+        Some(path) => Box::new(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .map_err(|e| format!("cannot open log file {}: {e}", path.display()))?,
+        ),
+        None => Box::new(std::io::stdout()),
+    };
+    let state = ReceiveState {
+        receiver,
+        log: Arc::new(Mutex::new(sink)),
+    };
+    let app = axum::Router::new().fallback(handle).with_state(state);
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
+    let local = listener.local_addr().map_err(|e| e.to_string())?;
+    eprintln!("adcp-webhook receive: listening on http://{local} (Ctrl-C to stop)");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .map_err(|e| format!("server error: {e}"))?;
+    eprintln!("adcp-webhook receive: stopped");
+    Ok(())
+}
+
+async fn handle(
+    axum::extract::State(state): axum::extract::State<ReceiveState>,
+    request: axum::extract::Request,
+) -> axum::response::Response {
+    let processed = process(&state.receiver, request).await;
+    let mut line = processed.outcome.log_record();
+    if let Value::Object(map) = &mut line {
+        let now = time::OffsetDateTime::now_utc();
+        let ts = now
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default();
+        map.insert("ts".into(), json!(ts));
+        map.insert("method".into(), json!(processed.parts.method.as_str()));
+        map.insert("path".into(), json!(processed.parts.uri.path()));
+    }
+    {
+        let mut log = state
+            .log
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // A log write failure must not turn a delivery into an error for the sender.
+        let _ = writeln!(log, "{line}").and_then(|()| log.flush());
+    }
+    outcome_response(&processed.outcome)
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+}

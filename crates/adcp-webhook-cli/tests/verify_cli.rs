@@ -1,0 +1,346 @@
+//! `adcp-webhook verify` and `adcp-webhook receive` as a user runs them.
+
+use serde_json::Value;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_adcp-webhook"));
+    c.env_remove("ADCP_KEY_PASSPHRASE");
+    c
+}
+
+fn vectors() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../adcp-webhooks/tests/fixtures/adcp-3.2.4/test-vectors/webhook-signing")
+}
+
+fn load(path: &Path) -> Value {
+    serde_json::from_slice(&std::fs::read(path).expect("fixture")).expect("fixture JSON")
+}
+
+/// The conformance keys as a public JWKS file (private scalars dropped).
+fn public_jwks(dir: &Path) -> PathBuf {
+    let mut keys = load(&vectors().join("keys.json"));
+    for k in keys["keys"].as_array_mut().unwrap() {
+        k.as_object_mut()
+            .unwrap()
+            .retain(|name, _| !name.starts_with('_') && name != "$comment");
+    }
+    let path = dir.join("jwks.json");
+    std::fs::write(
+        &path,
+        serde_json::to_vec(&serde_json::json!({ "keys": keys["keys"] })).unwrap(),
+    )
+    .unwrap();
+    path
+}
+
+fn verify(jwks: &Path, now: Option<i64>, doc: &Value) -> (Output, Value) {
+    let mut cmd = bin();
+    cmd.arg("verify").arg("--jwks").arg(jwks);
+    if let Some(now) = now {
+        cmd.args(["--now", &now.to_string()]);
+    }
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(doc.to_string().as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let json = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not JSON ({e}): {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (out, json)
+}
+
+#[test]
+fn verify_accepts_the_positive_vectors_and_reports_code_and_step_for_negatives() {
+    let dir = tempfile::tempdir().unwrap();
+    let jwks = public_jwks(dir.path());
+    for kind in ["positive", "negative"] {
+        let mut files: Vec<_> = std::fs::read_dir(vectors().join(kind))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        files.sort();
+        for file in files {
+            let v = load(&file);
+            // Stateful vectors need verifier state the one-shot command does not have.
+            if v.get("test_harness_state").is_some() || v.get("jwks_override").is_some() {
+                continue;
+            }
+            let (out, json) = verify(&jwks, v["reference_now"].as_i64(), &v["request"]);
+            let expected = &v["expected_outcome"];
+            if expected["success"] == true {
+                assert_eq!(out.status.code(), Some(0), "{}: {json}", file.display());
+                assert_eq!(json["ok"], true);
+                assert_eq!(json["keyid"], v["jwks_ref"][0]);
+            } else {
+                assert_eq!(out.status.code(), Some(1), "{}: {json}", file.display());
+                assert_eq!(json["ok"], false);
+                assert_eq!(
+                    json["error_code"],
+                    expected["error_code"],
+                    "{}",
+                    file.display()
+                );
+                assert_eq!(
+                    json["failed_step"],
+                    expected["failed_step"],
+                    "{}",
+                    file.display()
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn verify_uses_the_clock_and_rejects_unusable_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let jwks = public_jwks(dir.path());
+    let v = load(&vectors().join("positive/001-basic-post.json"));
+    // Today the 2026 vector has long expired.
+    let (out, json) = verify(&jwks, None, &v["request"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(json["error_code"], "webhook_signature_window_invalid");
+    assert_eq!(json["failed_step"], 5);
+
+    // Not a request document: a usage error (exit 2), not a verdict.
+    let mut child = bin()
+        .args(["verify", "--jwks"])
+        .arg(&jwks)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"not json").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("request document"));
+}
+
+#[test]
+fn sign_output_pipes_into_verify() {
+    let dir = tempfile::tempdir().unwrap();
+    let pem = dir.path().join("k.pem");
+    let jwks = dir.path().join("k.jwks.json");
+    let o = bin()
+        .args(["keygen", "--kid", "cli-verify-test", "--out"])
+        .arg(&pem)
+        .arg("--jwks")
+        .arg(&jwks)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let body = r#"{"idempotency_key":"whk_cli_verify_000001","operation_id":"op","task_id":"t","task_type":"create_media_buy","status":"completed","timestamp":"2026-04-18T12:00:00Z"}"#;
+    let o = bin()
+        .args(["sign", "--key"])
+        .arg(&pem)
+        .args([
+            "--kid",
+            "cli-verify-test",
+            "--url",
+            "https://buyer.example/hooks?a=1",
+            "--body",
+            body,
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let doc: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let (out, json) = verify(&jwks, None, &doc);
+    assert_eq!(out.status.code(), Some(0), "{json}");
+    assert_eq!(json["keyid"], "cli-verify-test");
+
+    let mut tampered = doc.clone();
+    tampered["body"] = Value::String(body.replace("completed", "failed"));
+    let (_, json) = verify(&jwks, None, &tampered);
+    assert_eq!(json["error_code"], "webhook_signature_digest_mismatch");
+    assert_eq!(json["failed_step"], 11);
+}
+
+/// A running `receive` server, stopped with SIGTERM on drop.
+struct Receiver {
+    child: std::process::Child,
+    addr: String,
+}
+
+impl Receiver {
+    fn start(jwks: &Path, log: &Path) -> Self {
+        let mut child = bin()
+            .args(["receive", "--listen", "127.0.0.1:0", "--jwks"])
+            .arg(jwks)
+            .arg("--log")
+            .arg(log)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn receive");
+        let mut stderr = BufReader::new(child.stderr.take().unwrap());
+        let mut line = String::new();
+        stderr.read_line(&mut line).unwrap();
+        let addr = line
+            .split("http://")
+            .nth(1)
+            .and_then(|s| s.split_whitespace().next())
+            .unwrap_or_else(|| panic!("no address in {line:?}"))
+            .to_owned();
+        // Keep draining stderr so the server never blocks on it.
+        std::thread::spawn(move || {
+            let mut rest = String::new();
+            let _ = stderr.read_to_string(&mut rest);
+        });
+        Self { child, addr }
+    }
+
+    /// POST `body` with `headers`, returning (status, raw response).
+    fn post(&self, path: &str, headers: &[(String, String)], body: &[u8]) -> (u16, String) {
+        let mut s = TcpStream::connect(&self.addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut req = format!(
+            "POST {path} HTTP/1.1\r\nHost: {}\r\nContent-Length: {}\r\nConnection: close\r\n",
+            self.addr,
+            body.len()
+        );
+        for (k, v) in headers {
+            req.push_str(&format!("{k}: {v}\r\n"));
+        }
+        req.push_str("\r\n");
+        s.write_all(req.as_bytes()).unwrap();
+        s.write_all(body).unwrap();
+        let mut resp = String::new();
+        s.read_to_string(&mut resp).unwrap();
+        let status = resp
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        (status, resp)
+    }
+
+    fn stop(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "receive did not stop on SIGTERM");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// Sign `body` for `url` with `key_pem`/`kid` through the CLI's own `sign` command.
+fn signed(key_pem: &Path, kid: &str, url: &str, body: &str) -> Vec<(String, String)> {
+    let o = bin()
+        .args(["sign", "--key"])
+        .arg(key_pem)
+        .args(["--kid", kid, "--url", url, "--body", body])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let doc: Value = serde_json::from_slice(&o.stdout).unwrap();
+    doc["headers"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_owned()))
+        .collect()
+}
+
+#[test]
+fn receive_accepts_dedupes_rejects_and_logs_one_line_per_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let pem = dir.path().join("k.pem");
+    let jwks = dir.path().join("k.jwks.json");
+    let o = bin()
+        .args(["keygen", "--kid", "cli-receive-test", "--out"])
+        .arg(&pem)
+        .arg("--jwks")
+        .arg(&jwks)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let log = dir.path().join("receive.log");
+    let server = Receiver::start(&jwks, &log);
+    let url = format!("http://{}/adcp/webhook", server.addr);
+
+    let body = r#"{"idempotency_key":"whk_cli_receive_00001","operation_id":"op","task_id":"t","task_type":"create_media_buy","status":"completed","timestamp":"2026-04-18T12:00:00Z"}"#;
+    let (status, _) = server.post(
+        "/adcp/webhook",
+        &signed(&pem, "cli-receive-test", &url, body),
+        body.as_bytes(),
+    );
+    assert_eq!(status, 200);
+    // A resend: same body, fresh signature.
+    let (status, resp) = server.post(
+        "/adcp/webhook",
+        &signed(&pem, "cli-receive-test", &url, body),
+        body.as_bytes(),
+    );
+    assert_eq!(status, 200);
+    assert!(resp.contains(r#"{"status":"duplicate"}"#), "{resp}");
+    // Tampered body.
+    let tampered = body.replace("completed", "failed");
+    let (status, resp) = server.post(
+        "/adcp/webhook",
+        &signed(&pem, "cli-receive-test", &url, body),
+        tampered.as_bytes(),
+    );
+    assert_eq!(status, 401);
+    assert!(
+        resp.to_ascii_lowercase()
+            .contains(r#"www-authenticate: signature error="webhook_signature_digest_mismatch""#),
+        "{resp}"
+    );
+    // Unsigned.
+    let (status, _) = server.post(
+        "/adcp/webhook",
+        &[("Content-Type".into(), "application/json".into())],
+        body.as_bytes(),
+    );
+    assert_eq!(status, 401);
+
+    let exit = server.stop();
+    assert!(exit.success(), "receive exits cleanly on SIGTERM: {exit:?}");
+
+    let lines: Vec<Value> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("each log line is JSON"))
+        .collect();
+    assert_eq!(lines.len(), 4, "{lines:?}");
+    assert_eq!(
+        (lines[0]["outcome"].as_str(), lines[0]["kind"].as_str()),
+        (Some("accepted"), Some("mcp"))
+    );
+    assert_eq!(lines[0]["idempotency_key"], "whk_cli_receive_00001");
+    assert_eq!(lines[0]["keyid"], "cli-receive-test");
+    assert_eq!(lines[1]["outcome"], "duplicate");
+    assert_eq!(lines[2]["error_code"], "webhook_signature_digest_mismatch");
+    assert_eq!(lines[3]["error_code"], "webhook_signature_header_malformed");
+    assert!(
+        lines
+            .iter()
+            .all(|l| l["path"] == "/adcp/webhook" && l["ts"].is_string())
+    );
+}
