@@ -572,6 +572,21 @@ async fn remote_jwks_refuses_oversized_and_slow_responses_and_keeps_the_last_goo
         .build();
     verify_with(&verifier, &ed_key).await.unwrap();
 
+    // A key set that never loaded (the endpoint is down): key_unknown, marked transient, even
+    // while refetches are rate limited.
+    let down = RemoteJwks::builder("http://127.0.0.1:9/jwks.json")
+        .allow_insecure_http(true)
+        .build()
+        .unwrap();
+    let verifier_down = WebhookVerifier::builder(down)
+        .clock(FixedClock::new(NOW))
+        .build();
+    for _ in 0..2 {
+        let err = verify_with(&verifier_down, &ed_key).await.unwrap_err();
+        assert_eq!(err.code(), ErrorCode::KeyUnknown);
+        assert!(err.is_transient(), "{err}");
+    }
+
     // A server slower than the timeout.
     let mut slow = Served::new(&jwks_of(&[&ed_jwk]));
     slow.delay = Duration::from_secs(5);

@@ -54,6 +54,8 @@ struct State {
     keys: HashMap<String, Arc<PublishedKey>>,
     fetched_at: Option<Instant>,
     last_attempt: Option<Instant>,
+    // Why the most recent fetch failed; cleared by a successful one.
+    last_error: Option<String>,
     fetches: u64,
 }
 
@@ -206,6 +208,17 @@ impl RemoteJwks {
             .is_none_or(|t| now.saturating_duration_since(t) >= self.inner.ttl)
     }
 
+    /// No fetch now; if the last one failed, say so, since the key may be unknown only because
+    /// the key set could not be fetched.
+    fn rate_limited(&self) -> RefreshOutcome {
+        match &self.read().last_error {
+            Some(e) => RefreshOutcome::Failed(format!(
+                "the last JWKS fetch failed ({e}); next attempt after the refetch interval"
+            )),
+            None => RefreshOutcome::RateLimited,
+        }
+    }
+
     /// Fetch with the fetch lock held.
     async fn fetch_locked(&self) -> Result<usize, JwksError> {
         {
@@ -213,11 +226,18 @@ impl RemoteJwks {
             st.last_attempt = Some(Instant::now());
             st.fetches += 1;
         }
-        let keys = self.download().await?;
+        let keys = match self.download().await {
+            Ok(keys) => keys,
+            Err(e) => {
+                self.write().last_error = Some(e.to_string());
+                return Err(e);
+            }
+        };
         let n = keys.len();
         let mut st = self.write();
         st.keys = keys;
         st.fetched_at = Some(Instant::now());
+        st.last_error = None;
         Ok(n)
     }
 
@@ -282,14 +302,14 @@ impl KeySource for RemoteJwks {
     fn refresh_for_unknown<'a>(&'a self, keyid: &'a str) -> KeyFuture<'a, RefreshOutcome> {
         Box::pin(async move {
             if !self.may_fetch(Instant::now()) {
-                return RefreshOutcome::RateLimited;
+                return self.rate_limited();
             }
             let _guard = self.inner.fetch.lock().await;
             if self.key(keyid).is_some() {
                 return RefreshOutcome::Refreshed;
             }
             if !self.may_fetch(Instant::now()) {
-                return RefreshOutcome::RateLimited;
+                return self.rate_limited();
             }
             match self.fetch_locked().await {
                 Ok(_) => RefreshOutcome::Refreshed,
