@@ -10,7 +10,7 @@
 //!
 //! [`WebhookReceiver`] wraps a verifier for servers: it rebuilds `@target-uri` from what the
 //! server received, verifies, parses the typed payload, dedupes by `idempotency_key` and says
-//! which HTTP status to answer. With the `axum` feature, [`axum`](self::axum) plugs it into a
+//! which HTTP status to answer. With the `axum` feature, the `verify::axum` module plugs it into a
 //! router.
 //!
 //! # Example
