@@ -4,10 +4,13 @@
 //! signature and fails the first attempt of one webhook, so the resend path shows too.
 
 use adcp_webhooks::destination::DestinationPolicy;
-use adcp_webhooks::keys::{Algorithm, KeyPurpose, SigningKey, VerifyingKey};
+use adcp_webhooks::keys::{Algorithm, KeyPurpose, SigningKey};
 use adcp_webhooks::payload::{AnyWebhook, WebhookKind, WebhookPayload};
 use adcp_webhooks::sender::WebhookSender;
-use adcp_webhooks::signing::verify_webhook_signature;
+use adcp_webhooks::transport::{HttpRequest, Transport, TransportConfig};
+use adcp_webhooks::verify::{
+    IncomingRequest, Outcome, StaticJwks, TargetUri, WebhookReceiver, WebhookVerifier,
+};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
@@ -25,10 +28,14 @@ struct Seen {
 }
 
 struct Receiver {
-    key: VerifyingKey,
+    receiver: WebhookReceiver,
+    /// The endpoint for raw webhooks (any JSON object with an idempotency key).
+    raw_receiver: WebhookReceiver,
     seen: Mutex<Seen>,
     /// The idempotency key whose first attempt the receiver fails with 503.
     fail_first: Mutex<Option<String>>,
+    /// Rejections seen, as (error code, failed step).
+    rejections: Mutex<Vec<(String, String)>>,
 }
 
 async fn handle(
@@ -36,48 +43,52 @@ async fn handle(
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, std::convert::Infallible> {
     let (parts, body) = req.into_parts();
-    let body = match Limited::new(body, 11 * 1024 * 1024).collect().await {
+    let limit = rx.receiver.max_body_bytes();
+    let body = match Limited::new(body, limit).collect().await {
         Ok(b) => b.to_bytes(),
         Err(_) => return Ok(reply(StatusCode::PAYLOAD_TOO_LARGE, "body too large")),
     };
-    let host = parts
-        .headers
-        .get("host")
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or_default();
     let target = parts
         .uri
         .path_and_query()
         .map(|p| p.as_str())
         .unwrap_or("/");
-    let url = format!("http://{host}{target}");
-    let verified = verify_webhook_signature(
+    let endpoint = if parts.uri.path().ends_with("/raw") {
+        &rx.raw_receiver
+    } else {
+        &rx.receiver
+    };
+    let outcome = endpoint.handle(&IncomingRequest::new(
         parts.method.as_str(),
-        &url,
+        target,
         &parts.headers,
         &body,
-        &rx.key,
-        "sig1",
-    )
-    .is_ok();
-    let key = serde_json::from_slice::<serde_json::Value>(&body)
-        .ok()
-        .and_then(|v| {
-            v.get("idempotency_key")
-                .and_then(|k| k.as_str())
-                .map(str::to_owned)
-        })
-        .unwrap_or_default();
+    ));
+    let Some(webhook) = outcome.webhook() else {
+        let rec = outcome.log_record();
+        rx.rejections
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((
+                rec["error_code"].as_str().unwrap_or("rejected").to_owned(),
+                rec["failed_step"].to_string(),
+            ));
+        let mut r = reply(
+            StatusCode::from_u16(outcome.status()).unwrap_or(StatusCode::BAD_REQUEST),
+            "rejected",
+        );
+        if let Some(challenge) = outcome.www_authenticate().and_then(|c| c.parse().ok()) {
+            r.headers_mut().insert("www-authenticate", challenge);
+        }
+        return Ok(r);
+    };
+    let key = webhook.idempotency_key.clone();
     let attempt = {
         let mut seen = rx.seen.lock().unwrap_or_else(|p| p.into_inner());
         let entry = seen.attempts.entry(key.clone()).or_insert((0, true));
         entry.0 += 1;
-        entry.1 &= verified;
         entry.0
     };
-    if !verified {
-        return Ok(reply(StatusCode::UNAUTHORIZED, "signature did not verify"));
-    }
     let fail = rx
         .fail_first
         .lock()
@@ -85,6 +96,8 @@ async fn handle(
         .as_deref()
         == Some(key.as_str());
     if fail && attempt == 1 {
+        // Not processed: forget the key so the retry is accepted as a first delivery.
+        endpoint.release(webhook);
         return Ok(reply(
             StatusCode::SERVICE_UNAVAILABLE,
             "simulated outage: try again",
@@ -92,7 +105,11 @@ async fn handle(
     }
     Ok(reply(
         StatusCode::OK,
-        if attempt > 1 { "duplicate" } else { "received" },
+        if matches!(outcome, Outcome::Duplicate(_)) {
+            "duplicate"
+        } else {
+            "received"
+        },
     ))
 }
 
@@ -160,10 +177,24 @@ pub async fn run() -> Result<ExitCode, String> {
         KeyPurpose::WebhookSigning,
     )
     .map_err(|e| e.to_string())?;
+    // The buyer's side: the real verifier checklist with the seller's public key, dedup by
+    // idempotency key, typed payload parsing.
+    let jwks =
+        StaticJwks::from_json(&json!({ "keys": [key.public_jwk()] })).map_err(|e| e.to_string())?;
+    let verifier = WebhookVerifier::new(jwks);
+    let receiver = WebhookReceiver::builder(verifier.clone())
+        .target_uri(TargetUri::Direct { scheme: "http" })
+        .build();
+    let raw_receiver = WebhookReceiver::builder(verifier)
+        .target_uri(TargetUri::Direct { scheme: "http" })
+        .expect_kind(WebhookKind::Raw)
+        .build();
     let rx = Arc::new(Receiver {
-        key: key.verifying_key(),
+        receiver,
+        raw_receiver,
         seen: Mutex::default(),
         fail_first: Mutex::default(),
+        rejections: Mutex::default(),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -196,6 +227,7 @@ pub async fn run() -> Result<ExitCode, String> {
         .map_err(|e| e.to_string())?;
     let base = format!("http://{addr}/adcp/webhooks");
     println!("adcp-webhook demo: signing with a throwaway Ed25519 key, receiver on {base}\n");
+
     let mut rows = Vec::new();
     for (i, payload) in payloads()?.into_iter().enumerate() {
         let url = format!("{base}/{}", payload.kind().as_str());
@@ -220,15 +252,54 @@ pub async fn run() -> Result<ExitCode, String> {
             attempts,
         ));
     }
+
+    // What the receiver drops: the same signed request again, and a forged body.
+    rx.rejections
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clear();
+    let transport = Transport::new(TransportConfig::default()).map_err(|e| e.to_string())?;
+    let mcp = payloads()?.swap_remove(0);
+    let prepared = sender
+        .prepare(&format!("{base}/mcp"), &mcp)
+        .map_err(|e| e.to_string())?;
+    let signed = sender.sign(&prepared).map_err(|e| e.to_string())?;
+    let post = |body: Bytes| HttpRequest {
+        url: signed.url.clone(),
+        headers: signed.headers.clone(),
+        body,
+    };
+    let first = transport
+        .post(post(signed.body.clone()))
+        .await
+        .map_err(|e| e.to_string())?;
+    let replay = transport
+        .post(post(signed.body.clone()))
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut forged_body = signed.body.to_vec();
+    if let Some(b) = forged_body.iter_mut().rev().find(|b| b.is_ascii_digit()) {
+        *b = if *b == b'9' { b'0' } else { *b + 1 };
+    }
+    let forged = transport
+        .post(post(Bytes::from(forged_body)))
+        .await
+        .map_err(|e| e.to_string())?;
     server.abort();
 
     let seen = rx.seen.lock().unwrap_or_else(|p| p.into_inner());
+    let rejections = rx
+        .rejections
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
     println!(
         "{:<24} {:>6}  {:<44} {:>8}  {}",
         "kind", "status", "idempotency key", "attempts", "verified"
     );
     let mut all_ok = true;
     for (kind, status, key, attempts) in &rows {
+        // Every attempt reached the handler only after the verifier accepted it.
         let verified = seen
             .attempts
             .get(key)
@@ -240,11 +311,32 @@ pub async fn run() -> Result<ExitCode, String> {
         );
     }
     println!(
-        "\n{} webhooks delivered; the revocation's first attempt got 503 and `resend` replayed the same bytes \
-         and idempotency key under a fresh signature.",
+        "\n{} webhooks delivered and verified; the revocation's first attempt got 503, and `resend` \
+         replayed the same bytes and idempotency key under a fresh signature.\n",
         rows.len()
     );
-    Ok(if all_ok {
+    let describe = |i: usize| {
+        rejections
+            .get(i)
+            .map(|(c, s)| format!("{c} (step {s})"))
+            .unwrap_or_default()
+    };
+    println!(
+        "the same signed request sent twice -> HTTP {}, then HTTP {}  {}",
+        first.status,
+        replay.status,
+        describe(0)
+    );
+    println!(
+        "one byte of the body changed       -> HTTP {}  {}",
+        forged.status,
+        describe(1)
+    );
+    let dropped = first.status == 200
+        && replay.status == 401
+        && forged.status == 401
+        && rejections.len() == 2;
+    Ok(if all_ok && dropped {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)

@@ -526,4 +526,6 @@ fn demo_runs_and_verifies_everything() {
         assert!(row.trim_end().ends_with("yes"), "{row}");
     }
     assert!(!out.contains(" NO"));
+    assert!(out.contains("webhook_signature_replayed"), "the replay is dropped:\n{out}");
+    assert!(out.contains("webhook_signature_digest_mismatch"), "the forgery is dropped:\n{out}");
 }
