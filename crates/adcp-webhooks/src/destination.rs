@@ -369,12 +369,15 @@ pub struct PolicyResolver {
     inner: Arc<ResolverInner>,
 }
 
+/// When a host was resolved, and what the policy made of its addresses.
+type CachedVerdict = (Instant, Result<Vec<IpAddr>, DestinationError>);
+
 #[derive(Debug)]
 struct ResolverInner {
     policy: DestinationPolicy,
     resolver: Arc<dyn HostResolver>,
     ttl: Duration,
-    cache: Mutex<HashMap<String, (Instant, Result<Vec<IpAddr>, DestinationError>)>>,
+    cache: Mutex<HashMap<String, CachedVerdict>>,
 }
 
 impl PolicyResolver {
@@ -424,10 +427,10 @@ impl PolicyResolver {
         let now = Instant::now();
         if !self.inner.ttl.is_zero() {
             let cache = self.inner.cache.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some((at, verdict)) = cache.get(host) {
-                if now.duration_since(*at) < self.inner.ttl {
-                    return verdict.clone();
-                }
+            if let Some((at, verdict)) = cache.get(host)
+                && now.duration_since(*at) < self.inner.ttl
+            {
+                return verdict.clone();
             }
         }
         let verdict = match self.inner.resolver.lookup(host).await {
