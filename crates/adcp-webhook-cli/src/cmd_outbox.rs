@@ -9,8 +9,8 @@ use crate::DestinationArgs;
 use crate::keyfile;
 use crate::payload_args::KindArgs;
 use adcp_webhooks::delivery::{
-    Backoff, BreakerConfig, DeliveryDetail, DeliveryId, DeliveryState, DeliverySummary, EnqueueOptions,
-    Outbox, RetryPolicy, StateCounts, WorkerConfig,
+    Backoff, BreakerConfig, DeliveryDetail, DeliveryId, DeliveryState, DeliverySummary,
+    EnqueueOptions, Outbox, RetryPolicy, StateCounts, WorkerConfig,
 };
 use adcp_webhooks::keys::Algorithm;
 use adcp_webhooks::payload::AnyWebhook;
@@ -27,7 +27,13 @@ use std::time::Duration;
 #[derive(Args, Debug)]
 pub struct OutboxArgs {
     /// The outbox database: a SQLite file path or a `sqlite:` URL.
-    #[arg(long, global = true, env = "ADCP_OUTBOX_DB", default_value = "adcp-webhooks.db", value_name = "PATH|URL")]
+    #[arg(
+        long,
+        global = true,
+        env = "ADCP_OUTBOX_DB",
+        default_value = "adcp-webhooks.db",
+        value_name = "PATH|URL"
+    )]
     pub db: String,
     #[command(subcommand)]
     pub command: OutboxCommand,
@@ -207,22 +213,32 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (number, unit) = s.split_at(split);
-    let n: u64 = number.parse().map_err(|_| format!("{s:?} is not a duration: use e.g. 250ms, 5s, 5m, 2h or 7d"))?;
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration: use e.g. 250ms, 5s, 5m, 2h or 7d"))?;
     let unit_ms: u64 = match unit {
         "ms" => 1,
         "" | "s" => 1000,
         "m" => 60_000,
         "h" => 3_600_000,
         "d" => 86_400_000,
-        other => return Err(format!("unknown duration unit {other:?} in {s:?}: use ms, s, m, h or d")),
+        other => {
+            return Err(format!(
+                "unknown duration unit {other:?} in {s:?}: use ms, s, m, h or d"
+            ));
+        }
     };
-    n.checked_mul(unit_ms).map(Duration::from_millis).ok_or_else(|| format!("duration {s:?} is too long"))
+    n.checked_mul(unit_ms)
+        .map(Duration::from_millis)
+        .ok_or_else(|| format!("duration {s:?} is too long"))
 }
 
 fn parse_final_state(s: &str) -> Result<DeliveryState, String> {
     match DeliveryState::from_name(s) {
         Some(state @ (DeliveryState::Delivered | DeliveryState::Dead)) => Ok(state),
-        _ => Err(format!("{s:?}: purge takes delivered or dead (pending webhooks are never purged)")),
+        _ => Err(format!(
+            "{s:?}: purge takes delivered or dead (pending webhooks are never purged)"
+        )),
     }
 }
 
@@ -247,15 +263,22 @@ async fn open(db: &str) -> Result<Outbox, String> {
 async fn open_existing(db: &str) -> Result<Outbox, String> {
     // Reading commands never create an empty outbox by accident (a mistyped --db).
     if !db.contains("://") && !db.starts_with("sqlite:") && !std::path::Path::new(db).exists() {
-        return Err(format!("no outbox at {db}: pass --db with the file `outbox enqueue` and `outbox run` use"));
+        return Err(format!(
+            "no outbox at {db}: pass --db with the file `outbox enqueue` and `outbox run` use"
+        ));
     }
     open(db).await
 }
 
 fn time_text(ms: Option<i64>) -> Value {
-    ms.and_then(|ms| time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).ok())
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
-        .map_or(Value::Null, Value::String)
+    ms.and_then(|ms| {
+        time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).ok()
+    })
+    .and_then(|t| {
+        t.format(&time::format_description::well_known::Rfc3339)
+            .ok()
+    })
+    .map_or(Value::Null, Value::String)
 }
 
 fn counts_json(c: &StateCounts) -> Value {
@@ -319,7 +342,11 @@ fn detail_json(d: &DeliveryDetail) -> Value {
         map.insert("body_bytes".into(), d.body.len().into());
         map.insert(
             "extra_headers".into(),
-            d.extra_headers.iter().map(|(k, v)| json!([k, v])).collect::<Vec<_>>().into(),
+            d.extra_headers
+                .iter()
+                .map(|(k, v)| json!([k, v]))
+                .collect::<Vec<_>>()
+                .into(),
         );
         map.insert("attempt_log".into(), attempts.into());
     }
@@ -334,15 +361,24 @@ struct Progress {
 
 impl Progress {
     fn new(label: &'static str) -> Self {
-        Self { enabled: std::io::stderr().is_terminal(), label }
+        Self {
+            enabled: std::io::stderr().is_terminal(),
+            label,
+        }
     }
     fn draw(&self, done: u64, total: u64, extra: &str) {
         if !self.enabled {
             return;
         }
         const WIDTH: u64 = 30;
-        let filled = if total == 0 { WIDTH } else { (done.min(total) * WIDTH) / total };
-        let bar: String = (0..WIDTH).map(|i| if i < filled { '#' } else { '-' }).collect();
+        let filled = if total == 0 {
+            WIDTH
+        } else {
+            (done.min(total) * WIDTH) / total
+        };
+        let bar: String = (0..WIDTH)
+            .map(|i| if i < filled { '#' } else { '-' })
+            .collect();
         let mut err = std::io::stderr();
         let _ = write!(err, "\r{} [{bar}] {done}/{total} {extra}\x1b[K", self.label);
         let _ = err.flush();
@@ -356,7 +392,10 @@ impl Progress {
 
 async fn enqueue(db: &str, a: EnqueueArgs) -> Result<ExitCode, String> {
     let t = a.target;
-    let url = t.url.clone().ok_or("pass --url with the buyer's webhook URL")?;
+    let url = t
+        .url
+        .clone()
+        .ok_or("pass --url with the buyer's webhook URL")?;
     if let Some(key) = &t.key {
         keyfile::load_signing_key(key, t.kid.as_deref(), t.alg)?;
     }
@@ -371,7 +410,10 @@ async fn enqueue(db: &str, a: EnqueueArgs) -> Result<ExitCode, String> {
     let outbox = open(db).await?;
     let Some(path) = &t.jsonl else {
         let payload = a.kind.payload()?;
-        let queued = outbox.enqueue(&url, &payload, options).await.map_err(|e| e.to_string())?;
+        let queued = outbox
+            .enqueue(&url, &payload, options)
+            .await
+            .map_err(|e| e.to_string())?;
         crate::print_json(&json!({
             "id": queued.id.0,
             "idempotency_key": queued.idempotency_key.as_str(),
@@ -394,7 +436,8 @@ async fn enqueue(db: &str, a: EnqueueArgs) -> Result<ExitCode, String> {
     if base.contains_key("idempotency_key") {
         return Err("--idempotency-key cannot be used with --jsonl: each line needs its own (or gets a fresh one)".into());
     }
-    let file = std::fs::File::open(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let file =
+        std::fs::File::open(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let now = time::OffsetDateTime::now_utc();
     let mut items = Vec::new();
     for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
@@ -405,13 +448,24 @@ async fn enqueue(db: &str, a: EnqueueArgs) -> Result<ExitCode, String> {
         let mut object = base.clone();
         match serde_json::from_str::<Value>(&line) {
             Ok(Value::Object(fields)) => object.extend(fields),
-            Ok(_) => return Err(format!("{} line {}: not a JSON object", path.display(), i + 1)),
+            Ok(_) => {
+                return Err(format!(
+                    "{} line {}: not a JSON object",
+                    path.display(),
+                    i + 1
+                ));
+            }
             Err(e) => return Err(format!("{} line {}: {e}", path.display(), i + 1)),
         }
-        let payload = AnyWebhook::from_value(kind, Value::Object(object))
-            .map_err(|e| format!("{} line {}: invalid {kind} webhook: {e}", path.display(), i + 1))?;
-        let prepared =
-            PreparedWebhook::new_at(&url, &payload, now).map_err(|e| format!("{} line {}: {e}", path.display(), i + 1))?;
+        let payload = AnyWebhook::from_value(kind, Value::Object(object)).map_err(|e| {
+            format!(
+                "{} line {}: invalid {kind} webhook: {e}",
+                path.display(),
+                i + 1
+            )
+        })?;
+        let prepared = PreparedWebhook::new_at(&url, &payload, now)
+            .map_err(|e| format!("{} line {}: {e}", path.display(), i + 1))?;
         items.push((prepared, options.clone()));
     }
     let total = items.len() as u64;
@@ -489,7 +543,10 @@ async fn run_worker(db: &str, a: RunArgs) -> Result<ExitCode, String> {
         ..BreakerConfig::default()
     };
     let store = Outbox::open(db).await.map_err(|e| e.to_string())?;
-    let outbox = Outbox::builder(Arc::clone(store.store())).retry_policy(policy).breaker(breaker).build();
+    let outbox = Outbox::builder(Arc::clone(store.store()))
+        .retry_policy(policy)
+        .breaker(breaker)
+        .build();
     let config = WorkerConfig {
         concurrency: a.concurrency.max(1),
         // The worker's own deadline sits just past the client's, so the client's timeout
@@ -522,10 +579,15 @@ async fn run_worker(db: &str, a: RunArgs) -> Result<ExitCode, String> {
             let listener = tokio::net::TcpListener::bind(addr)
                 .await
                 .map_err(|e| format!("cannot listen on {addr} for metrics: {e}"))?;
-            eprintln!("metrics on http://{}/metrics", listener.local_addr().map_err(|e| e.to_string())?);
+            eprintln!(
+                "metrics on http://{}/metrics",
+                listener.local_addr().map_err(|e| e.to_string())?
+            );
             let outbox = outbox.clone();
             let stop = stopped();
-            Some(tokio::spawn(async move { outbox.serve_metrics(listener, stop).await }))
+            Some(tokio::spawn(async move {
+                outbox.serve_metrics(listener, stop).await
+            }))
         }
         None => None,
     };
@@ -543,12 +605,17 @@ async fn run_worker(db: &str, a: RunArgs) -> Result<ExitCode, String> {
                     () = &mut stop => break,
                     () = tokio::time::sleep(Duration::from_millis(250)) => {}
                 }
-                let Ok(c) = outbox.status().await else { continue };
+                let Ok(c) = outbox.status().await else {
+                    continue;
+                };
                 let finished = c.delivered + c.dead;
                 progress.draw(
                     finished,
                     c.total(),
-                    &format!("pending {} in flight {} dead {} paused {}", c.pending, c.in_flight, c.dead, c.paused),
+                    &format!(
+                        "pending {} in flight {} dead {} paused {}",
+                        c.pending, c.in_flight, c.dead, c.paused
+                    ),
                 );
                 if exit_when_idle && c.pending == 0 {
                     let _ = stop_tx.send(true);
@@ -559,7 +626,10 @@ async fn run_worker(db: &str, a: RunArgs) -> Result<ExitCode, String> {
         })
     };
 
-    let report = outbox.run(sender, config, stopped()).await.map_err(|e| e.to_string())?;
+    let report = outbox
+        .run(sender, config, stopped())
+        .await
+        .map_err(|e| e.to_string())?;
     let _ = stop_tx.send(true);
     let _ = watcher.await;
     if let Some(task) = metrics_task {
@@ -586,14 +656,21 @@ async fn status(db: &str) -> Result<ExitCode, String> {
 
 async fn dead_letters(db: &str, a: DeadLettersArgs) -> Result<ExitCode, String> {
     let outbox = open_existing(db).await?;
-    let dead = outbox.dead_letters(a.limit, a.after.map(DeliveryId)).await.map_err(|e| e.to_string())?;
+    let dead = outbox
+        .dead_letters(a.limit, a.after.map(DeliveryId))
+        .await
+        .map_err(|e| e.to_string())?;
     crate::print_json(&Value::Array(dead.iter().map(summary_json).collect()));
     Ok(ExitCode::SUCCESS)
 }
 
 async fn inspect(db: &str, a: InspectArgs) -> Result<ExitCode, String> {
     let outbox = open_existing(db).await?;
-    match outbox.inspect(DeliveryId(a.id)).await.map_err(|e| e.to_string())? {
+    match outbox
+        .inspect(DeliveryId(a.id))
+        .await
+        .map_err(|e| e.to_string())?
+    {
         Some(detail) => {
             crate::print_json(&detail_json(&detail));
             Ok(ExitCode::SUCCESS)
@@ -610,7 +687,11 @@ async fn requeue(db: &str, a: RequeueArgs) -> Result<ExitCode, String> {
     } else {
         let mut n = 0;
         for id in &a.ids {
-            if outbox.requeue(DeliveryId(*id)).await.map_err(|e| e.to_string())? {
+            if outbox
+                .requeue(DeliveryId(*id))
+                .await
+                .map_err(|e| e.to_string())?
+            {
                 n += 1;
             } else {
                 missing.push(*id);
@@ -628,7 +709,10 @@ async fn requeue(db: &str, a: RequeueArgs) -> Result<ExitCode, String> {
 
 async fn purge(db: &str, a: PurgeArgs) -> Result<ExitCode, String> {
     let outbox = open_existing(db).await?;
-    let n = outbox.purge(a.state, a.older_than).await.map_err(|e| e.to_string())?;
+    let n = outbox
+        .purge(a.state, a.older_than)
+        .await
+        .map_err(|e| e.to_string())?;
     crate::print_json(&json!({ "purged": n, "state": a.state.as_str() }));
     Ok(ExitCode::SUCCESS)
 }
@@ -636,13 +720,25 @@ async fn purge(db: &str, a: PurgeArgs) -> Result<ExitCode, String> {
 async fn destinations(db: &str, a: DestinationsArgs) -> Result<ExitCode, String> {
     let outbox = open_existing(db).await?;
     if let Some(key) = &a.enable {
-        if !outbox.enable_destination(key).await.map_err(|e| e.to_string())? {
-            return Err(format!("no destination {key:?}; `outbox destinations` lists them"));
+        if !outbox
+            .enable_destination(key)
+            .await
+            .map_err(|e| e.to_string())?
+        {
+            return Err(format!(
+                "no destination {key:?}; `outbox destinations` lists them"
+            ));
         }
     }
     if let Some(key) = &a.disable {
-        if !outbox.disable_destination(key, &a.reason).await.map_err(|e| e.to_string())? {
-            return Err(format!("no destination {key:?}; `outbox destinations` lists them"));
+        if !outbox
+            .disable_destination(key, &a.reason)
+            .await
+            .map_err(|e| e.to_string())?
+        {
+            return Err(format!(
+                "no destination {key:?}; `outbox destinations` lists them"
+            ));
         }
     }
     let list = outbox.destinations().await.map_err(|e| e.to_string())?;

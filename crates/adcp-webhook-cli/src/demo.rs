@@ -294,8 +294,8 @@ pub async fn run() -> Result<ExitCode, String> {
         .unwrap_or_else(|p| p.into_inner())
         .clone();
     println!(
-        "{:<24} {:>6}  {:<44} {:>8}  {}",
-        "kind", "status", "idempotency key", "attempts", "verified"
+        "{:<24} {:>6}  {:<44} {:>8}  verified",
+        "kind", "status", "idempotency key", "attempts"
     );
     let mut all_ok = true;
     for (kind, status, key, attempts) in &rows {

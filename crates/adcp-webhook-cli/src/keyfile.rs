@@ -38,15 +38,15 @@ pub fn load_signing_key(
             Some(k) if k != key.kid() => key.with_kid(k).map_err(|e| e.to_string())?,
             _ => key,
         };
-        if let Some(a) = alg {
-            if a != key.algorithm() {
-                return Err(format!(
-                    "--alg {} does not match the key in {} ({}); drop --alg or use the matching key",
-                    a.rfc9421_name(),
-                    path.display(),
-                    key.algorithm().rfc9421_name()
-                ));
-            }
+        if let Some(a) = alg
+            && a != key.algorithm()
+        {
+            return Err(format!(
+                "--alg {} does not match the key in {} ({}); drop --alg or use the matching key",
+                a.rfc9421_name(),
+                path.display(),
+                key.algorithm().rfc9421_name()
+            ));
         }
         return Ok(key);
     }

@@ -1,5 +1,6 @@
 //! `adcp-webhook`: keygen, sign, send, verify and a self-checking demo for signed AdCP webhooks.
 
+mod cmd_verify;
 mod demo;
 mod keyfile;
 mod payload_args;
@@ -31,7 +32,11 @@ enum Command {
     /// Sign a webhook request without sending it; prints {"method","url","headers","body"}.
     Sign(SignArgs),
     /// Build, sign and POST one webhook; prints the delivery result.
-    Send(SendArgs),
+    Send(Box<SendArgs>),
+    /// Verify a signed request document {"method","url","headers","body"} read from stdin.
+    Verify(cmd_verify::VerifyArgs),
+    /// Run a verifying webhook receiver that logs one JSON line per request.
+    Receive(cmd_verify::ReceiveArgs),
     /// Run the whole flow against an in-process receiver that checks every signature.
     Demo,
 }
@@ -205,7 +210,9 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Keygen(a) => keygen(a),
             Command::Sign(a) => sign(a),
-            Command::Send(a) => send(a).await,
+            Command::Send(a) => send(*a).await,
+            Command::Verify(a) => cmd_verify::run_verify(a).map(|c| ExitCode::from(c as u8)),
+            Command::Receive(a) => cmd_verify::run_receive(a).await.map(|()| ExitCode::SUCCESS),
             Command::Demo => demo::run().await,
         }
     });
@@ -222,13 +229,14 @@ fn keygen(a: KeygenArgs) -> Result<ExitCode, String> {
     } else {
         None
     };
-    if let Some(path) = &a.jwks {
-        if path.exists() && !a.force {
-            return Err(format!(
-                "{} exists; pass --force to overwrite",
-                path.display()
-            ));
-        }
+    if let Some(path) = &a.jwks
+        && path.exists()
+        && !a.force
+    {
+        return Err(format!(
+            "{} exists; pass --force to overwrite",
+            path.display()
+        ));
     }
     key.write_pem_file(&a.out, pass.as_ref().map(|p| p.as_bytes()), a.force)
         .map_err(|e| e.to_string())?;

@@ -265,13 +265,11 @@ fn encrypted_keys_need_the_right_passphrase() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("passphrase"));
 }
 
+/// What the test receiver reports for each request: target, lower-cased headers, body.
+type Received = (String, BTreeMap<String, String>, Vec<u8>);
+
 /// A one-thread HTTP/1.1 receiver answering `statuses` in turn, reporting each request.
-fn receiver(
-    statuses: Vec<u16>,
-) -> (
-    String,
-    mpsc::Receiver<(String, BTreeMap<String, String>, Vec<u8>)>,
-) {
+fn receiver(statuses: Vec<u16>) -> (String, mpsc::Receiver<Received>) {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let url = format!("http://{}", listener.local_addr().expect("addr"));
     let (tx, rx) = mpsc::channel();
@@ -526,6 +524,12 @@ fn demo_runs_and_verifies_everything() {
         assert!(row.trim_end().ends_with("yes"), "{row}");
     }
     assert!(!out.contains(" NO"));
-    assert!(out.contains("webhook_signature_replayed"), "the replay is dropped:\n{out}");
-    assert!(out.contains("webhook_signature_digest_mismatch"), "the forgery is dropped:\n{out}");
+    assert!(
+        out.contains("webhook_signature_replayed"),
+        "the replay is dropped:\n{out}"
+    );
+    assert!(
+        out.contains("webhook_signature_digest_mismatch"),
+        "the forgery is dropped:\n{out}"
+    );
 }

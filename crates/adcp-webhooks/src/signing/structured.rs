@@ -332,7 +332,7 @@ fn decode_signature_bytes(s: &str) -> Option<Vec<u8>> {
         (true, true) => None,
         (_, true) if padded => None,
         (_, true) => URL_SAFE_NO_PAD.decode(s).ok(),
-        _ if padded || s.len() % 4 == 0 => STANDARD.decode(s).ok(),
+        _ if padded || s.len().is_multiple_of(4) => STANDARD.decode(s).ok(),
         _ => URL_SAFE_NO_PAD.decode(s).ok(),
     }
 }
