@@ -332,7 +332,8 @@ async fn other_spellings_of_a_forbidden_ipv4_address_are_refused() {
 #[tokio::test]
 async fn http_and_ports_outside_the_allow_list_are_refused_before_any_lookup() {
     let safety_proxy = TestReceiver::start(Behaviour::ok()).await;
-    let cases: Vec<(&str, DestinationPolicy, fn(&DestinationError) -> bool)> = vec![
+    type Want = fn(&DestinationError) -> bool;
+    let cases: Vec<(&str, DestinationPolicy, Want)> = vec![
         ("http://buyer.test/hook", DestinationPolicy::strict(), |e| {
             matches!(e, DestinationError::HttpNotAllowed { .. })
         }),
