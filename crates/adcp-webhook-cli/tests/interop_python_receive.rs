@@ -8,54 +8,14 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::{Value, json};
+
+#[path = "../../../tests/interop/harness.rs"]
+mod harness;
+use harness::{python, run_py};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn python() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("ADCP_PYTHON") {
-        return Some(PathBuf::from(p));
-    }
-    let venv = repo_root().join(".venv/bin/python");
-    if venv.exists() {
-        return Some(venv);
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "ADCP_PYTHON is not set under CI: run scripts/test.sh"
-    );
-    eprintln!("note: Python interop skipped: no .venv and ADCP_PYTHON unset (run scripts/test.sh)");
-    None
-}
-
-fn run_py(python: &Path, script: &str, input: &Value) -> Value {
-    let mut child = Command::new(python)
-        .arg(repo_root().join("tests/interop").join(script))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start python");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(input.to_string().as_bytes())
-        .expect("write");
-    let out = child.wait_with_output().expect("python");
-    assert!(
-        out.status.success(),
-        "{script}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("JSON from python")
-}
 
 /// Stops the receiver with SIGTERM when the test ends, however it ends.
 struct Server(Child);
