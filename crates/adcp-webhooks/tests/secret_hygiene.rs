@@ -172,7 +172,8 @@ fn keys_never_print_their_private_half() {
         // A panic that formats a key (an `expect` on a `Result` holding one) shows only Debug.
         let held = again.clone();
         let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
-            Err::<(), SigningKey>(held).expect("holding a key");
+            let result: Result<(), SigningKey> = std::hint::black_box(Err(held));
+            result.expect("holding a key");
         }))
         .expect_err("panics");
         let message = panicked
