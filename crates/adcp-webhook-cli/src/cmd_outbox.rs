@@ -44,7 +44,7 @@ pub struct OutboxArgs {
 pub enum OutboxCommand {
     /// Store a webhook (or, with --jsonl, many) durably; `outbox run` delivers it. Prints id and
     /// idempotency key.
-    Enqueue(EnqueueArgs),
+    Enqueue(Box<EnqueueArgs>),
     /// Deliver queued webhooks until SIGINT/SIGTERM (or, with --exit-when-idle, until none
     /// is pending).
     Run(RunArgs),
@@ -245,7 +245,7 @@ fn parse_final_state(s: &str) -> Result<DeliveryState, String> {
 /// Run an `outbox` subcommand.
 pub async fn run(args: OutboxArgs) -> Result<ExitCode, String> {
     match args.command {
-        OutboxCommand::Enqueue(a) => enqueue(&args.db, a).await,
+        OutboxCommand::Enqueue(a) => enqueue(&args.db, *a).await,
         OutboxCommand::Run(a) => run_worker(&args.db, a).await,
         OutboxCommand::Status => status(&args.db).await,
         OutboxCommand::DeadLetters(a) => dead_letters(&args.db, a).await,
@@ -371,11 +371,9 @@ impl Progress {
             return;
         }
         const WIDTH: u64 = 30;
-        let filled = if total == 0 {
-            WIDTH
-        } else {
-            (done.min(total) * WIDTH) / total
-        };
+        let filled = (done.min(total) * WIDTH)
+            .checked_div(total)
+            .unwrap_or(WIDTH);
         let bar: String = (0..WIDTH)
             .map(|i| if i < filled { '#' } else { '-' })
             .collect();
@@ -399,10 +397,12 @@ async fn enqueue(db: &str, a: EnqueueArgs) -> Result<ExitCode, String> {
     if let Some(key) = &t.key {
         keyfile::load_signing_key(key, t.kid.as_deref(), t.alg)?;
     }
-    let mut options = EnqueueOptions::default();
-    options.breaker_key = t.breaker_key.clone();
-    options.horizon = t.horizon;
-    options.delay = t.delay;
+    let mut options = EnqueueOptions {
+        breaker_key: t.breaker_key.clone(),
+        horizon: t.horizon,
+        delay: t.delay,
+        ..EnqueueOptions::default()
+    };
     for h in &t.headers {
         let (k, v) = crate::parse_header(h)?;
         options = options.header(k, v);
@@ -719,27 +719,22 @@ async fn purge(db: &str, a: PurgeArgs) -> Result<ExitCode, String> {
 
 async fn destinations(db: &str, a: DestinationsArgs) -> Result<ExitCode, String> {
     let outbox = open_existing(db).await?;
-    if let Some(key) = &a.enable {
-        if !outbox
+    let missing = |key: &str| format!("no destination {key:?}; `outbox destinations` lists them");
+    if let Some(key) = &a.enable
+        && !outbox
             .enable_destination(key)
             .await
             .map_err(|e| e.to_string())?
-        {
-            return Err(format!(
-                "no destination {key:?}; `outbox destinations` lists them"
-            ));
-        }
+    {
+        return Err(missing(key));
     }
-    if let Some(key) = &a.disable {
-        if !outbox
+    if let Some(key) = &a.disable
+        && !outbox
             .disable_destination(key, &a.reason)
             .await
             .map_err(|e| e.to_string())?
-        {
-            return Err(format!(
-                "no destination {key:?}; `outbox destinations` lists them"
-            ));
-        }
+    {
+        return Err(missing(key));
     }
     let list = outbox.destinations().await.map_err(|e| e.to_string())?;
     let out: Vec<Value> = list

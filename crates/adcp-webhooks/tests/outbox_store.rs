@@ -126,8 +126,9 @@ async fn enqueue_is_durable_and_idempotent_per_url_and_key() {
         .unwrap();
     assert!(other[0].created);
     assert_ne!(other[0].id, first[0].id);
-    // Same URL and key with a different body is refused, and the whole batch with it.
-    let err = store
+    // Same URL and key with a different body (a retried enqueue whose timestamp moved on):
+    // still one delivery, of the first body.
+    let retried = store
         .enqueue(vec![
             new("https://c.example/hook", "whk_key_0000000000002", "{}"),
             new(
@@ -137,12 +138,10 @@ async fn enqueue_is_durable_and_idempotent_per_url_and_key() {
             ),
         ])
         .await
-        .unwrap_err();
-    assert!(
-        matches!(err, StoreError::IdempotencyConflict { existing, .. } if existing == first[0].id),
-        "{err}"
-    );
-    assert_eq!(store.counts(T0).await.unwrap().pending, 2);
+        .unwrap();
+    assert!(retried[0].created);
+    assert_eq!((retried[1].id, retried[1].created), (first[0].id, false));
+    assert_eq!(store.counts(T0).await.unwrap().pending, 3);
     store.close().await;
 
     // Everything survives closing and reopening the file.
@@ -154,7 +153,7 @@ async fn enqueue_is_durable_and_idempotent_per_url_and_key() {
         vec![("X-Tenant".to_owned(), "t1".to_owned())]
     );
     assert_eq!(detail.summary.state, DeliveryState::Pending);
-    assert_eq!(reopened.counts(T0).await.unwrap().total(), 2);
+    assert_eq!(reopened.counts(T0).await.unwrap().total(), 3);
 }
 
 #[tokio::test]

@@ -499,3 +499,51 @@ fn the_lease_outlasts_the_request_timeout() {
     };
     assert!(cfg.lease_duration() >= cfg.request_timeout);
 }
+
+#[tokio::test]
+async fn metrics_endpoint_serves_prometheus_text() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (outbox, _db) = outbox(fast_policy(), BreakerConfig::default()).await;
+    outbox
+        .enqueue(
+            "https://buyer.example/hook",
+            &raw(1),
+            EnqueueOptions::default(),
+        )
+        .await
+        .expect("enqueue");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn({
+        let outbox = outbox.clone();
+        async move {
+            outbox
+                .serve_metrics(listener, async move {
+                    let _ = stop_rx.await;
+                })
+                .await
+        }
+    });
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: metrics\r\nConnection: close\r\n\r\n")
+        .await
+        .expect("write");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.expect("read");
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(response.contains("text/plain; version=0.0.4"), "{response}");
+    assert!(
+        response.contains("adcp_outbox_queue_depth{state=\"pending\"} 1\n"),
+        "{response}"
+    );
+    assert!(
+        response.contains("adcp_outbox_enqueued_total 1\n"),
+        "{response}"
+    );
+    let _ = stop_tx.send(());
+    server.await.expect("server task").expect("server");
+}

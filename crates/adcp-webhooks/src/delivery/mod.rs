@@ -204,7 +204,13 @@ impl Outbox {
     /// Open the outbox at `target` with default settings: a SQLite file path (created if
     /// missing; `""` means [`store::sqlite::DEFAULT_PATH`]) or a `sqlite:` URL.
     pub async fn open(target: &str) -> Result<Self, OutboxError> {
-        Ok(Self::builder(open_store(target).await?).build())
+        Ok(Self::builder(open_store(target, false).await?).build())
+    }
+
+    /// Open an existing outbox for reading only (status, inspection): nothing is created,
+    /// and every write fails with [`StoreError::ReadOnly`].
+    pub async fn open_read_only(target: &str) -> Result<Self, OutboxError> {
+        Ok(Self::builder(open_store(target, true).await?).build())
     }
 
     /// Start building an outbox over `store`.
@@ -483,7 +489,7 @@ impl Outbox {
 }
 
 /// Open the store a target names.
-async fn open_store(target: &str) -> Result<Arc<dyn OutboxStore>, OutboxError> {
+async fn open_store(target: &str, read_only: bool) -> Result<Arc<dyn OutboxStore>, OutboxError> {
     let scheme = target
         .split_once("://")
         .map(|(s, _)| s.to_ascii_lowercase());
@@ -496,23 +502,23 @@ async fn open_store(target: &str) -> Result<Arc<dyn OutboxStore>, OutboxError> {
             target: redact(target),
             reason: format!("unknown database scheme {s:?}; use a SQLite path or sqlite: URL"),
         }),
-        _ => open_sqlite(target).await,
+        _ => open_sqlite(target, read_only).await,
     }
 }
 
 #[cfg(feature = "sqlite")]
-async fn open_sqlite(target: &str) -> Result<Arc<dyn OutboxStore>, OutboxError> {
+async fn open_sqlite(target: &str, read_only: bool) -> Result<Arc<dyn OutboxStore>, OutboxError> {
     let target = if target.is_empty() {
         store::sqlite::DEFAULT_PATH
     } else {
         target
     };
-    let store = store::sqlite::SqliteStore::open(store::sqlite::SqliteOptions::new(target)).await?;
-    Ok(Arc::new(store))
+    let options = store::sqlite::SqliteOptions::new(target).read_only(read_only);
+    Ok(Arc::new(store::sqlite::SqliteStore::open(options).await?))
 }
 
 #[cfg(not(feature = "sqlite"))]
-async fn open_sqlite(target: &str) -> Result<Arc<dyn OutboxStore>, OutboxError> {
+async fn open_sqlite(target: &str, _read_only: bool) -> Result<Arc<dyn OutboxStore>, OutboxError> {
     Err(OutboxError::Unsupported {
         target: target.to_owned(),
         reason: "this build has no SQLite outbox (enable the `sqlite` feature)".into(),

@@ -181,9 +181,13 @@ pub(crate) async fn run(
                             leases: Arc::clone(&leases),
                             tx: tx.clone(),
                         };
+                        let wake = Arc::clone(&shared.wake);
                         tasks.spawn(async move {
-                            let _slot = slot;
                             job.attempt(delivery, permit).await;
+                            // Free the slot before waking the loop, or it may wake to find
+                            // every slot still taken and sleep a whole poll interval.
+                            drop(slot);
+                            wake.notify_one();
                         });
                     }
                     if !overflow.is_empty() {

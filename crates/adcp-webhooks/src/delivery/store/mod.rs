@@ -122,8 +122,8 @@ pub struct NewDelivery {
 pub struct Enqueued {
     /// Its id.
     pub id: DeliveryId,
-    /// False when the same webhook (same URL, idempotency key and body) was already stored;
-    /// it will not be delivered a second time.
+    /// False when a webhook with the same URL and idempotency key was already stored; this
+    /// one is not stored, and the first is delivered (once).
     pub created: bool,
 }
 
@@ -457,18 +457,6 @@ pub enum StoreError {
         /// What went wrong.
         detail: String,
     },
-    /// The same idempotency key was already enqueued for this URL with a different body.
-    #[error(
-        "webhook {idempotency_key} for {url} was already enqueued (delivery {existing}) with a different body; use a new idempotency key for a different webhook"
-    )]
-    IdempotencyConflict {
-        /// The URL.
-        url: String,
-        /// The key.
-        idempotency_key: String,
-        /// The delivery already stored.
-        existing: DeliveryId,
-    },
     /// A stored row could not be read back.
     #[error(
         "the outbox database holds a row it cannot read ({detail}); was it written by a newer version?"
@@ -490,8 +478,8 @@ pub trait OutboxStore: Send + Sync + fmt::Debug {
     /// Store webhooks, all or none, and return once they are durable.
     ///
     /// Storing a webhook whose URL and idempotency key are already stored is a no-op that
-    /// returns the existing id with `created == false`, or an
-    /// [`IdempotencyConflict`](StoreError::IdempotencyConflict) if its body differs.
+    /// returns the existing id with `created == false`: the first stored body is the one
+    /// delivered, even if the second differs (e.g. by a timestamp filled at serialization).
     fn enqueue(&self, batch: Vec<NewDelivery>) -> BoxFuture<'_, Result<Vec<Enqueued>, StoreError>>;
 
     /// Claim up to `limit` due deliveries of enabled destinations whose breaker is closed.
