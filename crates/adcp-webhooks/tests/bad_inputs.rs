@@ -485,6 +485,19 @@ fn cases(ctx: &Arc<Ctx>) -> Vec<Case> {
         ("http://exa\u{fffd}mple.test/h".into(), |r| {
             *r == UrlErrorReason::InvalidIdn
         }),
+        // UTS-46 maps U+02DC to a space (a fuzz finding: the canonical host held a space).
+        (format!("http://ple\u{2dc}o-:{port}/h"), |r| {
+            *r == UrlErrorReason::ForbiddenHostCharacter
+        }),
+        (format!("http://ex%41mple.test:{port}/h"), |r| {
+            *r == UrlErrorReason::ForbiddenHostCharacter
+        }),
+        (format!("http://a<b>.test:{port}/h"), |r| {
+            *r == UrlErrorReason::ForbiddenHostCharacter
+        }),
+        (format!("http://a\\b.test:{port}/h"), |r| {
+            *r == UrlErrorReason::ForbiddenHostCharacter
+        }),
         ("//127.0.0.1/h".into(), |r| {
             *r == UrlErrorReason::MissingScheme
         }),

@@ -56,6 +56,9 @@ pub enum UrlErrorReason {
     EmptyLabel,
     /// A host that is not a valid internationalized domain name.
     InvalidIdn,
+    /// A host holding a character no host name may contain (space, `%`, `<`, `>`, `\\`, `^`,
+    /// `|`, a control character), written directly or produced by IDNA mapping.
+    ForbiddenHostCharacter,
 }
 
 impl fmt::Display for UrlErrorReason {
@@ -92,6 +95,9 @@ impl fmt::Display for UrlErrorReason {
             Self::InvalidIdn => {
                 f.write_str("the host is not a valid internationalized domain name")
             }
+            Self::ForbiddenHostCharacter => f.write_str(
+                "the host contains a character no host name may contain (space, %, <, >, \\, ^, | or a control character)",
+            ),
         }
     }
 }
@@ -284,6 +290,7 @@ fn canonical_host(host: &str) -> Result<String, UrlErrorReason> {
         return Err(UrlErrorReason::EmptyLabel);
     }
     if host.is_ascii() {
+        check_host_characters(host)?;
         return Ok(host.to_ascii_lowercase());
     }
     let ascii = idna::domain_to_ascii(host).map_err(|_| UrlErrorReason::InvalidIdn)?;
@@ -291,7 +298,30 @@ fn canonical_host(host: &str) -> Result<String, UrlErrorReason> {
     if ascii.is_empty() || ascii.split('.').any(str::is_empty) {
         return Err(UrlErrorReason::EmptyLabel);
     }
+    // UTS-46 without the STD3 rules maps some characters to ASCII that no host may hold
+    // (U+02DC SMALL TILDE becomes a space and a combining tilde): the result must be checked
+    // again, or the "canonical" URL would be one that no parser accepts.
+    check_host_characters(&ascii)?;
     Ok(ascii.to_ascii_lowercase())
+}
+
+/// Refuse the WHATWG URL Standard's forbidden domain code points that can reach a host here
+/// (`/`, `?`, `#`, `@`, `[`, `]` and `:` were consumed by authority parsing). A URL parser
+/// rejects such hosts, or percent-decodes `%`, so signing them would sign a URL that is not
+/// the one the request goes to.
+fn check_host_characters(host: &str) -> Result<(), UrlErrorReason> {
+    let forbidden = |c: char| {
+        c.is_control()
+            || matches!(
+                c,
+                ' ' | '#' | '%' | '/' | ':' | '<' | '>' | '?' | '@' | '[' | '\\' | ']' | '^' | '|'
+            )
+    };
+    if host.chars().any(forbidden) {
+        Err(UrlErrorReason::ForbiddenHostCharacter)
+    } else {
+        Ok(())
+    }
 }
 
 /// RFC 3986 §5.2.4 `remove_dot_segments`.
@@ -414,6 +444,14 @@ mod tests {
             "https://a b/",
             "https://a.b/\r\n",
             "https://./p",
+            "https://a%41b.example/",
+            "https://a<b>.example/",
+            "https://a^b.example/",
+            "https://a|b.example/",
+            "https://a\\b.example/",
+            // UTS-46 maps U+02DC SMALL TILDE to a space plus a combining tilde (found by the
+            // canonical_url fuzz target: the canonical form did not re-canonicalize).
+            "https://sell@ple\u{2dc}o-/%41%42C",
         ] {
             assert!(canonicalize_url(bad).is_err(), "{bad} should be rejected");
         }
