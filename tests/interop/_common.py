@@ -58,7 +58,7 @@ def require(obj: dict[str, Any], key: str, kind: type | tuple[type, ...], where:
 
 
 def case_body(case: dict[str, Any], where: str) -> bytes:
-    """The request body: ``body_b64`` (standard base64) or, for convenience, ``body`` (UTF-8 text)."""
+    """The body: ``body_b64`` (standard base64) or, for convenience, ``body`` (UTF-8 text)."""
     if "body_b64" in case:
         encoded = require(case, "body_b64", str, where)
         try:

@@ -20,6 +20,7 @@ from typing import Any
 from _common import (
     HarnessError,
     case_body,
+    case_headers,
     fail,
     private_key_from_request,
     read_request,
@@ -63,7 +64,7 @@ def run(request: dict[str, Any]) -> list[dict[str, Any]]:
         where = f"case {case_id!r}"
         method = case.get("method", "POST")
         url = require(case, "url", str, where)
-        headers = dict(require(case, "headers", dict, where)) if "headers" in case else {}
+        headers = case_headers(case, where) if "headers" in case else {}
         if not any(name.lower() == "content-type" for name in headers):
             # The SDK covers content-type only when the header is present, and the
             # webhook profile requires it: a webhook is always a JSON POST.
