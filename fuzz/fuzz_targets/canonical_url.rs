@@ -22,10 +22,20 @@ fuzz_target!(|data: &[u8]| {
     let Ok(canonical) = canonicalize_url(input) else {
         return;
     };
-    let again = canonicalize_url(&canonical.target_uri)
-        .unwrap_or_else(|e| panic!("canonical form {:?} does not re-canonicalize: {e}", canonical.target_uri));
-    assert_eq!(again.host, canonical.host, "host changed on re-canonicalization");
-    assert_eq!(again.port, canonical.port, "port changed on re-canonicalization");
+    let again = canonicalize_url(&canonical.target_uri).unwrap_or_else(|e| {
+        panic!(
+            "canonical form {:?} does not re-canonicalize: {e}",
+            canonical.target_uri
+        )
+    });
+    assert_eq!(
+        again.host, canonical.host,
+        "host changed on re-canonicalization"
+    );
+    assert_eq!(
+        again.port, canonical.port,
+        "port changed on re-canonicalization"
+    );
     assert_eq!(again.authority, canonical.authority, "authority changed");
     let _ = DestinationPolicy::strict().check_url(&canonical);
     let _ = DestinationPolicy::permissive().check_url(&canonical);

@@ -92,7 +92,10 @@ fuzz_target!(|data: &[u8]| {
     let received = ReceivedRequest::new(req.method, req.url, &req.headers[..], req.body);
     if let Ok(verified) = verifier.verify(&received) {
         // Accepted once: the same request again is a replay.
-        assert!(verifier.verify(&received).is_err(), "replay accepted: {verified:?}");
+        assert!(
+            verifier.verify(&received).is_err(),
+            "replay accepted: {verified:?}"
+        );
     }
 
     for target in [
@@ -108,8 +111,12 @@ fuzz_target!(|data: &[u8]| {
         .target_uri(target)
         .max_body_bytes(64 * 1024)
         .build();
-        let incoming =
-            IncomingRequest::new(req.method, path_and_query(req.url), &req.headers[..], req.body);
+        let incoming = IncomingRequest::new(
+            req.method,
+            path_and_query(req.url),
+            &req.headers[..],
+            req.body,
+        );
         let outcome = receiver.handle(&incoming);
         let _ = outcome.status();
         let _ = outcome.www_authenticate();
