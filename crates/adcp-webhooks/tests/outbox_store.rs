@@ -674,3 +674,59 @@ async fn full_database_refuses_enqueue_with_an_error_and_keeps_what_it_had() {
             .all(|d| d.idempotency_key != format!("whk_full_test_{accepted:08}"))
     );
 }
+
+#[tokio::test]
+async fn outbox_enqueue_reports_store_failures_and_uses_the_injected_clock() {
+    use adcp_webhooks::clock::FixedClock;
+    use adcp_webhooks::delivery::{EnqueueOptions, Outbox, OutboxError};
+    use adcp_webhooks::{IdempotencyKey, RawWebhook};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    let raw = |n: u32| {
+        let key = IdempotencyKey::new(format!("whk_facade_test_{n:08}")).unwrap();
+        RawWebhook::new(
+            serde_json::json!({ "n": n, "pad": "y".repeat(16 * 1024) }),
+            key,
+        )
+        .unwrap()
+    };
+    let (_dir, path) = temp_db("facade");
+    let clock = FixedClock::new(1_900_000_000);
+    let store = SqliteStore::open(SqliteOptions::new(&path).max_size_bytes(128 * 1024))
+        .await
+        .unwrap();
+    let outbox = Outbox::builder(Arc::new(store))
+        .clock(Arc::new(clock.clone()))
+        .build();
+    let options = EnqueueOptions::default()
+        .horizon(Duration::from_secs(3600))
+        .delay(Duration::from_secs(60));
+    let queued = outbox
+        .enqueue("https://buyer.example/hook", &raw(0), options.clone())
+        .await
+        .unwrap();
+    let detail = outbox.inspect(queued.id).await.unwrap().unwrap();
+    assert_eq!(detail.summary.created_at_ms, 1_900_000_000_000);
+    assert_eq!(detail.summary.next_attempt_at_ms, Some(1_900_000_060_000));
+    assert_eq!(detail.summary.deadline_ms, 1_900_003_660_000);
+    assert_eq!(detail.summary.destination, "https://buyer.example");
+
+    // Fill the capped database: the caller gets the error, and nothing half-stored.
+    let mut err = None;
+    for n in 1..64 {
+        if let Err(e) = outbox
+            .enqueue("https://buyer.example/hook", &raw(n), options.clone())
+            .await
+        {
+            err = Some((n, e));
+            break;
+        }
+    }
+    let (n, err) = err.expect("a 128 KiB outbox cannot take 64 bodies of 16 KiB");
+    assert!(
+        matches!(err, OutboxError::Store(StoreError::Full { .. })),
+        "{err:?}"
+    );
+    assert_eq!(outbox.status().await.unwrap().pending, u64::from(n));
+}
