@@ -147,7 +147,8 @@ pub struct RunArgs {
     /// On shutdown, how long in-flight attempts may take before their leases are released.
     #[arg(long, value_parser = parse_duration, default_value = "10s")]
     shutdown_grace: Duration,
-    /// Stop once nothing is pending (delivered or dead); for scripts and demos.
+    /// Stop once nothing deliverable is pending (all delivered, dead, or waiting on a disabled
+    /// destination); for scripts and demos.
     #[arg(long)]
     exit_when_idle: bool,
     #[command(flatten)]
@@ -617,7 +618,8 @@ async fn run_worker(db: &str, a: RunArgs) -> Result<ExitCode, String> {
                         c.pending, c.in_flight, c.dead, c.paused
                     ),
                 );
-                if exit_when_idle && c.pending == 0 {
+                // Webhooks waiting on a disabled destination cannot move until an operator acts.
+                if exit_when_idle && c.pending == c.paused {
                     let _ = stop_tx.send(true);
                     break;
                 }
