@@ -1,5 +1,6 @@
 //! `adcp-webhook`: keygen, sign, send, verify and a self-checking demo for signed AdCP webhooks.
 
+mod cmd_outbox;
 mod cmd_verify;
 mod demo;
 mod keyfile;
@@ -37,6 +38,8 @@ enum Command {
     Verify(cmd_verify::VerifyArgs),
     /// Run a verifying webhook receiver that logs one JSON line per request.
     Receive(cmd_verify::ReceiveArgs),
+    /// The durable outbox: enqueue, run the delivery worker, inspect, requeue.
+    Outbox(cmd_outbox::OutboxArgs),
     /// Run the whole flow against an in-process receiver that checks every signature.
     Demo,
 }
@@ -213,6 +216,7 @@ fn main() -> ExitCode {
             Command::Send(a) => send(*a).await,
             Command::Verify(a) => cmd_verify::run_verify(a).map(|c| ExitCode::from(c as u8)),
             Command::Receive(a) => cmd_verify::run_receive(a).await.map(|()| ExitCode::SUCCESS),
+            Command::Outbox(a) => cmd_outbox::run(a).await,
             Command::Demo => demo::run().await,
         }
     });
