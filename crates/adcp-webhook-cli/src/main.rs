@@ -1,5 +1,6 @@
 //! `adcp-webhook`: keygen, sign, send, verify and a self-checking demo for signed AdCP webhooks.
 
+mod cmd_bench;
 mod cmd_outbox;
 mod cmd_verify;
 mod demo;
@@ -42,6 +43,8 @@ enum Command {
     Outbox(cmd_outbox::OutboxArgs),
     /// Run the whole flow against an in-process receiver that checks every signature.
     Demo,
+    /// Measure delivery throughput and latency against a receiver; prints one JSON line.
+    Bench(cmd_bench::BenchArgs),
 }
 
 #[derive(Args, Debug)]
@@ -218,6 +221,7 @@ fn main() -> ExitCode {
             Command::Receive(a) => cmd_verify::run_receive(a).await.map(|()| ExitCode::SUCCESS),
             Command::Outbox(a) => cmd_outbox::run(a).await,
             Command::Demo => demo::run().await,
+            Command::Bench(a) => cmd_bench::run(a).await,
         }
     });
     match result {
