@@ -16,10 +16,11 @@ use crate::payload::{
     ArtifactWebhook, CollectionListChanged, IdempotencyKey, McpWebhook, PayloadError,
     PropertyListChanged, RawWebhook, RevocationNotification, WebhookKind, WebhookPayload,
 };
-use crate::signing::{self, SignError, SignOptions, UrlError};
-use crate::transport::{HttpRequest, HttpResponse, Transport, TransportConfig, TransportError};
+use crate::signing::{self, CanonicalUrl, SignError, SignOptions, SignedHeaders, UrlError};
+use crate::transport::{HttpResponse, Transport, TransportConfig, TransportError};
 use bytes::Bytes;
-use std::sync::Arc;
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 pub use crate::payload::MAX_BODY_BYTES;
@@ -44,6 +45,46 @@ pub struct PreparedWebhook {
     idempotency_key: IdempotencyKey,
     extra_headers: Vec<(String, String)>,
     kind: WebhookKind,
+    /// What `url` parses to, worked out once: every attempt signs and posts from it instead
+    /// of parsing the URL again. Shared by clones.
+    target: Arc<Target>,
+}
+
+/// A webhook URL, parsed once.
+#[derive(Debug, PartialEq, Eq)]
+struct Target {
+    /// The canonical form of the URL as given: what the destination policy resolves.
+    canonical: CanonicalUrl,
+    /// The URL as it goes on the wire: what the HTTP client puts in the request line and
+    /// `Host` header (WHATWG-normalized, fragment dropped).
+    wire: reqwest::Url,
+    /// The canonical form of the wire URL: what is signed, so the receiver, which sees the
+    /// wire URL, rebuilds the same `@target-uri`.
+    wire_canonical: CanonicalUrl,
+}
+
+impl Target {
+    fn parse(url: &str) -> Result<Self, SendError> {
+        // Reject what the profile calls malformed before the lenient WHATWG parser can "fix" it.
+        let canonical = signing::canonicalize_url(url)?;
+        let mut wire = reqwest::Url::parse(url).map_err(|_| {
+            SendError::Url(UrlError {
+                url: url.to_owned(),
+                reason: signing::UrlErrorReason::MissingHost,
+            })
+        })?;
+        wire.set_fragment(None);
+        let wire_canonical = if wire.as_str() == url {
+            canonical.clone()
+        } else {
+            signing::canonicalize_url(wire.as_str())?
+        };
+        Ok(Self {
+            canonical,
+            wire,
+            wire_canonical,
+        })
+    }
 }
 
 impl PreparedWebhook {
@@ -61,13 +102,13 @@ impl PreparedWebhook {
         payload: &P,
         now: time::OffsetDateTime,
     ) -> Result<Self, SendError> {
-        check_url(url)?;
+        let target = Target::parse(url)?;
         let key = payload
             .idempotency_key()
             .cloned()
             .unwrap_or_else(IdempotencyKey::generate);
         let body = payload.to_body(&key, now)?;
-        Self::from_parts(url, body, key, payload.kind(), Vec::new())
+        Self::with_target(url, target, body, key, payload.kind(), Vec::new())
     }
 
     /// Rebuild a prepared webhook from stored parts (an outbox row, a recorded result).
@@ -81,7 +122,18 @@ impl PreparedWebhook {
         kind: WebhookKind,
         extra_headers: Vec<(String, String)>,
     ) -> Result<Self, SendError> {
-        check_url(url)?;
+        let target = Target::parse(url)?;
+        Self::with_target(url, target, body, idempotency_key, kind, extra_headers)
+    }
+
+    fn with_target(
+        url: &str,
+        target: Target,
+        body: Bytes,
+        idempotency_key: IdempotencyKey,
+        kind: WebhookKind,
+        extra_headers: Vec<(String, String)>,
+    ) -> Result<Self, SendError> {
         if body.len() > MAX_BODY_BYTES {
             return Err(SendError::BodyTooLarge {
                 size: body.len(),
@@ -97,6 +149,7 @@ impl PreparedWebhook {
             idempotency_key,
             extra_headers,
             kind,
+            target: Arc::new(target),
         })
     }
 
@@ -129,11 +182,6 @@ impl PreparedWebhook {
     pub fn kind(&self) -> WebhookKind {
         self.kind
     }
-}
-
-fn check_url(url: &str) -> Result<(), SendError> {
-    signing::canonicalize_url(url)?;
-    Ok(())
 }
 
 fn check_extra_header(name: &str, value: &str) -> Result<(), SendError> {
@@ -499,40 +547,44 @@ impl WebhookSender {
     /// Sign `prepared` for one attempt (fresh `created` and `nonce`) without sending it: for
     /// callers who POST with their own HTTP stack.
     pub fn sign(&self, prepared: &PreparedWebhook) -> Result<SignedRequest, SendError> {
-        let wire_url = wire_url(&prepared.url)?;
-        self.inner
-            .resolver
-            .policy()
-            .check_url(&signing::canonicalize_url(&wire_url)?)?;
-        let content_type = [("Content-Type", CONTENT_TYPE)];
-        let signed = signing::sign_webhook(
-            "POST",
-            &wire_url,
-            &content_type[..],
-            &prepared.body,
-            &self.inner.key,
-            &SignOptions::default(),
-            self.inner.clock.as_ref(),
-            self.inner.nonces.as_ref(),
-        )?;
+        let signed = self.sign_attempt(prepared)?;
         let mut headers = Vec::with_capacity(4 + prepared.extra_headers.len());
         headers.push(("Content-Type".to_owned(), CONTENT_TYPE.to_owned()));
         headers.extend(prepared.extra_headers.iter().cloned());
-        headers.extend(
-            signed
-                .headers()
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
-        );
+        headers.push(("Content-Digest".to_owned(), signed.content_digest));
+        headers.push(("Signature-Input".to_owned(), signed.signature_input));
+        headers.push(("Signature".to_owned(), signed.signature));
         Ok(SignedRequest {
             method: "POST",
-            url: wire_url,
+            url: prepared.target.wire.as_str().to_owned(),
             headers,
             body: prepared.body.clone(),
             idempotency_key: prepared.idempotency_key.clone(),
             nonce: signed.nonce,
             created: signed.created,
         })
+    }
+
+    /// The signature headers of one attempt: the policy's URL check, then the signature over
+    /// the wire URL parsed when the webhook was prepared.
+    fn sign_attempt(&self, prepared: &PreparedWebhook) -> Result<SignedHeaders, SendError> {
+        static OPTIONS: LazyLock<SignOptions> = LazyLock::new(SignOptions::default);
+        let target = &prepared.target;
+        self.inner
+            .resolver
+            .policy()
+            .check_url(&target.wire_canonical)?;
+        signing::check_request("POST", &self.inner.key, &OPTIONS)?;
+        Ok(signing::sign_canonical(
+            "POST",
+            &target.wire_canonical,
+            CONTENT_TYPE,
+            &prepared.body,
+            &self.inner.key,
+            &OPTIONS,
+            self.inner.clock.as_ref(),
+            self.inner.nonces.as_ref(),
+        )?)
     }
 
     /// Sign and POST `prepared` once.
@@ -544,16 +596,23 @@ impl WebhookSender {
         // the resolver caches its verdict, so the connect that follows sees the same addresses.
         self.inner
             .resolver
-            .check(&signing::canonicalize_url(&prepared.url)?)
+            .check(&prepared.target.canonical)
             .await?;
-        let signed = self.sign(prepared)?;
-        let request = HttpRequest {
-            url: signed.url.clone(),
-            headers: signed.headers,
-            body: signed.body,
-        };
-        match self.inner.transport.post(request).await {
-            Ok(resp) => Ok(self.result(prepared, resp, signed.nonce)),
+        let signed = self.sign_attempt(prepared)?;
+        let nonce = signed.nonce.clone();
+        let headers = signed_header_map(signed)?;
+        let sent = self
+            .inner
+            .transport
+            .post_signed(
+                &prepared.target.wire,
+                headers,
+                &prepared.extra_headers,
+                prepared.body.clone(),
+            )
+            .await;
+        match sent {
+            Ok(resp) => Ok(self.result(prepared, resp, nonce)),
             Err(source) => Err(match source.find_source::<DestinationError>() {
                 Some(refused) => SendError::Destination(refused.clone()),
                 None => SendError::Transport {
@@ -657,20 +716,32 @@ impl WebhookSender {
     }
 }
 
-/// The URL as it goes on the wire: what the HTTP client will put in the request line and
-/// `Host` header, so the receiver rebuilds the same `@target-uri` we sign.
-fn wire_url(url: &str) -> Result<String, SendError> {
-    // Reject what the profile calls malformed before the lenient WHATWG parser can "fix" it.
-    signing::canonicalize_url(url)?;
-    let parsed = reqwest::Url::parse(url).map_err(|_| {
-        SendError::Url(UrlError {
-            url: url.to_owned(),
-            reason: signing::UrlErrorReason::MissingHost,
+/// `Content-Type` and the three signature headers, ready for the wire. The values are moved,
+/// not copied, into the map.
+fn signed_header_map(signed: SignedHeaders) -> Result<HeaderMap, SendError> {
+    // The values are printable ASCII by construction (base64, digits, sf-strings checked when
+    // signing); a failure here would be a bug, reported rather than sent.
+    let value = |name: &'static str, v: String| {
+        HeaderValue::try_from(v).map_err(|_| SendError::InvalidHeader {
+            name: name.to_owned(),
         })
-    })?;
-    let mut s = String::from(parsed);
-    if let Some(i) = s.find('#') {
-        s.truncate(i);
-    }
-    Ok(s)
+    };
+    let mut map = HeaderMap::with_capacity(4);
+    map.insert(
+        reqwest::header::CONTENT_TYPE,
+        HeaderValue::from_static(CONTENT_TYPE),
+    );
+    map.insert(
+        HeaderName::from_static("content-digest"),
+        value("Content-Digest", signed.content_digest)?,
+    );
+    map.insert(
+        HeaderName::from_static("signature-input"),
+        value("Signature-Input", signed.signature_input)?,
+    );
+    map.insert(
+        HeaderName::from_static("signature"),
+        value("Signature", signed.signature)?,
+    );
+    Ok(map)
 }

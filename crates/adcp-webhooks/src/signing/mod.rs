@@ -164,16 +164,58 @@ pub fn sign_webhook<H: HeaderSource + ?Sized>(
     clock: &dyn Clock,
     nonces: &dyn NonceSource,
 ) -> Result<SignedHeaders, SignError> {
+    check_request(method, key, options)?;
+    let canonical = canonicalize_url(url)?;
+    let content_type = headers
+        .combined("content-type")
+        .ok_or(SignError::MissingContentType)?;
+    sign_canonical(
+        method,
+        &canonical,
+        &content_type,
+        body,
+        key,
+        options,
+        clock,
+        nonces,
+    )
+}
+
+/// The checks [`sign_webhook`] makes before touching the URL: method, window, label, keyid.
+pub(crate) fn check_request(
+    method: &str,
+    key: &SigningKey,
+    options: &SignOptions,
+) -> Result<(), SignError> {
     check_method(method)?;
     if options.expires_in == 0 || options.expires_in > MAX_WINDOW_SECS {
         return Err(SignError::BadWindow(options.expires_in));
     }
     structured::check_sf_key(&options.label)?;
     structured::check_sf_string("keyid", key.kid())?;
-    let canonical = canonicalize_url(url)?;
-    let content_type = headers
-        .combined("content-type")
-        .ok_or(SignError::MissingContentType)?;
+    Ok(())
+}
+
+/// [`sign_webhook`] for a URL canonicalized once up front (the sender keeps it with the
+/// prepared webhook, so each attempt skips re-parsing it). The caller has run
+/// [`check_request`].
+///
+/// Writes `@signature-params` and the signature base straight into their buffers: the result
+/// is byte for byte what [`SignatureInput::serialize_params`] and [`signature_base`] produce
+/// for the profile's components (the signing vectors check it), without the intermediate
+/// owned component and parameter lists.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn sign_canonical(
+    method: &str,
+    canonical: &CanonicalUrl,
+    content_type: &str,
+    body: &[u8],
+    key: &SigningKey,
+    options: &SignOptions,
+    clock: &dyn Clock,
+    nonces: &dyn NonceSource,
+) -> Result<SignedHeaders, SignError> {
+    use std::fmt::Write as _;
     let nonce = match &options.nonce {
         Some(n) => n.clone(),
         None => nonces.nonce(),
@@ -183,26 +225,28 @@ pub fn sign_webhook<H: HeaderSource + ?Sized>(
     let expires = created.saturating_add(i64::from(options.expires_in));
     let digest = content_digest(body);
 
-    let input = SignatureInput {
-        label: options.label.clone(),
-        components: COVERED_COMPONENTS.iter().map(|c| (*c).to_owned()).collect(),
-        params: vec![
-            ("created".into(), ParamValue::Integer(created)),
-            ("expires".into(), ParamValue::Integer(expires)),
-            ("nonce".into(), ParamValue::String(nonce.clone())),
-            ("keyid".into(), ParamValue::String(key.kid().to_owned())),
-            (
-                "alg".into(),
-                ParamValue::String(key.algorithm().rfc9421_name().to_owned()),
-            ),
-            ("tag".into(), ParamValue::String(WEBHOOK_TAG.to_owned())),
-        ],
-    };
-    let params = input.serialize_params();
+    let mut params = String::with_capacity(160 + nonce.len() + key.kid().len());
+    params.push('(');
+    for (i, c) in COVERED_COMPONENTS.iter().enumerate() {
+        if i > 0 {
+            params.push(' ');
+        }
+        structured::push_sf_string(&mut params, c);
+    }
+    // Writing to a String cannot fail.
+    let _ = write!(params, ");created={created};expires={expires};nonce=");
+    structured::push_sf_string(&mut params, &nonce);
+    params.push_str(";keyid=");
+    structured::push_sf_string(&mut params, key.kid());
+    params.push_str(";alg=");
+    structured::push_sf_string(&mut params, key.algorithm().rfc9421_name());
+    params.push_str(";tag=");
+    structured::push_sf_string(&mut params, WEBHOOK_TAG);
+
     let base = build_base(
         method,
-        &canonical,
-        &[("content-type", &content_type), ("content-digest", &digest)],
+        canonical,
+        &[("content-type", content_type), ("content-digest", &digest)],
         &params,
     );
     let sig = key.sign(base.as_bytes())?;
@@ -211,9 +255,13 @@ pub fn sign_webhook<H: HeaderSource + ?Sized>(
     signature.push_str("=:");
     URL_SAFE_NO_PAD.encode_string(&sig, &mut signature);
     signature.push(':');
+    let mut signature_input = String::with_capacity(options.label.len() + 1 + params.len());
+    signature_input.push_str(&options.label);
+    signature_input.push('=');
+    signature_input.push_str(&params);
     Ok(SignedHeaders {
         content_digest: digest,
-        signature_input: format!("{}={}", options.label, params),
+        signature_input,
         signature,
         created,
         expires,
@@ -240,13 +288,19 @@ fn build_base(
     header_values: &[(&str, &str)],
     params: &str,
 ) -> String {
-    let mut base = String::with_capacity(256 + url.target_uri.len());
+    let mut base = String::with_capacity(
+        160 + method.len()
+            + url.target_uri.len()
+            + url.authority.len()
+            + header_values.iter().map(|(_, v)| v.len()).sum::<usize>()
+            + params.len(),
+    );
     for comp in COVERED_COMPONENTS {
         base.push('"');
         base.push_str(comp);
         base.push_str("\": ");
         match comp {
-            "@method" => base.push_str(&method.to_ascii_uppercase()),
+            "@method" => base.extend(method.chars().map(|c| c.to_ascii_uppercase())),
             "@target-uri" => base.push_str(&url.target_uri),
             "@authority" => base.push_str(&url.authority),
             name => {

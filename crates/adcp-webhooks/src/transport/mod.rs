@@ -41,7 +41,8 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
+use reqwest::header::HeaderMap;
 use reqwest::{Method, Url};
 
 pub use error::{BoxError, TransportError, TransportErrorKind};
@@ -237,14 +238,53 @@ impl Transport {
         let mut outgoing = reqwest::Request::new(Method::POST, url);
         *outgoing.headers_mut() = headers;
         *outgoing.body_mut() = Some(request.body.into());
+        self.execute(outgoing, &shown).await
+    }
 
+    /// [`post`](Self::post) for the sender's hot path: the URL was parsed when the webhook
+    /// was prepared, and `signed` holds headers the crate built itself from values that are
+    /// valid by construction (`Content-Type` and the signature headers). Only the caller's
+    /// `extra` headers go through the checks `post` applies to every header; the URL gets
+    /// the same checks as in `post`, without being parsed again.
+    pub(crate) async fn post_signed(
+        &self,
+        url: &Url,
+        signed: HeaderMap,
+        extra: &[(String, String)],
+        body: Bytes,
+    ) -> Result<HttpResponse, TransportError> {
+        check_url(url, url.as_str())?;
+        let mut headers = signed;
+        if !extra.is_empty() {
+            let extra = message::build_headers(extra)?;
+            headers.reserve(extra.len());
+            for (name, value) in &extra {
+                headers.append(name, value.clone());
+            }
+        }
+        let mut outgoing = reqwest::Request::new(Method::POST, url.clone());
+        *outgoing.headers_mut() = headers;
+        *outgoing.body_mut() = Some(body.into());
+        self.execute(outgoing, url.as_str()).await
+    }
+
+    async fn execute(
+        &self,
+        outgoing: reqwest::Request,
+        shown: &str,
+    ) -> Result<HttpResponse, TransportError> {
         let limit = self.inner.timeout;
         let started = Instant::now();
         match tokio::time::timeout(limit, self.exchange(outgoing)).await {
             Ok(Ok(response)) => Ok(response),
-            Ok(Err(err)) => Err(error::classify(err, shown, started.elapsed(), limit)),
+            Ok(Err(err)) => Err(error::classify(
+                err,
+                shown.to_owned(),
+                started.elapsed(),
+                limit,
+            )),
             Err(_elapsed) => Err(TransportError::Timeout {
-                url: shown,
+                url: shown.to_owned(),
                 elapsed: started.elapsed(),
                 limit,
             }),
@@ -289,6 +329,16 @@ fn parse_url(raw: &str) -> Result<Url, TransportError> {
         reason: reason.to_owned(),
     };
     let url = Url::parse(raw).map_err(|e| invalid(&format!("not an absolute URL ({e})")))?;
+    check_url(&url, raw)?;
+    Ok(url)
+}
+
+/// Check a parsed destination URL: http(s), a host, no credentials.
+fn check_url(url: &Url, raw: &str) -> Result<(), TransportError> {
+    let invalid = |reason: &str| TransportError::InvalidUrl {
+        url: raw.to_owned(),
+        reason: reason.to_owned(),
+    };
     if url.scheme() != "http" && url.scheme() != "https" {
         return Err(invalid("the scheme must be http or https"));
     }
@@ -305,7 +355,7 @@ fn parse_url(raw: &str) -> Result<Url, TransportError> {
                 .to_owned(),
         });
     }
-    Ok(url)
+    Ok(())
 }
 
 /// A proxy URL for messages, with any password replaced by `***`.
