@@ -113,6 +113,7 @@ pub async fn run(args: BenchArgs) -> Result<ExitCode, String> {
         .map_err(|e| e.to_string())?;
 
     let progress = Progress::start(args.n);
+    let cpu_before = process_cpu_ns();
     let (mode, measured) = match &args.outbox {
         Some(target) => (
             "outbox",
@@ -151,6 +152,9 @@ pub async fn run(args: BenchArgs) -> Result<ExitCode, String> {
             .await,
         ),
     };
+    let cpu_ns = process_cpu_ns()
+        .zip(cpu_before)
+        .map(|(a, b)| a.saturating_sub(b));
     progress.finish();
 
     let mut lat = measured.latencies_us;
@@ -169,6 +173,9 @@ pub async fn run(args: BenchArgs) -> Result<ExitCode, String> {
         "p50_ms": percentile_ms(&lat, 50.0),
         "p99_ms": percentile_ms(&lat, 99.0),
         "peak_rss_mb": peak_rss_mb(),
+        // CPU time of this process (all threads) while the clock ran, per webhook: less
+        // sensitive to other load on the machine than the rate.
+        "cpu_us_per_webhook": cpu_ns.map(|ns| round3(ns as f64 / 1000.0 / measured.ok.max(1) as f64)),
         "first_error": measured.first_error,
     });
     println!("{line}");
@@ -509,6 +516,17 @@ fn percentile_ms(sorted_us: &[u64], p: f64) -> Option<f64> {
 
 fn round3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
+}
+
+/// CPU time this process's live threads have used, in nanoseconds (from
+/// `/proc/self/task/*/schedstat`); `None` where that is not available.
+fn process_cpu_ns() -> Option<u64> {
+    let mut total = 0u64;
+    for task in std::fs::read_dir("/proc/self/task").ok()?.flatten() {
+        let stat = std::fs::read_to_string(task.path().join("schedstat")).ok()?;
+        total += stat.split_whitespace().next()?.parse::<u64>().ok()?;
+    }
+    Some(total)
 }
 
 /// The process's peak resident set (VmHWM), in MiB; `None` where /proc is not available.
