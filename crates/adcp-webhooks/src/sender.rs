@@ -65,6 +65,11 @@ struct Target {
 
 impl Target {
     fn parse(url: &str) -> Result<Self, SendError> {
+        // Credentials in a webhook URL would be sent as an unsigned Authorization header and
+        // end up in logs and errors; refuse them before the URL is echoed anywhere.
+        if has_userinfo(url) {
+            return Err(SendError::CredentialsInUrl);
+        }
         // Reject what the profile calls malformed before the lenient WHATWG parser can "fix" it.
         let canonical = signing::canonicalize_url(url)?;
         let mut wire = reqwest::Url::parse(url).map_err(|_| {
@@ -184,12 +189,45 @@ impl PreparedWebhook {
     }
 }
 
+/// Whether the authority of `url` carries `user[:password]@`.
+fn has_userinfo(url: &str) -> bool {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    authority.contains('@')
+}
+
+/// Headers that frame the HTTP message; the HTTP client sets them, and letting a caller do so
+/// could split the request or make `Host` differ from the signed authority.
+const FRAMING_HEADERS: [&str; 8] = [
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "te",
+    "trailer",
+    "upgrade",
+];
+
+/// The longest extra header value accepted, in bytes (receivers commonly cap a header at 8 KiB).
+pub const MAX_EXTRA_HEADER_VALUE: usize = 8 * 1024;
+
 fn check_extra_header(name: &str, value: &str) -> Result<(), SendError> {
     if RESERVED_HEADERS
         .iter()
+        .chain(FRAMING_HEADERS.iter())
         .any(|r| r.eq_ignore_ascii_case(name))
     {
         return Err(SendError::ReservedHeader(name.to_owned()));
+    }
+    if value.len() > MAX_EXTRA_HEADER_VALUE {
+        return Err(SendError::InvalidHeader {
+            name: format!(
+                "{} (value of {} bytes, over the {MAX_EXTRA_HEADER_VALUE}-byte cap)",
+                name.escape_debug(),
+                value.len()
+            ),
+        });
     }
     let name_ok = !name.is_empty()
         && name
@@ -304,9 +342,15 @@ pub enum SendError {
         /// The cap.
         limit: usize,
     },
+    /// The URL carries credentials (`user:password@host`); they would travel unsigned and leak
+    /// into logs. The URL is not repeated here for that reason.
+    #[error(
+        "the webhook URL contains credentials (user:password@host); remove them and authenticate with the signature or an extra header"
+    )]
+    CredentialsInUrl,
     /// An extra header tried to set a header the sender owns.
     #[error(
-        "header {0:?} is set by the sender and cannot be overridden (Signature, Signature-Input, Content-Digest and Content-Type are reserved)"
+        "header {0:?} is set by the sender and cannot be overridden (Signature, Signature-Input, Content-Digest, Content-Type and the framing headers Host, Content-Length, Transfer-Encoding, Connection, Keep-Alive, TE, Trailer and Upgrade are reserved)"
     )]
     ReservedHeader(String),
     /// An extra header has an invalid name or a value with CR, LF or NUL.

@@ -51,9 +51,13 @@ pub(super) fn decrypt(der: &[u8], passphrase: &[u8]) -> Result<Zeroizing<Vec<u8>
         pbes2::EncryptionScheme::Aes128Cbc { iv } => (&AES_128, 16, iv),
         pbes2::EncryptionScheme::Aes192Cbc { iv } => (&AES_192, 24, iv),
         pbes2::EncryptionScheme::Aes256Cbc { iv } => (&AES_256, 32, iv),
-        _ => return decrypt_with_pkcs8(&info, passphrase),
+        _ => {
+            check_scrypt_cost(params)?;
+            return decrypt_with_pkcs8(&info, passphrase);
+        }
     };
     let Some(kdf) = params.kdf.pbkdf2() else {
+        check_scrypt_cost(params)?;
         return decrypt_with_pkcs8(&info, passphrase);
     };
     if kdf.iteration_count > MAX_PBKDF2_ITERATIONS {
@@ -88,6 +92,30 @@ pub(super) fn decrypt(der: &[u8], passphrase: &[u8]) -> Result<Zeroizing<Vec<u8>
         .len();
     buf.truncate(plain_len);
     Ok(buf)
+}
+
+/// The most memory an scrypt-encrypted key file may make us spend: 256 MiB (`128 * r * N`).
+/// OpenSSL and Python write far less (N = 2^14 to 2^17 with r = 8); a file asking for more is
+/// refused instead of letting a key file abort the process with an impossible allocation.
+const MAX_SCRYPT_MEMORY: u128 = 256 * 1024 * 1024;
+
+fn check_scrypt_cost(params: &pbes2::Parameters) -> Result<(), KeyError> {
+    if let Some(scrypt) = params.kdf.scrypt() {
+        let (n, r, p) = (
+            u128::from(scrypt.cost_parameter),
+            u128::from(scrypt.block_size),
+            u128::from(scrypt.parallelization),
+        );
+        if 128 * r * n > MAX_SCRYPT_MEMORY || p > 16 {
+            return Err(KeyError::UnsupportedEncryption {
+                reason: format!(
+                    "scrypt with N = {n}, r = {r}, p = {p} (over the {} MiB / p <= 16 limit); re-encrypt the key with `openssl pkcs8 -topk8 -v2 aes-256-cbc -v2prf hmacWithSHA256`",
+                    MAX_SCRYPT_MEMORY / (1024 * 1024)
+                ),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Schemes aws-lc-rs does not cover here (scrypt, AES-GCM) go through the `pkcs8` crate.

@@ -22,6 +22,9 @@ use crate::signing::{
 /// so an unbounded value would let one request pin unbounded memory.
 pub const MAX_PARAM_LEN: usize = 256;
 
+/// The most covered components a signature may list (the profile needs five).
+pub const MAX_COMPONENTS: usize = 64;
+
 /// The parts of the verifier configuration the checklist reads.
 pub(super) struct Checklist<'a> {
     pub keys: &'a dyn KeySource,
@@ -140,8 +143,21 @@ impl Checklist<'_> {
                 ),
             ));
         }
-        for (i, c) in input.components.iter().enumerate() {
-            if input.components[..i].contains(c) {
+        // Bounded and linear: this runs before any key lookup, so an unsigned request must not
+        // be able to buy quadratic work with a long component list.
+        if input.components.len() > MAX_COMPONENTS {
+            return Err(fail(
+                ErrorCode::HeaderMalformed,
+                Step::Components,
+                format!(
+                    "Signature-Input covers {} components; at most {MAX_COMPONENTS} are accepted",
+                    input.components.len()
+                ),
+            ));
+        }
+        let mut seen = std::collections::HashSet::with_capacity(input.components.len());
+        for c in &input.components {
+            if !seen.insert(c.as_str()) {
                 return Err(fail(
                     ErrorCode::HeaderMalformed,
                     Step::Components,

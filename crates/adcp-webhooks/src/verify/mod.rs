@@ -59,7 +59,7 @@ mod remote;
 mod replay;
 mod revocation;
 
-pub use checklist::MAX_PARAM_LEN;
+pub use checklist::{MAX_COMPONENTS, MAX_PARAM_LEN};
 pub use dedup::{
     DEFAULT_DEDUP_CAPACITY, DEFAULT_DEDUP_TTL_SECS, DedupClaim, DedupStore, InMemoryDedupStore,
 };

@@ -392,6 +392,18 @@ impl WebhookReceiver {
                         }
                     }
                 };
+                // The authority is spliced into a URL: anything that would end it early (a path,
+                // query or fragment delimiter, userinfo, whitespace) could make a signature for
+                // one path verify at another.
+                if authority.is_empty()
+                    || authority.bytes().any(|b| {
+                        matches!(b, b'/' | b'?' | b'#' | b'@' | b'\\') || b <= b' ' || b == 0x7f
+                    })
+                {
+                    return Err(format!(
+                        "the request's authority {authority:?} is not a valid host[:port]"
+                    ));
+                }
                 Ok(format!("{scheme}://{authority}{path}"))
             }
         }
