@@ -1,6 +1,6 @@
 """Turn bench/run.sh's raw results into the results block of BENCHMARKS.md.
 
-Usage: python3 bench/report.py RESULTS.jsonl BENCHMARKS.md [CRITERION_DIR]
+Usage: python3 bench/report.py RESULTS.jsonl BENCHMARKS.md [OVERHEAD.jsonl] [WRK.txt]
 
 RESULTS.jsonl has one {"label": ..., "result": {...}} per run, where result is the JSON line a
 bench printed. Runs with the same label are summarised by their medians. The block between
@@ -56,18 +56,29 @@ def machine() -> str:
     )
 
 
-def criterion_ns(root: str, group: str, bench: str):
-    path = os.path.join(root, group, bench, "new", "estimates.json")
+def read_lines(path):
     try:
         with open(path) as f:
-            return json.load(f)["median"]["point_estimate"]
-    except (OSError, KeyError, ValueError):
-        return None
+            return [json.loads(l) for l in f if l.strip().startswith("{")]
+    except (OSError, ValueError):
+        return []
+
+
+def wrk_rate(path):
+    try:
+        with open(path) as f:
+            for line in f:
+                if line.startswith("Requests/sec:"):
+                    return float(line.split(":", 1)[1])
+    except (OSError, ValueError):
+        pass
+    return None
 
 
 def main() -> int:
     results_path, md_path = sys.argv[1], sys.argv[2]
-    crit_root = sys.argv[3] if len(sys.argv) > 3 else None
+    overhead = read_lines(sys.argv[3]) if len(sys.argv) > 3 else []
+    raw_limit = wrk_rate(sys.argv[4]) if len(sys.argv) > 4 else None
     runs: "OrderedDict[str, list[dict]]" = OrderedDict()
     with open(results_path) as f:
         for line in f:
@@ -78,9 +89,12 @@ def main() -> int:
 
     summary = {}
     for label, rs in runs.items():
+        mode = rs[0].get("mode")
+        if rs[0].get("enqueue_batch"):
+            mode = f"{mode} ({rs[0]['enqueue_batch']} per enqueue transaction)"
         summary[label] = {
             "impl": rs[0].get("impl"),
-            "mode": rs[0].get("mode"),
+            "mode": mode,
             "alg": rs[0].get("alg"),
             "n": rs[0].get("n"),
             "runs": len(rs),
@@ -89,6 +103,7 @@ def main() -> int:
             "p50_ms": median(r.get("p50_ms") for r in rs),
             "p99_ms": median(r.get("p99_ms") for r in rs),
             "rss": median(r.get("peak_rss_mb") for r in rs),
+            "cpu": median(r.get("cpu_us_per_webhook") for r in rs),
             "all_per_sec": [r.get("per_sec") for r in rs],
         }
 
@@ -96,18 +111,24 @@ def main() -> int:
     lines = [START, ""]
     lines.append(f"Machine: {machine()}.")
     lines.append("")
+    if raw_limit:
+        lines.append(
+            f"Raw sink limit (wrk, 1 thread, as many connections as the senders' concurrency, "
+            f"unsigned 2-byte POST, same run): {raw_limit:,.0f} requests/s."
+        )
+        lines.append("")
     lines.append(
         "| sender | mode | alg | n per run | runs | webhooks/s (median) | p50 ms | p99 ms "
-        "| peak RSS MB | ours signed ÷ this | runs (webhooks/s) |"
+        "| peak RSS MB | CPU µs/webhook | ours signed ÷ this | runs (webhooks/s) |"
     )
-    lines.append("|---|---|---|---|---|---|---|---|---|---|---|")
+    lines.append("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for label, s in summary.items():
         ratio = (ours / s["per_sec"]) if ours and s["per_sec"] else None
         failed = f" ({s['failed']} failed)" if s["failed"] else ""
         lines.append(
             f"| {s['impl']} | {s['mode']}{failed} | {s['alg'] or '–'} | {s['n']} | {s['runs']} "
             f"| {fmt(s['per_sec'], 0)} | {fmt(s['p50_ms'], 2)} | {fmt(s['p99_ms'], 2)} "
-            f"| {fmt(s['rss'], 1)} | {fmt(ratio, 2)}x | "
+            f"| {fmt(s['rss'], 1)} | {fmt(s['cpu'], 0)} | {fmt(ratio, 2)}x | "
             + ", ".join(fmt(x, 0) for x in s["all_per_sec"])
             + " |"
         )
@@ -138,20 +159,29 @@ def main() -> int:
         checks.append(
             f"| peak RSS, {n} sends queued | < 64 MB | {rss:.1f} MB | {'met' if rss < 64 else '**missed**'} |"
         )
-    if crit_root:
-        for alg in ("ed25519", "es256"):
-            pipe = criterion_ns(crit_root, f"pipeline_{alg}", "sign_webhook/1KiB")
-            prim = criterion_ns(crit_root, f"pipeline_{alg}", "primitive/1KiB")
-            if pipe and prim:
-                r = pipe / prim
-                checks.append(
-                    f"| {alg} signing pipeline ÷ bare primitive, 1 KiB | ≤ 1.3x | {r:.2f}x "
-                    f"({pipe / 1000:.1f} µs vs {prim / 1000:.1f} µs) | {'met' if r <= 1.3 else '**missed**'} |"
-                )
+    for o in overhead:
+        if o.get("body") != "1KiB":
+            continue
+        r = o["ratio"]
+        checks.append(
+            f"| {o['alg']} signing pipeline ÷ bare primitive, 1 KiB | ≤ 1.3x | {r:.2f}x "
+            f"({o['pipeline_us']:.1f} µs vs {o['primitive_us']:.1f} µs) | {'met' if r <= 1.3 else '**missed**'} |"
+        )
     lines.append("| target | wanted | measured | |")
     lines.append("|---|---|---|---|")
     lines.extend(checks)
     lines.append("")
+    if overhead:
+        lines.append("Signing pipeline (`sign_webhook`) beside the bare primitive (SHA-256 of the body + one raw")
+        lines.append("signature), alternating blocks, median of 41 pair ratios (`benches/overhead.rs`):")
+        lines.append("")
+        lines.append("| alg | body | primitive µs | pipeline µs | ratio |")
+        lines.append("|---|---|---|---|---|")
+        for o in overhead:
+            lines.append(
+                f"| {o['alg']} | {o['body']} | {o['primitive_us']:.1f} | {o['pipeline_us']:.1f} | {o['ratio']:.2f}x |"
+            )
+        lines.append("")
     lines.append(END)
     block = "\n".join(lines)
 

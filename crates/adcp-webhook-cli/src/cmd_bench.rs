@@ -178,6 +178,10 @@ pub async fn run(args: BenchArgs) -> Result<ExitCode, String> {
         "cpu_us_per_webhook": cpu_ns.map(|ns| round3(ns as f64 / 1000.0 / measured.ok.max(1) as f64)),
         "first_error": measured.first_error,
     });
+    let mut line = line;
+    if mode == "outbox" {
+        line["enqueue_batch"] = json!(args.enqueue_batch.max(1));
+    }
     println!("{line}");
     Ok(if measured.failed == 0 {
         ExitCode::SUCCESS

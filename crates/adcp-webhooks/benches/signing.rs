@@ -88,6 +88,26 @@ fn pipeline(c: &mut Criterion) {
     }
 }
 
+/// ES256 signing with the two P-256 implementations in the tree: aws-lc-rs (what the keys
+/// use) and RustCrypto's `p256` (used only for key-format work).
+fn backend(c: &mut Criterion) {
+    use p256::ecdsa::signature::Signer as _;
+    let mut group = c.benchmark_group("es256_backend");
+    let base = sign_once(&key(Algorithm::EcdsaP256Sha256), &body(1024)).signature_base;
+    let aws = key(Algorithm::EcdsaP256Sha256);
+    group.bench_function("aws-lc-rs", |b| {
+        b.iter(|| black_box(aws.sign(black_box(base.as_bytes())).expect("sign")))
+    });
+    let rust_crypto = p256::ecdsa::SigningKey::from_slice(&[7u8; 32]).expect("scalar");
+    group.bench_function("p256 (RustCrypto)", |b| {
+        b.iter(|| {
+            let sig: p256::ecdsa::Signature = rust_crypto.sign(black_box(base.as_bytes()));
+            black_box(sig)
+        })
+    });
+    group.finish();
+}
+
 fn sender_sign(c: &mut Criterion) {
     let mut group = c.benchmark_group("sender_sign");
     for (alg, alg_name) in ALGS {
@@ -229,6 +249,38 @@ fn payload(c: &mut Criterion) {
     group.finish();
 }
 
+/// The destination check `send_prepared` runs before signing: an IP literal, and a host name
+/// whose verdict the resolver has cached. `block_on_ready` is the cost of driving an already
+/// ready future, included in both.
+fn destination(c: &mut Criterion) {
+    use adcp_webhooks::destination::{DestinationPolicy, PolicyResolver};
+    let mut group = c.benchmark_group("destination");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let resolver = PolicyResolver::new(
+        DestinationPolicy::strict()
+            .allow_http(true)
+            .allow_private_destinations(true)
+            .allowed_ports([]),
+    );
+    let literal = canonicalize_url("http://127.0.0.1:8080/hook").expect("url");
+    let name = canonicalize_url("http://localhost:8080/hook").expect("url");
+    rt.block_on(resolver.check(&name))
+        .expect("localhost resolves");
+    group.bench_function("block_on_ready", |b| {
+        b.iter(|| rt.block_on(async { black_box(1) }))
+    });
+    group.bench_function("check_literal", |b| {
+        b.iter(|| black_box(rt.block_on(resolver.check(&literal)).expect("allowed")))
+    });
+    group.bench_function("check_cached_name", |b| {
+        b.iter(|| black_box(rt.block_on(resolver.check(&name)).expect("allowed")))
+    });
+    group.finish();
+}
+
 fn config() -> Criterion {
     // Short windows: the machine is small and shared; criterion's statistics still apply.
     Criterion::default()
@@ -240,6 +292,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = pipeline, sender_sign, sha256, canonical, verify, payload
+    targets = pipeline, backend, sender_sign, sha256, canonical, verify, payload, destination
 }
 criterion_main!(benches);
