@@ -20,7 +20,7 @@ use crate::signing::{self, CanonicalUrl, SignError, SignOptions, SignedHeaders, 
 use crate::transport::{HttpResponse, Transport, TransportConfig, TransportError};
 use bytes::Bytes;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
-use std::sync::{Arc, LazyLock};
+use std::sync::{Arc, LazyLock, OnceLock};
 use std::time::Duration;
 
 pub use crate::payload::MAX_BODY_BYTES;
@@ -38,58 +38,43 @@ pub const CONTENT_TYPE: &str = "application/json";
 
 /// A webhook ready to send: the URL, the body bytes (serialized once), the idempotency key and
 /// any extra headers. Attempts sign it afresh; nothing here changes between attempts.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct PreparedWebhook {
     url: String,
     body: Bytes,
     idempotency_key: IdempotencyKey,
     extra_headers: Vec<(String, String)>,
     kind: WebhookKind,
-    /// What `url` parses to, worked out once: every attempt signs and posts from it instead
-    /// of parsing the URL again. Shared by clones.
-    target: Arc<Target>,
+    /// The canonical form of `url`, worked out when the URL is checked: what the destination
+    /// policy resolves before each attempt.
+    canonical: Arc<CanonicalUrl>,
+    /// The wire form of `url`, parsed at the first attempt and shared by clones, so retries
+    /// and resends do not parse it again.
+    wire: Arc<OnceLock<Wire>>,
 }
 
-/// A webhook URL, parsed once.
-#[derive(Debug, PartialEq, Eq)]
-struct Target {
-    /// The canonical form of the URL as given: what the destination policy resolves.
-    canonical: CanonicalUrl,
-    /// The URL as it goes on the wire: what the HTTP client puts in the request line and
-    /// `Host` header (WHATWG-normalized, fragment dropped).
-    wire: reqwest::Url,
-    /// The canonical form of the wire URL: what is signed, so the receiver, which sees the
-    /// wire URL, rebuilds the same `@target-uri`.
-    wire_canonical: CanonicalUrl,
-}
-
-impl Target {
-    fn parse(url: &str) -> Result<Self, SendError> {
-        // Credentials in a webhook URL would be sent as an unsigned Authorization header and
-        // end up in logs and errors; refuse them before the URL is echoed anywhere.
-        if has_userinfo(url) {
-            return Err(SendError::CredentialsInUrl);
-        }
-        // Reject what the profile calls malformed before the lenient WHATWG parser can "fix" it.
-        let canonical = signing::canonicalize_url(url)?;
-        let mut wire = reqwest::Url::parse(url).map_err(|_| {
-            SendError::Url(UrlError {
-                url: url.to_owned(),
-                reason: signing::UrlErrorReason::MissingHost,
-            })
-        })?;
-        wire.set_fragment(None);
-        let wire_canonical = if wire.as_str() == url {
-            canonical.clone()
-        } else {
-            signing::canonicalize_url(wire.as_str())?
-        };
-        Ok(Self {
-            canonical,
-            wire,
-            wire_canonical,
-        })
+/// Equal when they would send the same thing (the parsed URL forms are caches of `url`).
+impl PartialEq for PreparedWebhook {
+    fn eq(&self, other: &Self) -> bool {
+        self.url == other.url
+            && self.body == other.body
+            && self.idempotency_key == other.idempotency_key
+            && self.extra_headers == other.extra_headers
+            && self.kind == other.kind
     }
+}
+
+impl Eq for PreparedWebhook {}
+
+/// A webhook URL as it goes on the wire.
+#[derive(Debug)]
+struct Wire {
+    /// What the HTTP client puts in the request line and `Host` header (WHATWG-normalized,
+    /// fragment dropped).
+    url: reqwest::Url,
+    /// Its canonical form: what is signed, so the receiver, which sees this URL, rebuilds the
+    /// same `@target-uri`.
+    canonical: CanonicalUrl,
 }
 
 impl PreparedWebhook {
@@ -107,13 +92,13 @@ impl PreparedWebhook {
         payload: &P,
         now: time::OffsetDateTime,
     ) -> Result<Self, SendError> {
-        let target = Target::parse(url)?;
+        let canonical = check_url(url)?;
         let key = payload
             .idempotency_key()
             .cloned()
             .unwrap_or_else(IdempotencyKey::generate);
         let body = payload.to_body(&key, now)?;
-        Self::with_target(url, target, body, key, payload.kind(), Vec::new())
+        Self::with_canonical(url, canonical, body, key, payload.kind(), Vec::new())
     }
 
     /// Rebuild a prepared webhook from stored parts (an outbox row, a recorded result).
@@ -127,13 +112,13 @@ impl PreparedWebhook {
         kind: WebhookKind,
         extra_headers: Vec<(String, String)>,
     ) -> Result<Self, SendError> {
-        let target = Target::parse(url)?;
-        Self::with_target(url, target, body, idempotency_key, kind, extra_headers)
+        let canonical = check_url(url)?;
+        Self::with_canonical(url, canonical, body, idempotency_key, kind, extra_headers)
     }
 
-    fn with_target(
+    fn with_canonical(
         url: &str,
-        target: Target,
+        canonical: CanonicalUrl,
         body: Bytes,
         idempotency_key: IdempotencyKey,
         kind: WebhookKind,
@@ -154,8 +139,30 @@ impl PreparedWebhook {
             idempotency_key,
             extra_headers,
             kind,
-            target: Arc::new(target),
+            canonical: Arc::new(canonical),
+            wire: Arc::default(),
         })
+    }
+
+    /// The wire form of the URL, parsed on first use.
+    fn wire(&self) -> Result<&Wire, SendError> {
+        if let Some(wire) = self.wire.get() {
+            return Ok(wire);
+        }
+        let mut url = reqwest::Url::parse(&self.url).map_err(|_| {
+            SendError::Url(UrlError {
+                url: self.url.clone(),
+                reason: signing::UrlErrorReason::MissingHost,
+            })
+        })?;
+        url.set_fragment(None);
+        let canonical = if url.as_str() == self.url {
+            (*self.canonical).clone()
+        } else {
+            signing::canonicalize_url(url.as_str())?
+        };
+        // Two attempts racing here parse the same URL; either result is the same.
+        Ok(self.wire.get_or_init(|| Wire { url, canonical }))
     }
 
     /// Add a header sent with every attempt. Reserved headers (`Signature`, `Signature-Input`,
@@ -187,6 +194,17 @@ impl PreparedWebhook {
     pub fn kind(&self) -> WebhookKind {
         self.kind
     }
+}
+
+/// Check a webhook URL and return its canonical form.
+fn check_url(url: &str) -> Result<CanonicalUrl, SendError> {
+    // Credentials in a webhook URL would be sent as an unsigned Authorization header and
+    // end up in logs and errors; refuse them before the URL is echoed anywhere.
+    if has_userinfo(url) {
+        return Err(SendError::CredentialsInUrl);
+    }
+    // Reject what the profile calls malformed before the lenient WHATWG parser can "fix" it.
+    Ok(signing::canonicalize_url(url)?)
 }
 
 /// Whether the authority of `url` carries `user[:password]@`.
@@ -600,7 +618,7 @@ impl WebhookSender {
         headers.push(("Signature".to_owned(), signed.signature));
         Ok(SignedRequest {
             method: "POST",
-            url: prepared.target.wire.as_str().to_owned(),
+            url: prepared.wire()?.url.as_str().to_owned(),
             headers,
             body: prepared.body.clone(),
             idempotency_key: prepared.idempotency_key.clone(),
@@ -613,15 +631,12 @@ impl WebhookSender {
     /// the wire URL parsed when the webhook was prepared.
     fn sign_attempt(&self, prepared: &PreparedWebhook) -> Result<SignedHeaders, SendError> {
         static OPTIONS: LazyLock<SignOptions> = LazyLock::new(SignOptions::default);
-        let target = &prepared.target;
-        self.inner
-            .resolver
-            .policy()
-            .check_url(&target.wire_canonical)?;
+        let wire = prepared.wire()?;
+        self.inner.resolver.policy().check_url(&wire.canonical)?;
         signing::check_request("POST", &self.inner.key, &OPTIONS)?;
         Ok(signing::sign_canonical(
             "POST",
-            &target.wire_canonical,
+            &wire.canonical,
             CONTENT_TYPE,
             &prepared.body,
             &self.inner.key,
@@ -638,18 +653,16 @@ impl WebhookSender {
     ) -> Result<DeliveryResult, SendError> {
         // The full destination check (every resolved address) runs before anything is signed;
         // the resolver caches its verdict, so the connect that follows sees the same addresses.
-        self.inner
-            .resolver
-            .check(&prepared.target.canonical)
-            .await?;
+        self.inner.resolver.check(&prepared.canonical).await?;
         let signed = self.sign_attempt(prepared)?;
+        let wire = prepared.wire()?;
         let nonce = signed.nonce.clone();
         let headers = signed_header_map(signed)?;
         let sent = self
             .inner
             .transport
             .post_signed(
-                &prepared.target.wire,
+                &wire.url,
                 headers,
                 &prepared.extra_headers,
                 prepared.body.clone(),
