@@ -61,7 +61,11 @@ start_sink() {
     sed -e "s#@DIR@#$SINK_DIR#g" -e "s#@PORT@#$PORT#g" bench/nginx.conf.in >"$SINK_DIR/nginx.conf"
     nginx -c "$SINK_DIR/nginx.conf" -p "$SINK_DIR"
     for _ in $(seq 50); do
-        curl -fsS -X POST -d '{}' "$URL" >/dev/null 2>&1 && return 0
+        if command -v curl >/dev/null 2>&1; then
+            curl -fsS -X POST -d '{}' "$URL" >/dev/null 2>&1 && return 0
+        else
+            (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && return 0
+        fi
         sleep 0.1
     done
     echo "error: the nginx sink did not answer on $URL (is port $PORT taken? set BENCH_PORT)" >&2
@@ -144,6 +148,7 @@ fi
 
 stop_sink
 trap - EXIT
+rm -f "$WORK"/outbox*.db*
 
 # ---- the signing pipeline beside the bare primitive ----------------------------------------
 # Alternating blocks of the two, median of per-pair ratios (benches/overhead.rs): robust to load
