@@ -14,6 +14,8 @@
 //!
 //! Times are Unix milliseconds throughout.
 
+#[cfg(feature = "postgres")]
+pub mod postgres;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 
