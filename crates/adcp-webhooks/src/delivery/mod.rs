@@ -131,6 +131,31 @@ impl EnqueueOptions {
     }
 }
 
+/// How [`Outbox::open_with`] opens a store.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct OpenOptions {
+    /// Open for reading only: nothing is created and writes fail.
+    pub read_only: bool,
+    /// PostgreSQL: apply the schema migrations this version ships (concurrency-safe). Without
+    /// it, a database lacking the current schema is refused with a message saying to run
+    /// `adcp-webhook outbox migrate`.
+    pub migrate: bool,
+}
+
+impl OpenOptions {
+    /// See [`OpenOptions::read_only`](struct.OpenOptions.html#structfield.read_only).
+    pub fn read_only(mut self, read_only: bool) -> Self {
+        self.read_only = read_only;
+        self
+    }
+    /// See [`OpenOptions::migrate`](struct.OpenOptions.html#structfield.migrate).
+    pub fn migrate(mut self, migrate: bool) -> Self {
+        self.migrate = migrate;
+        self
+    }
+}
+
 /// A stored webhook.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EnqueuedWebhook {
@@ -204,13 +229,31 @@ impl Outbox {
     /// Open the outbox at `target` with default settings: a SQLite file path (created if
     /// missing; `""` means [`store::sqlite::DEFAULT_PATH`]) or a `sqlite:` URL.
     pub async fn open(target: &str) -> Result<Self, OutboxError> {
-        Ok(Self::builder(open_store(target, false).await?).build())
+        Ok(Self::builder(open_store(target, false, false).await?).build())
+    }
+
+    /// Open an outbox with explicit [`OpenOptions`]: e.g. apply the PostgreSQL schema
+    /// migrations on open (SQLite always brings its schema up to date).
+    ///
+    /// ```no_run
+    /// use adcp_webhooks::delivery::{OpenOptions, Outbox};
+    /// # async fn run() -> Result<(), adcp_webhooks::delivery::OutboxError> {
+    /// let outbox = Outbox::open_with(
+    ///     "postgres://outbox@db.internal/seller",
+    ///     OpenOptions::default().migrate(true),
+    /// )
+    /// .await?;
+    /// # let _ = outbox; Ok(()) }
+    /// ```
+    pub async fn open_with(target: &str, options: OpenOptions) -> Result<Self, OutboxError> {
+        let store = open_store(target, options.read_only, options.migrate).await?;
+        Ok(Self::builder(store).build())
     }
 
     /// Open an existing outbox for reading only (status, inspection): nothing is created,
     /// and every write fails with [`StoreError::ReadOnly`].
     pub async fn open_read_only(target: &str) -> Result<Self, OutboxError> {
-        Ok(Self::builder(open_store(target, true).await?).build())
+        Ok(Self::builder(open_store(target, true, false).await?).build())
     }
 
     /// Start building an outbox over `store`.
@@ -489,21 +532,47 @@ impl Outbox {
 }
 
 /// Open the store a target names.
-async fn open_store(target: &str, read_only: bool) -> Result<Arc<dyn OutboxStore>, OutboxError> {
+async fn open_store(
+    target: &str,
+    read_only: bool,
+    migrate: bool,
+) -> Result<Arc<dyn OutboxStore>, OutboxError> {
     let scheme = target
         .split_once("://")
         .map(|(s, _)| s.to_ascii_lowercase());
     match scheme.as_deref() {
-        Some("postgres" | "postgresql") => Err(OutboxError::Unsupported {
-            target: redact(target),
-            reason: "this build has no PostgreSQL outbox; use a SQLite path or sqlite: URL".into(),
-        }),
+        Some("postgres" | "postgresql") => open_postgres(target, read_only, migrate).await,
         Some(s) if s != "sqlite" => Err(OutboxError::Unsupported {
             target: redact(target),
             reason: format!("unknown database scheme {s:?}; use a SQLite path or sqlite: URL"),
         }),
         _ => open_sqlite(target, read_only).await,
     }
+}
+
+#[cfg(feature = "postgres")]
+async fn open_postgres(
+    target: &str,
+    read_only: bool,
+    migrate: bool,
+) -> Result<Arc<dyn OutboxStore>, OutboxError> {
+    // Reading commands never change the schema.
+    let options = store::postgres::PostgresOptions::new(target).migrate(migrate && !read_only);
+    Ok(Arc::new(
+        store::postgres::PostgresStore::open(options).await?,
+    ))
+}
+
+#[cfg(not(feature = "postgres"))]
+async fn open_postgres(
+    target: &str,
+    _read_only: bool,
+    _migrate: bool,
+) -> Result<Arc<dyn OutboxStore>, OutboxError> {
+    Err(OutboxError::Unsupported {
+        target: redact(target),
+        reason: "this build has no PostgreSQL outbox (enable the `postgres` feature)".into(),
+    })
 }
 
 #[cfg(feature = "sqlite")]

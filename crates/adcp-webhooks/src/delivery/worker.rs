@@ -132,6 +132,11 @@ pub(crate) async fn run(
     let leases: Leases = Arc::new(Mutex::new(HashMap::new()));
     let (tx, rx) = mpsc::channel::<Finished>(config.concurrency.max(1) * 4);
     let writer = tokio::spawn(write_outcomes(shared.clone(), config.clone(), rx));
+    // Wake-ups from other processes (PostgreSQL NOTIFY); polling covers any that are lost.
+    let watcher = shared
+        .store
+        .watch(Arc::clone(&shared.wake))
+        .map(tokio::spawn);
     let mut tasks = JoinSet::new();
     let mut report = WorkerReport::default();
     let lease_ms = duration_ms(config.lease_duration());
@@ -211,6 +216,9 @@ pub(crate) async fn run(
         }
     }
 
+    if let Some(watcher) = watcher {
+        watcher.abort();
+    }
     // Shutdown: stop leasing, let in-flight attempts finish within the grace period.
     tracing::info!(in_flight = tasks.len(), "outbox worker stopping");
     let drained = tokio::time::timeout(config.shutdown_grace, async {

@@ -14,6 +14,8 @@
 //!
 //! Times are Unix milliseconds throughout.
 
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub(crate) mod codec;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 #[cfg(feature = "sqlite")]
@@ -544,4 +546,12 @@ pub trait OutboxStore: Send + Sync + fmt::Debug {
         now_ms: i64,
         deadline_ms: i64,
     ) -> BoxFuture<'_, Result<bool, StoreError>>;
+
+    /// A background task that calls `wake.notify_one()` whenever another process may have
+    /// stored due work (PostgreSQL relays `NOTIFY`), or `None` when the store cannot tell
+    /// (workers then rely on polling alone). The worker runs it while it runs.
+    fn watch(&self, wake: std::sync::Arc<tokio::sync::Notify>) -> Option<BoxFuture<'static, ()>> {
+        let _ = wake;
+        None
+    }
 }
