@@ -92,6 +92,7 @@ pub struct Metrics {
     disabled: AtomicU64,
     lease_lost: AtomicU64,
     released: AtomicU64,
+    purged: AtomicU64,
     store_errors: AtomicU64,
     worker_errors: AtomicU64,
     enqueued: AtomicU64,
@@ -110,6 +111,7 @@ impl Default for Metrics {
             disabled: AtomicU64::new(0),
             lease_lost: AtomicU64::new(0),
             released: AtomicU64::new(0),
+            purged: AtomicU64::new(0),
             store_errors: AtomicU64::new(0),
             worker_errors: AtomicU64::new(0),
             enqueued: AtomicU64::new(0),
@@ -168,6 +170,16 @@ impl Metrics {
     /// Count leases given back without an attempt.
     pub fn record_released(&self, n: u64) {
         self.released.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Count finished deliveries deleted by retention.
+    pub fn record_purged(&self, n: u64) {
+        self.purged.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Finished deliveries deleted by retention so far.
+    pub fn purged(&self) -> u64 {
+        self.purged.load(Ordering::Relaxed)
     }
 
     /// Count a failed store call.
@@ -298,6 +310,12 @@ pub fn render_prometheus(
         "adcp_outbox_released_total",
         "Leases given back without an attempt (shutdown, capacity).",
         metrics.released.load(Ordering::Relaxed),
+    );
+    counter(
+        &mut out,
+        "adcp_outbox_purged_total",
+        "Finished deliveries deleted by retention.",
+        metrics.purged.load(Ordering::Relaxed),
     );
     counter(
         &mut out,

@@ -42,7 +42,7 @@ pub use store::{
     DeliveryDetail, DeliveryId, DeliveryState, DeliverySummary, DestinationInfo, ListQuery,
     OutboxStore, StateCounts, StoreError,
 };
-pub use worker::{WorkerConfig, WorkerReport};
+pub use worker::{PURGE_BATCH, PURGE_MAX_BATCHES, WorkerConfig, WorkerReport};
 
 use crate::clock::Clock;
 use crate::payload::{IdempotencyKey, WebhookPayload};

@@ -24,8 +24,9 @@ use crate::delivery::policy::{
     duration_ms,
 };
 use crate::delivery::store::{
-    AttemptRecord, CompleteStatus, Completion, DeliveryId, DisableRules, Health, LeaseRequest,
-    LeaseToken, LeasedDelivery, MAX_RECORDED_RESPONSE_BYTES, OutboxStore, Outcome, StoreError,
+    AttemptRecord, CompleteStatus, Completion, DeliveryId, DeliveryState, DisableRules, Health,
+    LeaseRequest, LeaseToken, LeasedDelivery, MAX_RECORDED_RESPONSE_BYTES, OutboxStore, Outcome,
+    PurgeSelection, StoreError,
 };
 use crate::destination::DestinationError;
 use crate::payload::{IdempotencyKey, WebhookKind};
@@ -61,7 +62,22 @@ pub struct WorkerConfig {
     /// When continuous failure disables a destination (default: after 5 days without a
     /// success, as Svix does).
     pub disable: DisableRules,
+    /// Retention: delete delivered webhooks (and their attempt logs) this long after they
+    /// were delivered (default: keep them).
+    pub retain_delivered: Option<Duration>,
+    /// Retention: delete dead letters this long after they were given up on (default: keep
+    /// them for an operator to requeue).
+    pub retain_dead: Option<Duration>,
+    /// How often retention runs (default 60 s). Each run deletes in batches of
+    /// [`PURGE_BATCH`] rows, at most [`PURGE_MAX_BATCHES`] batches, so it never holds the
+    /// database for long; a backlog is worked off over several runs.
+    pub purge_interval: Duration,
 }
+
+/// Rows deleted per retention statement.
+pub const PURGE_BATCH: u32 = 1000;
+/// Retention statements per run.
+pub const PURGE_MAX_BATCHES: u32 = 50;
 
 impl Default for WorkerConfig {
     fn default() -> Self {
@@ -77,6 +93,9 @@ impl Default for WorkerConfig {
                 consecutive_failures: None,
                 failing_for_ms: Some(5 * 24 * 3_600_000),
             },
+            retain_delivered: None,
+            retain_dead: None,
+            purge_interval: Duration::from_secs(60),
         }
     }
 }
@@ -137,6 +156,8 @@ pub(crate) async fn run(
         .store
         .watch(Arc::clone(&shared.wake))
         .map(tokio::spawn);
+    let retention = (config.retain_delivered.is_some() || config.retain_dead.is_some())
+        .then(|| tokio::spawn(retain(shared.clone(), config.clone())));
     let mut tasks = JoinSet::new();
     let mut report = WorkerReport::default();
     let lease_ms = duration_ms(config.lease_duration());
@@ -219,6 +240,9 @@ pub(crate) async fn run(
     if let Some(watcher) = watcher {
         watcher.abort();
     }
+    if let Some(retention) = retention {
+        retention.abort();
+    }
     // Shutdown: stop leasing, let in-flight attempts finish within the grace period.
     tracing::info!(in_flight = tasks.len(), "outbox worker stopping");
     let drained = tokio::time::timeout(config.shutdown_grace, async {
@@ -244,6 +268,47 @@ pub(crate) async fn run(
     report.retried = outcomes.retried;
     report.dead = outcomes.dead;
     Ok(report)
+}
+
+/// Delete finished deliveries past their retention, in bounded batches, every
+/// `purge_interval`, until the worker stops.
+async fn retain(shared: Shared, config: WorkerConfig) {
+    let rules = [
+        (DeliveryState::Delivered, config.retain_delivered),
+        (DeliveryState::Dead, config.retain_dead),
+    ];
+    loop {
+        for (state, keep) in rules {
+            let Some(keep) = keep else { continue };
+            let before_ms = shared.time.now_ms().saturating_sub(duration_ms(keep));
+            for _ in 0..PURGE_MAX_BATCHES {
+                let selection = PurgeSelection {
+                    state,
+                    before_ms,
+                    limit: PURGE_BATCH,
+                };
+                match shared.store.purge(selection).await {
+                    Ok(n) => {
+                        if n > 0 {
+                            tracing::debug!(state = %state, count = n, "outbox retention: purged");
+                            shared.metrics.record_purged(n);
+                        }
+                        if n < u64::from(PURGE_BATCH) {
+                            break;
+                        }
+                        // Let deliveries have the database between batches.
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                    Err(e) => {
+                        shared.metrics.record_store_error();
+                        tracing::warn!(error = %e, "outbox retention: purge failed; retrying at the next run");
+                        break;
+                    }
+                }
+            }
+        }
+        tokio::time::sleep(config.purge_interval.max(Duration::from_millis(10))).await;
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -26,6 +26,7 @@ use std::time::Duration;
 pub const DEFAULT_PATH: &str = "adcp-webhooks.db";
 
 const MIGRATION_0001: &str = include_str!("../../../migrations/sqlite/0001_outbox.sql");
+const MIGRATION_0002: &str = include_str!("../../../migrations/sqlite/0002_shared_limits.sql");
 
 /// How to open a [`SqliteStore`].
 ///
@@ -201,13 +202,22 @@ impl SqliteStore {
     }
 
     async fn migrate(&self) -> Result<(), StoreError> {
-        let mut migrator = Migrator::with_migrations(vec![Migration::new(
-            1,
-            "outbox".into(),
-            MigrationType::Simple,
-            MIGRATION_0001.into_sql_str(),
-            false,
-        )]);
+        let mut migrator = Migrator::with_migrations(vec![
+            Migration::new(
+                1,
+                "outbox".into(),
+                MigrationType::Simple,
+                MIGRATION_0001.into_sql_str(),
+                false,
+            ),
+            Migration::new(
+                2,
+                "shared limits".into(),
+                MigrationType::Simple,
+                MIGRATION_0002.into_sql_str(),
+                false,
+            ),
+        ]);
         migrator.dangerous_set_table_name("outbox_schema_migrations");
         migrator.run(&self.pool).await.map_err(|e| match e {
             sqlx::migrate::MigrateError::Execute(inner) => match db_err(inner) {
@@ -433,20 +443,30 @@ impl SqliteStore {
         let candidates = i64::from(req.limit)
             .saturating_mul(i64::from(req.per_destination.max(1)))
             .clamp(64, 4096);
+        // The cap counts every live lease of the destination, whichever worker holds it (one
+        // write transaction at a time sees them all); a half-open breaker (open_until passed
+        // but not reset by a success) admits one probe.
         let rows = sqlx::query(
             "UPDATE outbox_deliveries SET lease_token = ?1, lease_expires_at = ?2, next_attempt_at = ?2 \
              WHERE id IN ( \
-               SELECT id FROM ( \
-                 SELECT c.id, c.next_attempt_at, ROW_NUMBER() OVER ( \
-                   PARTITION BY c.destination ORDER BY c.next_attempt_at, c.id) AS rn \
-                 FROM ( \
+               WITH c AS ( \
                    SELECT d.id, d.destination, d.next_attempt_at \
                    FROM outbox_deliveries d JOIN outbox_destinations t ON t.key = d.destination \
                    WHERE d.state = 'pending' AND d.next_attempt_at <= ?3 AND t.disabled = 0 \
                      AND t.open_until <= ?3 AND d.destination NOT IN (SELECT value FROM json_each(?4)) \
                    ORDER BY d.next_attempt_at, d.id LIMIT ?7 \
-                 ) c \
-               ) WHERE rn <= ?5 ORDER BY next_attempt_at, id LIMIT ?6) \
+               ), room AS ( \
+                   SELECT t.key, (CASE WHEN t.open_until > 0 THEN 1 ELSE ?5 END) - ( \
+                       SELECT COUNT(*) FROM outbox_deliveries l WHERE l.destination = t.key \
+                         AND l.lease_token IS NOT NULL AND l.lease_expires_at > ?3 AND l.state = 'pending' \
+                     ) AS free \
+                   FROM outbox_destinations t WHERE t.key IN (SELECT destination FROM c) \
+               ), ranked AS ( \
+                   SELECT c.id, c.next_attempt_at, r.free, ROW_NUMBER() OVER ( \
+                     PARTITION BY c.destination ORDER BY c.next_attempt_at, c.id) AS rn \
+                   FROM c JOIN room r ON r.key = c.destination \
+               ) \
+               SELECT id FROM ranked WHERE rn <= free ORDER BY next_attempt_at, id LIMIT ?6) \
              RETURNING id, url, destination, idempotency_key, kind, body, extra_headers, attempts, created_at, \
                deadline_at",
         )
@@ -608,9 +628,13 @@ impl SqliteStore {
                 }
                 Health::Failure { open_until_ms } => {
                     sqlx::query(
+                        // A failed half-open probe reopens the breaker for as long as it was
+                        // last open, whichever worker opened it.
                         "UPDATE outbox_destinations SET consecutive_failures = consecutive_failures + 1, \
                          failing_since = COALESCE(failing_since, ?1), last_failure_at = ?1, \
-                         open_until = MAX(open_until, ?2) WHERE key = ?3",
+                         open_until = MAX(open_until, ?2, CASE WHEN open_until > 0 AND open_until <= ?1 \
+                           THEN ?1 + MAX(open_span, 1000) ELSE 0 END), \
+                         open_span = CASE WHEN ?2 > ?1 THEN ?2 - ?1 ELSE open_span END WHERE key = ?3",
                     )
                     .bind(now)
                     .bind(open_until_ms.unwrap_or(0))
