@@ -672,6 +672,9 @@ async fn write_outcomes(
                 .await
             {
                 Ok(statuses) => {
+                    // The store counts live leases against each destination's cap: only now
+                    // that these are closed may the loop lease more for their destinations.
+                    shared.wake.notify_one();
                     let mut lost = 0;
                     for (status, kind) in statuses.iter().zip(&kinds) {
                         match status {
