@@ -5,6 +5,9 @@
 //! start with `BEGIN IMMEDIATE` so two writers queue on the busy timeout instead of failing
 //! when a read lock cannot be upgraded.
 
+use super::codec::{
+    corrupt, headers_from_json, headers_to_json, recorded_response, to_class, to_status, to_u32,
+};
 use super::{
     AttemptInfo, AttemptRecord, BoxFuture, CompleteStatus, Completion, DeliveryDetail, DeliveryId,
     DeliveryState, DeliverySummary, DestinationInfo, DisableRules, Enqueued, Health, LeaseRequest,
@@ -281,12 +284,6 @@ fn db_err(e: sqlx::Error) -> StoreError {
     StoreError::Database(Box::new(e))
 }
 
-fn corrupt(what: impl std::fmt::Display) -> StoreError {
-    StoreError::Corrupt {
-        detail: what.to_string(),
-    }
-}
-
 fn get<'r, T>(row: &'r SqliteRow, column: &str) -> Result<T, StoreError>
 where
     T: sqlx::Decode<'r, sqlx::Sqlite> + sqlx::Type<sqlx::Sqlite>,
@@ -296,36 +293,15 @@ where
 }
 
 fn get_u32(row: &SqliteRow, column: &str) -> Result<u32, StoreError> {
-    let v: i64 = get(row, column)?;
-    u32::try_from(v).map_err(|_| corrupt(format!("column {column} holds {v}")))
+    to_u32(column, get(row, column)?)
 }
 
 fn get_status(row: &SqliteRow, column: &str) -> Result<Option<u16>, StoreError> {
-    let v: Option<i64> = get(row, column)?;
-    v.map(|v| u16::try_from(v).map_err(|_| corrupt(format!("column {column} holds {v}"))))
-        .transpose()
+    to_status(column, get(row, column)?)
 }
 
 fn get_class(row: &SqliteRow, column: &str) -> Result<Option<ErrorClass>, StoreError> {
-    let v: Option<String> = get(row, column)?;
-    v.map(|name| {
-        ErrorClass::from_name(&name).ok_or_else(|| corrupt(format!("unknown error class {name:?}")))
-    })
-    .transpose()
-}
-
-fn headers_to_json(headers: &[(String, String)]) -> String {
-    serde_json::Value::Array(
-        headers
-            .iter()
-            .map(|(k, v)| serde_json::Value::Array(vec![k.clone().into(), v.clone().into()]))
-            .collect(),
-    )
-    .to_string()
-}
-
-fn headers_from_json(text: &str) -> Result<Vec<(String, String)>, StoreError> {
-    serde_json::from_str(text).map_err(|e| corrupt(format!("extra headers: {e}")))
+    to_class(get(row, column)?)
 }
 
 fn ids_json(ids: impl IntoIterator<Item = i64>) -> String {
@@ -545,7 +521,7 @@ impl SqliteStore {
             .bind(status)
             .bind(a.class.as_str())
             .bind(a.error.as_deref())
-            .bind(a.response_body.as_ref().map(|b| b.get(..super::MAX_RECORDED_RESPONSE_BYTES).unwrap_or(b).to_vec()))
+            .bind(recorded_response(a.response_body.as_ref()))
             .execute(&mut *tx)
             .await
             .map_err(db_err)?;
