@@ -16,6 +16,7 @@
 
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub(crate) mod codec;
+pub mod encrypted;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 #[cfg(feature = "sqlite")]
