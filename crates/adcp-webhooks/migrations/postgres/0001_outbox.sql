@@ -59,12 +59,14 @@ CREATE INDEX outbox_deliveries_due ON outbox_deliveries (next_attempt_at, id) WH
 -- Leases in flight, counted per destination for the cross-worker concurrency cap.
 CREATE INDEX outbox_deliveries_leased ON outbox_deliveries (destination, lease_expires_at)
     WHERE lease_token IS NOT NULL;
-CREATE INDEX outbox_deliveries_pending_destination ON outbox_deliveries (destination)
-    WHERE state = 'pending';
-CREATE INDEX outbox_deliveries_state ON outbox_deliveries (state, id);
--- Retention: the oldest finished rows first, in bounded batches.
+-- Retention: the oldest delivered rows first, in bounded batches.
 CREATE INDEX outbox_deliveries_delivered_at ON outbox_deliveries (delivered_at) WHERE state = 'delivered';
-CREATE INDEX outbox_deliveries_dead_at ON outbox_deliveries (dead_at) WHERE state = 'dead';
+-- Dead letters, for operators (listing and purging them stays cheap among millions of
+-- delivered rows).
+CREATE INDEX outbox_deliveries_dead ON outbox_deliveries (id) WHERE state = 'dead';
+-- Every update of a delivery that moves it through the queue changes an indexed column, so it
+-- writes an entry into every index whose predicate the new row matches: the hot path is kept
+-- to the primary key, the (url, idempotency_key) key, the due index and the lease index.
 
 -- The attempt log, kept out of the hot table (insert-only; purged with its delivery).
 CREATE TABLE outbox_attempts (
@@ -128,7 +130,7 @@ BEGIN
         RETURN;
     END IF;
     RETURN QUERY
-    WITH room AS (
+    WITH room AS MATERIALIZED (
         SELECT t.key, (CASE WHEN t.open_until > 0 THEN 1 ELSE GREATEST(p_cap, 1) END) - (
             SELECT count(*) FROM outbox_deliveries l
             WHERE l.destination = t.key AND l.lease_token IS NOT NULL

@@ -132,7 +132,7 @@ impl EnqueueOptions {
 }
 
 /// How [`Outbox::open_with`] opens a store.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default)]
 #[non_exhaustive]
 pub struct OpenOptions {
     /// Open for reading only: nothing is created and writes fail.
@@ -141,6 +141,10 @@ pub struct OpenOptions {
     /// it, a database lacking the current schema is refused with a message saying to run
     /// `adcp-webhook outbox migrate`.
     pub migrate: bool,
+    /// Encrypt stored bodies at rest with these keys (AES-256-GCM): the first seals new
+    /// bodies, every one opens (for rotation). Empty: bodies are stored as they are. See
+    /// [`store::encrypted`].
+    pub body_keys: Vec<store::encrypted::BodyKey>,
 }
 
 impl OpenOptions {
@@ -152,6 +156,13 @@ impl OpenOptions {
     /// See [`OpenOptions::migrate`](struct.OpenOptions.html#structfield.migrate).
     pub fn migrate(mut self, migrate: bool) -> Self {
         self.migrate = migrate;
+        self
+    }
+    /// See [`OpenOptions::body_keys`](struct.OpenOptions.html#structfield.body_keys); e.g. the
+    /// keys [`BodyKey::from_env`](store::encrypted::BodyKey::from_env) reads from
+    /// `ADCP_OUTBOX_KEY` and `ADCP_OUTBOX_PREVIOUS_KEYS`.
+    pub fn encrypt_bodies(mut self, keys: Vec<store::encrypted::BodyKey>) -> Self {
+        self.body_keys = keys;
         self
     }
 }
@@ -246,7 +257,15 @@ impl Outbox {
     /// # let _ = outbox; Ok(()) }
     /// ```
     pub async fn open_with(target: &str, options: OpenOptions) -> Result<Self, OutboxError> {
-        let store = open_store(target, options.read_only, options.migrate).await?;
+        let mut store = open_store(target, options.read_only, options.migrate).await?;
+        if !options.body_keys.is_empty() {
+            let sealed = store::encrypted::EncryptedStore::from_keys(store, options.body_keys)
+                .map_err(|e| OutboxError::Unsupported {
+                    target: redact(target),
+                    reason: e.to_string(),
+                })?;
+            store = Arc::new(sealed);
+        }
         Ok(Self::builder(store).build())
     }
 

@@ -162,7 +162,14 @@ pub struct MigrateReport {
 /// The PostgreSQL outbox store. Cheap to clone (a connection pool inside).
 #[derive(Debug, Clone)]
 pub struct PostgresStore {
+    /// Enqueues, operator commands and reads: every commit waits for the WAL flush.
     pool: PgPool,
+    /// The workers' leases, outcomes and releases, with `synchronous_commit = off`: a commit
+    /// returns before its WAL record is flushed (the flush follows within a fraction of a
+    /// second). A server crash can only undo the last moments of leases and outcomes, which
+    /// means a webhook is attempted again, never that one is lost; enqueues are never on
+    /// this pool. That removes a WAL flush from every lease and every batch of outcomes.
+    work: PgPool,
     statements: Arc<AtomicU64>,
     target: String,
 }
@@ -183,17 +190,24 @@ impl PostgresStore {
                 ))
             })?
             .application_name("adcp-webhooks");
-        let pool = PgPoolOptions::new()
-            .max_connections(options.max_connections)
-            .min_connections(0)
-            .acquire_timeout(options.acquire_timeout)
-            .idle_timeout(Some(Duration::from_secs(300)))
-            .max_lifetime(Some(Duration::from_secs(1800)))
-            .connect_with(connect)
+        let pool_options = |connections: u32| {
+            PgPoolOptions::new()
+                .max_connections(connections)
+                .min_connections(0)
+                .acquire_timeout(options.acquire_timeout)
+                .idle_timeout(Some(Duration::from_secs(300)))
+                .max_lifetime(Some(Duration::from_secs(1800)))
+        };
+        let pool = pool_options(options.max_connections)
+            .connect_with(connect.clone())
             .await
             .map_err(|e| open_err(mask(&e, &options.url)))?;
+        // One lease loop and one outcome writer per worker: a few connections suffice.
+        let work = pool_options(options.max_connections.clamp(1, 4))
+            .connect_lazy_with(connect.options([("synchronous_commit", "off")]));
         let store = Self {
             pool,
+            work,
             statements: Arc::new(AtomicU64::new(0)),
             target,
         };
@@ -334,6 +348,7 @@ impl PostgresStore {
 
     /// Close the pool, waiting for connections to be returned.
     pub async fn close(&self) {
+        self.work.close().await;
         self.pool.close().await;
     }
 
@@ -667,7 +682,7 @@ impl PostgresStore {
             .bind(&req.exclude)
             .bind(token.0)
             .bind(i32::try_from(window).unwrap_or(4096))
-            .fetch_all(&self.pool)
+            .fetch_all(&self.work)
             .await
             .map_err(db_err)?;
         let mut out = Vec::with_capacity(rows.len());
@@ -796,7 +811,7 @@ impl PostgresStore {
             .bind(&fails)
             .bind(&opens)
             .bind(&gones)
-            .fetch_all(&self.pool)
+            .fetch_all(&self.work)
             .await
             .map_err(db_err)?;
         let mut applied = HashMap::with_capacity(rows.len());
@@ -833,7 +848,7 @@ impl PostgresStore {
         .bind(at_ms)
         .bind(&ids)
         .bind(&tokens)
-        .execute(&self.pool)
+        .execute(&self.work)
         .await
         .map_err(db_err)?;
         if done.rows_affected() > 0 {
@@ -989,9 +1004,10 @@ impl PostgresStore {
     }
 
     async fn purge_deliveries(&self, sel: PurgeSelection) -> Result<u64, StoreError> {
-        let column = match sel.state {
-            DeliveryState::Delivered => "delivered_at",
-            DeliveryState::Dead => "dead_at",
+        // Each walks its own partial index: delivered rows by delivery time, dead letters by id.
+        let (column, order) = match sel.state {
+            DeliveryState::Delivered => ("delivered_at", "delivered_at"),
+            DeliveryState::Dead => ("dead_at", "id"),
             DeliveryState::Pending => return Ok(0),
         };
         // One bounded batch: SKIP LOCKED keeps a purge from waiting on (or blocking) a worker
@@ -1000,7 +1016,7 @@ impl PostgresStore {
         let done = sqlx::query(sqlx::AssertSqlSafe(format!(
             "WITH doomed AS ( \
                  SELECT id FROM outbox_deliveries WHERE state = $1 AND {column} < $2 \
-                 ORDER BY {column} LIMIT $3 FOR UPDATE SKIP LOCKED \
+                 ORDER BY {order} LIMIT $3 FOR UPDATE SKIP LOCKED \
              ), log AS ( \
                  DELETE FROM outbox_attempts a USING doomed WHERE a.delivery_id = doomed.id \
              ) \
@@ -1018,8 +1034,9 @@ impl PostgresStore {
     async fn list_destinations(&self) -> Result<Vec<DestinationInfo>, StoreError> {
         self.count();
         let rows = sqlx::query(
-            "SELECT t.*, (SELECT count(*) FROM outbox_deliveries d WHERE d.destination = t.key \
-               AND d.state = 'pending') AS pending FROM outbox_destinations t ORDER BY t.key",
+            "SELECT t.*, COALESCE(p.n, 0) AS pending FROM outbox_destinations t LEFT JOIN ( \
+               SELECT destination, count(*) AS n FROM outbox_deliveries WHERE state = 'pending' \
+               GROUP BY destination) p ON p.destination = t.key ORDER BY t.key",
         )
         .fetch_all(&self.pool)
         .await
