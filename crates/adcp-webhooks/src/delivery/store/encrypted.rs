@@ -500,4 +500,7 @@ impl OutboxStore for EncryptedStore {
         self.inner
             .set_destination_enabled(key, enabled, reason, now_ms, deadline_ms)
     }
+    fn watch(&self, wake: Arc<tokio::sync::Notify>) -> Option<BoxFuture<'static, ()>> {
+        self.inner.watch(wake)
+    }
 }
