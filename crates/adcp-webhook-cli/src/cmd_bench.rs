@@ -6,17 +6,19 @@
 //! - `unsigned` (`--unsigned`): the same payloads serialized the same way
 //!   (`PreparedWebhook::new`) and posted through the same `Transport` and connection pool, with
 //!   no signature: the baseline that shows what signing costs;
-//! - `outbox` (`--outbox sqlite:PATH`): each webhook durably enqueued, then delivered by the
-//!   outbox worker; the clock runs from the first enqueue to the last delivery.
+//! - `outbox` (`--outbox sqlite:PATH` or `--outbox postgres://…`): the durable outbox, in three
+//!   phases that each measure one thing (see [`run_outbox`]).
 //!
 //! All `n` payloads are built before the clock starts (the queue); `concurrency` tasks then
 //! take them one at a time.
 
 use super::DestinationArgs;
 use adcp_webhooks::delivery::metrics::OutcomeKind;
+use adcp_webhooks::delivery::store::postgres::{PostgresOptions, PostgresStore};
 use adcp_webhooks::delivery::store::sqlite::{SqliteOptions, SqliteStore};
 use adcp_webhooks::delivery::{
-    BreakerConfig, DeliveryState, EnqueueOptions, ListQuery, Outbox, WorkerConfig,
+    BreakerConfig, DeliveryId, EnqueueOptions, ListQuery, Outbox, OutboxStore, WorkerConfig,
+    WorkerReport,
 };
 use adcp_webhooks::destination::PolicyResolver;
 use adcp_webhooks::keys::{Algorithm, KeyPurpose, SigningKey};
@@ -24,7 +26,7 @@ use adcp_webhooks::sender::{CONTENT_TYPE, PreparedWebhook, WebhookSender};
 use adcp_webhooks::transport::{HttpRequest, Transport, TransportConfig};
 use adcp_webhooks::{McpWebhook, TaskStatus};
 use clap::Args;
-use serde_json::json;
+use serde_json::{Value, json};
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -38,10 +40,10 @@ pub struct BenchArgs {
     /// http://127.0.0.1:8080/hook with --allow-http --allow-private-destinations).
     #[arg(long)]
     url: String,
-    /// How many webhooks to send.
+    /// How many webhooks to send (with --outbox: per throughput phase, enqueue and drain).
     #[arg(short = 'n', long = "requests", default_value_t = 10_000)]
     n: usize,
-    /// How many sends are in flight at once.
+    /// How many sends are in flight at once (with --outbox: per worker).
     #[arg(short = 'c', long, default_value_t = 32)]
     concurrency: usize,
     /// Signature algorithm of the throwaway key the bench generates.
@@ -54,14 +56,42 @@ pub struct BenchArgs {
     /// the task result.
     #[arg(long, default_value_t = 0)]
     body_bytes: usize,
-    /// Deliver through the durable outbox at this new SQLite database (`sqlite:PATH`)
-    /// instead of sending directly; measures enqueue-to-delivered.
-    #[arg(long, value_name = "sqlite:PATH")]
+    /// Deliver through the durable outbox instead of sending directly: a new SQLite database
+    /// (`sqlite:PATH`, must not exist) or an empty PostgreSQL database (`postgres://…`, with
+    /// the outbox schema, or add --outbox-migrate). The bench creates no database.
+    #[arg(long, value_name = "sqlite:PATH|postgres://URL")]
     outbox: Option<String>,
+    /// With a postgres:// outbox: apply the outbox schema migrations first.
+    #[arg(long, requires = "outbox")]
+    outbox_migrate: bool,
     /// Webhooks per enqueue transaction with --outbox (1: each one durable on its own, as a
     /// seller acknowledging events one by one would do).
     #[arg(long, default_value_t = 1, requires = "outbox")]
     enqueue_batch: usize,
+    /// Tasks enqueueing at once in the enqueue phase, each with its own transactions.
+    #[arg(long, default_value_t = 1, requires = "outbox")]
+    enqueuers: usize,
+    /// Outbox worker loops, each over its own store handle (connection pool) and HTTP
+    /// client, as separate processes would be.
+    #[arg(long, default_value_t = 1, requires = "outbox")]
+    workers: usize,
+    /// Offered load of the keep-up phase, in webhooks/s (default: half the lower of the
+    /// enqueue and drain rates measured in the same run).
+    #[arg(long, requires = "outbox")]
+    rate: Option<f64>,
+    /// How long the keep-up phase offers load, in seconds (0 skips the phase).
+    #[arg(long, default_value_t = 5.0, requires = "outbox")]
+    keep_up_secs: f64,
+    /// Most deliveries a worker leases per store call (default: twice -c, at least 64).
+    #[arg(long, requires = "outbox")]
+    lease_batch: Option<u32>,
+    /// The per-destination concurrency cap, across all workers (default: workers × -c, so
+    /// the cap does not bind).
+    #[arg(long, requires = "outbox")]
+    per_destination: Option<u32>,
+    /// The workers' longest idle sleep between looks for work, in milliseconds.
+    #[arg(long, default_value_t = 250, requires = "outbox")]
+    poll_ms: u64,
     /// Per-request timeout in seconds.
     #[arg(long, default_value_t = 10)]
     timeout_secs: u64,
@@ -79,24 +109,9 @@ struct Measured {
     latencies_us: Vec<u64>,
 }
 
-/// Run the bench and print its JSON line. Exit code 1 when any webhook was not delivered.
-pub async fn run(args: BenchArgs) -> Result<ExitCode, String> {
-    if args.n == 0 {
-        return Err("-n must be at least 1".into());
-    }
-    if args.concurrency == 0 {
-        return Err("-c must be at least 1".into());
-    }
-    let key = SigningKey::generate(args.alg, "bench-key", KeyPurpose::WebhookSigning)
-        .map_err(|e| e.to_string())?;
-    let payloads = build_payloads(args.n, args.body_bytes)?;
-    let first = payloads.first().ok_or("no payload was built")?;
-    let body_bytes = PreparedWebhook::new(&args.url, &**first)
-        .map_err(|e| e.to_string())?
-        .body()
-        .len();
-    let policy = args.destinations.policy();
-    let resolver = PolicyResolver::new(policy);
+/// A sender with its own HTTP client and connection pool.
+fn make_sender(args: &BenchArgs, key: SigningKey) -> Result<(WebhookSender, Transport), String> {
+    let resolver = PolicyResolver::new(args.destinations.policy());
     let transport = Transport::new(TransportConfig {
         timeout: Duration::from_secs(args.timeout_secs.max(1)),
         // One idle connection per in-flight request, so no connection is closed and reopened
@@ -111,15 +126,34 @@ pub async fn run(args: BenchArgs) -> Result<ExitCode, String> {
         .transport(transport.clone())
         .build()
         .map_err(|e| e.to_string())?;
+    Ok((sender, transport))
+}
+
+/// Run the bench and print its JSON line. Exit code 1 when any webhook was not delivered.
+pub async fn run(args: BenchArgs) -> Result<ExitCode, String> {
+    if args.n == 0 {
+        return Err("-n must be at least 1".into());
+    }
+    if args.concurrency == 0 {
+        return Err("-c must be at least 1".into());
+    }
+    let key = SigningKey::generate(args.alg, "bench-key", KeyPurpose::WebhookSigning)
+        .map_err(|e| e.to_string())?;
+    let payloads = build_payloads(0, args.n, args.body_bytes)?;
+    let first = payloads.first().ok_or("no payload was built")?;
+    let body_bytes = PreparedWebhook::new(&args.url, &**first)
+        .map_err(|e| e.to_string())?
+        .body()
+        .len();
+    if let Some(target) = &args.outbox {
+        return run_outbox(&args, target, key, payloads, body_bytes).await;
+    }
+    let (sender, transport) = make_sender(&args, key)?;
 
     let progress = Progress::start(args.n);
     let cpu_before = process_cpu_ns();
-    let (mode, measured) = match &args.outbox {
-        Some(target) => (
-            "outbox",
-            run_outbox(&args, target, sender, payloads, &progress).await?,
-        ),
-        None if args.unsigned => (
+    let (mode, measured) = if args.unsigned {
+        (
             "unsigned",
             run_direct(&args, payloads, &progress, move |url, payload| {
                 let transport = transport.clone();
@@ -136,8 +170,9 @@ pub async fn run(args: BenchArgs) -> Result<ExitCode, String> {
                 }
             })
             .await,
-        ),
-        None => (
+        )
+    } else {
+        (
             "signed",
             run_direct(&args, payloads, &progress, move |url, payload| {
                 let sender = sender.clone();
@@ -150,7 +185,7 @@ pub async fn run(args: BenchArgs) -> Result<ExitCode, String> {
                 }
             })
             .await,
-        ),
+        )
     };
     let cpu_ns = process_cpu_ns()
         .zip(cpu_before)
@@ -178,10 +213,6 @@ pub async fn run(args: BenchArgs) -> Result<ExitCode, String> {
         "cpu_us_per_webhook": cpu_ns.map(|ns| round3(ns as f64 / 1000.0 / measured.ok.max(1) as f64)),
         "first_error": measured.first_error,
     });
-    let mut line = line;
-    if mode == "outbox" {
-        line["enqueue_batch"] = json!(args.enqueue_batch.max(1));
-    }
     println!("{line}");
     Ok(if measured.failed == 0 {
         ExitCode::SUCCESS
@@ -190,9 +221,13 @@ pub async fn run(args: BenchArgs) -> Result<ExitCode, String> {
     })
 }
 
-/// `n` distinct task-status webhooks (own task id, own idempotency key drawn when serialized),
-/// padded to about `body_bytes`.
-fn build_payloads(n: usize, body_bytes: usize) -> Result<Vec<Arc<McpWebhook>>, String> {
+/// `n` distinct task-status webhooks numbered from `start` (own task id, own idempotency key
+/// drawn when serialized), padded to about `body_bytes`.
+fn build_payloads(
+    start: usize,
+    n: usize,
+    body_bytes: usize,
+) -> Result<Vec<Arc<McpWebhook>>, String> {
     let make = |i: usize, pad: &str| {
         let mut result = json!({
             "media_buy_id": format!("mb_{i:08}"),
@@ -224,7 +259,9 @@ fn build_payloads(n: usize, body_bytes: usize) -> Result<Vec<Arc<McpWebhook>>, S
         // The probe carries a one-byte pad; strings of 'x' need no escaping, so the size is exact.
         "x".repeat(body_bytes.saturating_sub(probe.body().len() - 1).max(1))
     };
-    Ok((0..n).map(|i| Arc::new(make(i, &pad))).collect())
+    Ok((start..start + n)
+        .map(|i| Arc::new(make(i, &pad)))
+        .collect())
 }
 
 /// `concurrency` tasks take payloads off the queue and call `send` on each.
@@ -316,120 +353,432 @@ where
     total
 }
 
-/// Enqueue every webhook into a fresh SQLite outbox while a worker delivers them; the clock
-/// stops when the last one is delivered (or dead).
-async fn run_outbox(
-    args: &BenchArgs,
-    target: &str,
-    sender: WebhookSender,
-    payloads: Vec<Arc<McpWebhook>>,
-    progress: &Progress,
-) -> Result<Measured, String> {
-    let path = target.strip_prefix("sqlite:").ok_or_else(|| {
-        format!("--outbox takes sqlite:PATH (a new SQLite database file), got {target:?}")
-    })?;
-    let path = path.strip_prefix("//").unwrap_or(path);
-    if path.is_empty() || path.contains(":memory:") {
-        return Err("--outbox needs a file path: sqlite:PATH".into());
+/// The database an outbox bench runs against.
+#[derive(Debug, Clone)]
+enum Engine {
+    /// A SQLite file path.
+    Sqlite(String),
+    /// A PostgreSQL URL.
+    Postgres(String),
+}
+
+impl Engine {
+    fn parse(target: &str) -> Result<Self, String> {
+        let lower = target.to_ascii_lowercase();
+        if lower.starts_with("postgres://") || lower.starts_with("postgresql://") {
+            return Ok(Self::Postgres(target.to_owned()));
+        }
+        let Some(path) = target.strip_prefix("sqlite:") else {
+            return Err(format!(
+                "--outbox takes sqlite:PATH (a new SQLite database file) or postgres://USER@HOST/DB \
+                 (an empty outbox database), got {:?}",
+                redact(target)
+            ));
+        };
+        let path = path.strip_prefix("//").unwrap_or(path);
+        if path.is_empty() || path.contains(":memory:") {
+            return Err("--outbox needs a file path: sqlite:PATH".into());
+        }
+        Ok(Self::Sqlite(path.to_owned()))
     }
-    if std::path::Path::new(path).exists() {
-        return Err(format!(
-            "{path} exists; the bench needs a new outbox so earlier rows do not count (remove it or pick another path)"
-        ));
+
+    fn name(&self) -> &'static str {
+        match self {
+            Self::Sqlite(_) => "sqlite",
+            Self::Postgres(_) => "postgres",
+        }
     }
-    let store = SqliteStore::open(SqliteOptions::new(path))
-        .await
-        .map_err(|e| e.to_string())?;
-    let cap = u32::try_from(args.concurrency).unwrap_or(u32::MAX);
-    let outbox = Outbox::builder(Arc::new(store))
-        .breaker(BreakerConfig {
-            max_concurrency: cap,
-            ..BreakerConfig::default()
-        })
-        .build();
-    let config = WorkerConfig {
-        concurrency: args.concurrency,
-        batch_size: cap.saturating_mul(2).max(64),
-        request_timeout: Duration::from_secs(args.timeout_secs.max(1)),
-        ..WorkerConfig::default()
-    };
-    let n = args.n;
-    let finished = Arc::new(tokio::sync::Notify::new());
-    let all_done = Arc::new(AtomicBool::new(false));
-    let started = Instant::now();
-    let worker = {
-        let outbox = outbox.clone();
-        let finished = Arc::clone(&finished);
-        tokio::spawn(async move {
-            outbox
-                .run(sender, config, async move { finished.notified().await })
-                .await
-        })
-    };
-    let watcher = {
-        let outbox = outbox.clone();
-        let finished = Arc::clone(&finished);
-        let all_done = Arc::clone(&all_done);
-        let done = Arc::clone(&progress.done);
-        tokio::spawn(async move {
-            let metrics = outbox.metrics();
-            loop {
-                let settled = metrics.outcomes(OutcomeKind::Delivered)
-                    + metrics.outcomes(OutcomeKind::Dead)
-                    + metrics.outcomes(OutcomeKind::Disabled);
-                done.store(
-                    usize::try_from(settled).unwrap_or(usize::MAX),
-                    Ordering::Relaxed,
-                );
-                if settled >= n as u64 {
-                    all_done.store(true, Ordering::Relaxed);
-                    finished.notify_one();
-                    return;
-                }
-                tokio::time::sleep(Duration::from_millis(1)).await;
+}
+
+/// A URL with its password masked, for messages.
+fn redact(target: &str) -> String {
+    if let Some((scheme, rest)) = target.split_once("://") {
+        let authority = rest.split(['/', '?']).next().unwrap_or("");
+        if let Some((userinfo, host)) = authority.rsplit_once('@')
+            && let Some((user, _password)) = userinfo.split_once(':')
+        {
+            let tail = rest.strip_prefix(authority).unwrap_or("");
+            return format!("{scheme}://{user}:***@{host}{tail}");
+        }
+    }
+    target.to_owned()
+}
+
+/// One store handle and the outbox over it: what one worker process (or the seller's
+/// enqueueing process) holds. Each has its own connection pool.
+struct Handle {
+    outbox: Outbox,
+    store: Store,
+}
+
+enum Store {
+    Sqlite(SqliteStore),
+    Postgres(PostgresStore),
+}
+
+impl Handle {
+    async fn open(engine: &Engine, cap: u32, migrate: bool) -> Result<Self, String> {
+        let (store, shared): (Store, Arc<dyn OutboxStore>) = match engine {
+            Engine::Sqlite(path) => {
+                let s = SqliteStore::open(SqliteOptions::new(path.as_str()))
+                    .await
+                    .map_err(|e| e.to_string())?;
+                (Store::Sqlite(s.clone()), Arc::new(s))
             }
-        })
-    };
+            Engine::Postgres(url) => {
+                let s = PostgresStore::open(PostgresOptions::new(url.as_str()).migrate(migrate))
+                    .await
+                    .map_err(|e| {
+                        let text = e.to_string();
+                        if !migrate && text.contains("outbox migrate") {
+                            format!("{text}; or pass --outbox-migrate to the bench")
+                        } else {
+                            text
+                        }
+                    })?;
+                (Store::Postgres(s.clone()), Arc::new(s))
+            }
+        };
+        let outbox = Outbox::builder(shared)
+            .breaker(BreakerConfig {
+                max_concurrency: cap,
+                ..BreakerConfig::default()
+            })
+            .build();
+        Ok(Self { outbox, store })
+    }
 
-    let batch = args.enqueue_batch.max(1);
-    let mut enqueue_error = None;
-    for chunk in payloads.chunks(batch) {
-        let mut items = Vec::with_capacity(chunk.len());
-        for payload in chunk {
-            let prepared =
-                PreparedWebhook::new(&args.url, &**payload).map_err(|e| e.to_string())?;
-            items.push((prepared, EnqueueOptions::default()));
-        }
-        if let Err(e) = outbox.enqueue_many(items).await {
-            enqueue_error = Some(e.to_string());
-            break;
+    /// SQL statements this handle sent (PostgreSQL; 0 for SQLite, which has no round trips).
+    fn statements(&self) -> u64 {
+        match &self.store {
+            Store::Sqlite(_) => 0,
+            Store::Postgres(s) => s.statements(),
         }
     }
-    let enqueue_seconds = started.elapsed().as_secs_f64();
-    if enqueue_error.is_some() {
-        finished.notify_one();
-        watcher.abort();
-    } else {
-        let _ = watcher.await;
+
+    async fn close(&self) {
+        match &self.store {
+            Store::Sqlite(s) => s.close().await,
+            Store::Postgres(s) => s.close().await,
+        }
     }
-    let seconds = started.elapsed().as_secs_f64();
-    let report = worker
+}
+
+async fn open_handles(engine: &Engine, n: usize, cap: u32) -> Result<Vec<Handle>, String> {
+    let mut handles = Vec::with_capacity(n);
+    for _ in 0..n {
+        handles.push(Handle::open(engine, cap, false).await?);
+    }
+    Ok(handles)
+}
+
+async fn close_all(handles: &[Handle]) {
+    for h in handles {
+        h.close().await;
+    }
+}
+
+/// Committed transactions in the bench's PostgreSQL database (`pg_stat_database.xact_commit`),
+/// the server's own count of what the outbox cost it.
+struct XactCounter {
+    url: String,
+    /// Transactions this counter's own reads committed so far (left out of every figure).
+    own: i64,
+}
+
+impl XactCounter {
+    /// Read the count once no other connection to the database is open: a backend reports its
+    /// counts at most once a second while it runs, and always when it exits, so only then is
+    /// the figure complete.
+    async fn read(&mut self) -> Result<i64, String> {
+        use sqlx::Connection as _;
+        let err = |e: sqlx::Error| format!("reading pg_stat_database: {e}");
+        let mut conn = sqlx::PgConnection::connect(&self.url)
+            .await
+            .map_err(|e| format!("connecting to {} for statistics: {e}", redact(&self.url)))?;
+        let mut own = 0;
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            own += 1;
+            let others = scalar(
+                &mut conn,
+                "SELECT count(*) FROM pg_stat_activity \
+                 WHERE datname = current_database() AND pid <> pg_backend_pid()",
+            )
+            .await
+            .map_err(err)?;
+            if others == 0 {
+                break;
+            }
+            if Instant::now() > deadline {
+                eprintln!(
+                    "warning: {others} other connections to the bench database stayed open; \
+                     the commit counts may be short"
+                );
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // A backend leaves pg_stat_activity just before it writes its counts on exit.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        own += 1;
+        let commits = scalar(
+            &mut conn,
+            "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()",
+        )
         .await
-        .map_err(|e| format!("the outbox worker failed: {e}"))?
-        .map_err(|e| e.to_string())?;
-    eprintln!(
-        "outbox: enqueued {n} in {enqueue_seconds:.3}s ({:.0}/s, {batch} per transaction); worker made {} attempts",
-        n as f64 / enqueue_seconds.max(1e-9),
-        report.attempts
-    );
+        .map_err(err)?;
+        let _ = conn.close().await;
+        // Earlier reads have been counted by now (their connections exited); this one's are
+        // counted once it exits.
+        let figure = commits - self.own;
+        self.own += own;
+        Ok(figure)
+    }
+}
 
-    // Enqueue-to-delivered latency of each webhook, from the store's own timestamps (ms).
-    let mut latencies_us = Vec::with_capacity(n);
-    let mut after = None;
+/// One `bigint` through the simple query protocol: exactly one transaction on the server (a
+/// prepared statement would commit a second one for its parse step).
+async fn scalar(conn: &mut sqlx::PgConnection, sql: &'static str) -> Result<i64, sqlx::Error> {
+    use sqlx::Row as _;
+    sqlx::raw_sql(sql).fetch_one(conn).await?.try_get(0)
+}
+
+async fn read_xacts(counter: &mut Option<XactCounter>) -> Result<Option<i64>, String> {
+    match counter {
+        Some(c) => c.read().await.map(Some),
+        None => Ok(None),
+    }
+}
+
+/// Worker loops running, one per handle, each with its own HTTP client.
+struct Running {
+    stop: tokio::sync::watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<Result<WorkerReport, String>>>,
+}
+
+fn start_workers(
+    args: &BenchArgs,
+    key: &SigningKey,
+    handles: &[Handle],
+    config: &WorkerConfig,
+) -> Result<Running, String> {
+    let (stop, rx) = tokio::sync::watch::channel(false);
+    let mut tasks = Vec::with_capacity(handles.len());
+    for h in handles {
+        let (sender, _) = make_sender(args, key.clone())?;
+        let (outbox, config, mut rx) = (h.outbox.clone(), config.clone(), rx.clone());
+        tasks.push(tokio::spawn(async move {
+            let shutdown = async move {
+                let _ = rx.wait_for(|stop| *stop).await;
+            };
+            outbox
+                .run(sender, config, shutdown)
+                .await
+                .map_err(|e| e.to_string())
+        }));
+    }
+    Ok(Running { stop, tasks })
+}
+
+impl Running {
+    async fn stop(self) -> Result<WorkerReport, String> {
+        let _ = self.stop.send(true);
+        let mut total = WorkerReport::default();
+        for task in self.tasks {
+            let r = task
+                .await
+                .map_err(|e| format!("an outbox worker failed: {e}"))??;
+            total.attempts += r.attempts;
+            total.delivered += r.delivered;
+            total.retried += r.retried;
+            total.dead += r.dead;
+            total.released += r.released;
+        }
+        Ok(total)
+    }
+}
+
+/// Outcomes recorded by the workers so far: (delivered, settled = delivered, dead or disabled).
+fn outcomes(handles: &[Handle]) -> (u64, u64) {
+    handles.iter().fold((0, 0), |(d, s), h| {
+        let m = h.outbox.metrics();
+        let delivered = m.outcomes(OutcomeKind::Delivered);
+        (
+            d + delivered,
+            s + delivered + m.outcomes(OutcomeKind::Dead) + m.outcomes(OutcomeKind::Disabled),
+        )
+    })
+}
+
+/// Wait until the workers have settled `target` deliveries, or made no progress for `stall`.
+/// Returns (delivered, whether all settled).
+async fn wait_settled(
+    handles: &[Handle],
+    target: u64,
+    stall: Duration,
+    progress: &AtomicUsize,
+) -> (u64, bool) {
+    let mut last = (0, Instant::now());
+    loop {
+        let (delivered, settled) = outcomes(handles);
+        progress.store(
+            usize::try_from(settled).unwrap_or(usize::MAX),
+            Ordering::Relaxed,
+        );
+        if settled >= target {
+            return (delivered, true);
+        }
+        if settled != last.0 {
+            last = (settled, Instant::now());
+        } else if last.1.elapsed() > stall {
+            return (delivered, false);
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+/// Prepare and enqueue `chunk` in one transaction; returns the largest id stored.
+async fn enqueue_chunk(
+    outbox: &Outbox,
+    url: &str,
+    chunk: &[Arc<McpWebhook>],
+) -> Result<i64, String> {
+    let mut items = Vec::with_capacity(chunk.len());
+    for payload in chunk {
+        let prepared = PreparedWebhook::new(url, &**payload).map_err(|e| e.to_string())?;
+        items.push((prepared, EnqueueOptions::default()));
+    }
+    let stored = outbox
+        .enqueue_many(items)
+        .await
+        .map_err(|e| format!("enqueue failed: {e}"))?;
+    Ok(stored.iter().map(|e| e.id.0).max().unwrap_or(0))
+}
+
+/// The enqueue phase: `enqueuers` tasks take `batch`-sized chunks and enqueue each in one
+/// transaction, as fast as they can. Returns the largest id stored.
+async fn enqueue_all(
+    outbox: &Outbox,
+    url: &str,
+    payloads: Vec<Arc<McpWebhook>>,
+    batch: usize,
+    enqueuers: usize,
+    progress: &Arc<AtomicUsize>,
+) -> Result<i64, String> {
+    let payloads = Arc::new(payloads);
+    let next = Arc::new(AtomicUsize::new(0));
+    let url: Arc<str> = Arc::from(url);
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..enqueuers {
+        let (outbox, payloads, next, url, done) = (
+            outbox.clone(),
+            Arc::clone(&payloads),
+            Arc::clone(&next),
+            Arc::clone(&url),
+            Arc::clone(progress),
+        );
+        tasks.spawn(async move {
+            let mut max_id = 0;
+            loop {
+                let start = next.fetch_add(batch, Ordering::Relaxed);
+                let Some(chunk) = payloads.get(start..(start + batch).min(payloads.len())) else {
+                    return Ok(max_id);
+                };
+                if chunk.is_empty() {
+                    return Ok(max_id);
+                }
+                max_id = max_id.max(enqueue_chunk(&outbox, &url, chunk).await?);
+                done.fetch_add(chunk.len(), Ordering::Relaxed);
+            }
+        });
+    }
+    let mut max_id = 0;
+    while let Some(joined) = tasks.join_next().await {
+        let id: Result<i64, String> = joined.map_err(|e| format!("an enqueue task failed: {e}"))?;
+        max_id = max_id.max(id?);
+    }
+    Ok(max_id)
+}
+
+/// Enqueues issued on a fixed schedule (open loop), for the keep-up phase.
+struct Offered {
+    /// The furthest behind schedule an enqueue was issued (ms).
+    max_lag_ms: f64,
+    /// The first enqueue error, if any.
+    error: Option<String>,
+}
+
+/// Issue `batch`-sized enqueues at `rate` webhooks/s on a fixed schedule, each in its own task
+/// (so a slow commit does not hold back the next one; at most 256 outstanding).
+async fn offer(
+    outbox: &Outbox,
+    url: &str,
+    payloads: Vec<Arc<McpWebhook>>,
+    batch: usize,
+    rate: f64,
+    progress: &Arc<AtomicUsize>,
+) -> Offered {
+    let outstanding = Arc::new(tokio::sync::Semaphore::new(256));
+    let url: Arc<str> = Arc::from(url);
+    let started = tokio::time::Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut max_lag = Duration::ZERO;
+    for (k, chunk) in payloads.chunks(batch).enumerate() {
+        let due = started + Duration::from_secs_f64((k * batch) as f64 / rate);
+        tokio::time::sleep_until(due).await;
+        let Ok(permit) = Arc::clone(&outstanding).acquire_owned().await else {
+            break;
+        };
+        max_lag = max_lag.max(tokio::time::Instant::now().saturating_duration_since(due));
+        let (outbox, url, chunk, done) = (
+            outbox.clone(),
+            Arc::clone(&url),
+            chunk.to_vec(),
+            Arc::clone(progress),
+        );
+        tasks.spawn(async move {
+            let _permit = permit;
+            let r = enqueue_chunk(&outbox, &url, &chunk).await;
+            done.fetch_add(chunk.len(), Ordering::Relaxed);
+            r
+        });
+    }
+    let mut error = None;
+    while let Some(joined) = tasks.join_next().await {
+        let r = joined
+            .map_err(|e| format!("an enqueue task failed: {e}"))
+            .and_then(|r| r);
+        if let Err(e) = r {
+            error.get_or_insert(e);
+        }
+    }
+    Offered {
+        max_lag_ms: round3(max_lag.as_secs_f64() * 1000.0),
+        error,
+    }
+}
+
+/// Per-delivery latencies read back from the store, in microseconds (ms resolution).
+#[derive(Default)]
+struct StoredLatencies {
+    rows: usize,
+    delivered: usize,
+    /// `created_at` to the first attempt's `started_at`.
+    first_attempt_us: Vec<u64>,
+    /// `created_at` to `delivered_at`.
+    delivered_us: Vec<u64>,
+}
+
+/// Read every delivery with an id above `after`: the enqueue-to-first-attempt latency from the
+/// attempt log, and enqueue-to-delivered.
+async fn stored_latencies(outbox: &Outbox, after: i64) -> Result<StoredLatencies, String> {
+    let ms_to_us = |ms: i64| u64::try_from(ms.max(0)).unwrap_or(0).saturating_mul(1000);
+    let mut out = StoredLatencies::default();
+    let mut after = Some(DeliveryId(after));
     loop {
         let page = outbox
             .list(ListQuery {
-                state: Some(DeliveryState::Delivered),
                 after,
                 limit: 1000,
                 ..ListQuery::default()
@@ -439,23 +788,429 @@ async fn run_outbox(
         let Some(last) = page.last() else { break };
         after = Some(last.id);
         for row in &page {
+            out.rows += 1;
+            // With one attempt, the last attempt is the first; otherwise read the log.
+            let first_started = match row.total_attempts {
+                0 => None,
+                1 => row.last_attempt_at_ms,
+                _ => outbox
+                    .inspect(row.id)
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .and_then(|d| d.attempts.first().map(|a| a.record.started_at_ms)),
+            };
+            if let Some(started) = first_started {
+                out.first_attempt_us
+                    .push(ms_to_us(started - row.created_at_ms));
+            }
             if let Some(at) = row.delivered_at_ms {
-                let ms = u64::try_from(at.saturating_sub(row.created_at_ms)).unwrap_or(0);
-                latencies_us.push(ms.saturating_mul(1000));
+                out.delivered += 1;
+                out.delivered_us.push(ms_to_us(at - row.created_at_ms));
             }
         }
     }
-    let ok = latencies_us.len();
-    Ok(Measured {
-        ok,
-        failed: n.saturating_sub(ok),
-        first_error: enqueue_error.or_else(|| {
-            (!all_done.load(Ordering::Relaxed) || ok < n)
-                .then(|| format!("{} webhooks were not delivered", n.saturating_sub(ok)))
+    out.first_attempt_us.sort_unstable();
+    out.delivered_us.sort_unstable();
+    Ok(out)
+}
+
+fn per(count: Option<u64>, n: usize) -> Option<f64> {
+    count.map(|c| round3(c as f64 / n.max(1) as f64))
+}
+
+fn delta(before: Option<i64>, after: Option<i64>) -> Option<u64> {
+    before
+        .zip(after)
+        .map(|(b, a)| u64::try_from(a - b).unwrap_or(0))
+}
+
+fn cpu_us_per(before: Option<u64>, n: usize) -> Option<f64> {
+    process_cpu_ns()
+        .zip(before)
+        .map(|(a, b)| round3(a.saturating_sub(b) as f64 / 1000.0 / n.max(1) as f64))
+}
+
+/// The outbox bench, in three phases that each measure one thing:
+///
+/// 1. `enqueue`: only enqueues run (no worker), `--enqueuers` tasks, `--enqueue-batch`
+///    webhooks per transaction, into the empty outbox: the rate a seller can store webhooks;
+/// 2. `drain`: with those `n` webhooks queued, `--workers` worker loops start (each over its
+///    own store handle and HTTP client, as separate processes would be) and deliver them: the
+///    clock runs from their start to the last outcome recorded;
+/// 3. `keep_up`: fresh workers run while webhooks are enqueued on a fixed schedule at
+///    `--rate` for `--keep-up-secs`, below the capacity found above; the latency is from each
+///    delivery's `created_at` to its first attempt's `started_at`, read back from the store.
+///
+/// On PostgreSQL every phase also counts the SQL statements the store handles sent (each one
+/// round trip) and the transactions the server committed in the database
+/// (`pg_stat_database.xact_commit`, read once each phase's connections have closed).
+async fn run_outbox(
+    args: &BenchArgs,
+    target: &str,
+    key: SigningKey,
+    payloads: Vec<Arc<McpWebhook>>,
+    body_bytes: usize,
+) -> Result<ExitCode, String> {
+    let engine = Engine::parse(target)?;
+    if let Engine::Sqlite(path) = &engine
+        && std::path::Path::new(path).exists()
+    {
+        return Err(format!(
+            "{path} exists; the bench needs a new outbox so earlier rows do not count (remove it or pick another path)"
+        ));
+    }
+    if args.enqueue_batch == 0 || args.enqueuers == 0 || args.workers == 0 {
+        return Err("--enqueue-batch, --enqueuers and --workers must be at least 1".into());
+    }
+    if let Some(rate) = args.rate
+        && !(rate.is_finite() && rate > 0.0)
+    {
+        return Err(format!("--rate must be a positive number, got {rate}"));
+    }
+    if !(args.keep_up_secs.is_finite() && args.keep_up_secs >= 0.0) {
+        return Err("--keep-up-secs must be 0 or more".into());
+    }
+    let n = args.n;
+    let batch = args.enqueue_batch;
+    let workers = args.workers;
+    let c = args.concurrency;
+    let cap = args
+        .per_destination
+        .unwrap_or_else(|| u32::try_from(workers.saturating_mul(c)).unwrap_or(u32::MAX));
+    let cap = cap.max(1);
+    let lease_batch = args.lease_batch.unwrap_or_else(|| {
+        u32::try_from(c)
+            .unwrap_or(u32::MAX)
+            .saturating_mul(2)
+            .max(64)
+    });
+    let config = WorkerConfig {
+        concurrency: c,
+        batch_size: lease_batch.max(1),
+        request_timeout: Duration::from_secs(args.timeout_secs.max(1)),
+        poll_interval: Duration::from_millis(args.poll_ms.max(1)),
+        ..WorkerConfig::default()
+    };
+    let stall = Duration::from_secs(args.timeout_secs.saturating_mul(3).max(30));
+    let mut xacts = match &engine {
+        Engine::Postgres(url) => Some(XactCounter {
+            url: url.clone(),
+            own: 0,
         }),
-        seconds,
-        latencies_us,
+        Engine::Sqlite(_) => None,
+    };
+    let engine_name = engine.name();
+
+    // Set-up, outside every measurement: the schema, and an outbox with nothing in it.
+    {
+        let setup = Handle::open(&engine, cap, args.outbox_migrate).await?;
+        let counts = setup.outbox.status().await.map_err(|e| e.to_string());
+        setup.close().await;
+        let total = counts?.total();
+        if total > 0 {
+            return Err(format!(
+                "{} already holds {total} deliveries; the bench needs an empty outbox so earlier rows \
+                 do not count (create a fresh database)",
+                redact(target)
+            ));
+        }
+    }
+
+    // Phase 1: enqueue only.
+    let x0 = read_xacts(&mut xacts).await?;
+    let producer = Handle::open(&engine, cap, false).await?;
+    let progress = Progress::start(n);
+    let cpu0 = process_cpu_ns();
+    let t0 = Instant::now();
+    let enqueued = enqueue_all(
+        &producer.outbox,
+        &args.url,
+        payloads,
+        batch,
+        args.enqueuers,
+        &progress.done,
+    )
+    .await;
+    let enqueue_s = t0.elapsed().as_secs_f64();
+    let enqueue_cpu = cpu_us_per(cpu0, n);
+    progress.finish();
+    let enqueue_statements = producer.statements();
+    producer.close().await;
+    let last_id = enqueued?;
+    let x1 = read_xacts(&mut xacts).await?;
+    let enqueue_rate = n as f64 / enqueue_s.max(1e-9);
+    let pg = xacts.is_some();
+    let some_if_pg = |v: u64| pg.then_some(v);
+    let enqueue_phase = json!({
+        "webhooks": n,
+        "transactions": n.div_ceil(batch),
+        "enqueue_batch": batch,
+        "enqueuers": args.enqueuers,
+        "seconds": round3(enqueue_s),
+        "per_sec": round3(enqueue_rate),
+        "cpu_us_per_webhook": enqueue_cpu,
+        "sql_statements": some_if_pg(enqueue_statements),
+        "sql_statements_per_webhook": per(some_if_pg(enqueue_statements), n),
+        "xact_commits": delta(x0, x1),
+        "xact_commits_per_webhook": per(delta(x0, x1), n),
+    });
+    eprintln!(
+        "outbox {engine_name} [enqueue]  {n} webhooks in {enqueue_s:.3}s = {enqueue_rate:.0}/s \
+         ({batch} per transaction, {} enqueuer(s), no worker running){}",
+        args.enqueuers,
+        sql_note(some_if_pg(enqueue_statements), delta(x0, x1), n, "webhook"),
+    );
+
+    // Phase 2: drain the queue.
+    let handles = open_handles(&engine, workers, cap).await?;
+    let progress = Progress::start(n);
+    let cpu0 = process_cpu_ns();
+    let t0 = Instant::now();
+    let running = start_workers(args, &key, &handles, &config)?;
+    let (drained, drain_complete) = wait_settled(&handles, n as u64, stall, &progress.done).await;
+    let drain_s = t0.elapsed().as_secs_f64();
+    let drain_cpu = cpu_us_per(cpu0, n);
+    progress.finish();
+    let report = running.stop().await;
+    let drain_statements: u64 = handles.iter().map(Handle::statements).sum();
+    close_all(&handles).await;
+    drop(handles);
+    let report = report?;
+    let x2 = read_xacts(&mut xacts).await?;
+    let drain_rate = drained as f64 / drain_s.max(1e-9);
+    let drain_phase = json!({
+        "webhooks": n,
+        "delivered": drained,
+        "workers": workers,
+        "concurrency_per_worker": c,
+        "lease_batch": lease_batch,
+        "per_destination_cap": cap,
+        "attempts": report.attempts,
+        "seconds": round3(drain_s),
+        "per_sec": round3(drain_rate),
+        "cpu_us_per_webhook": drain_cpu,
+        "sql_statements": some_if_pg(drain_statements),
+        "sql_statements_per_delivery": per(some_if_pg(drain_statements), n),
+        "xact_commits": delta(x1, x2),
+        "xact_commits_per_delivery": per(delta(x1, x2), n),
+    });
+    eprintln!(
+        "outbox {engine_name} [drain]    {drained} of {n} delivered in {drain_s:.3}s = {drain_rate:.0}/s \
+         ({workers} worker(s) x {c} in flight, lease batch {lease_batch}, per-destination cap {cap}){}",
+        sql_note(some_if_pg(drain_statements), delta(x1, x2), n, "delivery"),
+    );
+
+    // Phase 3: keep up with a fixed offered rate.
+    let mut failed = (n as u64).saturating_sub(drained);
+    let mut first_error = (!drain_complete).then(|| {
+        format!(
+            "the drain phase stalled: {drained} of {n} delivered and nothing settled for {stall:?}"
+        )
+    });
+    let mut keep_up_phase = Value::Null;
+    let mut latency = (None, None);
+    let mut keep_up_webhooks = 0;
+    if args.keep_up_secs > 0.0 {
+        let (rate, rate_source) = match args.rate {
+            Some(r) => (r, "--rate"),
+            None => (
+                (0.5 * enqueue_rate.min(drain_rate)).floor().max(1.0),
+                "half the lower of the enqueue and drain rates measured above",
+            ),
+        };
+        let m = ((rate * args.keep_up_secs).ceil() as usize).max(1);
+        keep_up_webhooks = m;
+        let payloads = build_payloads(n, m, args.body_bytes)?;
+        let handles = open_handles(&engine, workers, cap).await?;
+        // PostgreSQL: the seller's process is separate and NOTIFY wakes the workers. SQLite has
+        // no cross-process wake-up, so the seller enqueues through the first worker's outbox,
+        // as an embedded deployment does.
+        let producer = match &engine {
+            Engine::Postgres(_) => Some(Handle::open(&engine, cap, false).await?),
+            Engine::Sqlite(_) => None,
+        };
+        let producer_outbox = match (&producer, handles.first()) {
+            (Some(p), _) => p.outbox.clone(),
+            (None, Some(h)) => h.outbox.clone(),
+            (None, None) => return Err("no worker was started".into()),
+        };
+        let running = start_workers(args, &key, &handles, &config)?;
+        // Let the workers connect and go idle before the clock starts.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let progress = Progress::start(m);
+        let cpu0 = process_cpu_ns();
+        let t0 = Instant::now();
+        let offered = offer(
+            &producer_outbox,
+            &args.url,
+            payloads,
+            batch,
+            rate,
+            &Arc::new(AtomicUsize::new(0)),
+        )
+        .await;
+        let enqueued_s = t0.elapsed().as_secs_f64();
+        let (delivered_live, complete) =
+            wait_settled(&handles, m as u64, stall, &progress.done).await;
+        let done_s = t0.elapsed().as_secs_f64();
+        let cpu = cpu_us_per(cpu0, m);
+        progress.finish();
+        let report = running.stop().await;
+        let statements: u64 = handles.iter().map(Handle::statements).sum::<u64>()
+            + producer.as_ref().map_or(0, Handle::statements);
+        close_all(&handles).await;
+        if let Some(p) = &producer {
+            p.close().await;
+        }
+        drop(handles);
+        drop(producer_outbox);
+        report?;
+        let x3 = read_xacts(&mut xacts).await?;
+
+        let reader = Handle::open(&engine, cap, false).await?;
+        let stored = stored_latencies(&reader.outbox, last_id).await;
+        reader.close().await;
+        let stored = stored?;
+        let tail_ms = (done_s - enqueued_s).max(0.0) * 1000.0;
+        let kept_up = complete
+            && offered.error.is_none()
+            && stored.delivered == m
+            && offered.max_lag_ms <= 100.0
+            && tail_ms <= 1000.0;
+        failed += (m as u64).saturating_sub(stored.delivered as u64);
+        if let Some(e) = &offered.error {
+            first_error.get_or_insert_with(|| e.clone());
+        }
+        if !complete {
+            first_error.get_or_insert_with(|| {
+                format!("the keep-up phase stalled: {delivered_live} of {m} delivered")
+            });
+        }
+        let p = |v: &[u64], q: f64| percentile_ms(v, q);
+        latency = (
+            p(&stored.first_attempt_us, 50.0),
+            p(&stored.first_attempt_us, 99.0),
+        );
+        keep_up_phase = json!({
+            "offered_per_sec": round3(rate),
+            "rate_source": rate_source,
+            "offered_seconds": round3(args.keep_up_secs),
+            "webhooks": m,
+            "rows": stored.rows,
+            "delivered": stored.delivered,
+            "enqueue_batch": batch,
+            "producer": if producer.is_some() {
+                "its own connection pool; workers woken by NOTIFY"
+            } else {
+                "the first worker's outbox (in-process wake-up)"
+            },
+            "max_enqueue_lag_ms": offered.max_lag_ms,
+            "seconds": round3(done_s),
+            "delivered_per_sec": round3(stored.delivered as f64 / done_s.max(1e-9)),
+            "ms_from_last_enqueue_to_last_outcome": round3(tail_ms),
+            "kept_up": kept_up,
+            "first_attempt_p50_ms": p(&stored.first_attempt_us, 50.0),
+            "first_attempt_p90_ms": p(&stored.first_attempt_us, 90.0),
+            "first_attempt_p99_ms": p(&stored.first_attempt_us, 99.0),
+            "first_attempt_max_ms": p(&stored.first_attempt_us, 100.0),
+            "delivered_p50_ms": p(&stored.delivered_us, 50.0),
+            "delivered_p99_ms": p(&stored.delivered_us, 99.0),
+            "cpu_us_per_webhook": cpu,
+            "sql_statements": some_if_pg(statements),
+            "sql_statements_per_webhook": per(some_if_pg(statements), m),
+            "xact_commits": delta(x2, x3),
+            "xact_commits_per_webhook": per(delta(x2, x3), m),
+        });
+        eprintln!(
+            "outbox {engine_name} [keep-up]  {m} webhooks offered at {rate:.0}/s for {:.1}s: enqueue→first attempt \
+             p50 {} ms, p99 {} ms (enqueue→delivered p99 {} ms); {} {}{}",
+            args.keep_up_secs,
+            fmt_opt(latency.0),
+            fmt_opt(latency.1),
+            fmt_opt(p(&stored.delivered_us, 99.0)),
+            if kept_up {
+                "kept up"
+            } else {
+                "DID NOT keep up"
+            },
+            format_args!(
+                "(last outcome {tail_ms:.0} ms after the last enqueue, enqueues at most {:.0} ms late)",
+                offered.max_lag_ms
+            ),
+            sql_note(some_if_pg(statements), delta(x2, x3), m, "webhook"),
+        );
+    }
+
+    let round_trips = pg.then(|| enqueue_statements + drain_statements);
+    let commits = delta(x0, x2);
+    if pg {
+        eprintln!(
+            "outbox {engine_name} [total]    enqueue + lease + complete: {} SQL statements per delivery, \
+             {} commits per delivery",
+            fmt_opt(per(round_trips, n)),
+            fmt_opt(per(commits, n)),
+        );
+    }
+    if failed > 0 {
+        first_error.get_or_insert_with(|| format!("{failed} webhooks were not delivered"));
+    }
+    let total = n + keep_up_webhooks;
+    let line = json!({
+        "impl": "adcp-webhooks (rust)",
+        "mode": "outbox",
+        "engine": engine_name,
+        "alg": args.alg.rfc9421_name(),
+        "n": n,
+        "webhooks": total,
+        "concurrency": c,
+        "workers": workers,
+        "enqueue_batch": batch,
+        "body_bytes": body_bytes,
+        "ok": (total as u64).saturating_sub(failed),
+        "failed": failed,
+        // The headline figures: the drain phase's rate and the keep-up phase's latency.
+        "seconds": round3(drain_s),
+        "per_sec": round3(drain_rate),
+        "p50_ms": latency.0,
+        "p99_ms": latency.1,
+        "latency": "enqueue to first attempt, keep-up phase (ms resolution)",
+        "enqueue_per_sec": round3(enqueue_rate),
+        "delivery_per_sec": round3(drain_rate),
+        "first_attempt_p50_ms": latency.0,
+        "first_attempt_p99_ms": latency.1,
+        "sql_round_trips_per_delivery": per(round_trips, n),
+        "xact_commits_per_delivery": per(commits, n),
+        "peak_rss_mb": peak_rss_mb(),
+        "cpu_us_per_webhook": drain_cpu,
+        "phases": {
+            "enqueue": enqueue_phase,
+            "drain": drain_phase,
+            "keep_up": keep_up_phase,
+        },
+        "first_error": first_error,
+    });
+    println!("{line}");
+    Ok(if failed == 0 && drain_complete {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
     })
+}
+
+fn fmt_opt(v: Option<f64>) -> String {
+    v.map_or_else(|| "-".to_owned(), |v| format!("{v}"))
+}
+
+/// ", 0.01 SQL statements and 0.01 commits per webhook" (PostgreSQL), or nothing.
+fn sql_note(statements: Option<u64>, commits: Option<u64>, n: usize, unit: &str) -> String {
+    match (statements, commits) {
+        (Some(s), Some(x)) => format!(
+            "; {} SQL statements and {} commits per {unit}",
+            fmt_opt(per(Some(s), n)),
+            fmt_opt(per(Some(x), n))
+        ),
+        _ => String::new(),
+    }
 }
 
 /// A progress bar on stderr, drawn only when stderr is a terminal.
@@ -562,13 +1317,13 @@ mod tests {
 
     #[test]
     fn payloads_are_padded_to_the_requested_size() {
-        let payloads = build_payloads(2, 4096).expect("payloads");
+        let payloads = build_payloads(0, 2, 4096).expect("payloads");
         let body = PreparedWebhook::new("https://buyer.example/hook", &*payloads[1])
             .expect("prepared")
             .body()
             .len();
         assert!((4090..=4102).contains(&body), "{body}");
-        let plain = build_payloads(1, 0).expect("payloads");
+        let plain = build_payloads(0, 1, 0).expect("payloads");
         let body = PreparedWebhook::new("https://buyer.example/hook", &*plain[0])
             .expect("prepared")
             .body()

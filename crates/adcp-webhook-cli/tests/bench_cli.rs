@@ -228,6 +228,58 @@ fn the_destination_guard_stays_on() {
     );
 }
 
+/// What every outbox run reports: the three phases, each webhook delivered once and signed.
+fn assert_outbox(line: &Value, engine: &str, n: u64, keep_up: u64, batch: u64, seen: &Seen) {
+    let total = n + keep_up;
+    assert_eq!(line["mode"], "outbox", "{line}");
+    assert_eq!(line["engine"], engine, "{line}");
+    assert_eq!(line["n"], n, "{line}");
+    assert_eq!(line["webhooks"], total, "{line}");
+    assert_eq!(line["ok"], total, "{line}");
+    assert_eq!(line["failed"], 0, "{line}");
+    assert_eq!(line["enqueue_batch"], batch, "{line}");
+    assert_eq!(seen.signed.load(Ordering::SeqCst) as u64, total);
+    assert_eq!(seen.requests.load(Ordering::SeqCst) as u64, total);
+
+    let phases = &line["phases"];
+    let enqueue = &phases["enqueue"];
+    assert_eq!(enqueue["webhooks"], n, "{line}");
+    assert_eq!(enqueue["transactions"], n.div_ceil(batch), "{line}");
+    assert!(enqueue["per_sec"].as_f64().expect("enqueue rate") > 0.0);
+    let drain = &phases["drain"];
+    assert_eq!(drain["delivered"], n, "{line}");
+    assert_eq!(drain["attempts"], n, "{line}");
+    let rate = drain["per_sec"].as_f64().expect("drain rate");
+    assert!(rate > 0.0, "{line}");
+    assert_eq!(line["per_sec"].as_f64(), Some(rate), "{line}");
+    assert_eq!(line["delivery_per_sec"].as_f64(), Some(rate), "{line}");
+
+    let keep = &phases["keep_up"];
+    assert_eq!(keep["webhooks"], keep_up, "{line}");
+    assert_eq!(keep["rows"], keep_up, "{line}");
+    assert_eq!(keep["delivered"], keep_up, "{line}");
+    let p50 = keep["first_attempt_p50_ms"].as_f64().expect("p50");
+    let p99 = keep["first_attempt_p99_ms"].as_f64().expect("p99");
+    let max = keep["first_attempt_max_ms"].as_f64().expect("max");
+    assert!(0.0 <= p50 && p50 <= p99 && p99 <= max, "{line}");
+    // A first attempt cannot come after the delivery it led to.
+    assert!(
+        p99 <= keep["delivered_p99_ms"].as_f64().expect("delivered p99"),
+        "{line}"
+    );
+    assert_eq!(line["p50_ms"].as_f64(), Some(p50), "{line}");
+    assert_eq!(line["p99_ms"].as_f64(), Some(p99), "{line}");
+}
+
+fn run_bench(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_adcp-webhook"))
+        .arg("bench")
+        .args(args)
+        .args(LOCAL)
+        .output()
+        .expect("run adcp-webhook bench")
+}
+
 #[test]
 fn outbox_mode_delivers_everything_through_a_new_sqlite_outbox() {
     let (url, seen) = receiver();
@@ -247,6 +299,10 @@ fn outbox_mode_delivers_everything_through_a_new_sqlite_outbox() {
                 &target,
                 "--enqueue-batch",
                 "10",
+                "--rate",
+                "50",
+                "--keep-up-secs",
+                "0.4",
             ][..],
             &LOCAL,
         ]
@@ -257,23 +313,167 @@ fn outbox_mode_delivers_everything_through_a_new_sqlite_outbox() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_common(&line, 25);
-    assert_eq!(line["mode"], "outbox");
-    assert_eq!(line["enqueue_batch"], 10);
-    assert_eq!(seen.signed.load(Ordering::SeqCst), 25);
+    assert_outbox(&line, "sqlite", 25, 20, 10, &seen);
+    // SQLite has no round trips to count.
+    assert!(line["sql_round_trips_per_delivery"].is_null(), "{line}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for phase in ["[enqueue]", "[drain]", "[keep-up]"] {
+        assert!(stderr.contains(phase), "{phase} missing from {stderr}");
+    }
 
     // The same database again: earlier rows would count, so it is refused.
-    let again = Command::new(env!("CARGO_BIN_EXE_adcp-webhook"))
-        .args(["bench", "--url", &url, "-n", "1", "--outbox", &target])
-        .args(LOCAL)
-        .output()
-        .expect("run");
+    let again = run_bench(&["--url", &url, "-n", "1", "--outbox", &target]);
     assert!(!again.status.success());
     assert!(
         String::from_utf8_lossy(&again.stderr).contains("exists"),
         "{}",
         String::from_utf8_lossy(&again.stderr)
     );
+}
+
+/// A database of its own on the server named by `ADCP_TEST_POSTGRES_URL`, dropped afterwards.
+struct TempDatabase {
+    admin: String,
+    name: String,
+    url: String,
+}
+
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(f)
+}
+
+impl TempDatabase {
+    fn create() -> Self {
+        let admin = std::env::var("ADCP_TEST_POSTGRES_URL").unwrap_or_else(|_| {
+            panic!(
+                "ADCP_TEST_POSTGRES_URL is not set: this test needs a PostgreSQL server. Set it to an \
+                 admin URL, e.g. ADCP_TEST_POSTGRES_URL=postgres://postgres@127.0.0.1:54330/postgres \
+                 (the test creates its own database there and drops it afterwards)"
+            )
+        });
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .subsec_nanos();
+        let name = format!("adcp_bench_test_{}_{nanos}", std::process::id());
+        block_on(async {
+            use sqlx::Connection as _;
+            let mut conn = sqlx::PgConnection::connect(&admin)
+                .await
+                .unwrap_or_else(|e| panic!("cannot connect to ADCP_TEST_POSTGRES_URL: {e}"));
+            sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                .execute(&mut conn)
+                .await
+                .expect("create database");
+            let _ = conn.close().await;
+        });
+        let url = with_database(&admin, &name);
+        Self { admin, name, url }
+    }
+}
+
+impl Drop for TempDatabase {
+    fn drop(&mut self) {
+        block_on(async {
+            use sqlx::Connection as _;
+            if let Ok(mut conn) = sqlx::PgConnection::connect(&self.admin).await {
+                let drop = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
+                let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(drop))
+                    .execute(&mut conn)
+                    .await;
+                let _ = conn.close().await;
+            }
+        });
+    }
+}
+
+/// The admin URL with its database replaced by `db` (query parameters kept).
+fn with_database(admin: &str, db: &str) -> String {
+    let (scheme, rest) = admin
+        .split_once("://")
+        .expect("ADCP_TEST_POSTGRES_URL is a postgres:// URL");
+    let authority = rest.split(['/', '?']).next().unwrap_or("");
+    let query = rest.find('?').map_or("", |i| &rest[i..]);
+    format!("{scheme}://{authority}/{db}{query}")
+}
+
+#[test]
+fn outbox_mode_on_postgres_counts_round_trips_and_commits_and_refuses_a_used_database() {
+    let db = TempDatabase::create();
+    let (url, seen) = receiver();
+
+    // No schema and no --outbox-migrate: refused, saying how to get one.
+    let bare = run_bench(&["--url", &url, "-n", "1", "--outbox", &db.url]);
+    assert!(!bare.status.success());
+    assert!(bare.stdout.is_empty());
+    let err = String::from_utf8_lossy(&bare.stderr);
+    assert!(err.contains("--outbox-migrate"), "{err}");
+    assert_eq!(seen.requests.load(Ordering::SeqCst), 0);
+
+    let (out, line) = bench(
+        &[
+            &[
+                "--url",
+                &url,
+                "-n",
+                "30",
+                "-c",
+                "4",
+                "--workers",
+                "2",
+                "--outbox",
+                &db.url,
+                "--outbox-migrate",
+                "--enqueue-batch",
+                "10",
+                "--rate",
+                "60",
+                "--keep-up-secs",
+                "0.5",
+            ][..],
+            &LOCAL,
+        ]
+        .concat(),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_outbox(&line, "postgres", 30, 30, 10, &seen);
+    assert_eq!(line["workers"], 2, "{line}");
+    let phases = &line["phases"];
+    // One statement per enqueue batch, and the server committed at least that many.
+    assert_eq!(phases["enqueue"]["sql_statements"], 3, "{line}");
+    let commits = phases["enqueue"]["xact_commits"].as_u64().expect("commits");
+    assert!(commits >= 3, "{line}");
+    // Draining takes at least one lease and one completion statement.
+    let drain = phases["drain"]["sql_statements"]
+        .as_u64()
+        .expect("drain statements");
+    assert!(drain >= 2, "{line}");
+    let per = line["sql_round_trips_per_delivery"]
+        .as_f64()
+        .expect("round trips");
+    let expected = (3 + drain) as f64 / 30.0;
+    assert!((per - expected).abs() < 0.01, "{per} vs {expected}: {line}");
+    assert!(line["xact_commits_per_delivery"].as_f64().expect("commits") > 0.0);
+    assert!(
+        phases["keep_up"]["sql_statements"]
+            .as_u64()
+            .expect("keep-up")
+            > 0
+    );
+
+    // The database now holds deliveries: a second run is refused.
+    let again = run_bench(&["--url", &url, "-n", "1", "--outbox", &db.url]);
+    assert!(!again.status.success());
+    let err = String::from_utf8_lossy(&again.stderr);
+    assert!(err.contains("already holds 60 deliveries"), "{err}");
 }
 
 #[test]
