@@ -1,0 +1,74 @@
+//! Preparing an outbox: `outbox migrate` (the schema) and `outbox body-key` (a key for
+//! encrypting stored bodies).
+
+use super::{Access, is_postgres, open};
+use adcp_webhooks::delivery::StoreError;
+use adcp_webhooks::delivery::store::encrypted::{BodyKey, ENV_KEY, ENV_PREVIOUS_KEYS};
+use adcp_webhooks::delivery::store::postgres::{PostgresOptions, PostgresStore};
+use serde_json::json;
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// `outbox migrate`: bring the schema to the version this build ships.
+pub(super) async fn migrate(db: &str) -> Result<ExitCode, String> {
+    if !is_postgres(db) {
+        // Opening a SQLite outbox creates it or brings its schema up to date; an unknown
+        // scheme fails here with the library's message.
+        open(db, Access::default()).await?;
+        crate::print_json(&json!({
+            "engine": "sqlite",
+            "database": db,
+            "message": format!(
+                "{db} is ready: a SQLite outbox applies its schema whenever it is opened, so it needs no separate migration"
+            ),
+        }));
+        return Ok(ExitCode::SUCCESS);
+    }
+
+    // Migrations run under an advisory lock with few statements: two connections suffice.
+    let options = PostgresOptions::new(db)
+        .max_connections(2)
+        .acquire_timeout(Duration::from_secs(10));
+    let target = options.target();
+    let (store, already_current) = match PostgresStore::open(options.clone()).await {
+        Ok(store) => (store, true),
+        // The schema is missing or older than this build's; a newer one is refused again by
+        // the migrating open, with its own message. (The library masks any password in
+        // every message.)
+        Err(StoreError::Migrate { .. }) => {
+            let store = PostgresStore::open(options.migrate(true))
+                .await
+                .map_err(|e| e.to_string())?;
+            (store, false)
+        }
+        Err(e) => return Err(e.to_string()),
+    };
+    // Idempotent: on a current schema this applies nothing and reports the version.
+    let report = store.migrate().await.map_err(|e| e.to_string());
+    store.close().await;
+    let report = report?;
+    let already_current = already_current && report.applied.is_empty();
+    let message = if already_current {
+        format!("already at schema version {}", report.version)
+    } else {
+        format!("migrated to schema version {}", report.version)
+    };
+    crate::print_json(&json!({
+        "engine": "postgres",
+        "database": target,
+        "schema_version": report.version,
+        "already_current": already_current,
+        "message": message,
+    }));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `outbox body-key`: a fresh key on stdout (alone, for `$(...)`), the hint on stderr.
+pub(super) fn body_key() -> Result<ExitCode, String> {
+    let key = BodyKey::generate();
+    println!("{}", key.to_base64().as_str());
+    eprintln!(
+        "hint: set this as {ENV_KEY} for every `outbox enqueue`, `outbox run` and `outbox inspect` on the outbox, and keep it secret; to rotate, move the old key to {ENV_PREVIOUS_KEYS}"
+    );
+    Ok(ExitCode::SUCCESS)
+}
