@@ -547,3 +547,54 @@ async fn metrics_endpoint_serves_prometheus_text() {
     let _ = stop_tx.send(());
     server.await.expect("server task").expect("server");
 }
+
+#[tokio::test]
+async fn a_worker_without_the_body_key_never_posts_ciphertext() {
+    use adcp_webhooks::delivery::store::encrypted::{BodyKey, EncryptedStore};
+    let receiver = TestReceiver::start(Behaviour::ok()).await;
+    let key = key();
+    let db = TempDb::new();
+    let plain = Arc::new(
+        SqliteStore::open(SqliteOptions::new(db.path()))
+            .await
+            .expect("store"),
+    );
+    let sealing = Outbox::builder(Arc::new(EncryptedStore::new(
+        plain.clone(),
+        BodyKey::generate(),
+    )))
+    .build();
+    let queued = sealing
+        .enqueue(&receiver.url("/hook"), &raw(7), EnqueueOptions::default())
+        .await
+        .expect("enqueue");
+
+    // The same database, opened by a worker that was not given the key.
+    let keyless = Outbox::builder(plain).build();
+    let report = run_until(
+        &keyless,
+        sender(&key, Duration::from_secs(2)),
+        config(),
+        Duration::from_millis(600),
+        |_| async { false },
+    )
+    .await;
+    assert_eq!(
+        receiver.request_count(),
+        0,
+        "no ciphertext reaches the buyer"
+    );
+    assert_eq!(report.delivered, 0);
+    assert!(keyless.metrics().worker_errors() >= 1);
+    let detail = keyless
+        .inspect(queued.id)
+        .await
+        .expect("inspect")
+        .expect("exists");
+    assert_eq!(
+        detail.summary.state,
+        DeliveryState::Pending,
+        "handed back for a worker with the key, not dead-lettered"
+    );
+    assert!(detail.attempts.is_empty(), "no attempt was made");
+}

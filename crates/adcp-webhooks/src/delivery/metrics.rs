@@ -187,6 +187,12 @@ impl Metrics {
         self.store_errors.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Attempts the worker could not make so far (its own fault: an unusable key, or a body
+    /// encrypted at rest with a key it was not given).
+    pub fn worker_errors(&self) -> u64 {
+        self.worker_errors.load(Ordering::Relaxed)
+    }
+
     /// Count an attempt the worker could not make (its own fault, e.g. an unusable key).
     pub fn record_worker_error(&self) {
         self.worker_errors.fetch_add(1, Ordering::Relaxed);

@@ -557,6 +557,16 @@ async fn send(sender: &WebhookSender, d: &LeasedDelivery, time: &TimeSource) -> 
         error: Some(detail),
         body: None,
     };
+    if let Some(key_id) = crate::delivery::store::encrypted::sealed_key_id(&d.body) {
+        // A body sealed at rest reached a worker whose store cannot open it: posting it would
+        // hand the buyer ciphertext under a valid signature. Hand it back for a worker that
+        // has the key (or for this one once it is configured); the webhook itself is fine.
+        return Attempted::WorkerFault(format!(
+            "the stored body is encrypted with outbox key {key_id:08x} and this worker has no key to open it; \
+             set ADCP_OUTBOX_KEY (or ADCP_OUTBOX_PREVIOUS_KEYS) to that key, or open the outbox with \
+             OpenOptions::encrypt_bodies"
+        ));
+    }
     let key = match IdempotencyKey::new(d.idempotency_key.clone()) {
         Ok(k) => k,
         Err(e) => return invalid(format!("stored idempotency key: {e}")),

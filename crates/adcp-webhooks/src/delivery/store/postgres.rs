@@ -49,8 +49,9 @@ use super::{
 };
 use crate::delivery::policy::ErrorClass;
 use bytes::Bytes;
-use sqlx::Row;
+use sqlx::postgres::PgConnection;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions, PgRow};
+use sqlx::{Connection, Row};
 use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
 use std::sync::Arc;
@@ -198,10 +199,22 @@ impl PostgresStore {
                 .idle_timeout(Some(Duration::from_secs(300)))
                 .max_lifetime(Some(Duration::from_secs(1800)))
         };
-        let pool = pool_options(options.max_connections)
-            .connect_with(connect.clone())
-            .await
-            .map_err(|e| open_err(mask(&e, &options.url)))?;
+        // One direct connection first: a pool that cannot connect only reports that it timed
+        // out, while this says why (refused, unknown host, authentication, TLS).
+        let probe = tokio::time::timeout(
+            options.acquire_timeout,
+            PgConnection::connect_with(&connect),
+        )
+        .await
+        .map_err(|_| {
+            open_err(format!(
+                "no answer from the server within {} s; check the host and port",
+                options.acquire_timeout.as_secs()
+            ))
+        })?
+        .map_err(|e| open_err(mask(&e, &options.url)))?;
+        let _ = probe.close().await;
+        let pool = pool_options(options.max_connections).connect_lazy_with(connect.clone());
         // One lease loop and one outcome writer per worker: a few connections suffice.
         let work = pool_options(options.max_connections.clamp(1, 4))
             .connect_lazy_with(connect.options([("synchronous_commit", "off")]));
