@@ -9,6 +9,11 @@
 # example installing and starting a database server on loopback before the tests),
 # write a function and list it in `main` before the step that needs it.
 #
+# PostgreSQL tests (the outbox's PostgreSQL store and the multi-worker tests) find their
+# server through ADCP_TEST_POSTGRES_URL, an admin URL; each test creates and drops a database
+# of its own. This script starts a server on loopback and exports it (see start_postgres);
+# without it those tests fail, saying so.
+#
 # Interop tests: the Rust integration tests under crates/*/tests that compare us
 # with the official AdCP Python SDK spawn `$ADCP_PYTHON tests/interop/<script>.py`
 # (see tests/interop/README.md). This script creates .venv/ with the pinned SDK and
@@ -87,6 +92,90 @@ setup_python() {
     echo "ADCP_PYTHON=$ADCP_PYTHON"
 }
 
+# PostgreSQL for the outbox tests: a throwaway cluster of our own on loopback, never the
+# machine's default one. Installed from the Debian packages when missing (needs root and
+# apt), initialised under $PG_DIR with trust authentication on 127.0.0.1 only, started on the
+# first free port from 54329, and left running so the next run reuses it (it is found again
+# through its data directory; `pg_ctl -D "$PG_DIR/data" stop` stops it). The server refuses
+# to run as root, so as root it runs as the `postgres` system user.
+readonly PG_DIR="${TMPDIR:-/tmp}/adcp-webhooks-test-pg-$(printf '%s' "$REPO_ROOT" | sha256sum | cut -c1-10)"
+
+pg_bin_dir() {
+    local dir
+    dir="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)"
+    [[ -n "$dir" && -x "$dir/postgres" ]] && printf '%s\n' "$dir"
+}
+
+install_postgres() {
+    if pg_bin_dir >/dev/null; then
+        return 0
+    fi
+    if [[ "$(id -u)" != 0 ]] || ! command -v apt-get >/dev/null 2>&1; then
+        echo "error: PostgreSQL is not installed and this is not root with apt-get;" \
+            "install the postgresql package, then rerun" >&2
+        return 1
+    fi
+    echo "installing PostgreSQL from the Debian packages"
+    export DEBIAN_FRONTEND=noninteractive
+    if ! apt-get install -y -q --no-install-recommends postgresql >/dev/null; then
+        apt-get update -q >/dev/null
+        apt-get install -y -q --no-install-recommends postgresql >/dev/null
+    fi
+    pg_bin_dir >/dev/null || {
+        echo "error: the postgresql package installed no server binary" >&2
+        return 1
+    }
+}
+
+# Runs a PostgreSQL program as the user that owns the cluster.
+as_pg_user() {
+    if [[ "$(id -u)" == 0 ]]; then
+        runuser -u postgres -- "$@"
+    else
+        "$@"
+    fi
+}
+
+port_in_use() {
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+start_postgres() {
+    install_postgres
+    local bin port
+    bin="$(pg_bin_dir)"
+    if [[ -f "$PG_DIR/port" ]] && as_pg_user "$bin/pg_ctl" -D "$PG_DIR/data" status >/dev/null 2>&1; then
+        port="$(cat "$PG_DIR/port")"
+        echo "reusing the test PostgreSQL server in $PG_DIR"
+    else
+        if [[ ! -f "$PG_DIR/data/PG_VERSION" ]]; then
+            rm -rf "$PG_DIR"
+            mkdir -p "$PG_DIR"
+            [[ "$(id -u)" == 0 ]] && chown postgres:postgres "$PG_DIR"
+            as_pg_user "$bin/initdb" -D "$PG_DIR/data" -U postgres -A trust -E UTF8 --no-sync >/dev/null
+        fi
+        port=54329
+        while port_in_use "$port"; do
+            port=$((port + 1))
+            if ((port > 54429)); then
+                echo "error: no free port in 54329-54429 for the test PostgreSQL server" >&2
+                return 1
+            fi
+        done
+        as_pg_user "$bin/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/server.log" -w -t 60 \
+            -o "-c listen_addresses=127.0.0.1 -p $port -k $PG_DIR -c max_connections=300" start >/dev/null || {
+            echo "error: the test PostgreSQL server did not start; its log:" >&2
+            tail -n 30 "$PG_DIR/server.log" >&2 || true
+            return 1
+        }
+        as_pg_user sh -c "echo $port > '$PG_DIR/port'"
+    fi
+    "$bin/pg_isready" -q -h 127.0.0.1 -p "$port" -t 30
+    export ADCP_TEST_POSTGRES_URL="postgres://postgres@127.0.0.1:$port/postgres"
+    export ADCP_BENCH_POSTGRES_URL="$ADCP_TEST_POSTGRES_URL"
+    echo "ADCP_TEST_POSTGRES_URL=$ADCP_TEST_POSTGRES_URL ($("$bin/postgres" --version))"
+}
+
 check_fmt() {
     cargo fmt --all -- --check
 }
@@ -118,6 +207,7 @@ run_tests() {
 
 main() {
     step "Python interop environment (adcp $ADCP_SDK_VERSION)" setup_python
+    step "PostgreSQL on loopback" start_postgres
     step "Cargo.lock" check_lockfile
     step "cargo fmt --check" check_fmt
     step "cargo clippy -D warnings" check_clippy
