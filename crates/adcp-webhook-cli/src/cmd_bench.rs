@@ -16,9 +16,13 @@ use super::DestinationArgs;
 use adcp_webhooks::delivery::metrics::OutcomeKind;
 use adcp_webhooks::delivery::store::postgres::{PostgresOptions, PostgresStore};
 use adcp_webhooks::delivery::store::sqlite::{SqliteOptions, SqliteStore};
+use adcp_webhooks::delivery::store::{
+    BoxFuture, CompleteStatus, Completion, DisableRules, Enqueued, LeaseRequest, LeaseToken,
+    LeasedDelivery, NewDelivery, PurgeSelection, RequeueSelection,
+};
 use adcp_webhooks::delivery::{
-    BreakerConfig, DeliveryId, EnqueueOptions, ListQuery, Outbox, OutboxStore, WorkerConfig,
-    WorkerReport,
+    BreakerConfig, DeliveryDetail, DeliveryId, DeliverySummary, DestinationInfo, EnqueueOptions,
+    ListQuery, Outbox, OutboxStore, StateCounts, StoreError, WorkerConfig, WorkerReport,
 };
 use adcp_webhooks::destination::PolicyResolver;
 use adcp_webhooks::keys::{Algorithm, KeyPurpose, SigningKey};
@@ -30,7 +34,7 @@ use serde_json::{Value, json};
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 /// Flags of `adcp-webhook bench`.
@@ -85,6 +89,10 @@ pub struct BenchArgs {
     /// Most deliveries a worker leases per store call (default: twice -c, at least 64).
     #[arg(long, requires = "outbox")]
     lease_batch: Option<u32>,
+    /// Spread the webhooks over this many destination keys (breaker keys, all posting to
+    /// --url), as a seller with many buyers would.
+    #[arg(long = "destinations", default_value_t = 1, requires = "outbox")]
+    destination_keys: usize,
     /// The per-destination concurrency cap, across all workers (default: workers × -c, so
     /// the cap does not bind).
     #[arg(long, requires = "outbox")]
@@ -404,6 +412,162 @@ fn redact(target: &str) -> String {
     target.to_owned()
 }
 
+/// Calls, rows and time spent in one kind of store call, summed over every handle of a phase.
+#[derive(Debug, Default)]
+struct CallStats {
+    calls: AtomicU64,
+    rows: AtomicU64,
+    nanos: AtomicU64,
+}
+
+impl CallStats {
+    fn record(&self, started: Instant, rows: usize) {
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        self.rows
+            .fetch_add(u64::try_from(rows).unwrap_or(u64::MAX), Ordering::Relaxed);
+        self.nanos.fetch_add(
+            u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
+    }
+
+    fn json(&self, phase_seconds: f64) -> Value {
+        let calls = self.calls.load(Ordering::Relaxed);
+        let rows = self.rows.load(Ordering::Relaxed);
+        let ms = self.nanos.load(Ordering::Relaxed) as f64 / 1e6;
+        json!({
+            "calls": calls,
+            "rows": rows,
+            "rows_per_call": round3(rows as f64 / calls.max(1) as f64),
+            "ms_per_call": round3(ms / calls.max(1) as f64),
+            "ms_total": round3(ms),
+            // Summed over handles and over calls that overlap, so it can exceed 1.
+            "share_of_phase": round3(ms / 1000.0 / phase_seconds.max(1e-9)),
+        })
+    }
+}
+
+/// Where a phase's store time went, by call.
+#[derive(Debug, Default)]
+struct StoreTimings {
+    enqueue: CallStats,
+    lease: CallStats,
+    complete: CallStats,
+    release: CallStats,
+    next_due: CallStats,
+}
+
+impl StoreTimings {
+    fn json(&self, phase_seconds: f64) -> Value {
+        json!({
+            "enqueue": self.enqueue.json(phase_seconds),
+            "lease": self.lease.json(phase_seconds),
+            "complete": self.complete.json(phase_seconds),
+            "release": self.release.json(phase_seconds),
+            "next_due": self.next_due.json(phase_seconds),
+        })
+    }
+}
+
+/// A store that times the calls on the delivery path and passes every call through.
+#[derive(Debug)]
+struct Timed {
+    inner: Arc<dyn OutboxStore>,
+    timings: Arc<StoreTimings>,
+}
+
+impl OutboxStore for Timed {
+    fn enqueue(&self, batch: Vec<NewDelivery>) -> BoxFuture<'_, Result<Vec<Enqueued>, StoreError>> {
+        Box::pin(async move {
+            let (t, n) = (Instant::now(), batch.len());
+            let r = self.inner.enqueue(batch).await;
+            self.timings.enqueue.record(t, n);
+            r
+        })
+    }
+    fn lease(
+        &self,
+        request: LeaseRequest,
+    ) -> BoxFuture<'_, Result<Vec<LeasedDelivery>, StoreError>> {
+        Box::pin(async move {
+            let t = Instant::now();
+            let r = self.inner.lease(request).await;
+            self.timings.lease.record(t, r.as_ref().map_or(0, Vec::len));
+            r
+        })
+    }
+    fn complete(
+        &self,
+        batch: Vec<Completion>,
+        rules: DisableRules,
+        now_ms: i64,
+    ) -> BoxFuture<'_, Result<Vec<CompleteStatus>, StoreError>> {
+        Box::pin(async move {
+            let (t, n) = (Instant::now(), batch.len());
+            let r = self.inner.complete(batch, rules, now_ms).await;
+            self.timings.complete.record(t, n);
+            r
+        })
+    }
+    fn release(
+        &self,
+        leases: Vec<(DeliveryId, LeaseToken)>,
+        at_ms: i64,
+    ) -> BoxFuture<'_, Result<u64, StoreError>> {
+        Box::pin(async move {
+            let (t, n) = (Instant::now(), leases.len());
+            let r = self.inner.release(leases, at_ms).await;
+            self.timings.release.record(t, n);
+            r
+        })
+    }
+    fn next_due(&self) -> BoxFuture<'_, Result<Option<i64>, StoreError>> {
+        Box::pin(async move {
+            let t = Instant::now();
+            let r = self.inner.next_due().await;
+            self.timings.next_due.record(t, 0);
+            r
+        })
+    }
+    fn counts(&self, now_ms: i64) -> BoxFuture<'_, Result<StateCounts, StoreError>> {
+        self.inner.counts(now_ms)
+    }
+    fn list(&self, query: ListQuery) -> BoxFuture<'_, Result<Vec<DeliverySummary>, StoreError>> {
+        self.inner.list(query)
+    }
+    fn get(&self, id: DeliveryId) -> BoxFuture<'_, Result<Option<DeliveryDetail>, StoreError>> {
+        self.inner.get(id)
+    }
+    fn requeue(
+        &self,
+        selection: RequeueSelection,
+        now_ms: i64,
+        deadline_ms: i64,
+    ) -> BoxFuture<'_, Result<u64, StoreError>> {
+        self.inner.requeue(selection, now_ms, deadline_ms)
+    }
+    fn purge(&self, selection: PurgeSelection) -> BoxFuture<'_, Result<u64, StoreError>> {
+        self.inner.purge(selection)
+    }
+    fn destinations(&self) -> BoxFuture<'_, Result<Vec<DestinationInfo>, StoreError>> {
+        self.inner.destinations()
+    }
+    fn set_destination_enabled(
+        &self,
+        key: String,
+        enabled: bool,
+        reason: Option<String>,
+        now_ms: i64,
+        deadline_ms: i64,
+    ) -> BoxFuture<'_, Result<bool, StoreError>> {
+        self.inner
+            .set_destination_enabled(key, enabled, reason, now_ms, deadline_ms)
+    }
+    fn watch(&self, wake: Arc<tokio::sync::Notify>) -> Option<BoxFuture<'static, ()>> {
+        self.inner.watch(wake)
+    }
+}
+
 /// One store handle and the outbox over it: what one worker process (or the seller's
 /// enqueueing process) holds. Each has its own connection pool.
 struct Handle {
@@ -417,7 +581,12 @@ enum Store {
 }
 
 impl Handle {
-    async fn open(engine: &Engine, cap: u32, migrate: bool) -> Result<Self, String> {
+    async fn open(
+        engine: &Engine,
+        cap: u32,
+        migrate: bool,
+        timings: &Arc<StoreTimings>,
+    ) -> Result<Self, String> {
         let (store, shared): (Store, Arc<dyn OutboxStore>) = match engine {
             Engine::Sqlite(path) => {
                 let s = SqliteStore::open(SqliteOptions::new(path.as_str()))
@@ -439,6 +608,10 @@ impl Handle {
                 (Store::Postgres(s.clone()), Arc::new(s))
             }
         };
+        let shared: Arc<dyn OutboxStore> = Arc::new(Timed {
+            inner: shared,
+            timings: Arc::clone(timings),
+        });
         let outbox = Outbox::builder(shared)
             .breaker(BreakerConfig {
                 max_concurrency: cap,
@@ -464,10 +637,15 @@ impl Handle {
     }
 }
 
-async fn open_handles(engine: &Engine, n: usize, cap: u32) -> Result<Vec<Handle>, String> {
+async fn open_handles(
+    engine: &Engine,
+    n: usize,
+    cap: u32,
+    timings: &Arc<StoreTimings>,
+) -> Result<Vec<Handle>, String> {
     let mut handles = Vec::with_capacity(n);
     for _ in 0..n {
-        handles.push(Handle::open(engine, cap, false).await?);
+        handles.push(Handle::open(engine, cap, false, timings).await?);
     }
     Ok(handles)
 }
@@ -638,16 +816,25 @@ async fn wait_settled(
     }
 }
 
-/// Prepare and enqueue `chunk` in one transaction; returns the largest id stored.
+/// Prepare and enqueue `chunk` (webhooks `first..`) in one transaction; returns the largest id
+/// stored. With several destinations, webhook `i` goes to destination `i % destinations`.
 async fn enqueue_chunk(
     outbox: &Outbox,
     url: &str,
     chunk: &[Arc<McpWebhook>],
+    first: usize,
+    destinations: usize,
 ) -> Result<i64, String> {
     let mut items = Vec::with_capacity(chunk.len());
-    for payload in chunk {
+    for (i, payload) in chunk.iter().enumerate() {
         let prepared = PreparedWebhook::new(url, &**payload).map_err(|e| e.to_string())?;
-        items.push((prepared, EnqueueOptions::default()));
+        let options = if destinations > 1 {
+            EnqueueOptions::default()
+                .breaker_key(format!("bench-destination-{}", (first + i) % destinations))
+        } else {
+            EnqueueOptions::default()
+        };
+        items.push((prepared, options));
     }
     let stored = outbox
         .enqueue_many(items)
@@ -664,6 +851,7 @@ async fn enqueue_all(
     payloads: Vec<Arc<McpWebhook>>,
     batch: usize,
     enqueuers: usize,
+    destinations: usize,
     progress: &Arc<AtomicUsize>,
 ) -> Result<i64, String> {
     let payloads = Arc::new(payloads);
@@ -688,7 +876,8 @@ async fn enqueue_all(
                 if chunk.is_empty() {
                     return Ok(max_id);
                 }
-                max_id = max_id.max(enqueue_chunk(&outbox, &url, chunk).await?);
+                max_id =
+                    max_id.max(enqueue_chunk(&outbox, &url, chunk, start, destinations).await?);
                 done.fetch_add(chunk.len(), Ordering::Relaxed);
             }
         });
@@ -717,6 +906,7 @@ async fn offer(
     payloads: Vec<Arc<McpWebhook>>,
     batch: usize,
     rate: f64,
+    destinations: usize,
     progress: &Arc<AtomicUsize>,
 ) -> Offered {
     let outstanding = Arc::new(tokio::sync::Semaphore::new(256));
@@ -739,7 +929,7 @@ async fn offer(
         );
         tasks.spawn(async move {
             let _permit = permit;
-            let r = enqueue_chunk(&outbox, &url, &chunk).await;
+            let r = enqueue_chunk(&outbox, &url, &chunk, k * batch, destinations).await;
             done.fetch_add(chunk.len(), Ordering::Relaxed);
             r
         });
@@ -859,8 +1049,14 @@ async fn run_outbox(
             "{path} exists; the bench needs a new outbox so earlier rows do not count (remove it or pick another path)"
         ));
     }
-    if args.enqueue_batch == 0 || args.enqueuers == 0 || args.workers == 0 {
-        return Err("--enqueue-batch, --enqueuers and --workers must be at least 1".into());
+    if args.enqueue_batch == 0
+        || args.enqueuers == 0
+        || args.workers == 0
+        || args.destination_keys == 0
+    {
+        return Err(
+            "--enqueue-batch, --enqueuers, --workers and --destinations must be at least 1".into(),
+        );
     }
     if let Some(rate) = args.rate
         && !(rate.is_finite() && rate > 0.0)
@@ -903,7 +1099,7 @@ async fn run_outbox(
 
     // Set-up, outside every measurement: the schema, and an outbox with nothing in it.
     {
-        let setup = Handle::open(&engine, cap, args.outbox_migrate).await?;
+        let setup = Handle::open(&engine, cap, args.outbox_migrate, &Arc::default()).await?;
         let counts = setup.outbox.status().await.map_err(|e| e.to_string());
         setup.close().await;
         let total = counts?.total();
@@ -918,7 +1114,8 @@ async fn run_outbox(
 
     // Phase 1: enqueue only.
     let x0 = read_xacts(&mut xacts).await?;
-    let producer = Handle::open(&engine, cap, false).await?;
+    let enqueue_timings = Arc::new(StoreTimings::default());
+    let producer = Handle::open(&engine, cap, false, &enqueue_timings).await?;
     let progress = Progress::start(n);
     let cpu0 = process_cpu_ns();
     let t0 = Instant::now();
@@ -928,6 +1125,7 @@ async fn run_outbox(
         payloads,
         batch,
         args.enqueuers,
+        args.destination_keys,
         &progress.done,
     )
     .await;
@@ -953,6 +1151,7 @@ async fn run_outbox(
         "sql_statements_per_webhook": per(some_if_pg(enqueue_statements), n),
         "xact_commits": delta(x0, x1),
         "xact_commits_per_webhook": per(delta(x0, x1), n),
+        "store_calls": enqueue_timings.json(enqueue_s),
     });
     eprintln!(
         "outbox {engine_name} [enqueue]  {n} webhooks in {enqueue_s:.3}s = {enqueue_rate:.0}/s \
@@ -962,7 +1161,8 @@ async fn run_outbox(
     );
 
     // Phase 2: drain the queue.
-    let handles = open_handles(&engine, workers, cap).await?;
+    let drain_timings = Arc::new(StoreTimings::default());
+    let handles = open_handles(&engine, workers, cap, &drain_timings).await?;
     let progress = Progress::start(n);
     let cpu0 = process_cpu_ns();
     let t0 = Instant::now();
@@ -985,6 +1185,7 @@ async fn run_outbox(
         "concurrency_per_worker": c,
         "lease_batch": lease_batch,
         "per_destination_cap": cap,
+        "destinations": args.destination_keys,
         "attempts": report.attempts,
         "seconds": round3(drain_s),
         "per_sec": round3(drain_rate),
@@ -993,10 +1194,12 @@ async fn run_outbox(
         "sql_statements_per_delivery": per(some_if_pg(drain_statements), n),
         "xact_commits": delta(x1, x2),
         "xact_commits_per_delivery": per(delta(x1, x2), n),
+        "store_calls": drain_timings.json(drain_s),
     });
     eprintln!(
         "outbox {engine_name} [drain]    {drained} of {n} delivered in {drain_s:.3}s = {drain_rate:.0}/s \
-         ({workers} worker(s) x {c} in flight, lease batch {lease_batch}, per-destination cap {cap}){}",
+         ({workers} worker(s) x {c} in flight, lease batch {lease_batch}, {} destination(s), per-destination cap {cap}){}",
+        args.destination_keys,
         sql_note(some_if_pg(drain_statements), delta(x1, x2), n, "delivery"),
     );
 
@@ -1021,12 +1224,13 @@ async fn run_outbox(
         let m = ((rate * args.keep_up_secs).ceil() as usize).max(1);
         keep_up_webhooks = m;
         let payloads = build_payloads(n, m, args.body_bytes)?;
-        let handles = open_handles(&engine, workers, cap).await?;
+        let keep_timings = Arc::new(StoreTimings::default());
+        let handles = open_handles(&engine, workers, cap, &keep_timings).await?;
         // PostgreSQL: the seller's process is separate and NOTIFY wakes the workers. SQLite has
         // no cross-process wake-up, so the seller enqueues through the first worker's outbox,
         // as an embedded deployment does.
         let producer = match &engine {
-            Engine::Postgres(_) => Some(Handle::open(&engine, cap, false).await?),
+            Engine::Postgres(_) => Some(Handle::open(&engine, cap, false, &keep_timings).await?),
             Engine::Sqlite(_) => None,
         };
         let producer_outbox = match (&producer, handles.first()) {
@@ -1046,6 +1250,7 @@ async fn run_outbox(
             payloads,
             batch,
             rate,
+            args.destination_keys,
             &Arc::new(AtomicUsize::new(0)),
         )
         .await;
@@ -1067,7 +1272,7 @@ async fn run_outbox(
         report?;
         let x3 = read_xacts(&mut xacts).await?;
 
-        let reader = Handle::open(&engine, cap, false).await?;
+        let reader = Handle::open(&engine, cap, false, &Arc::default()).await?;
         let stored = stored_latencies(&reader.outbox, last_id).await;
         reader.close().await;
         let stored = stored?;
@@ -1120,6 +1325,7 @@ async fn run_outbox(
             "sql_statements_per_webhook": per(some_if_pg(statements), m),
             "xact_commits": delta(x2, x3),
             "xact_commits_per_webhook": per(delta(x2, x3), m),
+            "store_calls": keep_timings.json(done_s),
         });
         eprintln!(
             "outbox {engine_name} [keep-up]  {m} webhooks offered at {rate:.0}/s for {:.1}s: enqueue→first attempt \
@@ -1164,6 +1370,7 @@ async fn run_outbox(
         "webhooks": total,
         "concurrency": c,
         "workers": workers,
+        "destinations": args.destination_keys,
         "enqueue_batch": batch,
         "body_bytes": body_bytes,
         "ok": (total as u64).saturating_sub(failed),

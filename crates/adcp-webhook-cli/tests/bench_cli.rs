@@ -425,6 +425,8 @@ fn outbox_mode_on_postgres_counts_round_trips_and_commits_and_refuses_a_used_dat
                 "4",
                 "--workers",
                 "2",
+                "--destinations",
+                "3",
                 "--outbox",
                 &db.url,
                 "--outbox-migrate",
@@ -446,6 +448,7 @@ fn outbox_mode_on_postgres_counts_round_trips_and_commits_and_refuses_a_used_dat
     );
     assert_outbox(&line, "postgres", 30, 30, 10, &seen);
     assert_eq!(line["workers"], 2, "{line}");
+    assert_eq!(line["destinations"], 3, "{line}");
     let phases = &line["phases"];
     // One statement per enqueue batch, and the server committed at least that many.
     assert_eq!(phases["enqueue"]["sql_statements"], 3, "{line}");
