@@ -1,4 +1,11 @@
-//! The SQLite outbox store: what the worker and operators rely on.
+//! The outbox stores: what the worker and operators rely on. Every behaviour test runs on both
+//! engines (SQLite, and PostgreSQL with the `postgres` feature); a few SQLite-only ones at the
+//! end cover the file (read-only, size cap).
+
+#[path = "support/stores.rs"]
+mod stores;
+
+use stores::TestDb;
 
 use adcp_webhooks::delivery::policy::ErrorClass;
 use adcp_webhooks::delivery::store::sqlite::{SqliteOptions, SqliteStore};
@@ -91,10 +98,8 @@ fn attempt(now: i64, status: Option<u16>, class: ErrorClass) -> AttemptRecord {
     }
 }
 
-#[tokio::test]
-async fn enqueue_is_durable_and_idempotent_per_url_and_key() {
-    let (_dir, path) = temp_db("idem");
-    let store = open(&path).await;
+async fn enqueue_is_durable_and_idempotent_per_url_and_key(db: TestDb) {
+    let store = db.open().await;
     let first = store
         .enqueue(vec![new(
             "https://a.example/hook",
@@ -142,10 +147,10 @@ async fn enqueue_is_durable_and_idempotent_per_url_and_key() {
     assert!(retried[0].created);
     assert_eq!((retried[1].id, retried[1].created), (first[0].id, false));
     assert_eq!(store.counts(T0).await.unwrap().pending, 3);
-    store.close().await;
+    drop(store);
 
-    // Everything survives closing and reopening the file.
-    let reopened = open(&path).await;
+    // Everything survives closing and reopening the database.
+    let reopened = db.open().await;
     let detail = reopened.get(first[0].id).await.unwrap().expect("stored");
     assert_eq!(detail.body, Bytes::from_static(b"{\"a\":1}"));
     assert_eq!(
@@ -156,10 +161,8 @@ async fn enqueue_is_durable_and_idempotent_per_url_and_key() {
     assert_eq!(reopened.counts(T0).await.unwrap().total(), 3);
 }
 
-#[tokio::test]
-async fn leases_hide_work_until_they_expire_and_fence_late_writers() {
-    let (_dir, path) = temp_db("lease");
-    let store = open(&path).await;
+async fn leases_hide_work_until_they_expire_and_fence_late_writers(db: TestDb) {
+    let store = db.open().await;
     let ids: Vec<DeliveryId> = store
         .enqueue(
             (0..5)
@@ -269,9 +272,8 @@ async fn leases_hide_work_until_they_expire_and_fence_late_writers() {
     );
 }
 
-#[tokio::test]
-async fn lease_spreads_a_batch_over_destinations_and_skips_excluded_ones() {
-    let store = open("sqlite::memory:").await;
+async fn lease_spreads_a_batch_over_destinations_and_skips_excluded_ones(db: TestDb) {
+    let store = db.open().await;
     let mut batch = Vec::new();
     for i in 0..20 {
         batch.push(new(
@@ -307,9 +309,8 @@ async fn lease_spreads_a_batch_over_destinations_and_skips_excluded_ones() {
     assert!(store.lease(req).await.unwrap().is_empty());
 }
 
-#[tokio::test]
-async fn outcomes_dead_letters_requeue_and_purge() {
-    let store = open("sqlite::memory:").await;
+async fn outcomes_dead_letters_requeue_and_purge(db: TestDb) {
+    let store = db.open().await;
     let e = store
         .enqueue(vec![
             new("https://a.example/h", "whk_outcome_000000001", "{\"n\":1}"),
@@ -408,9 +409,8 @@ async fn outcomes_dead_letters_requeue_and_purge() {
     assert_eq!(store.counts(T0).await.unwrap().pending, 1);
 }
 
-#[tokio::test]
-async fn gone_and_continuous_failure_disable_a_destination_until_enabled() {
-    let store = open("sqlite::memory:").await;
+async fn gone_and_continuous_failure_disable_a_destination_until_enabled(db: TestDb) {
+    let store = db.open().await;
     store
         .enqueue(vec![
             new("https://gone.example/h", "whk_gone_00000000001", "{}"),
@@ -521,9 +521,8 @@ async fn gone_and_continuous_failure_disable_a_destination_until_enabled() {
     );
 }
 
-#[tokio::test]
-async fn an_open_breaker_holds_back_its_destination_only() {
-    let store = open("sqlite::memory:").await;
+async fn an_open_breaker_holds_back_its_destination_only(db: TestDb) {
+    let store = db.open().await;
     store
         .enqueue(vec![
             new("https://down.example/h", "whk_down_00000000001", "{}"),
@@ -586,6 +585,173 @@ async fn an_open_breaker_holds_back_its_destination_only() {
             .all(|d| d.destination == "https://down.example")
     );
 }
+
+fn ok_completion(d: &adcp_webhooks::delivery::store::LeasedDelivery, now: i64) -> Completion {
+    Completion {
+        id: d.id,
+        token: d.token,
+        destination: d.destination.clone(),
+        attempt: attempt(now, Some(200), ErrorClass::Ok),
+        outcome: Outcome::Delivered,
+        health: Health::Success,
+    }
+}
+
+fn failed_completion(
+    d: &adcp_webhooks::delivery::store::LeasedDelivery,
+    now: i64,
+    open_until_ms: Option<i64>,
+) -> Completion {
+    Completion {
+        id: d.id,
+        token: d.token,
+        destination: d.destination.clone(),
+        attempt: attempt(now, Some(503), ErrorClass::Http5xx),
+        outcome: Outcome::Retry { at_ms: now + 1 },
+        health: Health::Failure { open_until_ms },
+    }
+}
+
+/// Two handles on one database stand for two worker processes.
+async fn the_concurrency_cap_holds_across_workers(db: TestDb) {
+    let a = db.open().await;
+    let b = db.open().await;
+    a.enqueue(
+        (1..=5)
+            .map(|i| new("https://cap.example/h", &format!("whk_cap_{i:016}"), "{}"))
+            .collect(),
+    )
+    .await
+    .unwrap();
+    let capped = |now| LeaseRequest {
+        per_destination: 2,
+        ..lease_req(now, 10)
+    };
+    let first = a.lease(capped(T0)).await.unwrap();
+    assert_eq!(first.len(), 2, "the first worker fills the cap");
+    assert!(
+        b.lease(capped(T0)).await.unwrap().is_empty(),
+        "the second worker sees the first one's leases against the cap"
+    );
+    a.complete(
+        vec![ok_completion(&first[0], T0)],
+        DisableRules::default(),
+        T0,
+    )
+    .await
+    .unwrap();
+    let next = b.lease(capped(T0 + 1)).await.unwrap();
+    assert_eq!(
+        next.len(),
+        1,
+        "a closed lease frees one place, for any worker"
+    );
+    assert!(a.lease(capped(T0 + 1)).await.unwrap().is_empty());
+    // Both workers die: once their leases expire the places come back.
+    let later = b.lease(capped(T0 + 31_000)).await.unwrap();
+    assert_eq!(later.len(), 2);
+}
+
+async fn a_half_open_breaker_admits_one_probe_across_workers(db: TestDb) {
+    let a = db.open().await;
+    let b = db.open().await;
+    a.enqueue(
+        (1..=4)
+            .map(|i| {
+                new(
+                    "https://flaky.example/h",
+                    &format!("whk_flaky_{i:014}"),
+                    "{}",
+                )
+            })
+            .collect(),
+    )
+    .await
+    .unwrap();
+    let cap8 = |now| LeaseRequest {
+        per_destination: 8,
+        ..lease_req(now, 10)
+    };
+    let first = a
+        .lease(LeaseRequest {
+            per_destination: 1,
+            ..lease_req(T0, 10)
+        })
+        .await
+        .unwrap();
+    assert_eq!(first.len(), 1);
+    // Worker a's breaker opens for 10 s.
+    a.complete(
+        vec![failed_completion(&first[0], T0, Some(T0 + 10_000))],
+        DisableRules::default(),
+        T0,
+    )
+    .await
+    .unwrap();
+    assert!(
+        b.lease(cap8(T0 + 5_000)).await.unwrap().is_empty(),
+        "open for every worker"
+    );
+
+    let probe = b.lease(cap8(T0 + 10_000)).await.unwrap();
+    assert_eq!(
+        probe.len(),
+        1,
+        "half-open: a single probe, whatever the cap"
+    );
+    assert!(
+        a.lease(cap8(T0 + 10_000)).await.unwrap().is_empty(),
+        "no second probe from another worker while the first is out"
+    );
+    // The probe fails on worker b, whose own breaker had seen no failure: the store reopens
+    // the breaker for as long as it was open before.
+    b.complete(
+        vec![failed_completion(&probe[0], T0 + 10_000, None)],
+        DisableRules::default(),
+        T0 + 10_000,
+    )
+    .await
+    .unwrap();
+    let state = a.destinations().await.unwrap();
+    let flaky = state
+        .iter()
+        .find(|d| d.key == "https://flaky.example")
+        .unwrap();
+    assert_eq!(flaky.open_until_ms, T0 + 20_000);
+    assert!(a.lease(cap8(T0 + 15_000)).await.unwrap().is_empty());
+
+    let probe = a.lease(cap8(T0 + 20_000)).await.unwrap();
+    assert_eq!(probe.len(), 1);
+    a.complete(
+        vec![ok_completion(&probe[0], T0 + 20_000)],
+        DisableRules::default(),
+        T0 + 20_000,
+    )
+    .await
+    .unwrap();
+    let state = b.destinations().await.unwrap();
+    let flaky = state
+        .iter()
+        .find(|d| d.key == "https://flaky.example")
+        .unwrap();
+    assert_eq!((flaky.open_until_ms, flaky.consecutive_failures), (0, 0));
+    assert_eq!(
+        b.lease(cap8(T0 + 20_001)).await.unwrap().len(),
+        3,
+        "closed again: the full cap"
+    );
+}
+
+on_every_engine!(
+    enqueue_is_durable_and_idempotent_per_url_and_key,
+    leases_hide_work_until_they_expire_and_fence_late_writers,
+    lease_spreads_a_batch_over_destinations_and_skips_excluded_ones,
+    outcomes_dead_letters_requeue_and_purge,
+    gone_and_continuous_failure_disable_a_destination_until_enabled,
+    an_open_breaker_holds_back_its_destination_only,
+    the_concurrency_cap_holds_across_workers,
+    a_half_open_breaker_admits_one_probe_across_workers,
+);
 
 #[tokio::test]
 async fn read_only_database_refuses_enqueue_with_an_error() {
