@@ -1,9 +1,10 @@
 //! The outbox worker against loopback receivers: retries, dead letters, disabled
 //! destinations, breaker isolation and graceful shutdown.
 
+#[path = "support/stores.rs"]
+mod stores;
 mod support;
 
-use adcp_webhooks::delivery::store::sqlite::{SqliteOptions, SqliteStore};
 use adcp_webhooks::delivery::{
     Backoff, BreakerConfig, DeliveryState, EnqueueOptions, ErrorClass, Outbox, RetryPolicy,
     WorkerConfig,
@@ -15,6 +16,7 @@ use adcp_webhooks::{IdempotencyKey, RawWebhook, WebhookSender};
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use stores::TestDb;
 use support::{Action, Behaviour, Reply, TestReceiver};
 
 fn key() -> SigningKey {
@@ -34,42 +36,11 @@ fn sender(key: &SigningKey, timeout: Duration) -> WebhookSender {
         .expect("sender")
 }
 
-/// A database file in a fresh directory, removed when the guard drops.
-struct TempDb(std::path::PathBuf);
-
-impl TempDb {
-    fn new() -> Self {
-        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-        let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        let dir =
-            std::env::temp_dir().join(format!("adcp-outbox-worker-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        Self(dir)
-    }
-    fn path(&self) -> String {
-        self.0.join("outbox.db").to_string_lossy().into_owned()
-    }
-}
-
-impl Drop for TempDb {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-async fn outbox(policy: RetryPolicy, breaker: BreakerConfig) -> (Outbox, TempDb) {
-    let db = TempDb::new();
-    let store = SqliteStore::open(SqliteOptions::new(db.path()))
-        .await
-        .expect("store");
-    (
-        Outbox::builder(Arc::new(store))
-            .retry_policy(policy)
-            .breaker(breaker)
-            .build(),
-        db,
-    )
+async fn outbox(db: &TestDb, policy: RetryPolicy, breaker: BreakerConfig) -> Outbox {
+    Outbox::builder(db.open().await)
+        .retry_policy(policy)
+        .breaker(breaker)
+        .build()
 }
 
 fn fast_policy() -> RetryPolicy {
@@ -115,8 +86,7 @@ where
     outbox.run(sender, config, shutdown).await.expect("worker")
 }
 
-#[tokio::test]
-async fn retries_the_same_bytes_and_key_under_fresh_signatures_until_delivered() {
+async fn retries_the_same_bytes_and_key_under_fresh_signatures_until_delivered(db: TestDb) {
     let receiver = TestReceiver::start(Behaviour::handler({
         let seen = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         move |_| match seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst) {
@@ -132,7 +102,7 @@ async fn retries_the_same_bytes_and_key_under_fresh_signatures_until_delivered()
     }))
     .await;
     let key = key();
-    let (outbox, _db) = outbox(fast_policy(), BreakerConfig::default()).await;
+    let outbox = outbox(&db, fast_policy(), BreakerConfig::default()).await;
     let queued = outbox
         .enqueue(
             &receiver.url("/hook"),
@@ -226,8 +196,7 @@ async fn retries_the_same_bytes_and_key_under_fresh_signatures_until_delivered()
     );
 }
 
-#[tokio::test]
-async fn rejections_go_to_dead_letters_and_gone_disables_the_destination() {
+async fn rejections_go_to_dead_letters_and_gone_disables_the_destination(db: TestDb) {
     let receiver = TestReceiver::start(Behaviour::handler(|r| match r.path() {
         "/bad" => Reply::status(422).body("schema error").into(),
         "/sig" => Reply::status(401)
@@ -240,7 +209,7 @@ async fn rejections_go_to_dead_letters_and_gone_disables_the_destination() {
         _ => Reply::status(200).into(),
     }))
     .await;
-    let (outbox, _db) = outbox(fast_policy(), BreakerConfig::default()).await;
+    let outbox = outbox(&db, fast_policy(), BreakerConfig::default()).await;
     let bad = outbox
         .enqueue(
             &receiver.url("/bad"),
@@ -343,8 +312,7 @@ async fn rejections_go_to_dead_letters_and_gone_disables_the_destination() {
     assert_eq!((counts.delivered, counts.dead, counts.pending), (4, 0, 0));
 }
 
-#[tokio::test]
-async fn a_failing_destination_does_not_delay_a_healthy_one() {
+async fn a_failing_destination_does_not_delay_a_healthy_one(db: TestDb) {
     // The failing receiver is slow too (each request hangs 1.5 s, then 503): the worst case
     // for head-of-line blocking.
     let failing = TestReceiver::start(Behaviour::delay(
@@ -359,7 +327,7 @@ async fn a_failing_destination_does_not_delay_a_healthy_one() {
         max_open_for: Duration::from_secs(30),
         max_concurrency: 4,
     };
-    let (outbox, _db) = outbox(fast_policy(), breaker).await;
+    let outbox = outbox(&db, fast_policy(), breaker).await;
 
     // Baseline: the healthy receiver alone.
     for n in 0..40 {
@@ -430,12 +398,11 @@ async fn a_failing_destination_does_not_delay_a_healthy_one() {
     assert!(failing.request_count() <= 4);
 }
 
-#[tokio::test]
-async fn shutdown_releases_in_flight_leases_for_another_worker() {
+async fn shutdown_releases_in_flight_leases_for_another_worker(db: TestDb) {
     let receiver = Arc::new(
         TestReceiver::start(Behaviour::delay(Duration::from_secs(30), Behaviour::ok())).await,
     );
-    let (outbox, _db) = outbox(fast_policy(), BreakerConfig::default()).await;
+    let outbox = outbox(&db, fast_policy(), BreakerConfig::default()).await;
     let queued = outbox
         .enqueue(&receiver.url("/slow"), &raw(7), EnqueueOptions::default())
         .await
@@ -500,10 +467,9 @@ fn the_lease_outlasts_the_request_timeout() {
     assert!(cfg.lease_duration() >= cfg.request_timeout);
 }
 
-#[tokio::test]
-async fn metrics_endpoint_serves_prometheus_text() {
+async fn metrics_endpoint_serves_prometheus_text(db: TestDb) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let (outbox, _db) = outbox(fast_policy(), BreakerConfig::default()).await;
+    let outbox = outbox(&db, fast_policy(), BreakerConfig::default()).await;
     outbox
         .enqueue(
             "https://buyer.example/hook",
@@ -548,17 +514,11 @@ async fn metrics_endpoint_serves_prometheus_text() {
     server.await.expect("server task").expect("server");
 }
 
-#[tokio::test]
-async fn a_worker_without_the_body_key_never_posts_ciphertext() {
+async fn a_worker_without_the_body_key_never_posts_ciphertext(db: TestDb) {
     use adcp_webhooks::delivery::store::encrypted::{BodyKey, EncryptedStore};
     let receiver = TestReceiver::start(Behaviour::ok()).await;
     let key = key();
-    let db = TempDb::new();
-    let plain = Arc::new(
-        SqliteStore::open(SqliteOptions::new(db.path()))
-            .await
-            .expect("store"),
-    );
+    let plain = db.open().await;
     let sealing = Outbox::builder(Arc::new(EncryptedStore::new(
         plain.clone(),
         BodyKey::generate(),
@@ -597,4 +557,96 @@ async fn a_worker_without_the_body_key_never_posts_ciphertext() {
         "handed back for a worker with the key, not dead-lettered"
     );
     assert!(detail.attempts.is_empty(), "no attempt was made");
+}
+
+async fn retention_deletes_delivered_rows_in_bounded_batches(db: TestDb) {
+    let receiver = TestReceiver::start(Behaviour::ok()).await;
+    let key = key();
+    let outbox = outbox(&db, fast_policy(), BreakerConfig::default()).await;
+    for n in 0..3 {
+        outbox
+            .enqueue(
+                &receiver.url("/hook"),
+                &raw(100 + n),
+                EnqueueOptions::default(),
+            )
+            .await
+            .expect("enqueue");
+    }
+    let cfg = WorkerConfig {
+        retain_delivered: Some(Duration::ZERO),
+        purge_interval: Duration::from_millis(50),
+        ..config()
+    };
+    let report = run_until(
+        &outbox,
+        sender(&key, Duration::from_secs(2)),
+        cfg,
+        Duration::from_secs(10),
+        |o| async move { o.metrics().purged() >= 3 },
+    )
+    .await;
+    assert_eq!(report.delivered, 3);
+    assert_eq!(receiver.request_count(), 3);
+    assert_eq!(outbox.metrics().purged(), 3);
+    assert_eq!(outbox.status().await.expect("status").total(), 0);
+}
+
+on_every_engine!(
+    retries_the_same_bytes_and_key_under_fresh_signatures_until_delivered,
+    rejections_go_to_dead_letters_and_gone_disables_the_destination,
+    a_failing_destination_does_not_delay_a_healthy_one,
+    shutdown_releases_in_flight_leases_for_another_worker,
+    metrics_endpoint_serves_prometheus_text,
+    a_worker_without_the_body_key_never_posts_ciphertext,
+    retention_deletes_delivered_rows_in_bounded_batches,
+);
+
+/// An enqueue by another process wakes an idle worker at once (LISTEN/NOTIFY), not at its
+/// next poll.
+#[cfg(feature = "postgres")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_enqueue_elsewhere_wakes_an_idle_postgres_worker_at_once() {
+    let db = TestDb::new(stores::Engine::Postgres).await;
+    let receiver = TestReceiver::start(Behaviour::ok()).await;
+    let key = key();
+    let worker_side = outbox(&db, fast_policy(), BreakerConfig::default()).await;
+    let producer = outbox(&db, fast_policy(), BreakerConfig::default()).await;
+    let cfg = WorkerConfig {
+        poll_interval: Duration::from_secs(30),
+        ..config()
+    };
+    let delivered_after = Arc::new(std::sync::Mutex::new(None));
+    let run = {
+        let worker_side = worker_side.clone();
+        let sender = sender(&key, Duration::from_secs(2));
+        tokio::spawn(async move {
+            run_until(
+                &worker_side,
+                sender,
+                cfg,
+                Duration::from_secs(20),
+                |o| async move { o.status().await.map(|c| c.delivered == 1).unwrap_or(false) },
+            )
+            .await
+        })
+    };
+    // Let the worker go idle (its first look finds nothing), then enqueue from the other handle.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let start = Instant::now();
+    producer
+        .enqueue(&receiver.url("/hook"), &raw(1), EnqueueOptions::default())
+        .await
+        .expect("enqueue");
+    while receiver.request_count() == 0 && start.elapsed() < Duration::from_secs(20) {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    *delivered_after.lock().unwrap() = Some(start.elapsed());
+    let report = run.await.expect("worker task");
+    let waited = delivered_after.lock().unwrap().expect("measured");
+    assert_eq!(report.delivered, 1);
+    assert!(
+        waited < Duration::from_secs(5),
+        "delivered {waited:?} after the enqueue; the poll interval is 30 s, so the notification did not wake the worker"
+    );
 }
