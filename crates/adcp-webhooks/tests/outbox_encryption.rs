@@ -233,11 +233,11 @@ async fn a_row_under_an_unknown_key_goes_to_the_dead_letters_and_requeues_once_t
 
     // Inspecting it says which key it needs.
     match store.get(orphan).await {
-        Err(StoreError::Corrupt { detail }) => {
+        Err(StoreError::Sealed { detail }) => {
             assert!(detail.contains(&want_id), "{detail}");
             assert!(!detail.contains(lost.to_base64().as_str()));
         }
-        other => panic!("expected Corrupt, got {other:?}"),
+        other => panic!("expected Sealed, got {other:?}"),
     }
     // Not leased again while dead (the good row's lease has run out, so it comes back).
     let again: Vec<_> = lease(&store, T0 + 120_000)
@@ -316,7 +316,7 @@ async fn a_body_moved_to_another_row_or_altered_does_not_open() {
 
     for id in [target, tampered, truncated] {
         assert!(
-            matches!(store.get(id).await, Err(StoreError::Corrupt { .. })),
+            matches!(store.get(id).await, Err(StoreError::Sealed { .. })),
             "delivery {id} must not open"
         );
     }

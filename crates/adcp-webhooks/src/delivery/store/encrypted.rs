@@ -450,7 +450,7 @@ impl OutboxStore for EncryptedStore {
     }
 
     /// The delivery with its body opened. A body that cannot be opened is a
-    /// [`StoreError::Corrupt`] naming the key id it needs; bodies stored in clear come back
+    /// [`StoreError::Sealed`] naming the key id it needs; bodies stored in clear come back
     /// as they are, even with [`require_sealed`](EncryptedStore::require_sealed).
     fn get(&self, id: DeliveryId) -> BoxFuture<'_, Result<Option<DeliveryDetail>, StoreError>> {
         Box::pin(async move {
@@ -465,7 +465,7 @@ impl OutboxStore for EncryptedStore {
                 Err(Unopenable::Plaintext) => Ok(detail.body.clone()),
                 other => other,
             };
-            detail.body = opened.map_err(|why| StoreError::Corrupt {
+            detail.body = opened.map_err(|why| StoreError::Sealed {
                 detail: format!("delivery {id}: {why}"),
             })?;
             Ok(Some(detail))

@@ -470,6 +470,15 @@ pub enum StoreError {
         /// What was wrong.
         detail: String,
     },
+    /// A body encrypted at rest could not be opened: its key is not configured, or the
+    /// stored bytes were altered or moved to another row.
+    #[error(
+        "cannot open a body encrypted at rest ({detail}); configure its key in ADCP_OUTBOX_KEY or ADCP_OUTBOX_PREVIOUS_KEYS"
+    )]
+    Sealed {
+        /// Which delivery, which key id, and why.
+        detail: String,
+    },
     /// Any other database error.
     #[error("outbox database error: {0}")]
     Database(#[source] Box<dyn std::error::Error + Send + Sync>),
