@@ -98,11 +98,15 @@ setup_python() {
 # first free port from 54329, and left running so the next run reuses it (it is found again
 # through its data directory; `pg_ctl -D "$PG_DIR/data" stop` stops it). The server refuses
 # to run as root, so as root it runs as the `postgres` system user.
-readonly PG_DIR="${TMPDIR:-/tmp}/adcp-webhooks-test-pg-$(printf '%s' "$REPO_ROOT" | sha256sum | cut -c1-10)"
+# As root the directory stays in /tmp: the postgres user must be able to reach it.
+PG_DIR="$(if [[ "$(id -u)" == 0 ]]; then echo /tmp; else echo "${TMPDIR:-/tmp}"; fi)"
+PG_DIR="$PG_DIR/adcp-webhooks-test-pg-$(printf '%s' "$REPO_ROOT" | sha256sum | cut -c1-10)"
+readonly PG_DIR
 
 pg_bin_dir() {
     local dir
-    dir="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)"
+    # The newest major version installed (an unmatched glob stays literal and fails -x).
+    dir="$(printf '%s\n' /usr/lib/postgresql/*/bin | sort -V | tail -n 1)"
     [[ -n "$dir" && -x "$dir/postgres" ]] && printf '%s\n' "$dir"
 }
 
@@ -140,20 +144,35 @@ port_in_use() {
     (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
 }
 
+# The port our cluster in $PG_DIR is serving on, when it is running (pg_ctl status checks the
+# postmaster's pid, so a stale postmaster.pid after a reboot does not count).
+running_pg_port() {
+    local bin="$1"
+    as_pg_user "$bin/pg_ctl" -D "$PG_DIR/data" status >/dev/null 2>&1 || return 1
+    # Line 4 of postmaster.pid is the port the server listens on.
+    as_pg_user sed -n 4p "$PG_DIR/data/postmaster.pid"
+}
+
 start_postgres() {
     install_postgres
-    local bin port
+    local bin port major
     bin="$(pg_bin_dir)"
-    if [[ -f "$PG_DIR/port" ]] && as_pg_user "$bin/pg_ctl" -D "$PG_DIR/data" status >/dev/null 2>&1; then
-        port="$(cat "$PG_DIR/port")"
+    major="$(basename "$(dirname "$bin")")"
+    if port="$(running_pg_port "$bin")" && [[ -n "$port" ]]; then
         echo "reusing the test PostgreSQL server in $PG_DIR"
     else
-        if [[ ! -f "$PG_DIR/data/PG_VERSION" ]]; then
+        # A cluster made by another major version (the package was upgraded) cannot be
+        # started by this one; it holds nothing worth keeping.
+        if [[ "$(cat "$PG_DIR/data/PG_VERSION" 2>/dev/null)" != "$major" ]]; then
             rm -rf "$PG_DIR"
             mkdir -p "$PG_DIR"
-            [[ "$(id -u)" == 0 ]] && chown postgres:postgres "$PG_DIR"
+            if [[ "$(id -u)" == 0 ]]; then
+                chown postgres:postgres "$PG_DIR"
+            fi
+            # --no-sync only skips flushing initdb's own files; the server keeps fsync on.
             as_pg_user "$bin/initdb" -D "$PG_DIR/data" -U postgres -A trust -E UTF8 --no-sync >/dev/null
         fi
+        # Ports already taken (by another server, or anything else) are skipped.
         port=54329
         while port_in_use "$port"; do
             port=$((port + 1))
@@ -168,9 +187,12 @@ start_postgres() {
             tail -n 30 "$PG_DIR/server.log" >&2 || true
             return 1
         }
-        as_pg_user sh -c "echo $port > '$PG_DIR/port'"
     fi
-    "$bin/pg_isready" -q -h 127.0.0.1 -p "$port" -t 30
+    if ! "$bin/pg_isready" -q -h 127.0.0.1 -p "$port" -t 30; then
+        echo "error: the test PostgreSQL server in $PG_DIR does not accept connections on" \
+            "127.0.0.1:$port; see $PG_DIR/server.log" >&2
+        return 1
+    fi
     export ADCP_TEST_POSTGRES_URL="postgres://postgres@127.0.0.1:$port/postgres"
     export ADCP_BENCH_POSTGRES_URL="$ADCP_TEST_POSTGRES_URL"
     echo "ADCP_TEST_POSTGRES_URL=$ADCP_TEST_POSTGRES_URL ($("$bin/postgres" --version))"
