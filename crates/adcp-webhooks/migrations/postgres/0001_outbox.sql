@@ -12,7 +12,7 @@ CREATE TABLE outbox_destinations (
     disabled             BOOLEAN NOT NULL DEFAULT FALSE,
     disabled_reason      TEXT,
     disabled_at          BIGINT,
-    consecutive_failures INTEGER NOT NULL DEFAULT 0,
+    consecutive_failures BIGINT NOT NULL DEFAULT 0,
     failing_since        BIGINT,
     -- 0: closed. In the future: open. In the past: half-open (one probe at a time).
     open_until           BIGINT NOT NULL DEFAULT 0,
@@ -37,15 +37,15 @@ CREATE TABLE outbox_deliveries (
     created_at       BIGINT NOT NULL,
     deadline_at      BIGINT NOT NULL,
     next_attempt_at  BIGINT NOT NULL,
-    attempts         INTEGER NOT NULL DEFAULT 0,
-    total_attempts   INTEGER NOT NULL DEFAULT 0,
+    attempts         BIGINT NOT NULL DEFAULT 0,
+    total_attempts   BIGINT NOT NULL DEFAULT 0,
     lease_token      BIGINT,
     lease_expires_at BIGINT,
     -- The lease token of the last completion applied, so a batched completion can tell which
     -- of its rows it actually changed.
     completed_token  BIGINT,
     last_attempt_at  BIGINT,
-    last_status      INTEGER,
+    last_status      BIGINT,
     last_error_class TEXT,
     delivered_at     BIGINT,
     dead_at          BIGINT,
@@ -72,10 +72,10 @@ CREATE INDEX outbox_deliveries_dead ON outbox_deliveries (id) WHERE state = 'dea
 CREATE TABLE outbox_attempts (
     id            BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     delivery_id   BIGINT NOT NULL,
-    attempt       INTEGER NOT NULL,
+    attempt       BIGINT NOT NULL,
     started_at    BIGINT NOT NULL,
     latency_ms    BIGINT NOT NULL,
-    status        INTEGER,
+    status        BIGINT,
     error_class   TEXT NOT NULL,
     error         TEXT,
     response_body BYTEA
@@ -109,7 +109,7 @@ CREATE FUNCTION outbox_lease(
     p_token BIGINT, p_window INTEGER
 ) RETURNS TABLE (
     id BIGINT, url TEXT, destination TEXT, idempotency_key TEXT, kind TEXT, body BYTEA,
-    extra_headers TEXT, attempts INTEGER, created_at BIGINT, deadline_at BIGINT
+    extra_headers TEXT, attempts BIGINT, created_at BIGINT, deadline_at BIGINT
 ) LANGUAGE plpgsql VOLATILE AS $$
 #variable_conflict use_column
 DECLARE

@@ -55,3 +55,189 @@ pub(crate) fn recorded_response(body: Option<&bytes::Bytes>) -> Option<Vec<u8>> 
             .to_vec()
     })
 }
+
+/// Row readers for one SQL engine's row type: `get`, `get_u32`, `get_status`,
+/// `summary_from_row`, `leased_from_row` and `attempt_from_row`. Both SQL stores keep the same
+/// column names and 64-bit integer columns, so one definition reads both.
+macro_rules! row_codecs {
+    ($row:ty, $db:ty) => {
+        fn get<'r, T>(row: &'r $row, column: &str) -> Result<T, StoreError>
+        where
+            T: sqlx::Decode<'r, $db> + sqlx::Type<$db>,
+        {
+            sqlx::Row::try_get(row, column).map_err(|e| {
+                $crate::delivery::store::codec::corrupt(format!("column {column}: {e}"))
+            })
+        }
+
+        fn get_u32(row: &$row, column: &str) -> Result<u32, StoreError> {
+            $crate::delivery::store::codec::to_u32(column, get(row, column)?)
+        }
+
+        fn get_status(row: &$row, column: &str) -> Result<Option<u16>, StoreError> {
+            $crate::delivery::store::codec::to_status(column, get(row, column)?)
+        }
+
+        /// Reads the columns of `SUMMARY_COLUMNS`.
+        fn summary_from_row(row: &$row) -> Result<DeliverySummary, StoreError> {
+            let state_name: String = get(row, "state")?;
+            let state = DeliveryState::from_name(&state_name).ok_or_else(|| {
+                $crate::delivery::store::codec::corrupt(format!("unknown state {state_name:?}"))
+            })?;
+            Ok(DeliverySummary {
+                id: DeliveryId(get(row, "id")?),
+                state,
+                url: get(row, "url")?,
+                destination: get(row, "destination")?,
+                idempotency_key: get(row, "idempotency_key")?,
+                kind: get(row, "kind")?,
+                created_at_ms: get(row, "created_at")?,
+                deadline_ms: get(row, "deadline_at")?,
+                next_attempt_at_ms: if state == DeliveryState::Pending {
+                    Some(get(row, "next_attempt_at")?)
+                } else {
+                    None
+                },
+                attempts: get_u32(row, "attempts")?,
+                total_attempts: get_u32(row, "total_attempts")?,
+                last_status: get_status(row, "last_status")?,
+                last_error_class: $crate::delivery::store::codec::to_class(get(
+                    row,
+                    "last_error_class",
+                )?)?,
+                last_attempt_at_ms: get(row, "last_attempt_at")?,
+                delivered_at_ms: get(row, "delivered_at")?,
+                dead_at_ms: get(row, "dead_at")?,
+                dead_reason_code: get(row, "dead_reason_code")?,
+                dead_reason: get(row, "dead_reason")?,
+            })
+        }
+
+        /// Reads a row the lease returned.
+        fn leased_from_row(
+            row: &$row,
+            token: LeaseToken,
+            lease_expires_ms: i64,
+        ) -> Result<LeasedDelivery, StoreError> {
+            let body: Vec<u8> = get(row, "body")?;
+            let headers: String = get(row, "extra_headers")?;
+            Ok(LeasedDelivery {
+                id: DeliveryId(get(row, "id")?),
+                token,
+                lease_expires_ms,
+                url: get(row, "url")?,
+                destination: get(row, "destination")?,
+                body: bytes::Bytes::from(body),
+                idempotency_key: get(row, "idempotency_key")?,
+                kind: get(row, "kind")?,
+                extra_headers: $crate::delivery::store::codec::headers_from_json(&headers)?,
+                attempts: get_u32(row, "attempts")?,
+                created_at_ms: get(row, "created_at")?,
+                deadline_ms: get(row, "deadline_at")?,
+            })
+        }
+
+        /// Reads a row of the attempt log.
+        fn attempt_from_row(row: &$row) -> Result<AttemptInfo, StoreError> {
+            let class_name: String = get(row, "error_class")?;
+            let body: Option<Vec<u8>> = get(row, "response_body")?;
+            Ok(AttemptInfo {
+                number: get_u32(row, "attempt")?,
+                record: AttemptRecord {
+                    started_at_ms: get(row, "started_at")?,
+                    latency_ms: get(row, "latency_ms")?,
+                    status: get_status(row, "status")?,
+                    class: $crate::delivery::policy::ErrorClass::from_name(&class_name)
+                        .ok_or_else(|| {
+                            $crate::delivery::store::codec::corrupt(format!(
+                                "unknown error class {class_name:?}"
+                            ))
+                        })?,
+                    error: get(row, "error")?,
+                    response_body: body.map(bytes::Bytes::from),
+                },
+            })
+        }
+    };
+}
+
+/// `impl OutboxStore` for a SQL store whose inherent methods carry the shared names
+/// (`enqueue_batch`, `lease_batch`, ...); extra trait items follow in braces.
+macro_rules! delegate_outbox_store {
+    ($store:ty { $($extra:item)* }) => {
+        impl OutboxStore for $store {
+            fn enqueue(
+                &self,
+                batch: Vec<NewDelivery>,
+            ) -> BoxFuture<'_, Result<Vec<Enqueued>, StoreError>> {
+                Box::pin(self.enqueue_batch(batch))
+            }
+            fn lease(
+                &self,
+                request: LeaseRequest,
+            ) -> BoxFuture<'_, Result<Vec<LeasedDelivery>, StoreError>> {
+                Box::pin(self.lease_batch(request))
+            }
+            fn complete(
+                &self,
+                batch: Vec<Completion>,
+                rules: DisableRules,
+                now_ms: i64,
+            ) -> BoxFuture<'_, Result<Vec<CompleteStatus>, StoreError>> {
+                Box::pin(self.complete_batch(batch, rules, now_ms))
+            }
+            fn release(
+                &self,
+                leases: Vec<(DeliveryId, LeaseToken)>,
+                at_ms: i64,
+            ) -> BoxFuture<'_, Result<u64, StoreError>> {
+                Box::pin(self.release_leases(leases, at_ms))
+            }
+            fn next_due(&self) -> BoxFuture<'_, Result<Option<i64>, StoreError>> {
+                Box::pin(self.next_due_at())
+            }
+            fn counts(&self, now_ms: i64) -> BoxFuture<'_, Result<StateCounts, StoreError>> {
+                Box::pin(self.state_counts(now_ms))
+            }
+            fn list(
+                &self,
+                query: ListQuery,
+            ) -> BoxFuture<'_, Result<Vec<DeliverySummary>, StoreError>> {
+                Box::pin(self.list_deliveries(query))
+            }
+            fn get(
+                &self,
+                id: DeliveryId,
+            ) -> BoxFuture<'_, Result<Option<DeliveryDetail>, StoreError>> {
+                Box::pin(self.get_delivery(id))
+            }
+            fn requeue(
+                &self,
+                selection: RequeueSelection,
+                now_ms: i64,
+                deadline_ms: i64,
+            ) -> BoxFuture<'_, Result<u64, StoreError>> {
+                Box::pin(self.requeue_deliveries(selection, now_ms, deadline_ms))
+            }
+            fn purge(&self, selection: PurgeSelection) -> BoxFuture<'_, Result<u64, StoreError>> {
+                Box::pin(self.purge_deliveries(selection))
+            }
+            fn destinations(&self) -> BoxFuture<'_, Result<Vec<DestinationInfo>, StoreError>> {
+                Box::pin(self.list_destinations())
+            }
+            fn set_destination_enabled(
+                &self,
+                key: String,
+                enabled: bool,
+                reason: Option<String>,
+                now_ms: i64,
+                deadline_ms: i64,
+            ) -> BoxFuture<'_, Result<bool, StoreError>> {
+                Box::pin(self.set_enabled(key, enabled, reason, now_ms, deadline_ms))
+            }
+            $($extra)*
+        }
+    };
+}
+
+pub(crate) use {delegate_outbox_store, row_codecs};

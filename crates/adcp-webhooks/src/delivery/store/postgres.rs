@@ -38,16 +38,13 @@
 //!
 //! [`Outbox::run`]: crate::delivery::Outbox::run
 
-use super::codec::{
-    corrupt, headers_from_json, headers_to_json, recorded_response, to_class, to_status, to_u32,
-};
+use super::codec::{corrupt, headers_from_json, headers_to_json, recorded_response};
 use super::{
     AttemptInfo, AttemptRecord, BoxFuture, CompleteStatus, Completion, DeliveryDetail, DeliveryId,
     DeliveryState, DeliverySummary, DestinationInfo, DisableRules, Enqueued, Health, LeaseRequest,
     LeaseToken, LeasedDelivery, ListQuery, NewDelivery, OutboxStore, Outcome, PurgeSelection,
     RequeueSelection, StateCounts, StoreError,
 };
-use crate::delivery::policy::ErrorClass;
 use bytes::Bytes;
 use sqlx::postgres::PgConnection;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions, PgRow};
@@ -423,57 +420,11 @@ fn db_err(e: sqlx::Error) -> StoreError {
     StoreError::Database(Box::new(e))
 }
 
-fn get<'r, T>(row: &'r PgRow, column: &str) -> Result<T, StoreError>
-where
-    T: sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres>,
-{
-    row.try_get(column)
-        .map_err(|e| corrupt(format!("column {column}: {e}")))
-}
-
-fn get_u32(row: &PgRow, column: &str) -> Result<u32, StoreError> {
-    let v: i32 = get(row, column)?;
-    to_u32(column, i64::from(v))
-}
-
-fn get_status(row: &PgRow, column: &str) -> Result<Option<u16>, StoreError> {
-    let v: Option<i32> = get(row, column)?;
-    to_status(column, v.map(i64::from))
-}
+super::codec::row_codecs!(PgRow, sqlx::Postgres);
 
 const SUMMARY_COLUMNS: &str = "id, state, url, destination, idempotency_key, kind, created_at, deadline_at, \
      next_attempt_at, attempts, total_attempts, last_status, last_error_class, last_attempt_at, delivered_at, \
      dead_at, dead_reason_code, dead_reason";
-
-fn summary_from_row(row: &PgRow) -> Result<DeliverySummary, StoreError> {
-    let state_name: String = get(row, "state")?;
-    let state = DeliveryState::from_name(&state_name)
-        .ok_or_else(|| corrupt(format!("unknown state {state_name:?}")))?;
-    Ok(DeliverySummary {
-        id: DeliveryId(get(row, "id")?),
-        state,
-        url: get(row, "url")?,
-        destination: get(row, "destination")?,
-        idempotency_key: get(row, "idempotency_key")?,
-        kind: get(row, "kind")?,
-        created_at_ms: get(row, "created_at")?,
-        deadline_ms: get(row, "deadline_at")?,
-        next_attempt_at_ms: if state == DeliveryState::Pending {
-            Some(get(row, "next_attempt_at")?)
-        } else {
-            None
-        },
-        attempts: get_u32(row, "attempts")?,
-        total_attempts: get_u32(row, "total_attempts")?,
-        last_status: get_status(row, "last_status")?,
-        last_error_class: to_class(get(row, "last_error_class")?)?,
-        last_attempt_at_ms: get(row, "last_attempt_at")?,
-        delivered_at_ms: get(row, "delivered_at")?,
-        dead_at_ms: get(row, "dead_at")?,
-        dead_reason_code: get(row, "dead_reason_code")?,
-        dead_reason: get(row, "dead_reason")?,
-    })
-}
 
 /// Inserts a batch: the destination rows and the deliveries from arrays, in one statement.
 /// Rows whose URL and key exist come back with `new_id` NULL and, when their first copy was
@@ -521,7 +472,7 @@ fn complete_sql() -> String {
     format!(
         "\
 WITH c AS ( \
-    SELECT * FROM unnest($4::bigint[], $5::bigint[], $6::bigint[], $7::bigint[], $8::int[], $9::text[], \
+    SELECT * FROM unnest($4::bigint[], $5::bigint[], $6::bigint[], $7::bigint[], $8::bigint[], $9::text[], \
                          $10::text[], $11::bytea[], $12::text[], $13::bigint[], $14::text[], $15::text[]) \
         AS c(id, token, started_at, latency_ms, status, error_class, error, response_body, outcome, at, \
              code, reason) \
@@ -700,22 +651,7 @@ impl PostgresStore {
             .map_err(db_err)?;
         let mut out = Vec::with_capacity(rows.len());
         for row in &rows {
-            let body: Vec<u8> = get(row, "body")?;
-            let headers: String = get(row, "extra_headers")?;
-            out.push(LeasedDelivery {
-                id: DeliveryId(get(row, "id")?),
-                token,
-                lease_expires_ms: expires,
-                url: get(row, "url")?,
-                destination: get(row, "destination")?,
-                body: Bytes::from(body),
-                idempotency_key: get(row, "idempotency_key")?,
-                kind: get(row, "kind")?,
-                extra_headers: headers_from_json(&headers)?,
-                attempts: get_u32(row, "attempts")?,
-                created_at_ms: get(row, "created_at")?,
-                deadline_ms: get(row, "deadline_at")?,
-            });
+            out.push(leased_from_row(row, token, expires)?);
         }
         out.sort_by_key(|d| d.id);
         Ok(out)
@@ -735,7 +671,7 @@ impl PostgresStore {
         let mut tokens = Vec::with_capacity(n);
         let mut started = Vec::with_capacity(n);
         let mut latency = Vec::with_capacity(n);
-        let mut status: Vec<Option<i32>> = Vec::with_capacity(n);
+        let mut status: Vec<Option<i64>> = Vec::with_capacity(n);
         let mut class = Vec::with_capacity(n);
         let mut error: Vec<Option<String>> = Vec::with_capacity(n);
         let mut response: Vec<Option<Vec<u8>>> = Vec::with_capacity(n);
@@ -750,7 +686,7 @@ impl PostgresStore {
             tokens.push(c.token.0);
             started.push(a.started_at_ms);
             latency.push(a.latency_ms);
-            status.push(a.status.map(i32::from));
+            status.push(a.status.map(i64::from));
             class.push(a.class.as_str().to_owned());
             error.push(a.error);
             response.push(recorded_response(a.response_body.as_ref()));
@@ -953,23 +889,10 @@ impl PostgresStore {
         .fetch_all(&self.pool)
         .await
         .map_err(db_err)?;
-        let mut attempts = Vec::with_capacity(attempt_rows.len());
-        for r in &attempt_rows {
-            let class_name: String = get(r, "error_class")?;
-            let body: Option<Vec<u8>> = get(r, "response_body")?;
-            attempts.push(AttemptInfo {
-                number: get_u32(r, "attempt")?,
-                record: AttemptRecord {
-                    started_at_ms: get(r, "started_at")?,
-                    latency_ms: get(r, "latency_ms")?,
-                    status: get_status(r, "status")?,
-                    class: ErrorClass::from_name(&class_name)
-                        .ok_or_else(|| corrupt(format!("unknown error class {class_name:?}")))?,
-                    error: get(r, "error")?,
-                    response_body: body.map(Bytes::from),
-                },
-            });
-        }
+        let attempts = attempt_rows
+            .iter()
+            .map(attempt_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(Some(DeliveryDetail {
             summary,
             body: Bytes::from(body),
@@ -1155,71 +1078,11 @@ impl PostgresStore {
     }
 }
 
-impl OutboxStore for PostgresStore {
-    fn enqueue(&self, batch: Vec<NewDelivery>) -> BoxFuture<'_, Result<Vec<Enqueued>, StoreError>> {
-        Box::pin(self.enqueue_batch(batch))
-    }
-    fn lease(
-        &self,
-        request: LeaseRequest,
-    ) -> BoxFuture<'_, Result<Vec<LeasedDelivery>, StoreError>> {
-        Box::pin(self.lease_batch(request))
-    }
-    fn complete(
-        &self,
-        batch: Vec<Completion>,
-        rules: DisableRules,
-        now_ms: i64,
-    ) -> BoxFuture<'_, Result<Vec<CompleteStatus>, StoreError>> {
-        Box::pin(self.complete_batch(batch, rules, now_ms))
-    }
-    fn release(
-        &self,
-        leases: Vec<(DeliveryId, LeaseToken)>,
-        at_ms: i64,
-    ) -> BoxFuture<'_, Result<u64, StoreError>> {
-        Box::pin(self.release_leases(leases, at_ms))
-    }
-    fn next_due(&self) -> BoxFuture<'_, Result<Option<i64>, StoreError>> {
-        Box::pin(self.next_due_at())
-    }
-    fn counts(&self, now_ms: i64) -> BoxFuture<'_, Result<StateCounts, StoreError>> {
-        Box::pin(self.state_counts(now_ms))
-    }
-    fn list(&self, query: ListQuery) -> BoxFuture<'_, Result<Vec<DeliverySummary>, StoreError>> {
-        Box::pin(self.list_deliveries(query))
-    }
-    fn get(&self, id: DeliveryId) -> BoxFuture<'_, Result<Option<DeliveryDetail>, StoreError>> {
-        Box::pin(self.get_delivery(id))
-    }
-    fn requeue(
-        &self,
-        selection: RequeueSelection,
-        now_ms: i64,
-        deadline_ms: i64,
-    ) -> BoxFuture<'_, Result<u64, StoreError>> {
-        Box::pin(self.requeue_deliveries(selection, now_ms, deadline_ms))
-    }
-    fn purge(&self, selection: PurgeSelection) -> BoxFuture<'_, Result<u64, StoreError>> {
-        Box::pin(self.purge_deliveries(selection))
-    }
-    fn destinations(&self) -> BoxFuture<'_, Result<Vec<DestinationInfo>, StoreError>> {
-        Box::pin(self.list_destinations())
-    }
-    fn set_destination_enabled(
-        &self,
-        key: String,
-        enabled: bool,
-        reason: Option<String>,
-        now_ms: i64,
-        deadline_ms: i64,
-    ) -> BoxFuture<'_, Result<bool, StoreError>> {
-        Box::pin(self.set_enabled(key, enabled, reason, now_ms, deadline_ms))
-    }
+super::codec::delegate_outbox_store!(PostgresStore {
     fn watch(&self, wake: Arc<Notify>) -> Option<BoxFuture<'static, ()>> {
         Some(Box::pin(Self::relay_notifications(self.pool.clone(), wake)))
     }
-}
+});
 
 #[cfg(test)]
 mod tests {

@@ -5,23 +5,20 @@
 //! start with `BEGIN IMMEDIATE` so two writers queue on the busy timeout instead of failing
 //! when a read lock cannot be upgraded.
 
-use super::codec::{
-    corrupt, headers_from_json, headers_to_json, recorded_response, to_class, to_status, to_u32,
-};
+use super::codec::{corrupt, headers_from_json, headers_to_json, recorded_response};
 use super::{
     AttemptInfo, AttemptRecord, BoxFuture, CompleteStatus, Completion, DeliveryDetail, DeliveryId,
     DeliveryState, DeliverySummary, DestinationInfo, DisableRules, Enqueued, Health, LeaseRequest,
     LeaseToken, LeasedDelivery, ListQuery, NewDelivery, OutboxStore, Outcome, PurgeSelection,
     RequeueSelection, StateCounts, StoreError,
 };
-use crate::delivery::policy::ErrorClass;
 use bytes::Bytes;
+use sqlx::SqlSafeStr;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
 };
-use sqlx::{Row, SqlSafeStr};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -284,63 +281,15 @@ fn db_err(e: sqlx::Error) -> StoreError {
     StoreError::Database(Box::new(e))
 }
 
-fn get<'r, T>(row: &'r SqliteRow, column: &str) -> Result<T, StoreError>
-where
-    T: sqlx::Decode<'r, sqlx::Sqlite> + sqlx::Type<sqlx::Sqlite>,
-{
-    row.try_get(column)
-        .map_err(|e| corrupt(format!("column {column}: {e}")))
-}
-
-fn get_u32(row: &SqliteRow, column: &str) -> Result<u32, StoreError> {
-    to_u32(column, get(row, column)?)
-}
-
-fn get_status(row: &SqliteRow, column: &str) -> Result<Option<u16>, StoreError> {
-    to_status(column, get(row, column)?)
-}
-
-fn get_class(row: &SqliteRow, column: &str) -> Result<Option<ErrorClass>, StoreError> {
-    to_class(get(row, column)?)
-}
-
 fn ids_json(ids: impl IntoIterator<Item = i64>) -> String {
     serde_json::Value::Array(ids.into_iter().map(Into::into).collect()).to_string()
 }
 
+super::codec::row_codecs!(SqliteRow, sqlx::Sqlite);
+
 const SUMMARY_COLUMNS: &str = "id, state, url, destination, idempotency_key, kind, created_at, deadline_at, \
      next_attempt_at, attempts, total_attempts, last_status, last_error_class, last_attempt_at, delivered_at, \
      dead_at, dead_reason_code, dead_reason";
-
-fn summary_from_row(row: &SqliteRow) -> Result<DeliverySummary, StoreError> {
-    let state_name: String = get(row, "state")?;
-    let state = DeliveryState::from_name(&state_name)
-        .ok_or_else(|| corrupt(format!("unknown state {state_name:?}")))?;
-    Ok(DeliverySummary {
-        id: DeliveryId(get(row, "id")?),
-        state,
-        url: get(row, "url")?,
-        destination: get(row, "destination")?,
-        idempotency_key: get(row, "idempotency_key")?,
-        kind: get(row, "kind")?,
-        created_at_ms: get(row, "created_at")?,
-        deadline_ms: get(row, "deadline_at")?,
-        next_attempt_at_ms: if state == DeliveryState::Pending {
-            Some(get(row, "next_attempt_at")?)
-        } else {
-            None
-        },
-        attempts: get_u32(row, "attempts")?,
-        total_attempts: get_u32(row, "total_attempts")?,
-        last_status: get_status(row, "last_status")?,
-        last_error_class: get_class(row, "last_error_class")?,
-        last_attempt_at_ms: get(row, "last_attempt_at")?,
-        delivered_at_ms: get(row, "delivered_at")?,
-        dead_at_ms: get(row, "dead_at")?,
-        dead_reason_code: get(row, "dead_reason_code")?,
-        dead_reason: get(row, "dead_reason")?,
-    })
-}
 
 impl SqliteStore {
     async fn enqueue_batch(&self, batch: Vec<NewDelivery>) -> Result<Vec<Enqueued>, StoreError> {
@@ -458,22 +407,7 @@ impl SqliteStore {
         .map_err(db_err)?;
         let mut out = Vec::with_capacity(rows.len());
         for row in &rows {
-            let body: Vec<u8> = get(row, "body")?;
-            let headers: String = get(row, "extra_headers")?;
-            out.push(LeasedDelivery {
-                id: DeliveryId(get(row, "id")?),
-                token,
-                lease_expires_ms: expires,
-                url: get(row, "url")?,
-                destination: get(row, "destination")?,
-                body: Bytes::from(body),
-                idempotency_key: get(row, "idempotency_key")?,
-                kind: get(row, "kind")?,
-                extra_headers: headers_from_json(&headers)?,
-                attempts: get_u32(row, "attempts")?,
-                created_at_ms: get(row, "created_at")?,
-                deadline_ms: get(row, "deadline_at")?,
-            });
+            out.push(leased_from_row(row, token, expires)?);
         }
         out.sort_by_key(|d| d.id);
         Ok(out)
@@ -751,23 +685,10 @@ impl SqliteStore {
         .fetch_all(&self.pool)
         .await
         .map_err(db_err)?;
-        let mut attempts = Vec::with_capacity(attempt_rows.len());
-        for r in &attempt_rows {
-            let class_name: String = get(r, "error_class")?;
-            let body: Option<Vec<u8>> = get(r, "response_body")?;
-            attempts.push(AttemptInfo {
-                number: get_u32(r, "attempt")?,
-                record: AttemptRecord {
-                    started_at_ms: get(r, "started_at")?,
-                    latency_ms: get(r, "latency_ms")?,
-                    status: get_status(r, "status")?,
-                    class: ErrorClass::from_name(&class_name)
-                        .ok_or_else(|| corrupt(format!("unknown error class {class_name:?}")))?,
-                    error: get(r, "error")?,
-                    response_body: body.map(Bytes::from),
-                },
-            });
-        }
+        let attempts = attempt_rows
+            .iter()
+            .map(attempt_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(Some(DeliveryDetail {
             summary,
             body: Bytes::from(body),
@@ -928,65 +849,4 @@ impl SqliteStore {
     }
 }
 
-impl OutboxStore for SqliteStore {
-    fn enqueue(&self, batch: Vec<NewDelivery>) -> BoxFuture<'_, Result<Vec<Enqueued>, StoreError>> {
-        Box::pin(self.enqueue_batch(batch))
-    }
-    fn lease(
-        &self,
-        request: LeaseRequest,
-    ) -> BoxFuture<'_, Result<Vec<LeasedDelivery>, StoreError>> {
-        Box::pin(self.lease_batch(request))
-    }
-    fn complete(
-        &self,
-        batch: Vec<Completion>,
-        rules: DisableRules,
-        now_ms: i64,
-    ) -> BoxFuture<'_, Result<Vec<CompleteStatus>, StoreError>> {
-        Box::pin(self.complete_batch(batch, rules, now_ms))
-    }
-    fn release(
-        &self,
-        leases: Vec<(DeliveryId, LeaseToken)>,
-        at_ms: i64,
-    ) -> BoxFuture<'_, Result<u64, StoreError>> {
-        Box::pin(self.release_leases(leases, at_ms))
-    }
-    fn next_due(&self) -> BoxFuture<'_, Result<Option<i64>, StoreError>> {
-        Box::pin(self.next_due_at())
-    }
-    fn counts(&self, now_ms: i64) -> BoxFuture<'_, Result<StateCounts, StoreError>> {
-        Box::pin(self.state_counts(now_ms))
-    }
-    fn list(&self, query: ListQuery) -> BoxFuture<'_, Result<Vec<DeliverySummary>, StoreError>> {
-        Box::pin(self.list_deliveries(query))
-    }
-    fn get(&self, id: DeliveryId) -> BoxFuture<'_, Result<Option<DeliveryDetail>, StoreError>> {
-        Box::pin(self.get_delivery(id))
-    }
-    fn requeue(
-        &self,
-        selection: RequeueSelection,
-        now_ms: i64,
-        deadline_ms: i64,
-    ) -> BoxFuture<'_, Result<u64, StoreError>> {
-        Box::pin(self.requeue_deliveries(selection, now_ms, deadline_ms))
-    }
-    fn purge(&self, selection: PurgeSelection) -> BoxFuture<'_, Result<u64, StoreError>> {
-        Box::pin(self.purge_deliveries(selection))
-    }
-    fn destinations(&self) -> BoxFuture<'_, Result<Vec<DestinationInfo>, StoreError>> {
-        Box::pin(self.list_destinations())
-    }
-    fn set_destination_enabled(
-        &self,
-        key: String,
-        enabled: bool,
-        reason: Option<String>,
-        now_ms: i64,
-        deadline_ms: i64,
-    ) -> BoxFuture<'_, Result<bool, StoreError>> {
-        Box::pin(self.set_enabled(key, enabled, reason, now_ms, deadline_ms))
-    }
-}
+super::codec::delegate_outbox_store!(SqliteStore {});
