@@ -647,8 +647,13 @@ async fn the_concurrency_cap_holds_across_workers(db: TestDb) {
         "a closed lease frees one place, for any worker"
     );
     assert!(a.lease(capped(T0 + 1)).await.unwrap().is_empty());
-    // Both workers die: once their leases expire the places come back.
-    let later = b.lease(capped(T0 + 31_000)).await.unwrap();
+    // Worker a dies holding first[1]: when that lease runs out (T0 + 30 s) its place comes
+    // back, while b's lease (until T0 + 30.001 s) still counts.
+    let retaken = a.lease(capped(T0 + 30_000)).await.unwrap();
+    assert_eq!(retaken.len(), 1, "an expired lease frees its place");
+    assert!(b.lease(capped(T0 + 30_000)).await.unwrap().is_empty());
+    // Both workers die: once every lease has run out the whole cap is free again.
+    let later = b.lease(capped(T0 + 60_000)).await.unwrap();
     assert_eq!(later.len(), 2);
 }
 
@@ -703,29 +708,22 @@ async fn a_half_open_breaker_admits_one_probe_across_workers(db: TestDb) {
         a.lease(cap8(T0 + 10_000)).await.unwrap().is_empty(),
         "no second probe from another worker while the first is out"
     );
-    // The probe fails on worker b, whose own breaker had seen no failure: the store reopens
-    // the breaker for as long as it was open before.
-    b.complete(
-        vec![failed_completion(&probe[0], T0 + 10_000, None)],
-        DisableRules::default(),
-        T0 + 10_000,
-    )
-    .await
-    .unwrap();
-    let state = a.destinations().await.unwrap();
-    let flaky = state
-        .iter()
-        .find(|d| d.key == "https://flaky.example")
-        .unwrap();
-    assert_eq!(flaky.open_until_ms, T0 + 20_000);
-    assert!(a.lease(cap8(T0 + 15_000)).await.unwrap().is_empty());
-
-    let probe = a.lease(cap8(T0 + 20_000)).await.unwrap();
-    assert_eq!(probe.len(), 1);
+    // Worker b dies with its probe: once that lease runs out (T0 + 40 s) another worker may
+    // probe, still only one.
+    let probe = a.lease(cap8(T0 + 40_000)).await.unwrap();
+    assert_eq!(
+        probe.len(),
+        1,
+        "an abandoned probe does not wedge the breaker"
+    );
+    assert!(b.lease(cap8(T0 + 40_000)).await.unwrap().is_empty());
+    // The probe fails without the worker's own breaker opening (`open_until_ms: None`, as
+    // from a worker that has not seen this destination fail): the store reopens the breaker
+    // for as long as it was open before (10 s).
     a.complete(
-        vec![ok_completion(&probe[0], T0 + 20_000)],
+        vec![failed_completion(&probe[0], T0 + 40_000, None)],
         DisableRules::default(),
-        T0 + 20_000,
+        T0 + 40_000,
     )
     .await
     .unwrap();
@@ -734,9 +732,26 @@ async fn a_half_open_breaker_admits_one_probe_across_workers(db: TestDb) {
         .iter()
         .find(|d| d.key == "https://flaky.example")
         .unwrap();
+    assert_eq!(flaky.open_until_ms, T0 + 50_000);
+    assert!(b.lease(cap8(T0 + 45_000)).await.unwrap().is_empty());
+
+    let probe = b.lease(cap8(T0 + 50_000)).await.unwrap();
+    assert_eq!(probe.len(), 1);
+    b.complete(
+        vec![ok_completion(&probe[0], T0 + 50_000)],
+        DisableRules::default(),
+        T0 + 50_000,
+    )
+    .await
+    .unwrap();
+    let state = a.destinations().await.unwrap();
+    let flaky = state
+        .iter()
+        .find(|d| d.key == "https://flaky.example")
+        .unwrap();
     assert_eq!((flaky.open_until_ms, flaky.consecutive_failures), (0, 0));
     assert_eq!(
-        b.lease(cap8(T0 + 20_001)).await.unwrap().len(),
+        a.lease(cap8(T0 + 50_001)).await.unwrap().len(),
         3,
         "closed again: the full cap"
     );

@@ -171,6 +171,23 @@ impl Drop for Cleanup {
     }
 }
 
+/// A fresh SQLite outbox and one handle on it. Keep the [`TestDb`] for as long as the store:
+/// dropping it deletes the database.
+pub async fn sqlite_store() -> (TestDb, Arc<dyn OutboxStore>) {
+    let db = TestDb::new(Engine::Sqlite).await;
+    let store = db.open().await;
+    (db, store)
+}
+
+/// A fresh PostgreSQL outbox (a new database on `ADCP_TEST_POSTGRES_URL`) and one handle on
+/// it. Keep the [`TestDb`] for as long as the store: dropping it drops the database.
+#[cfg(feature = "postgres")]
+pub async fn postgres_store() -> (TestDb, Arc<dyn OutboxStore>) {
+    let db = TestDb::new(Engine::Postgres).await;
+    let store = db.open().await;
+    (db, store)
+}
+
 /// Generate, for each `async fn case(db: TestDb)`, a test module `case` with a `sqlite` test
 /// and (with the `postgres` feature) a `postgres` test running the same body.
 #[macro_export]
