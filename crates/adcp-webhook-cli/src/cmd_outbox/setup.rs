@@ -2,7 +2,6 @@
 //! encrypting stored bodies).
 
 use super::{Access, is_postgres, open};
-use adcp_webhooks::delivery::StoreError;
 use adcp_webhooks::delivery::store::encrypted::{BodyKey, ENV_KEY, ENV_PREVIOUS_KEYS};
 use adcp_webhooks::delivery::store::postgres::{PostgresOptions, PostgresStore};
 use serde_json::json;
@@ -30,33 +29,28 @@ pub(super) async fn migrate(db: &str) -> Result<ExitCode, String> {
         .max_connections(2)
         .acquire_timeout(Duration::from_secs(10));
     let target = options.target();
-    let (store, already_current) = match PostgresStore::open(options.clone()).await {
-        Ok(store) => (store, true),
-        // The schema is missing or older than this build's; a newer one is refused again by
-        // the migrating open, with its own message. (The library masks any password in
-        // every message.)
-        Err(StoreError::Migrate { .. }) => {
-            let store = PostgresStore::open(options.migrate(true))
-                .await
-                .map_err(|e| e.to_string())?;
-            (store, false)
-        }
-        Err(e) => return Err(e.to_string()),
-    };
-    // Idempotent: on a current schema this applies nothing and reports the version.
-    let report = store.migrate().await.map_err(|e| e.to_string());
+    let store = PostgresStore::open(options.migrate(true))
+        .await
+        .map_err(|e| e.to_string())?;
+    let report = store.migration().cloned();
     store.close().await;
-    let report = report?;
-    let already_current = already_current && report.applied.is_empty();
+    let report = report.ok_or("the migration did not report what it did")?;
+    let already_current = report.applied.is_empty();
     let message = if already_current {
         format!("already at schema version {}", report.version)
     } else {
-        format!("migrated to schema version {}", report.version)
+        let applied: Vec<String> = report.applied.iter().map(i64::to_string).collect();
+        format!(
+            "applied migration {} (now at schema version {})",
+            applied.join(", "),
+            report.version
+        )
     };
     crate::print_json(&json!({
         "engine": "postgres",
         "database": target,
         "schema_version": report.version,
+        "applied": report.applied,
         "already_current": already_current,
         "message": message,
     }));

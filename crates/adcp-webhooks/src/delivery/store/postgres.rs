@@ -170,6 +170,7 @@ pub struct PostgresStore {
     work: PgPool,
     statements: Arc<AtomicU64>,
     target: String,
+    migration: Option<MigrateReport>,
 }
 
 impl PostgresStore {
@@ -215,14 +216,15 @@ impl PostgresStore {
         // One lease loop and one outcome writer per worker: a few connections suffice.
         let work = pool_options(options.max_connections.clamp(1, 4))
             .connect_lazy_with(connect.options([("synchronous_commit", "off")]));
-        let store = Self {
+        let mut store = Self {
             pool,
             work,
             statements: Arc::new(AtomicU64::new(0)),
             target,
+            migration: None,
         };
         if options.migrate {
-            store.migrate().await?;
+            store.migration = Some(store.migrate().await?);
         } else {
             store.check_schema().await?;
         }
@@ -344,6 +346,12 @@ impl PostgresStore {
                 detail: format!("{} holds no outbox schema; {hint}", self.target),
             }),
         }
+    }
+
+    /// What the migration at [`open`](Self::open) did, when
+    /// [`PostgresOptions::migrate`] asked for one.
+    pub fn migration(&self) -> Option<&MigrateReport> {
+        self.migration.as_ref()
     }
 
     /// SQL statements sent so far by this store (each is one round trip to the server).
