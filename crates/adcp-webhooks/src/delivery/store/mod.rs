@@ -1,4 +1,6 @@
-//! The storage behind the outbox: a trait, and its SQLite implementation.
+//! The storage behind the outbox: a trait, and its implementations: SQLite (embedded, the
+//! default), PostgreSQL (feature `postgres`, for many workers on many hosts) and
+//! [`encrypted::EncryptedStore`], which wraps either to encrypt bodies at rest.
 //!
 //! The trait is shaped for engines that serve many workers (PostgreSQL) as much as for the
 //! embedded SQLite default:
@@ -10,7 +12,11 @@
 //! - results are written in batches ([`OutboxStore::complete`]) and fenced by the lease
 //!   token, so a worker whose lease ran out cannot overwrite another worker's decision;
 //! - per-destination state (breaker, failure count, disabled flag) lives in the store, so
-//!   every worker sharing it sees the same destinations.
+//!   every worker sharing it sees the same destinations;
+//! - the per-destination concurrency cap counts every live lease of the destination,
+//!   whichever worker holds it, and a half-open breaker (its open period over, no success
+//!   since) admits a single probe across all workers; a failed probe reopens it for as long
+//!   as it was last open.
 //!
 //! Times are Unix milliseconds throughout.
 
@@ -141,7 +147,8 @@ pub struct LeaseRequest {
     pub limit: u32,
     /// The lease lasts this long; the delivery comes back after it unless completed.
     pub lease_ms: i64,
-    /// At most this many deliveries of any one destination.
+    /// The concurrency cap: at most this many live leases of any one destination, counting
+    /// those other workers hold (one while its breaker is half-open).
     pub per_destination: u32,
     /// Destinations to skip (at their concurrency cap, or their breaker open in this process).
     pub exclude: Vec<String>,
@@ -496,7 +503,8 @@ pub trait OutboxStore: Send + Sync + fmt::Debug {
     /// delivered, even if the second differs (e.g. by a timestamp filled at serialization).
     fn enqueue(&self, batch: Vec<NewDelivery>) -> BoxFuture<'_, Result<Vec<Enqueued>, StoreError>>;
 
-    /// Claim up to `limit` due deliveries of enabled destinations whose breaker is closed.
+    /// Claim up to `limit` due deliveries of enabled destinations whose breaker is not open,
+    /// within each destination's cap (see [`LeaseRequest::per_destination`]).
     fn lease(
         &self,
         request: LeaseRequest,
