@@ -757,6 +757,60 @@ async fn a_half_open_breaker_admits_one_probe_across_workers(db: TestDb) {
     );
 }
 
+/// A backlog far larger than any lease batch (an outage recovering) on one destination never
+/// hides another destination's due work.
+async fn one_destinations_backlog_never_hides_anothers_work(db: TestDb) {
+    let store = db.open().await;
+    for chunk in 0..10 {
+        store
+            .enqueue(
+                (0..500)
+                    .map(|i| {
+                        new(
+                            "https://busy.example/h",
+                            &format!("whk_busy_{:014}", chunk * 500 + i),
+                            "{}",
+                        )
+                    })
+                    .collect(),
+            )
+            .await
+            .unwrap();
+    }
+    let mut quiet = new("https://quiet.example/h", "whk_quiet_0000000000001", "{}");
+    quiet.first_attempt_at_ms = T0 + 1_000;
+    store.enqueue(vec![quiet]).await.unwrap();
+    let leased = store
+        .lease(LeaseRequest {
+            per_destination: 8,
+            ..lease_req(T0 + 2_000, 16)
+        })
+        .await
+        .unwrap();
+    let busy = leased
+        .iter()
+        .filter(|d| d.destination == "https://busy.example")
+        .count();
+    let quiet = leased
+        .iter()
+        .filter(|d| d.destination == "https://quiet.example")
+        .count();
+    assert_eq!(
+        (busy, quiet),
+        (8, 1),
+        "the busy destination is capped, the quiet one served"
+    );
+    // The busy destination's earliest rows go first.
+    let mut keys: Vec<&str> = leased
+        .iter()
+        .filter(|d| d.destination == "https://busy.example")
+        .map(|d| d.idempotency_key.as_str())
+        .collect();
+    keys.sort_unstable();
+    assert_eq!(keys.first().copied(), Some("whk_busy_00000000000000"));
+    assert_eq!(keys.last().copied(), Some("whk_busy_00000000000007"));
+}
+
 on_every_engine!(
     enqueue_is_durable_and_idempotent_per_url_and_key,
     leases_hide_work_until_they_expire_and_fence_late_writers,
@@ -766,6 +820,7 @@ on_every_engine!(
     an_open_breaker_holds_back_its_destination_only,
     the_concurrency_cap_holds_across_workers,
     a_half_open_breaker_admits_one_probe_across_workers,
+    one_destinations_backlog_never_hides_anothers_work,
 );
 
 #[tokio::test]

@@ -54,8 +54,11 @@ CREATE TABLE outbox_deliveries (
     UNIQUE (url, idempotency_key)
 ) WITH (fillfactor = 80);
 
--- Due work: only pending rows are indexed, so delivered rows cost the hot query nothing.
-CREATE INDEX outbox_deliveries_due ON outbox_deliveries (next_attempt_at, id) WHERE state = 'pending';
+-- Due work, per destination: only pending rows are indexed, so delivered rows cost the hot
+-- query nothing, and a lease reads each destination's earliest due rows directly, so one
+-- destination's backlog never hides another's work.
+CREATE INDEX outbox_deliveries_due ON outbox_deliveries (destination, next_attempt_at, id)
+    WHERE state = 'pending';
 -- Leases in flight, counted per destination for the cross-worker concurrency cap.
 CREATE INDEX outbox_deliveries_leased ON outbox_deliveries (destination, lease_expires_at)
     WHERE lease_token IS NOT NULL;
@@ -97,16 +100,19 @@ CREATE TRIGGER outbox_deliveries_notify AFTER INSERT ON outbox_deliveries
 
 -- Lease a batch in one round trip. Two statements, each with its own snapshot (a volatile
 -- function under READ COMMITTED takes a new one per statement):
--- 1. lock the rows of destinations with due work, skipping any another worker is leasing
---    right now (SKIP LOCKED: workers never queue behind each other);
--- 2. with those locks held, count each destination's live leases (everything committed
---    before the locks were taken is visible) and claim at most cap minus that many rows per
---    destination; a half-open destination (open_until in the past but not reset) gets one.
+-- 1. pick the destinations with due work and room under their cap, earliest due first, and
+--    lock their rows, skipping any another worker is leasing right now (SKIP LOCKED: workers
+--    never queue behind each other);
+-- 2. with those locks held, count each destination's live leases again (everything committed
+--    before the locks were taken is visible) and claim at most cap minus that many of its
+--    earliest due rows; a half-open destination (open_until past but not reset) gets one.
 -- Claiming pushes next_attempt_at to the lease expiry; the UPDATE re-checks that the row is
--- still pending and due, so a row can never be leased twice.
+-- still pending and due, so a row can never be leased twice. Every read is an index probe
+-- per destination, so the cost follows the rows leased and the destinations with work, not
+-- the size of any backlog.
 CREATE FUNCTION outbox_lease(
     p_now BIGINT, p_limit INTEGER, p_lease_ms BIGINT, p_cap INTEGER, p_exclude TEXT[],
-    p_token BIGINT, p_window INTEGER
+    p_token BIGINT
 ) RETURNS TABLE (
     id BIGINT, url TEXT, destination TEXT, idempotency_key TEXT, kind TEXT, body BYTEA,
     extra_headers TEXT, attempts BIGINT, created_at BIGINT, deadline_at BIGINT
@@ -117,13 +123,19 @@ DECLARE
 BEGIN
     SELECT COALESCE(array_agg(k.key), '{}') INTO v_keys FROM (
         SELECT t.key FROM outbox_destinations t
-        WHERE t.key IN (
-            SELECT d.destination FROM outbox_deliveries d
-            JOIN outbox_destinations e ON e.key = d.destination
-            WHERE d.state = 'pending' AND d.next_attempt_at <= p_now
-              AND NOT e.disabled AND e.open_until <= p_now AND e.key <> ALL (p_exclude)
-            ORDER BY d.next_attempt_at, d.id LIMIT p_window)
-          AND NOT t.disabled AND t.open_until <= p_now
+        CROSS JOIN LATERAL (
+            SELECT d.next_attempt_at FROM outbox_deliveries d
+            WHERE d.destination = t.key AND d.state = 'pending'
+            ORDER BY d.next_attempt_at LIMIT 1
+        ) first_due
+        WHERE first_due.next_attempt_at <= p_now
+          AND NOT t.disabled AND t.open_until <= p_now AND t.key <> ALL (p_exclude)
+          AND (CASE WHEN t.open_until > 0 THEN 1 ELSE GREATEST(p_cap, 1) END) > (
+              SELECT count(*) FROM outbox_deliveries l
+              WHERE l.destination = t.key AND l.lease_token IS NOT NULL
+                AND l.lease_expires_at > p_now AND l.state = 'pending')
+        ORDER BY first_due.next_attempt_at
+        LIMIT GREATEST(p_limit, 1)
         FOR NO KEY UPDATE OF t SKIP LOCKED
     ) k;
     IF cardinality(v_keys) = 0 THEN
@@ -136,17 +148,14 @@ BEGIN
             WHERE l.destination = t.key AND l.lease_token IS NOT NULL
               AND l.lease_expires_at > p_now AND l.state = 'pending')::INTEGER AS free
         FROM outbox_destinations t WHERE t.key = ANY (v_keys)
-    ), cand AS (
-        SELECT d.id, d.destination, d.next_attempt_at FROM outbox_deliveries d
-        WHERE d.state = 'pending' AND d.next_attempt_at <= p_now AND d.destination = ANY (v_keys)
-        ORDER BY d.next_attempt_at, d.id LIMIT p_window
-    ), ranked AS (
-        SELECT c.id, c.next_attempt_at, r.free,
-               row_number() OVER (PARTITION BY c.destination ORDER BY c.next_attempt_at, c.id) AS rn
-        FROM cand c JOIN room r ON r.key = c.destination
     ), pick AS (
-        SELECT ranked.id FROM ranked WHERE ranked.rn <= ranked.free
-        ORDER BY ranked.next_attempt_at, ranked.id LIMIT p_limit
+        SELECT c.id FROM room r
+        CROSS JOIN LATERAL (
+            SELECT d.id, d.next_attempt_at FROM outbox_deliveries d
+            WHERE d.destination = r.key AND d.state = 'pending' AND d.next_attempt_at <= p_now
+            ORDER BY d.next_attempt_at, d.id LIMIT GREATEST(r.free, 0)
+        ) c
+        ORDER BY c.next_attempt_at, c.id LIMIT p_limit
     )
     UPDATE outbox_deliveries d
        SET lease_token = p_token, lease_expires_at = p_now + p_lease_ms,

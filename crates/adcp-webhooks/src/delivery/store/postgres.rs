@@ -640,20 +640,14 @@ impl PostgresStore {
         let token = LeaseToken::random();
         let lease_ms = req.lease_ms.max(1);
         let expires = req.now_ms.saturating_add(lease_ms);
-        // The candidate window keeps leasing cheap however many rows are due; it is large
-        // enough to spread one batch over many destinations.
-        let window = i64::from(req.limit)
-            .saturating_mul(i64::from(req.per_destination.max(1)))
-            .clamp(64, 4096);
         self.count();
-        let rows = sqlx::query("SELECT * FROM outbox_lease($1, $2, $3, $4, $5, $6, $7)")
+        let rows = sqlx::query("SELECT * FROM outbox_lease($1, $2, $3, $4, $5, $6)")
             .bind(req.now_ms)
             .bind(i32::try_from(req.limit).unwrap_or(i32::MAX))
             .bind(lease_ms)
             .bind(i32::try_from(req.per_destination.max(1)).unwrap_or(i32::MAX))
             .bind(&req.exclude)
             .bind(token.0)
-            .bind(i32::try_from(window).unwrap_or(4096))
             .fetch_all(&self.work)
             .await
             .map_err(db_err)?;
@@ -818,7 +812,11 @@ impl PostgresStore {
     async fn next_due_at(&self) -> Result<Option<i64>, StoreError> {
         self.count();
         sqlx::query_scalar(
-            "SELECT min(next_attempt_at) FROM outbox_deliveries WHERE state = 'pending'",
+            // One probe of the due index per destination, not a scan of the pending rows.
+            "SELECT min(f.next_attempt_at) FROM outbox_destinations t CROSS JOIN LATERAL ( \
+               SELECT d.next_attempt_at FROM outbox_deliveries d \
+               WHERE d.destination = t.key AND d.state = 'pending' \
+               ORDER BY d.next_attempt_at LIMIT 1) f",
         )
         .fetch_one(&self.pool)
         .await

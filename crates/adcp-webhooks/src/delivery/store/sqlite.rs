@@ -361,31 +361,33 @@ impl SqliteStore {
         let exclude =
             serde_json::Value::Array(req.exclude.iter().map(|k| k.clone().into()).collect())
                 .to_string();
-        // The window keeps one busy destination from filling the whole batch; it runs over
-        // the earliest due candidates only (walked in index order), so leasing costs the same
-        // with ten due rows or a million. Pushing next_attempt_at to the lease expiry is what
-        // returns a crashed worker's work.
-        let candidates = i64::from(req.limit)
-            .saturating_mul(i64::from(req.per_destination.max(1)))
-            .clamp(64, 4096);
-        // The cap counts every live lease of the destination, whichever worker holds it (one
-        // write transaction at a time sees them all); a half-open breaker (open_until passed
-        // but not reset by a success) admits one probe.
+        // Per destination: its earliest due rows, at most its room under the cap, read from
+        // the per-destination due index, so one destination's backlog never hides another's
+        // work and the cost follows the rows leased. The cap counts every live lease of the
+        // destination, whichever worker holds it (one write transaction at a time sees them
+        // all); a half-open breaker (open_until passed but not reset by a success) admits one
+        // probe. Pushing next_attempt_at to the lease expiry is what returns a crashed
+        // worker's work.
         let rows = sqlx::query(
             "UPDATE outbox_deliveries SET lease_token = ?1, lease_expires_at = ?2, next_attempt_at = ?2 \
              WHERE id IN ( \
-               WITH c AS ( \
-                   SELECT d.id, d.destination, d.next_attempt_at \
-                   FROM outbox_deliveries d JOIN outbox_destinations t ON t.key = d.destination \
-                   WHERE d.state = 'pending' AND d.next_attempt_at <= ?3 AND t.disabled = 0 \
-                     AND t.open_until <= ?3 AND d.destination NOT IN (SELECT value FROM json_each(?4)) \
-                   ORDER BY d.next_attempt_at, d.id LIMIT ?7 \
-               ), room AS ( \
+               WITH room AS ( \
                    SELECT t.key, (CASE WHEN t.open_until > 0 THEN 1 ELSE ?5 END) - ( \
                        SELECT COUNT(*) FROM outbox_deliveries l WHERE l.destination = t.key \
                          AND l.lease_token IS NOT NULL AND l.lease_expires_at > ?3 AND l.state = 'pending' \
                      ) AS free \
-                   FROM outbox_destinations t WHERE t.key IN (SELECT destination FROM c) \
+                   FROM outbox_destinations t \
+                   WHERE t.disabled = 0 AND t.open_until <= ?3 \
+                     AND t.key NOT IN (SELECT value FROM json_each(?4)) \
+                     AND EXISTS (SELECT 1 FROM outbox_deliveries e WHERE e.destination = t.key \
+                       AND e.state = 'pending' AND e.next_attempt_at <= ?3) \
+               ), c AS ( \
+                   SELECT d.id, d.destination, d.next_attempt_at FROM room r \
+                   JOIN outbox_deliveries d ON d.id IN ( \
+                     SELECT x.id FROM outbox_deliveries x WHERE x.destination = r.key \
+                       AND x.state = 'pending' AND x.next_attempt_at <= ?3 \
+                     ORDER BY x.next_attempt_at, x.id LIMIT ?5) \
+                   WHERE r.free > 0 \
                ), ranked AS ( \
                    SELECT c.id, c.next_attempt_at, r.free, ROW_NUMBER() OVER ( \
                      PARTITION BY c.destination ORDER BY c.next_attempt_at, c.id) AS rn \
@@ -401,7 +403,6 @@ impl SqliteStore {
         .bind(exclude)
         .bind(i64::from(req.per_destination.max(1)))
         .bind(i64::from(req.limit))
-        .bind(candidates)
         .fetch_all(&self.work)
         .await
         .map_err(db_err)?;
