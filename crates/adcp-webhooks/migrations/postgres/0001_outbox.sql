@@ -106,6 +106,9 @@ CREATE TRIGGER outbox_deliveries_notify AFTER INSERT ON outbox_deliveries
 -- 2. with those locks held, count each destination's live leases again (everything committed
 --    before the locks were taken is visible) and claim at most cap minus that many of its
 --    earliest due rows; a half-open destination (open_until past but not reset) gets one.
+-- Live leases are counted from the lease index alone: only pending rows ever hold a lease
+-- token (completing, releasing and requeueing clear it), and a state test would let the
+-- planner walk the due index instead.
 -- Claiming pushes next_attempt_at to the lease expiry; the UPDATE re-checks that the row is
 -- still pending and due, so a row can never be leased twice. Every read is an index probe
 -- per destination, so the cost follows the rows leased and the destinations with work, not
@@ -133,7 +136,7 @@ BEGIN
           AND (CASE WHEN t.open_until > 0 THEN 1 ELSE GREATEST(p_cap, 1) END) > (
               SELECT count(*) FROM outbox_deliveries l
               WHERE l.destination = t.key AND l.lease_token IS NOT NULL
-                AND l.lease_expires_at > p_now AND l.state = 'pending')
+                AND l.lease_expires_at > p_now)
         ORDER BY first_due.next_attempt_at
         LIMIT GREATEST(p_limit, 1)
         FOR NO KEY UPDATE OF t SKIP LOCKED
@@ -146,7 +149,7 @@ BEGIN
         SELECT t.key, (CASE WHEN t.open_until > 0 THEN 1 ELSE GREATEST(p_cap, 1) END) - (
             SELECT count(*) FROM outbox_deliveries l
             WHERE l.destination = t.key AND l.lease_token IS NOT NULL
-              AND l.lease_expires_at > p_now AND l.state = 'pending')::INTEGER AS free
+              AND l.lease_expires_at > p_now)::INTEGER AS free
         FROM outbox_destinations t WHERE t.key = ANY (v_keys)
     ), pick AS (
         SELECT c.id FROM room r

@@ -367,14 +367,16 @@ impl SqliteStore {
         // destination, whichever worker holds it (one write transaction at a time sees them
         // all); a half-open breaker (open_until passed but not reset by a success) admits one
         // probe. Pushing next_attempt_at to the lease expiry is what returns a crashed
-        // worker's work.
+        // worker's work. Only pending rows hold a lease token, so live leases are counted
+        // from the lease index alone; the CROSS JOIN keeps the destinations as the outer loop
+        // (a plain JOIN lets the planner scan every delivery).
         let rows = sqlx::query(
             "UPDATE outbox_deliveries SET lease_token = ?1, lease_expires_at = ?2, next_attempt_at = ?2 \
              WHERE id IN ( \
                WITH room AS ( \
                    SELECT t.key, (CASE WHEN t.open_until > 0 THEN 1 ELSE ?5 END) - ( \
                        SELECT COUNT(*) FROM outbox_deliveries l WHERE l.destination = t.key \
-                         AND l.lease_token IS NOT NULL AND l.lease_expires_at > ?3 AND l.state = 'pending' \
+                         AND l.lease_token IS NOT NULL AND l.lease_expires_at > ?3 \
                      ) AS free \
                    FROM outbox_destinations t \
                    WHERE t.disabled = 0 AND t.open_until <= ?3 \
@@ -383,7 +385,7 @@ impl SqliteStore {
                        AND e.state = 'pending' AND e.next_attempt_at <= ?3) \
                ), c AS ( \
                    SELECT d.id, d.destination, d.next_attempt_at FROM room r \
-                   JOIN outbox_deliveries d ON d.id IN ( \
+                   CROSS JOIN outbox_deliveries d ON d.id IN ( \
                      SELECT x.id FROM outbox_deliveries x WHERE x.destination = r.key \
                        AND x.state = 'pending' AND x.next_attempt_at <= ?3 \
                      ORDER BY x.next_attempt_at, x.id LIMIT ?5) \
