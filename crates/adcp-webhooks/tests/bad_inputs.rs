@@ -959,6 +959,7 @@ fn cases(ctx: &Arc<Ctx>) -> Vec<Case> {
         ("secp256k1-sec1.pem", "secp256k1"),
         ("ed448.pem", "Ed448"),
         ("p256-explicit-params-pkcs8.pem", "without a named curve"),
+        ("p256-explicit-params-sec1.pem", "without a named curve"),
     ] {
         cases.push(Case {
             name: format!("PEM {file}"),
@@ -976,18 +977,6 @@ fn cases(ctx: &Arc<Ctx>) -> Vec<Case> {
             check: |got| matches!(got, Got::Key(KeyError::UnsupportedKeyAlgorithm { .. })),
         });
     }
-    case!(
-        cases,
-        "PEM SEC1 key with explicit curve parameters",
-        async move {
-            key_result(SigningKey::from_pem(
-                &fixture("p256-explicit-params-sec1.pem"),
-                KID,
-                None,
-            ))
-        },
-        Got::Key(KeyError::MalformedPem { .. })
-    );
     for (crv, kty) in [
         ("P-384", "EC"),
         ("secp256k1", "EC"),

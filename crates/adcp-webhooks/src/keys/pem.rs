@@ -369,9 +369,19 @@ fn parse_pkcs8(der: &[u8]) -> Result<DecodedKey, KeyError> {
 /// Parses an RFC 5915 / SEC1 `ECPrivateKey`; `outer_curve` is the curve named by an enclosing
 /// PKCS#8 structure, if any.
 fn parse_sec1(der: &[u8], outer_curve: Option<ObjectIdentifier>) -> Result<DecodedKey, KeyError> {
-    let ec = sec1::EcPrivateKey::try_from(der).map_err(|_| KeyError::MalformedPem {
-        reason: "the DER is not an EC private key (RFC 5915) structure (the file may be truncated or corrupted)"
-            .into(),
+    let ec = sec1::EcPrivateKey::try_from(der).map_err(|_| {
+        if has_explicit_ec_parameters(der) {
+            // The structure is fine; its curve is spelled out instead of named, which the
+            // decoder (rightly) does not accept.
+            KeyError::UnsupportedKeyAlgorithm {
+                description: describe_algorithm(EC_PUBLIC_KEY_OID, None),
+            }
+        } else {
+            KeyError::MalformedPem {
+                reason: "the DER is not an EC private key (RFC 5915) structure (the file may be truncated or corrupted)"
+                    .into(),
+            }
+        }
     })?;
     let curve = ec.parameters.and_then(|p| p.named_curve()).or(outer_curve);
     match curve {
@@ -403,6 +413,49 @@ fn parse_sec1(der: &[u8], outer_curve: Option<ObjectIdentifier>) -> Result<Decod
         secret,
         embedded_public: ec.public_key.map(<[u8]>::to_vec),
     })
+}
+
+/// Whether `der` is an RFC 5915 `ECPrivateKey` whose `[0] parameters` hold explicit curve
+/// parameters (a SEQUENCE) rather than a named curve (an OID). Reads only the tags and
+/// lengths up to that field; anything unexpected is `false`.
+fn has_explicit_ec_parameters(der: &[u8]) -> bool {
+    /// The content of the TLV at the start of `input` with tag `tag`, and what follows it.
+    fn tlv(input: &[u8], tag: u8) -> Option<(&[u8], &[u8])> {
+        let (&t, rest) = input.split_first()?;
+        if t != tag {
+            return None;
+        }
+        let (&first, rest) = rest.split_first()?;
+        let (len, rest) = if first < 0x80 {
+            (usize::from(first), rest)
+        } else {
+            let n = usize::from(first & 0x7f);
+            if n == 0 || n > 4 {
+                return None;
+            }
+            let (bytes, rest) = (rest.get(..n)?, rest.get(n..)?);
+            (
+                bytes
+                    .iter()
+                    .fold(0usize, |acc, b| (acc << 8) | usize::from(*b)),
+                rest,
+            )
+        };
+        Some((rest.get(..len)?, rest.get(len..)?))
+    }
+    let Some((body, _)) = tlv(der, 0x30) else {
+        return false;
+    };
+    let Some((_version, rest)) = tlv(body, 0x02) else {
+        return false;
+    };
+    let Some((_private_key, rest)) = tlv(rest, 0x04) else {
+        return false;
+    };
+    match tlv(rest, 0xa0) {
+        Some((parameters, _)) => parameters.first() == Some(&0x30),
+        None => false,
+    }
 }
 
 /// Copies the private bytes into a fixed 32-byte buffer. P-256 scalars shorter than 32 bytes
