@@ -412,8 +412,17 @@ async fn senders_verifiers_and_their_logs_never_show_the_key() {
         .expect_err("no content type");
         secrets.error("SignError", &err);
 
-        // The receiving side: a JWKS that (wrongly) publishes the private key keeps none of it.
+        // The receiving side: a JWKS that (wrongly) publishes the private key keeps none of it,
+        // and says so in the log, naming the member but not its value.
+        let before = captured.lines().len();
         let jwks = StaticJwks::from_json(&json!({ "keys": [jwk.clone()] })).expect("jwks");
+        let warned: Vec<String> = captured.lines().split_off(before);
+        assert!(
+            warned.iter().any(|l| l.starts_with("WARN")
+                && l.contains("private key members")
+                && l.contains("\"d\"")),
+            "no warning about the published private key: {warned:?}"
+        );
         secrets.debug("StaticJwks built from a private JWK", &jwks);
         let published = PublishedKey::from_jwk(&jwk).expect("published");
         secrets.debug("PublishedKey built from a private JWK", &published);

@@ -309,6 +309,28 @@ impl KeySource for StaticJwks {
     }
 }
 
+/// JWK members that belong to a private key (RFC 7518 section 6).
+const PRIVATE_MEMBERS: [&str; 8] = ["d", "p", "q", "dp", "dq", "qi", "oth", "k"];
+
+/// A published key set that carries private members has exposed that private key: only the
+/// public half is used here, and the operator is told to rotate. Names the members, never
+/// their values.
+fn warn_on_private_members(kid: &str, entry: &serde_json::Value) {
+    let found: Vec<&str> = PRIVATE_MEMBERS
+        .into_iter()
+        .filter(|m| entry.get(m).is_some())
+        .collect();
+    if !found.is_empty() {
+        tracing::warn!(
+            kid,
+            members = ?found,
+            "the JWKS publishes private key members; only the public half is used, but that \
+             private key is exposed to whoever can read the key set: rotate it and publish \
+             public keys only"
+        );
+    }
+}
+
 /// Parse a JWKS document into keys by `kid`.
 pub(crate) fn parse_jwks(
     doc: &serde_json::Value,
@@ -320,6 +342,7 @@ pub(crate) fn parse_jwks(
     let mut keys = HashMap::with_capacity(entries.len());
     for entry in entries {
         let key = PublishedKey::from_jwk(entry)?;
+        warn_on_private_members(&key.kid, entry);
         if keys.contains_key(&key.kid) {
             return Err(JwksError::DuplicateKid(key.kid));
         }
