@@ -137,6 +137,44 @@ macro_rules! row_codecs {
             })
         }
 
+        /// Reads the `pending`, `in_flight`, `retrying`, `paused`, `delivered` and `dead`
+        /// counts of a state-count query.
+        fn counts_from_row(row: &$row) -> Result<StateCounts, StoreError> {
+            let n = |c: &str| -> Result<u64, StoreError> {
+                let v: i64 = get(row, c)?;
+                u64::try_from(v).map_err(|_| {
+                    $crate::delivery::store::codec::corrupt(format!("count {c} is {v}"))
+                })
+            };
+            Ok(StateCounts {
+                pending: n("pending")?,
+                in_flight: n("in_flight")?,
+                retrying: n("retrying")?,
+                paused: n("paused")?,
+                delivered: n("delivered")?,
+                dead: n("dead")?,
+            })
+        }
+
+        /// A delivery from its row (`SUMMARY_COLUMNS`, `body`, `extra_headers`) and the rows
+        /// of its attempt log.
+        fn detail_from_rows(
+            row: &$row,
+            attempt_rows: &[$row],
+        ) -> Result<DeliveryDetail, StoreError> {
+            let body: Vec<u8> = get(row, "body")?;
+            let headers: String = get(row, "extra_headers")?;
+            Ok(DeliveryDetail {
+                summary: summary_from_row(row)?,
+                body: bytes::Bytes::from(body),
+                extra_headers: $crate::delivery::store::codec::headers_from_json(&headers)?,
+                attempts: attempt_rows
+                    .iter()
+                    .map(attempt_from_row)
+                    .collect::<Result<Vec<_>, _>>()?,
+            })
+        }
+
         /// Reads a row of the attempt log.
         fn attempt_from_row(row: &$row) -> Result<AttemptInfo, StoreError> {
             let class_name: String = get(row, "error_class")?;

@@ -38,14 +38,13 @@
 //!
 //! [`Outbox::run`]: crate::delivery::Outbox::run
 
-use super::codec::{corrupt, headers_from_json, headers_to_json, recorded_response};
+use super::codec::{corrupt, headers_to_json, recorded_response};
 use super::{
     AttemptInfo, AttemptRecord, BoxFuture, CompleteStatus, Completion, DeliveryDetail, DeliveryId,
     DeliveryState, DeliverySummary, DestinationInfo, DisableRules, Enqueued, Health, LeaseRequest,
     LeaseToken, LeasedDelivery, ListQuery, NewDelivery, OutboxStore, Outcome, PurgeSelection,
     RequeueSelection, StateCounts, StoreError,
 };
-use bytes::Bytes;
 use sqlx::postgres::PgConnection;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Connection, Row};
@@ -840,18 +839,7 @@ impl PostgresStore {
         .fetch_one(&self.pool)
         .await
         .map_err(db_err)?;
-        let n = |c: &str| -> Result<u64, StoreError> {
-            let v: i64 = get(&row, c)?;
-            u64::try_from(v).map_err(|_| corrupt(format!("count {c} is {v}")))
-        };
-        Ok(StateCounts {
-            pending: n("pending")?,
-            in_flight: n("in_flight")?,
-            retrying: n("retrying")?,
-            paused: n("paused")?,
-            delivered: n("delivered")?,
-            dead: n("dead")?,
-        })
+        counts_from_row(&row)
     }
 
     async fn list_deliveries(&self, q: ListQuery) -> Result<Vec<DeliverySummary>, StoreError> {
@@ -883,9 +871,6 @@ impl PostgresStore {
         else {
             return Ok(None);
         };
-        let summary = summary_from_row(&row)?;
-        let body: Vec<u8> = get(&row, "body")?;
-        let headers: String = get(&row, "extra_headers")?;
         self.count();
         let attempt_rows = sqlx::query(
             "SELECT attempt, started_at, latency_ms, status, error_class, error, response_body \
@@ -895,16 +880,7 @@ impl PostgresStore {
         .fetch_all(&self.pool)
         .await
         .map_err(db_err)?;
-        let attempts = attempt_rows
-            .iter()
-            .map(attempt_from_row)
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(Some(DeliveryDetail {
-            summary,
-            body: Bytes::from(body),
-            extra_headers: headers_from_json(&headers)?,
-            attempts,
-        }))
+        detail_from_rows(&row, &attempt_rows).map(Some)
     }
 
     async fn requeue_deliveries(

@@ -5,14 +5,13 @@
 //! start with `BEGIN IMMEDIATE` so two writers queue on the busy timeout instead of failing
 //! when a read lock cannot be upgraded.
 
-use super::codec::{corrupt, headers_from_json, headers_to_json, recorded_response};
+use super::codec::{headers_to_json, recorded_response};
 use super::{
     AttemptInfo, AttemptRecord, BoxFuture, CompleteStatus, Completion, DeliveryDetail, DeliveryId,
     DeliveryState, DeliverySummary, DestinationInfo, DisableRules, Enqueued, Health, LeaseRequest,
     LeaseToken, LeasedDelivery, ListQuery, NewDelivery, OutboxStore, Outcome, PurgeSelection,
     RequeueSelection, StateCounts, StoreError,
 };
-use bytes::Bytes;
 use sqlx::SqlSafeStr;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::sqlite::{
@@ -636,18 +635,7 @@ impl SqliteStore {
         .fetch_one(&self.pool)
         .await
         .map_err(db_err)?;
-        let n = |c: &str| -> Result<u64, StoreError> {
-            let v: i64 = get(&row, c)?;
-            u64::try_from(v).map_err(|_| corrupt(format!("count {c} is {v}")))
-        };
-        Ok(StateCounts {
-            pending: n("pending")?,
-            in_flight: n("in_flight")?,
-            retrying: n("retrying")?,
-            paused: n("paused")?,
-            delivered: n("delivered")?,
-            dead: n("dead")?,
-        })
+        counts_from_row(&row)
     }
 
     async fn list_deliveries(&self, q: ListQuery) -> Result<Vec<DeliverySummary>, StoreError> {
@@ -677,9 +665,6 @@ impl SqliteStore {
         else {
             return Ok(None);
         };
-        let summary = summary_from_row(&row)?;
-        let body: Vec<u8> = get(&row, "body")?;
-        let headers: String = get(&row, "extra_headers")?;
         let attempt_rows = sqlx::query(
             "SELECT attempt, started_at, latency_ms, status, error_class, error, response_body \
              FROM outbox_attempts WHERE delivery_id = ? ORDER BY id",
@@ -688,16 +673,7 @@ impl SqliteStore {
         .fetch_all(&self.pool)
         .await
         .map_err(db_err)?;
-        let attempts = attempt_rows
-            .iter()
-            .map(attempt_from_row)
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(Some(DeliveryDetail {
-            summary,
-            body: Bytes::from(body),
-            extra_headers: headers_from_json(&headers)?,
-            attempts,
-        }))
+        detail_from_rows(&row, &attempt_rows).map(Some)
     }
 
     async fn requeue_deliveries(
