@@ -97,6 +97,17 @@ fn bench(args: &[&str]) -> (Output, Value) {
     (out, line)
 }
 
+/// [`bench`], failing the test (with the command's stderr) unless it exited 0.
+fn bench_ok(args: &[&str]) -> (Output, Value) {
+    let (out, line) = bench(args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out, line)
+}
+
 const LOCAL: [&str; 2] = ["--allow-http", "--allow-private-destinations"];
 
 fn assert_common(line: &Value, n: u64) {
@@ -127,12 +138,7 @@ fn assert_common(line: &Value, n: u64) {
 #[test]
 fn signed_sends_reach_the_receiver_signed_and_are_counted() {
     let (url, seen) = receiver();
-    let (out, line) = bench(&[&["--url", &url, "-n", "40", "-c", "4"][..], &LOCAL].concat());
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (out, line) = bench_ok(&[&["--url", &url, "-n", "40", "-c", "4"][..], &LOCAL].concat());
     assert_common(&line, 40);
     assert_eq!(line["mode"], "signed");
     assert_eq!(line["alg"], "ed25519");
@@ -149,17 +155,12 @@ fn signed_sends_reach_the_receiver_signed_and_are_counted() {
 #[test]
 fn unsigned_mode_posts_the_same_kind_of_body_without_a_signature() {
     let (url, seen) = receiver();
-    let (out, line) = bench(
+    let (_, line) = bench_ok(
         &[
             &["--url", &url, "-n", "30", "-c", "3", "--unsigned"][..],
             &LOCAL,
         ]
         .concat(),
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
     );
     assert_common(&line, 30);
     assert_eq!(line["mode"], "unsigned");
@@ -176,7 +177,7 @@ fn unsigned_mode_posts_the_same_kind_of_body_without_a_signature() {
 #[test]
 fn es256_with_a_padded_body() {
     let (url, seen) = receiver();
-    let (out, line) = bench(
+    let (_, line) = bench_ok(
         &[
             &[
                 "--url",
@@ -194,11 +195,6 @@ fn es256_with_a_padded_body() {
         ]
         .concat(),
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     assert_common(&line, 20);
     assert_eq!(line["alg"], "ecdsa-p256-sha256");
     assert_eq!(seen.signed.load(Ordering::SeqCst), 20);
@@ -212,7 +208,7 @@ fn es256_with_a_padded_body() {
 #[test]
 fn the_destination_guard_stays_on() {
     let (url, seen) = receiver();
-    let (out, line) = bench(&["--url", &url, "-n", "5", "-c", "2"]);
+    let (out, line) = bench_ok(&["--url", &url, "-n", "5", "-c", "2"]);
     assert!(
         !out.status.success(),
         "a loopback http URL must be refused by default"
@@ -307,11 +303,6 @@ fn outbox_mode_delivers_everything_through_a_new_sqlite_outbox() {
             &LOCAL,
         ]
         .concat(),
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
     );
     assert_outbox(&line, "sqlite", 25, 20, 10, &seen);
     // SQLite has no round trips to count.
@@ -414,7 +405,7 @@ fn outbox_mode_on_postgres_counts_round_trips_and_commits_and_refuses_a_used_dat
     assert!(err.contains("--outbox-migrate"), "{err}");
     assert_eq!(seen.requests.load(Ordering::SeqCst), 0);
 
-    let (out, line) = bench(
+    let (_, line) = bench_ok(
         &[
             &[
                 "--url",
@@ -440,11 +431,6 @@ fn outbox_mode_on_postgres_counts_round_trips_and_commits_and_refuses_a_used_dat
             &LOCAL,
         ]
         .concat(),
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
     );
     assert_outbox(&line, "postgres", 30, 30, 10, &seen);
     assert_eq!(line["workers"], 2, "{line}");
