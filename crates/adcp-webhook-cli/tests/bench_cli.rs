@@ -208,7 +208,7 @@ fn es256_with_a_padded_body() {
 #[test]
 fn the_destination_guard_stays_on() {
     let (url, seen) = receiver();
-    let (out, line) = bench_ok(&["--url", &url, "-n", "5", "-c", "2"]);
+    let (out, line) = bench(&["--url", &url, "-n", "5", "-c", "2"]);
     assert!(
         !out.status.success(),
         "a loopback http URL must be refused by default"
@@ -282,7 +282,7 @@ fn outbox_mode_delivers_everything_through_a_new_sqlite_outbox() {
     let dir = tempfile::tempdir().expect("tempdir");
     let db = dir.path().join("bench.db");
     let target = format!("sqlite:{}", db.display());
-    let (out, line) = bench(
+    let (out, line) = bench_ok(
         &[
             &[
                 "--url",
