@@ -471,6 +471,9 @@ const NEW_FAILURES: &str = "((CASE WHEN h.reset THEN 0 ELSE t.consecutive_failur
 const NEW_FAILING_SINCE: &str = "(CASE WHEN h.fails > 0 THEN COALESCE(CASE WHEN h.reset THEN NULL ELSE t.failing_since END, $1) \
       WHEN h.reset THEN NULL ELSE t.failing_since END)";
 
+/// The completion statement, assembled once (it is sent with every batch of outcomes).
+static COMPLETE_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(complete_sql);
+
 fn complete_sql() -> String {
     let rules = format!(
         "(($2::bigint IS NOT NULL AND {NEW_FAILURES} >= $2::bigint) OR \
@@ -740,7 +743,7 @@ impl PostgresStore {
             gones.push(h.gone);
         }
         self.count();
-        let rows = sqlx::query(sqlx::AssertSqlSafe(complete_sql()))
+        let rows = sqlx::query(sqlx::AssertSqlSafe(COMPLETE_SQL.as_str()))
             .bind(now)
             .bind(rules.consecutive_failures.map(i64::from))
             .bind(rules.failing_for_ms)
