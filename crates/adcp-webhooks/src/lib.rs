@@ -55,6 +55,7 @@ pub mod delivery;
 pub mod destination;
 pub mod keys;
 pub mod payload;
+pub mod prepared;
 pub mod sender;
 pub mod signing;
 pub mod transport;
@@ -65,4 +66,5 @@ pub use payload::{
     ArtifactWebhook, CollectionListChanged, IdempotencyKey, McpWebhook, PropertyListChanged,
     RawWebhook, RevocationNotification, TaskStatus, WebhookKind, WebhookPayload,
 };
-pub use sender::{DeliveryResult, PreparedWebhook, SendError, SignedRequest, WebhookSender};
+pub use prepared::{PrepareError, PreparedWebhook, WebhookUrl};
+pub use sender::{DeliveryResult, SendError, SignedRequest, WebhookSender};

@@ -21,6 +21,7 @@ use adcp_webhooks::keys::{Algorithm, KeyError, KeyPurpose, SigningKey, Verifying
 use adcp_webhooks::payload::{
     IdempotencyKey, MAX_BODY_BYTES, PayloadError, RawWebhook, WebhookKind,
 };
+use adcp_webhooks::prepared::PrepareError;
 use adcp_webhooks::sender::{PreparedWebhook, SendError, WebhookSender};
 use adcp_webhooks::signing::{
     self, SignError, SignOptions, StructuredError, UrlError, UrlErrorReason,
@@ -60,6 +61,12 @@ enum Got {
 impl<T: std::fmt::Debug> From<Result<T, SendError>> for Got {
     fn from(r: Result<T, SendError>) -> Self {
         r.map_or_else(Got::Send, |v| Got::Succeeded(format!("{v:?}")))
+    }
+}
+
+impl<T: std::fmt::Debug> From<Result<T, PrepareError>> for Got {
+    fn from(r: Result<T, PrepareError>) -> Self {
+        Got::from(r.map_err(SendError::from))
     }
 }
 
@@ -295,7 +302,7 @@ fn cases(ctx: &Arc<Ctx>) -> Vec<Case> {
             format!("extra header {name:?}: {value:?}"),
             async move {
                 let prepared = c.open.prepare(&c.url("/h"), &webhook());
-                Got::from(prepared.and_then(|p| p.with_header(&n, &v)))
+                Got::from(prepared.and_then(|p| p.with_header(&n, &v).map_err(SendError::from)))
             },
             Got::Send(SendError::InvalidHeader { .. })
         );
@@ -312,7 +319,9 @@ fn cases(ctx: &Arc<Ctx>) -> Vec<Case> {
             format!("extra header overrides {name}"),
             async move {
                 let prepared = c.open.prepare(&c.url("/h"), &webhook());
-                Got::from(prepared.and_then(|p| p.with_header(name, "forged")))
+                Got::from(
+                    prepared.and_then(|p| p.with_header(name, "forged").map_err(SendError::from)),
+                )
             },
             Got::Send(SendError::ReservedHeader(_))
         );
@@ -328,7 +337,7 @@ fn cases(ctx: &Arc<Ctx>) -> Vec<Case> {
                 let prepared = c
                     .open
                     .prepare(&c.url("/h"), &webhook())
-                    .and_then(|p| p.with_header(name, "0"));
+                    .and_then(|p| p.with_header(name, "0").map_err(SendError::from));
                 match prepared {
                     Ok(p) => Got::from(c.open.send_prepared(&p).await),
                     Err(e) => Got::Send(e),

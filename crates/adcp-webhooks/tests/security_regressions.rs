@@ -1,6 +1,7 @@
 //! Regressions for problems found by fuzzing and review (see docs/security.md).
 
 use adcp_webhooks::keys::{KeyError, SigningKey};
+use adcp_webhooks::prepared::PrepareError;
 use adcp_webhooks::sender::{MAX_EXTRA_HEADER_VALUE, SendError};
 use adcp_webhooks::verify::{ErrorCode, ReceivedRequest, StaticJwks, WebhookVerifier};
 use adcp_webhooks::{Algorithm, KeyPurpose, McpWebhook, TaskStatus, WebhookSender};
@@ -84,7 +85,7 @@ async fn extra_header_values_are_capped_and_framing_headers_reserved() {
     let big = "v".repeat(MAX_EXTRA_HEADER_VALUE + 1);
     assert!(matches!(
         p.clone().with_header("X-Big", &big),
-        Err(SendError::InvalidHeader { .. })
+        Err(PrepareError::InvalidHeader { .. })
     ));
     assert!(
         p.clone()
@@ -101,7 +102,7 @@ async fn extra_header_values_are_capped_and_framing_headers_reserved() {
         assert!(
             matches!(
                 p.clone().with_header(name, "x"),
-                Err(SendError::ReservedHeader(_))
+                Err(PrepareError::ReservedHeader(_))
             ),
             "{name}"
         );

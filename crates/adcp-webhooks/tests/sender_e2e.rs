@@ -7,6 +7,7 @@ use adcp_webhooks::payload::{
     Artifact, ArtifactDelivery, ArtifactWebhook, CollectionListChanged, PropertyListChanged,
     RawWebhook, RevocationNotification,
 };
+use adcp_webhooks::prepared::PrepareError;
 use adcp_webhooks::sender::{SendError, WebhookSender};
 use adcp_webhooks::signing::verify_webhook_signature;
 use adcp_webhooks::transport::TransportErrorKind;
@@ -207,7 +208,10 @@ async fn reserved_and_malformed_extra_headers_are_refused() {
         "Content-Type",
     ] {
         let err = p.clone().with_header(name, "x").expect_err(name);
-        assert!(matches!(err, SendError::ReservedHeader(_)), "{name}: {err}");
+        assert!(
+            matches!(err, PrepareError::ReservedHeader(_)),
+            "{name}: {err}"
+        );
     }
     for (name, value) in [
         ("X-Ok", "a\r\nInjected: 1"),
@@ -217,7 +221,7 @@ async fn reserved_and_malformed_extra_headers_are_refused() {
     ] {
         let err = p.clone().with_header(name, value).expect_err(name);
         assert!(
-            matches!(err, SendError::InvalidHeader { .. }),
+            matches!(err, PrepareError::InvalidHeader { .. }),
             "{name:?}: {err}"
         );
     }

@@ -74,6 +74,12 @@ impl TimeSource {
     }
 }
 
+impl From<crate::prepared::PrepareError> for OutboxError {
+    fn from(e: crate::prepared::PrepareError) -> Self {
+        Self::Prepare(e.into())
+    }
+}
+
 /// Why an outbox operation failed. When `enqueue` fails, nothing was stored.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -304,9 +310,9 @@ impl Outbox {
     ///
     /// The payload's idempotency key is used when it has one, otherwise a fresh one is drawn
     /// (and returned). Enqueueing the same key for the same URL again stores nothing new.
-    pub async fn enqueue<P: WebhookPayload + ?Sized>(
+    pub async fn enqueue<U: crate::prepared::IntoWebhookUrl, P: WebhookPayload + ?Sized>(
         &self,
-        url: &str,
+        url: U,
         payload: &P,
         options: EnqueueOptions,
     ) -> Result<EnqueuedWebhook, OutboxError> {
@@ -351,7 +357,7 @@ impl Outbox {
                 url: prepared.url().to_owned(),
                 destination: options
                     .breaker_key
-                    .unwrap_or_else(|| origin(prepared.url())),
+                    .unwrap_or_else(|| prepared.webhook_url().origin()),
                 body: prepared.body().clone(),
                 idempotency_key: prepared.idempotency_key().as_str().to_owned(),
                 kind: prepared.kind().as_str().to_owned(),
@@ -625,28 +631,29 @@ fn redact(target: &str) -> String {
 }
 
 /// The URL's origin (`scheme://host[:port]`), the default destination key.
-fn origin(url: &str) -> String {
-    match reqwest::Url::parse(url) {
-        Ok(u) if u.origin().is_tuple() => u.origin().ascii_serialization(),
-        _ => url.to_owned(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn origins_and_redaction() {
+        let origin = |u: &str| {
+            crate::prepared::WebhookUrl::parse(u)
+                .map(|u| u.origin())
+                .ok()
+        };
         assert_eq!(
-            origin("https://Buyer.example/a/b?c"),
-            "https://buyer.example"
+            origin("https://Buyer.example/a/b?c").as_deref(),
+            Some("https://buyer.example")
         );
         assert_eq!(
-            origin("https://buyer.example:8443/a"),
-            "https://buyer.example:8443"
+            origin("https://buyer.example:8443/a").as_deref(),
+            Some("https://buyer.example:8443")
         );
-        assert_eq!(origin("http://127.0.0.1:9000/x"), "http://127.0.0.1:9000");
+        assert_eq!(
+            origin("http://127.0.0.1:9000/x").as_deref(),
+            Some("http://127.0.0.1:9000")
+        );
         assert_eq!(redact("postgres://u:secret@db/x"), "postgres://u:***@db/x");
     }
 

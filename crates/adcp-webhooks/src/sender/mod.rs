@@ -16,252 +16,21 @@ use crate::payload::{
     ArtifactWebhook, CollectionListChanged, IdempotencyKey, McpWebhook, PayloadError,
     PropertyListChanged, RawWebhook, RevocationNotification, WebhookKind, WebhookPayload,
 };
-use crate::signing::{self, CanonicalUrl, SignError, SignOptions, SignedHeaders, UrlError};
+use crate::prepared::{IntoWebhookUrl, PrepareError};
+use crate::signing::{self, SignError, SignOptions, SignedHeaders, UrlError};
 use crate::transport::{HttpResponse, Transport, TransportConfig, TransportError};
 use bytes::Bytes;
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
-use std::sync::{Arc, LazyLock, OnceLock};
+use http::header::{HeaderMap, HeaderName, HeaderValue};
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 pub use crate::payload::MAX_BODY_BYTES;
+pub use crate::prepared::{
+    CONTENT_TYPE, MAX_EXTRA_HEADER_VALUE, PreparedWebhook, RESERVED_HEADERS, WebhookUrl,
+};
 
-/// Headers the sender owns; `extra_headers` may not set them (any case).
-pub const RESERVED_HEADERS: [&str; 4] = [
-    "signature",
-    "signature-input",
-    "content-digest",
-    "content-type",
-];
-
-/// The content type of every webhook.
-pub const CONTENT_TYPE: &str = "application/json";
-
-/// A webhook ready to send: the URL, the body bytes (serialized once), the idempotency key and
-/// any extra headers. Attempts sign it afresh; nothing here changes between attempts.
-#[derive(Debug, Clone)]
-pub struct PreparedWebhook {
-    url: String,
-    body: Bytes,
-    idempotency_key: IdempotencyKey,
-    extra_headers: Vec<(String, String)>,
-    kind: WebhookKind,
-    /// The canonical form of `url`, worked out when the URL is checked: what the destination
-    /// policy resolves before each attempt.
-    canonical: Arc<CanonicalUrl>,
-    /// The wire form of `url`, parsed at the first attempt and shared by clones, so retries
-    /// and resends do not parse it again.
-    wire: Arc<OnceLock<Wire>>,
-}
-
-/// Equal when they would send the same thing (the parsed URL forms are caches of `url`).
-impl PartialEq for PreparedWebhook {
-    fn eq(&self, other: &Self) -> bool {
-        self.url == other.url
-            && self.body == other.body
-            && self.idempotency_key == other.idempotency_key
-            && self.extra_headers == other.extra_headers
-            && self.kind == other.kind
-    }
-}
-
-impl Eq for PreparedWebhook {}
-
-/// A webhook URL as it goes on the wire.
-#[derive(Debug)]
-struct Wire {
-    /// What the HTTP client puts in the request line and `Host` header (WHATWG-normalized,
-    /// fragment dropped).
-    url: reqwest::Url,
-    /// Its canonical form: what is signed, so the receiver, which sees this URL, rebuilds the
-    /// same `@target-uri`.
-    canonical: CanonicalUrl,
-}
-
-impl PreparedWebhook {
-    /// Serialize `payload` once and bind it to `url`.
-    ///
-    /// The caller's idempotency key is used when the payload carries one; otherwise a fresh
-    /// `whk_<uuid>` is drawn.
-    pub fn new<P: WebhookPayload + ?Sized>(url: &str, payload: &P) -> Result<Self, SendError> {
-        Self::new_at(url, payload, time::OffsetDateTime::now_utc())
-    }
-
-    /// As [`new`](Self::new), with the time used for default timestamps given explicitly.
-    pub fn new_at<P: WebhookPayload + ?Sized>(
-        url: &str,
-        payload: &P,
-        now: time::OffsetDateTime,
-    ) -> Result<Self, SendError> {
-        let canonical = check_url(url)?;
-        let key = payload
-            .idempotency_key()
-            .cloned()
-            .unwrap_or_else(IdempotencyKey::generate);
-        let body = payload.to_body(&key, now)?;
-        Self::with_canonical(url, canonical, body, key, payload.kind(), Vec::new())
-    }
-
-    /// Rebuild a prepared webhook from stored parts (an outbox row, a recorded result).
-    ///
-    /// Checks what [`new`](Self::new) guarantees: a valid URL, a body within the cap, and
-    /// valid extra headers.
-    pub fn from_parts(
-        url: &str,
-        body: Bytes,
-        idempotency_key: IdempotencyKey,
-        kind: WebhookKind,
-        extra_headers: Vec<(String, String)>,
-    ) -> Result<Self, SendError> {
-        let canonical = check_url(url)?;
-        Self::with_canonical(url, canonical, body, idempotency_key, kind, extra_headers)
-    }
-
-    fn with_canonical(
-        url: &str,
-        canonical: CanonicalUrl,
-        body: Bytes,
-        idempotency_key: IdempotencyKey,
-        kind: WebhookKind,
-        extra_headers: Vec<(String, String)>,
-    ) -> Result<Self, SendError> {
-        if body.len() > MAX_BODY_BYTES {
-            return Err(SendError::BodyTooLarge {
-                size: body.len(),
-                limit: MAX_BODY_BYTES,
-            });
-        }
-        for (name, value) in &extra_headers {
-            check_extra_header(name, value)?;
-        }
-        Ok(Self {
-            url: url.to_owned(),
-            body,
-            idempotency_key,
-            extra_headers,
-            kind,
-            canonical: Arc::new(canonical),
-            wire: Arc::default(),
-        })
-    }
-
-    /// The wire form of the URL, parsed on first use.
-    fn wire(&self) -> Result<&Wire, SendError> {
-        if let Some(wire) = self.wire.get() {
-            return Ok(wire);
-        }
-        let mut url = reqwest::Url::parse(&self.url).map_err(|_| {
-            SendError::Url(UrlError {
-                url: self.url.clone(),
-                reason: signing::UrlErrorReason::MissingHost,
-            })
-        })?;
-        url.set_fragment(None);
-        let canonical = if url.as_str() == self.url {
-            (*self.canonical).clone()
-        } else {
-            signing::canonicalize_url(url.as_str())?
-        };
-        // Two attempts racing here parse the same URL; either result is the same.
-        Ok(self.wire.get_or_init(|| Wire { url, canonical }))
-    }
-
-    /// Add a header sent with every attempt. Reserved headers (`Signature`, `Signature-Input`,
-    /// `Content-Digest`, `Content-Type`, any case) and names or values with CR, LF or NUL are
-    /// refused.
-    pub fn with_header(mut self, name: &str, value: &str) -> Result<Self, SendError> {
-        check_extra_header(name, value)?;
-        self.extra_headers.push((name.to_owned(), value.to_owned()));
-        Ok(self)
-    }
-
-    /// The destination URL.
-    pub fn url(&self) -> &str {
-        &self.url
-    }
-    /// The exact body bytes every attempt posts.
-    pub fn body(&self) -> &Bytes {
-        &self.body
-    }
-    /// The idempotency key inside the body.
-    pub fn idempotency_key(&self) -> &IdempotencyKey {
-        &self.idempotency_key
-    }
-    /// Extra headers sent with every attempt.
-    pub fn extra_headers(&self) -> &[(String, String)] {
-        &self.extra_headers
-    }
-    /// Which kind of webhook this is.
-    pub fn kind(&self) -> WebhookKind {
-        self.kind
-    }
-}
-
-/// Check a webhook URL and return its canonical form.
-fn check_url(url: &str) -> Result<CanonicalUrl, SendError> {
-    // Credentials in a webhook URL would be sent as an unsigned Authorization header and
-    // end up in logs and errors; refuse them before the URL is echoed anywhere.
-    if has_userinfo(url) {
-        return Err(SendError::CredentialsInUrl);
-    }
-    // Reject what the profile calls malformed before the lenient WHATWG parser can "fix" it.
-    Ok(signing::canonicalize_url(url)?)
-}
-
-/// Whether the authority of `url` carries `user[:password]@`.
-fn has_userinfo(url: &str) -> bool {
-    let rest = url.split_once("://").map_or(url, |(_, r)| r);
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-    authority.contains('@')
-}
-
-/// Headers that frame the HTTP message; the HTTP client sets them, and letting a caller do so
-/// could split the request or make `Host` differ from the signed authority.
-const FRAMING_HEADERS: [&str; 8] = [
-    "host",
-    "content-length",
-    "transfer-encoding",
-    "connection",
-    "keep-alive",
-    "te",
-    "trailer",
-    "upgrade",
-];
-
-/// The longest extra header value accepted, in bytes (receivers commonly cap a header at 8 KiB).
-pub const MAX_EXTRA_HEADER_VALUE: usize = 8 * 1024;
-
-fn check_extra_header(name: &str, value: &str) -> Result<(), SendError> {
-    if RESERVED_HEADERS
-        .iter()
-        .chain(FRAMING_HEADERS.iter())
-        .any(|r| r.eq_ignore_ascii_case(name))
-    {
-        return Err(SendError::ReservedHeader(name.to_owned()));
-    }
-    if value.len() > MAX_EXTRA_HEADER_VALUE {
-        return Err(SendError::InvalidHeader {
-            name: format!(
-                "{} (value of {} bytes, over the {MAX_EXTRA_HEADER_VALUE}-byte cap)",
-                name.escape_debug(),
-                value.len()
-            ),
-        });
-    }
-    let name_ok = !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
-    let value_ok = value
-        .bytes()
-        .all(|b| b == b'\t' || (0x20..=0x7e).contains(&b) || b >= 0x80);
-    if name_ok && value_ok {
-        Ok(())
-    } else {
-        Err(SendError::InvalidHeader {
-            name: name.escape_debug().to_string(),
-        })
-    }
-}
+/// The signing options of every attempt: the profile's defaults.
+static OPTIONS: LazyLock<SignOptions> = LazyLock::new(SignOptions::default);
 
 /// A signed request, ready for any HTTP client: POST `body` to `url` with exactly `headers`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -324,13 +93,13 @@ impl DeliveryResult {
             .ok_or_else(|| SendError::NoRecordedBody {
                 idempotency_key: self.idempotency_key.clone(),
             })?;
-        PreparedWebhook::from_parts(
+        Ok(PreparedWebhook::from_parts(
             &self.url,
             body,
             self.idempotency_key.clone(),
             self.kind,
             self.sent_extra_headers.clone(),
-        )
+        )?)
     }
 }
 
@@ -407,6 +176,19 @@ pub enum SendError {
         /// The prepared webhook, so the caller can retry exactly it.
         prepared: Box<PreparedWebhook>,
     },
+}
+
+impl From<PrepareError> for SendError {
+    fn from(e: PrepareError) -> Self {
+        match e {
+            PrepareError::Payload(e) => Self::Payload(e),
+            PrepareError::Url(e) => Self::Url(e),
+            PrepareError::CredentialsInUrl => Self::CredentialsInUrl,
+            PrepareError::BodyTooLarge { size, limit } => Self::BodyTooLarge { size, limit },
+            PrepareError::ReservedHeader(name) => Self::ReservedHeader(name),
+            PrepareError::InvalidHeader { name } => Self::InvalidHeader { name },
+        }
+    }
 }
 
 impl SendError {
@@ -527,6 +309,9 @@ impl WebhookSenderBuilder {
     }
     /// Build the sender.
     pub fn build(self) -> Result<WebhookSender, SendError> {
+        // What does not change between attempts (method, window, label, keyid) is checked
+        // once, here.
+        signing::check_request("POST", &self.key, &OPTIONS)?;
         let resolver = self
             .resolver
             .unwrap_or_else(|| PolicyResolver::new(self.policy));
@@ -596,49 +381,48 @@ impl WebhookSender {
     }
 
     /// Serialize `payload` once and bind it to `url`, without signing or sending.
-    pub fn prepare<P: WebhookPayload + ?Sized>(
+    pub fn prepare<U: IntoWebhookUrl, P: WebhookPayload + ?Sized>(
         &self,
-        url: &str,
+        url: U,
         payload: &P,
     ) -> Result<PreparedWebhook, SendError> {
         let now = time::OffsetDateTime::from_unix_timestamp(self.inner.clock.now_unix())
             .unwrap_or_else(|_| time::OffsetDateTime::now_utc());
-        PreparedWebhook::new_at(url, payload, now)
+        Ok(PreparedWebhook::new_at(url, payload, now)?)
     }
 
     /// Sign `prepared` for one attempt (fresh `created` and `nonce`) without sending it: for
-    /// callers who POST with their own HTTP stack.
+    /// callers who POST with their own HTTP stack. The destination policy's checks that need
+    /// no DNS (scheme, port, an IP-literal host) are applied first.
     pub fn sign(&self, prepared: &PreparedWebhook) -> Result<SignedRequest, SendError> {
+        let url = prepared.webhook_url();
+        self.inner.resolver.policy().check_url(url.canonical())?;
         let signed = self.sign_attempt(prepared)?;
-        let mut headers = Vec::with_capacity(4 + prepared.extra_headers.len());
+        let mut headers = Vec::with_capacity(4 + prepared.extra_headers().len());
         headers.push(("Content-Type".to_owned(), CONTENT_TYPE.to_owned()));
-        headers.extend(prepared.extra_headers.iter().cloned());
+        headers.extend(prepared.extra_headers().iter().cloned());
         headers.push(("Content-Digest".to_owned(), signed.content_digest));
         headers.push(("Signature-Input".to_owned(), signed.signature_input));
         headers.push(("Signature".to_owned(), signed.signature));
         Ok(SignedRequest {
             method: "POST",
-            url: prepared.wire()?.url.as_str().to_owned(),
+            url: url.wire_str().to_owned(),
             headers,
-            body: prepared.body.clone(),
-            idempotency_key: prepared.idempotency_key.clone(),
+            body: prepared.body().clone(),
+            idempotency_key: prepared.idempotency_key().clone(),
             nonce: signed.nonce,
             created: signed.created,
         })
     }
 
-    /// The signature headers of one attempt: the policy's URL check, then the signature over
-    /// the wire URL parsed when the webhook was prepared.
+    /// The signature headers of one attempt, over the canonical form of the wire URL worked
+    /// out when the webhook was prepared.
     fn sign_attempt(&self, prepared: &PreparedWebhook) -> Result<SignedHeaders, SendError> {
-        static OPTIONS: LazyLock<SignOptions> = LazyLock::new(SignOptions::default);
-        let wire = prepared.wire()?;
-        self.inner.resolver.policy().check_url(&wire.canonical)?;
-        signing::check_request("POST", &self.inner.key, &OPTIONS)?;
         Ok(signing::sign_canonical(
             "POST",
-            &wire.canonical,
+            prepared.webhook_url().canonical(),
             CONTENT_TYPE,
-            &prepared.body,
+            prepared.body(),
             &self.inner.key,
             &OPTIONS,
             self.inner.clock.as_ref(),
@@ -647,25 +431,28 @@ impl WebhookSender {
     }
 
     /// Sign and POST `prepared` once.
+    ///
+    /// The walk to the socket: the destination policy (scheme, port, every resolved address;
+    /// the resolver caches its verdict, so the connect that follows sees the same addresses),
+    /// then the signature, then the transport, which sends the wire URL and the extra headers
+    /// as they were checked when the webhook was prepared.
     pub async fn send_prepared(
         &self,
         prepared: &PreparedWebhook,
     ) -> Result<DeliveryResult, SendError> {
-        // The full destination check (every resolved address) runs before anything is signed;
-        // the resolver caches its verdict, so the connect that follows sees the same addresses.
-        self.inner.resolver.check(&prepared.canonical).await?;
+        let url = prepared.webhook_url();
+        self.inner.resolver.check(url.canonical()).await?;
         let signed = self.sign_attempt(prepared)?;
-        let wire = prepared.wire()?;
         let nonce = signed.nonce.clone();
         let headers = signed_header_map(signed)?;
         let sent = self
             .inner
             .transport
             .post_signed(
-                &wire.url,
+                url,
                 headers,
-                &prepared.extra_headers,
-                prepared.body.clone(),
+                prepared.extra_header_map(),
+                prepared.body().clone(),
             )
             .await;
         match sent {
@@ -673,8 +460,8 @@ impl WebhookSender {
             Err(source) => Err(match source.find_source::<DestinationError>() {
                 Some(refused) => SendError::Destination(refused.clone()),
                 None => SendError::Transport {
-                    idempotency_key: prepared.idempotency_key.clone(),
-                    url: prepared.url.clone(),
+                    idempotency_key: prepared.idempotency_key().clone(),
+                    url: prepared.url().to_owned(),
                     source: Box::new(source),
                     prepared: Box::new(prepared.clone()),
                 },
@@ -690,22 +477,22 @@ impl WebhookSender {
     ) -> DeliveryResult {
         DeliveryResult {
             status: resp.status,
-            idempotency_key: prepared.idempotency_key.clone(),
-            url: prepared.url.clone(),
+            idempotency_key: prepared.idempotency_key().clone(),
+            url: prepared.url().to_owned(),
             response_headers: resp.headers,
             response_body: resp.body,
             response_truncated: resp.body_truncated,
-            sent_body: self.inner.record_body.then(|| prepared.body.clone()),
-            sent_extra_headers: prepared.extra_headers.clone(),
-            kind: prepared.kind,
+            sent_body: self.inner.record_body.then(|| prepared.body().clone()),
+            sent_extra_headers: prepared.extra_headers().to_vec(),
+            kind: prepared.kind(),
             nonce,
         }
     }
 
     /// Build, serialize once, sign and POST any payload.
-    pub async fn send<P: WebhookPayload + ?Sized>(
+    pub async fn send<U: IntoWebhookUrl, P: WebhookPayload + ?Sized>(
         &self,
-        url: &str,
+        url: U,
         payload: &P,
     ) -> Result<DeliveryResult, SendError> {
         let prepared = self.prepare(url, payload)?;
@@ -719,54 +506,54 @@ impl WebhookSender {
     }
 
     /// Send an MCP task-status webhook.
-    pub async fn send_mcp(
+    pub async fn send_mcp<U: IntoWebhookUrl>(
         &self,
-        url: &str,
+        url: U,
         webhook: McpWebhook,
     ) -> Result<DeliveryResult, SendError> {
         self.send(url, &webhook).await
     }
 
     /// Send a brand rights revocation notification.
-    pub async fn send_revocation(
+    pub async fn send_revocation<U: IntoWebhookUrl>(
         &self,
-        url: &str,
+        url: U,
         webhook: RevocationNotification,
     ) -> Result<DeliveryResult, SendError> {
         self.send(url, &webhook).await
     }
 
     /// Send a content-standards artifact webhook.
-    pub async fn send_artifact(
+    pub async fn send_artifact<U: IntoWebhookUrl>(
         &self,
-        url: &str,
+        url: U,
         webhook: ArtifactWebhook,
     ) -> Result<DeliveryResult, SendError> {
         self.send(url, &webhook).await
     }
 
     /// Send a governance collection-list-changed webhook.
-    pub async fn send_collection_list_changed(
+    pub async fn send_collection_list_changed<U: IntoWebhookUrl>(
         &self,
-        url: &str,
+        url: U,
         webhook: CollectionListChanged,
     ) -> Result<DeliveryResult, SendError> {
         self.send(url, &webhook).await
     }
 
     /// Send a governance property-list-changed webhook.
-    pub async fn send_property_list_changed(
+    pub async fn send_property_list_changed<U: IntoWebhookUrl>(
         &self,
-        url: &str,
+        url: U,
         webhook: PropertyListChanged,
     ) -> Result<DeliveryResult, SendError> {
         self.send(url, &webhook).await
     }
 
     /// Send any JSON object with an explicit idempotency key injected into it.
-    pub async fn send_raw(
+    pub async fn send_raw<U: IntoWebhookUrl>(
         &self,
-        url: &str,
+        url: U,
         webhook: RawWebhook,
     ) -> Result<DeliveryResult, SendError> {
         self.send(url, &webhook).await
@@ -785,7 +572,7 @@ fn signed_header_map(signed: SignedHeaders) -> Result<HeaderMap, SendError> {
     };
     let mut map = HeaderMap::with_capacity(4);
     map.insert(
-        reqwest::header::CONTENT_TYPE,
+        http::header::CONTENT_TYPE,
         HeaderValue::from_static(CONTENT_TYPE),
     );
     map.insert(

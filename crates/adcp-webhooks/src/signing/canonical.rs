@@ -59,6 +59,9 @@ pub enum UrlErrorReason {
     /// A host holding a character no host name may contain (space, `%`, `<`, `>`, `\\`, `^`,
     /// `|`, a control character), written directly or produced by IDNA mapping.
     ForbiddenHostCharacter,
+    /// The URL meets the profile's rules but an HTTP client cannot parse it (WHATWG URL
+    /// rules); the text says why.
+    Unparseable(String),
 }
 
 impl fmt::Display for UrlErrorReason {
@@ -95,6 +98,7 @@ impl fmt::Display for UrlErrorReason {
             Self::InvalidIdn => {
                 f.write_str("the host is not a valid internationalized domain name")
             }
+            Self::Unparseable(why) => write!(f, "an HTTP client cannot parse it: {why}"),
             Self::ForbiddenHostCharacter => f.write_str(
                 "the host contains a character no host name may contain (space, %, <, >, \\, ^, | or a control character)",
             ),

@@ -51,6 +51,8 @@ use crate::clock::{Clock, NonceSource};
 use crate::keys::{Algorithm, KeyError, SigningKey, VerifyingKey};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use std::borrow::Cow;
+use structured::ParamRef;
 
 /// The `tag` parameter of every webhook signature.
 pub const WEBHOOK_TAG: &str = "adcp/webhook-signing/v1";
@@ -145,6 +147,9 @@ pub enum SignError {
     /// The key failed to sign.
     #[error(transparent)]
     Key(#[from] KeyError),
+    /// The signature base could not be written.
+    #[error(transparent)]
+    Base(#[from] BaseError),
 }
 
 /// Sign a webhook request per `adcp/webhook-signing/v1`.
@@ -200,10 +205,9 @@ pub(crate) fn check_request(
 /// prepared webhook, so each attempt skips re-parsing it). The caller has run
 /// [`check_request`].
 ///
-/// Writes `@signature-params` and the signature base straight into their buffers: the result
-/// is byte for byte what [`SignatureInput::serialize_params`] and [`signature_base`] produce
-/// for the profile's components (the signing vectors check it), without the intermediate
-/// owned component and parameter lists.
+/// Writes `@signature-params` and the signature base with the same writers the verifier uses
+/// ([`signature_base`]), from borrowed values: no intermediate owned component and parameter
+/// lists.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn sign_canonical(
     method: &str,
@@ -215,7 +219,6 @@ pub(crate) fn sign_canonical(
     clock: &dyn Clock,
     nonces: &dyn NonceSource,
 ) -> Result<SignedHeaders, SignError> {
-    use std::fmt::Write as _;
     let nonce = match &options.nonce {
         Some(n) => n.clone(),
         None => nonces.nonce(),
@@ -226,29 +229,35 @@ pub(crate) fn sign_canonical(
     let digest = content_digest(body);
 
     let mut params = String::with_capacity(160 + nonce.len() + key.kid().len());
-    params.push('(');
-    for (i, c) in COVERED_COMPONENTS.iter().enumerate() {
-        if i > 0 {
-            params.push(' ');
-        }
-        structured::push_sf_string(&mut params, c);
-    }
-    // Writing to a String cannot fail.
-    let _ = write!(params, ");created={created};expires={expires};nonce=");
-    structured::push_sf_string(&mut params, &nonce);
-    params.push_str(";keyid=");
-    structured::push_sf_string(&mut params, key.kid());
-    params.push_str(";alg=");
-    structured::push_sf_string(&mut params, key.algorithm().rfc9421_name());
-    params.push_str(";tag=");
-    structured::push_sf_string(&mut params, WEBHOOK_TAG);
-
-    let base = build_base(
+    structured::write_signature_params(
+        &mut params,
+        COVERED_COMPONENTS,
+        [
+            ("created", ParamRef::Integer(created)),
+            ("expires", ParamRef::Integer(expires)),
+            ("nonce", ParamRef::String(&nonce)),
+            ("keyid", ParamRef::String(key.kid())),
+            ("alg", ParamRef::String(key.algorithm().rfc9421_name())),
+            ("tag", ParamRef::String(WEBHOOK_TAG)),
+        ],
+    );
+    let mut base = String::with_capacity(
+        160 + canonical.target_uri.len() + canonical.authority.len() + digest.len() + params.len(),
+    );
+    let header = |name: &str| match name {
+        "content-type" => Some(Cow::Borrowed(content_type)),
+        "content-digest" => Some(Cow::Borrowed(digest.as_str())),
+        _ => None,
+    };
+    // The profile's components are all known and both headers are given: this cannot fail.
+    write_signature_base(
+        &mut base,
         method,
         canonical,
-        &[("content-type", content_type), ("content-digest", &digest)],
+        COVERED_COMPONENTS,
+        header,
         &params,
-    );
+    )?;
     let sig = key.sign(base.as_bytes())?;
     let mut signature = String::with_capacity(options.label.len() + 92);
     signature.push_str(&options.label);
@@ -282,20 +291,20 @@ fn check_method(method: &str) -> Result<(), SignError> {
     }
 }
 
-fn build_base(
+/// Write an RFC 9421 signature base (§2.5): one line per covered component, in order, then
+/// the `@signature-params` line with `params` (written by the one params writer).
+///
+/// The one writer of this format: the signer and the verifier both call it. `header` gives the
+/// value of a covered header as the base shows it (trimmed, several values joined).
+fn write_signature_base<'a, 'h>(
+    base: &mut String,
     method: &str,
     url: &CanonicalUrl,
-    header_values: &[(&str, &str)],
+    components: impl IntoIterator<Item = &'a str>,
+    header: impl Fn(&str) -> Option<Cow<'h, str>>,
     params: &str,
-) -> String {
-    let mut base = String::with_capacity(
-        160 + method.len()
-            + url.target_uri.len()
-            + url.authority.len()
-            + header_values.iter().map(|(_, v)| v.len()).sum::<usize>()
-            + params.len(),
-    );
-    for comp in COVERED_COMPONENTS {
+) -> Result<(), BaseError> {
+    for comp in components {
         base.push('"');
         base.push_str(comp);
         base.push_str("\": ");
@@ -303,17 +312,18 @@ fn build_base(
             "@method" => base.extend(method.chars().map(|c| c.to_ascii_uppercase())),
             "@target-uri" => base.push_str(&url.target_uri),
             "@authority" => base.push_str(&url.authority),
+            c if c.starts_with('@') => return Err(BaseError::UnsupportedComponent(c.to_owned())),
             name => {
-                if let Some((_, v)) = header_values.iter().find(|(n, _)| *n == name) {
-                    base.push_str(v);
-                }
+                let value =
+                    header(name).ok_or_else(|| BaseError::MissingHeader(name.to_owned()))?;
+                base.push_str(&value);
             }
         }
         base.push('\n');
     }
     base.push_str("\"@signature-params\": ");
     base.push_str(params);
-    base
+    Ok(())
 }
 
 /// Why a signature base could not be built from a received request.
@@ -339,27 +349,21 @@ pub fn signature_base<H: HeaderSource + ?Sized>(
     headers: &H,
     input: &SignatureInput,
 ) -> Result<String, BaseError> {
+    let mut params = String::with_capacity(256);
+    structured::write_signature_params(
+        &mut params,
+        input.components.iter().map(String::as_str),
+        input.params.iter().map(|(k, v)| (k.as_str(), v.as_ref())),
+    );
     let mut base = String::with_capacity(512);
-    for comp in &input.components {
-        base.push('"');
-        base.push_str(comp);
-        base.push_str("\": ");
-        match comp.as_str() {
-            "@method" => base.push_str(&method.to_ascii_uppercase()),
-            "@target-uri" => base.push_str(&url.target_uri),
-            "@authority" => base.push_str(&url.authority),
-            c if c.starts_with('@') => return Err(BaseError::UnsupportedComponent(c.to_owned())),
-            name => {
-                let v = headers
-                    .combined(name)
-                    .ok_or_else(|| BaseError::MissingHeader(name.to_owned()))?;
-                base.push_str(&v);
-            }
-        }
-        base.push('\n');
-    }
-    base.push_str("\"@signature-params\": ");
-    base.push_str(&input.serialize_params());
+    write_signature_base(
+        &mut base,
+        method,
+        url,
+        input.components.iter().map(String::as_str),
+        |name| headers.combined(name).map(Cow::Owned),
+        &params,
+    )?;
     Ok(base)
 }
 

@@ -184,43 +184,87 @@ impl SignatureInput {
     /// The `@signature-params` component value: the serialized inner list with its parameters.
     pub fn serialize_params(&self) -> String {
         let mut out = String::with_capacity(256);
-        out.push('(');
-        for (i, c) in self.components.iter().enumerate() {
-            if i > 0 {
-                out.push(' ');
-            }
-            push_sf_string(&mut out, c);
-        }
-        out.push(')');
-        for (k, v) in &self.params {
-            out.push(';');
-            out.push_str(k);
-            match v {
-                ParamValue::Integer(i) => {
-                    let _ = write!(out, "={i}");
-                }
-                ParamValue::String(s) => {
-                    out.push('=');
-                    push_sf_string(&mut out, s);
-                }
-                ParamValue::Token(t) => {
-                    out.push('=');
-                    out.push_str(t);
-                }
-                ParamValue::Boolean(true) => {}
-                ParamValue::Boolean(false) => out.push_str("=?0"),
-                ParamValue::Decimal(d) => {
-                    out.push('=');
-                    out.push_str(d);
-                }
-                ParamValue::Bytes(b) => {
-                    out.push_str("=:");
-                    STANDARD.encode_string(b, &mut out);
-                    out.push(':');
-                }
-            }
-        }
+        write_signature_params(
+            &mut out,
+            self.components.iter().map(String::as_str),
+            self.params.iter().map(|(k, v)| (k.as_str(), v.as_ref())),
+        );
         out
+    }
+}
+
+impl ParamValue {
+    /// A borrowed view of the value, for [`write_signature_params`].
+    pub(crate) fn as_ref(&self) -> ParamRef<'_> {
+        match self {
+            Self::Integer(i) => ParamRef::Integer(*i),
+            Self::String(s) => ParamRef::String(s),
+            Self::Token(t) => ParamRef::Token(t),
+            Self::Boolean(b) => ParamRef::Boolean(*b),
+            Self::Decimal(d) => ParamRef::Decimal(d),
+            Self::Bytes(b) => ParamRef::Bytes(b),
+        }
+    }
+}
+
+/// A signature parameter's value, borrowed: what the signer writes without building a
+/// [`SignatureInput`] first.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum ParamRef<'a> {
+    Integer(i64),
+    String(&'a str),
+    Token(&'a str),
+    Boolean(bool),
+    Decimal(&'a str),
+    Bytes(&'a [u8]),
+}
+
+/// Write the `@signature-params` value (RFC 9421 §2.3): the covered components as an inner list
+/// of sf-strings, then `;name=value` for each parameter in order.
+///
+/// The one writer of this format: the signer (the `Signature-Input` it sends and the base it
+/// signs) and the verifier (the base it rebuilds) both call it.
+pub(crate) fn write_signature_params<'a>(
+    out: &mut String,
+    components: impl IntoIterator<Item = &'a str>,
+    params: impl IntoIterator<Item = (&'a str, ParamRef<'a>)>,
+) {
+    out.push('(');
+    for (i, c) in components.into_iter().enumerate() {
+        if i > 0 {
+            out.push(' ');
+        }
+        push_sf_string(out, c);
+    }
+    out.push(')');
+    for (k, v) in params {
+        out.push(';');
+        out.push_str(k);
+        match v {
+            ParamRef::Integer(i) => {
+                // Writing to a String cannot fail.
+                let _ = write!(out, "={i}");
+            }
+            ParamRef::String(s) => {
+                out.push('=');
+                push_sf_string(out, s);
+            }
+            ParamRef::Token(t) => {
+                out.push('=');
+                out.push_str(t);
+            }
+            ParamRef::Boolean(true) => {}
+            ParamRef::Boolean(false) => out.push_str("=?0"),
+            ParamRef::Decimal(d) => {
+                out.push('=');
+                out.push_str(d);
+            }
+            ParamRef::Bytes(b) => {
+                out.push_str("=:");
+                STANDARD.encode_string(b, out);
+                out.push(':');
+            }
+        }
     }
 }
 

@@ -45,6 +45,8 @@ use bytes::{Bytes, BytesMut};
 use reqwest::header::HeaderMap;
 use reqwest::{Method, Url};
 
+use crate::prepared::{PrepareError, WebhookUrl};
+
 pub use error::{BoxError, TransportError, TransportErrorKind};
 pub use message::{HttpRequest, HttpResponse};
 
@@ -233,39 +235,37 @@ impl Transport {
     /// within `timeout`.
     pub async fn post(&self, request: HttpRequest) -> Result<HttpResponse, TransportError> {
         let url = parse_url(&request.url)?;
-        let shown = url.to_string();
+        let shown = url.wire_str().to_owned();
         let headers = message::build_headers(&request.headers)?;
-        let mut outgoing = reqwest::Request::new(Method::POST, url);
+        let mut outgoing = reqwest::Request::new(Method::POST, url.wire().clone());
         *outgoing.headers_mut() = headers;
         *outgoing.body_mut() = Some(request.body.into());
         self.execute(outgoing, &shown).await
     }
 
-    /// [`post`](Self::post) for the sender's hot path: the URL was parsed when the webhook
-    /// was prepared, and `signed` holds headers the crate built itself from values that are
-    /// valid by construction (`Content-Type` and the signature headers). Only the caller's
-    /// `extra` headers go through the checks `post` applies to every header; the URL gets
-    /// the same checks as in `post`, without being parsed again.
+    /// [`post`](Self::post) for the sender's hot path: the URL was parsed and checked when the
+    /// webhook was prepared, `signed` holds headers the crate built itself from values that
+    /// are valid by construction (`Content-Type` and the signature headers), and `extra` holds
+    /// the caller's headers as they were checked when they were added. Nothing is checked or
+    /// parsed again.
     pub(crate) async fn post_signed(
         &self,
-        url: &Url,
+        url: &WebhookUrl,
         signed: HeaderMap,
-        extra: &[(String, String)],
+        extra: &HeaderMap,
         body: Bytes,
     ) -> Result<HttpResponse, TransportError> {
-        check_url(url, url.as_str())?;
         let mut headers = signed;
         if !extra.is_empty() {
-            let extra = message::build_headers(extra)?;
             headers.reserve(extra.len());
-            for (name, value) in &extra {
+            for (name, value) in extra {
                 headers.append(name, value.clone());
             }
         }
-        let mut outgoing = reqwest::Request::new(Method::POST, url.clone());
+        let mut outgoing = reqwest::Request::new(Method::POST, url.wire().clone());
         *outgoing.headers_mut() = headers;
         *outgoing.body_mut() = Some(body.into());
-        self.execute(outgoing, url.as_str()).await
+        self.execute(outgoing, url.wire_str()).await
     }
 
     async fn execute(
@@ -322,40 +322,26 @@ impl Transport {
     }
 }
 
-/// Parse and check a destination URL.
-fn parse_url(raw: &str) -> Result<Url, TransportError> {
-    let invalid = |reason: &str| TransportError::InvalidUrl {
-        url: raw.to_owned(),
-        reason: reason.to_owned(),
-    };
-    let url = Url::parse(raw).map_err(|e| invalid(&format!("not an absolute URL ({e})")))?;
-    check_url(&url, raw)?;
-    Ok(url)
-}
-
-/// Check a parsed destination URL: http(s), a host, no credentials.
-fn check_url(url: &Url, raw: &str) -> Result<(), TransportError> {
-    let invalid = |reason: &str| TransportError::InvalidUrl {
-        url: raw.to_owned(),
-        reason: reason.to_owned(),
-    };
-    if url.scheme() != "http" && url.scheme() != "https" {
-        return Err(invalid("the scheme must be http or https"));
-    }
-    if url.host_str().is_none_or(str::is_empty) {
-        return Err(invalid("the URL has no host"));
-    }
-    if !url.username().is_empty() || url.password().is_some() {
-        // reqwest would turn them into an unsigned Authorization header, and they would end
-        // up in logs and error messages. Webhook credentials belong in a header.
-        return Err(TransportError::InvalidUrl {
+/// Parse and check a destination URL: the rules of [`WebhookUrl::parse`], reported as a
+/// transport error.
+fn parse_url(raw: &str) -> Result<WebhookUrl, TransportError> {
+    WebhookUrl::parse(raw).map_err(|e| match e {
+        // The URL is not repeated: it carries a secret.
+        PrepareError::CredentialsInUrl => TransportError::InvalidUrl {
             url: "<URL with credentials, not shown>".to_owned(),
             reason: "credentials in the URL (user:password@) are not supported; send them \
                      in a header instead"
                 .to_owned(),
-        });
-    }
-    Ok(())
+        },
+        PrepareError::Url(u) => TransportError::InvalidUrl {
+            url: raw.to_owned(),
+            reason: u.reason.to_string(),
+        },
+        other => TransportError::InvalidUrl {
+            url: raw.to_owned(),
+            reason: other.to_string(),
+        },
+    })
 }
 
 /// A proxy URL for messages, with any password replaced by `***`.
