@@ -51,13 +51,16 @@
 pub struct ReadmeDoctests;
 
 pub mod clock;
+#[cfg(feature = "outbox")]
 pub mod delivery;
 pub mod destination;
 pub mod keys;
 pub mod payload;
 pub mod prepared;
+#[cfg(feature = "send")]
 pub mod sender;
 pub mod signing;
+#[cfg(feature = "send")]
 pub mod transport;
 pub mod verify;
 
@@ -67,4 +70,5 @@ pub use payload::{
     RawWebhook, RevocationNotification, TaskStatus, WebhookKind, WebhookPayload,
 };
 pub use prepared::{PrepareError, PreparedWebhook, WebhookUrl};
+#[cfg(feature = "send")]
 pub use sender::{DeliveryResult, SendError, SignedRequest, WebhookSender};

@@ -1,6 +1,8 @@
 //! The retry policy: schedule, jitter bounds, classification, `Retry-After` and the horizon,
 //! all with injected time and randomness (no sleeps).
-use adcp_webhooks::delivery::policy::*;
+use adcp_webhooks::delivery::classify::*;
+use adcp_webhooks::delivery::schedule::*;
+use adcp_webhooks::verify::ErrorCode;
 use std::time::Duration;
 
 const HOUR_MS: i64 = 3_600_000;
@@ -81,7 +83,7 @@ fn signature_rejection_is_dead_with_its_code() {
         Classification::Permanent {
             class: ErrorClass::SignatureRejected,
             reason: DeadReason::SignatureRejected {
-                error: "webhook_signature_window_invalid".into()
+                error: ErrorCode::WindowInvalid
             },
         }
     );
@@ -106,21 +108,46 @@ fn signature_rejection_is_dead_with_its_code() {
         "Basic realm=\"a,b\" , signature  error = webhook_signature_key_revoked",
     );
     assert_eq!(
-        signature_error(&many).as_deref(),
-        Some("webhook_signature_key_revoked")
+        ErrorCode::from_challenge(&many[0].1),
+        Some(ErrorCode::KeyRevoked)
+    );
+    assert_eq!(
+        classify_response(401, &many, 0),
+        Classification::Permanent {
+            class: ErrorClass::SignatureRejected,
+            reason: DeadReason::SignatureRejected {
+                error: ErrorCode::KeyRevoked
+            },
+        }
     );
     let escaped = h(
         "WWW-Authenticate",
         r#"Signature realm="q\"uote", error="webhook_signature_digest_mismatch""#,
     );
     assert_eq!(
-        signature_error(&escaped).as_deref(),
-        Some("webhook_signature_digest_mismatch")
+        ErrorCode::from_challenge(&escaped[0].1),
+        Some(ErrorCode::DigestMismatch)
     );
     assert_eq!(
-        signature_error(&h("WWW-Authenticate", "Signature error=\"unterminated")),
+        ErrorCode::from_challenge("Signature error=\"unterminated"),
         None
     );
+    // A code this profile does not define is not taken for a signature rejection.
+    assert_eq!(
+        ErrorCode::from_challenge(r#"Signature error="webhook_signature_from_the_future""#),
+        None
+    );
+    // What a receiver writes, a sender reads back, for every code.
+    for code in ErrorCode::ALL {
+        let answer = h("WWW-Authenticate", &code.challenge());
+        assert_eq!(
+            classify_response(401, &answer, 0),
+            Classification::Permanent {
+                class: ErrorClass::SignatureRejected,
+                reason: DeadReason::SignatureRejected { error: code },
+            }
+        );
+    }
 }
 
 #[test]
@@ -330,7 +357,8 @@ fn class_names_round_trip() {
 }
 
 mod props {
-    use adcp_webhooks::delivery::policy::*;
+    use adcp_webhooks::delivery::classify::*;
+    use adcp_webhooks::delivery::schedule::*;
     use proptest::prelude::*;
     use std::time::Duration;
 
@@ -401,7 +429,7 @@ mod props {
         #[test]
         fn retry_after_never_panics(s in ".{0,64}", now in proptest::num::i64::ANY) {
             let _ = parse_retry_after(&s, now);
-            let _ = signature_error(&[("WWW-Authenticate".to_owned(), s)]);
+            let _ = adcp_webhooks::verify::ErrorCode::from_challenge(&s);
         }
     }
 }

@@ -395,6 +395,7 @@ pub fn render_prometheus(
     out
 }
 
+#[cfg(feature = "metrics")]
 /// Serve `GET /metrics` (any path, in fact) on `listener` until `shutdown` completes, each
 /// scrape rendering `render()`'s text. One small HTTP/1.1 server; no TLS, meant for a
 /// loopback or cluster-internal address.

@@ -31,13 +31,21 @@
 //! store), [`metrics`] (counters and the Prometheus text endpoint) and the worker.
 
 pub mod breaker;
+pub mod classify;
 pub mod metrics;
-pub mod policy;
+pub mod schedule;
+/// The retry schedule and the classification of outcomes, by their former path.
+#[doc(hidden)]
+pub mod policy {
+    pub use super::classify::*;
+    pub use super::schedule::*;
+}
 pub mod store;
 mod worker;
 
 pub use breaker::{BreakerConfig, BreakerState};
-pub use policy::{Backoff, DeadReason, ErrorClass, RetryPolicy};
+pub use classify::{Classification, DeadReason, Decision, ErrorClass};
+pub use schedule::{Backoff, RetryPolicy};
 pub use store::{
     DeliveryDetail, DeliveryId, DeliveryState, DeliverySummary, DestinationInfo, ListQuery,
     OutboxStore, StateCounts, StoreError,
@@ -49,7 +57,7 @@ use crate::payload::{IdempotencyKey, WebhookPayload};
 use crate::sender::{PreparedWebhook, SendError, WebhookSender};
 use breaker::Breakers;
 use metrics::Metrics;
-use policy::duration_ms;
+use schedule::duration_ms;
 use std::sync::Arc;
 use std::time::Duration;
 use store::{NewDelivery, PurgeSelection, RequeueSelection};
@@ -538,6 +546,7 @@ impl Outbox {
     }
 
     /// Serve [`metrics_text`](Self::metrics_text) over HTTP on `listener` until `shutdown`.
+    #[cfg(feature = "metrics")]
     pub async fn serve_metrics(
         &self,
         listener: tokio::net::TcpListener,

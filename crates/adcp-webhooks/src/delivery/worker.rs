@@ -18,20 +18,17 @@
 
 use crate::delivery::TimeSource;
 use crate::delivery::breaker::{Breakers, Permit};
-use crate::delivery::metrics::{Metrics, OutcomeKind};
-use crate::delivery::policy::{
-    Classification, Decision, ErrorClass, RetryPolicy, classify_failure, classify_response,
-    duration_ms,
+use crate::delivery::classify::{
+    Attempted, Classification, Decision, ErrorClass, classify_attempt, classify_failure,
 };
+use crate::delivery::metrics::{Metrics, OutcomeKind};
+use crate::delivery::schedule::{RetryPolicy, duration_ms};
 use crate::delivery::store::{
     AttemptRecord, CompleteStatus, Completion, DeliveryId, DeliveryState, DisableRules, Health,
-    LeaseRequest, LeaseToken, LeasedDelivery, MAX_RECORDED_RESPONSE_BYTES, OutboxStore, Outcome,
-    PurgeSelection, StoreError,
+    LeaseRequest, LeaseToken, LeasedDelivery, OutboxStore, Outcome, PurgeSelection, StoreError,
 };
-use crate::destination::DestinationError;
 use crate::payload::{IdempotencyKey, WebhookKind};
-use crate::sender::{PreparedWebhook, SendError, WebhookSender};
-use crate::transport::TransportErrorKind;
+use crate::sender::{PreparedWebhook, WebhookSender};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -384,19 +381,6 @@ struct Job {
     tx: mpsc::Sender<Finished>,
 }
 
-/// What one attempt produced, before the policy decides.
-enum Attempted {
-    Classified {
-        class: Classification,
-        status: Option<u16>,
-        error: Option<String>,
-        body: Option<bytes::Bytes>,
-    },
-    /// The worker itself could not make the attempt (e.g. its key cannot sign): not the
-    /// webhook's fault, so nothing is recorded against it.
-    WorkerFault(String),
-}
-
 impl Job {
     async fn attempt(self, d: LeasedDelivery, permit: Permit) {
         let span = tracing::info_span!(
@@ -585,65 +569,7 @@ async fn send(sender: &WebhookSender, d: &LeasedDelivery, time: &TimeSource) -> 
         Ok(p) => p,
         Err(e) => return invalid(e.to_string()),
     };
-    match sender.send_prepared(&prepared).await {
-        Ok(result) => {
-            let class = classify_response(result.status, &result.response_headers, time.now_ms());
-            let error = if result.ok() {
-                None
-            } else {
-                Some(format!("HTTP {}", result.status))
-            };
-            let body = result.response_body;
-            let body = body.slice(..body.len().min(MAX_RECORDED_RESPONSE_BYTES));
-            Attempted::Classified {
-                class,
-                status: Some(result.status),
-                error,
-                body: Some(body),
-            }
-        }
-        Err(SendError::Transport { source, .. }) => {
-            let class = match source.kind() {
-                TransportErrorKind::Timeout => ErrorClass::Timeout,
-                TransportErrorKind::Connect | TransportErrorKind::Dns | TransportErrorKind::Tls => {
-                    ErrorClass::Connect
-                }
-                TransportErrorKind::InvalidRequest => ErrorClass::Invalid,
-                TransportErrorKind::Config => return Attempted::WorkerFault(source.to_string()),
-                _ => ErrorClass::Network,
-            };
-            let detail = source.to_string();
-            Attempted::Classified {
-                class: classify_failure(class, &detail),
-                status: None,
-                error: Some(detail),
-                body: None,
-            }
-        }
-        Err(SendError::Destination(e)) => {
-            let class = match e {
-                DestinationError::Resolve { .. } | DestinationError::NoAddress { .. } => {
-                    ErrorClass::Connect
-                }
-                _ => ErrorClass::Refused,
-            };
-            let detail = e.to_string();
-            Attempted::Classified {
-                class: classify_failure(class, &detail),
-                status: None,
-                error: Some(detail),
-                body: None,
-            }
-        }
-        Err(
-            e @ (SendError::Url(_)
-            | SendError::BodyTooLarge { .. }
-            | SendError::ReservedHeader(_)
-            | SendError::InvalidHeader { .. }
-            | SendError::Payload(_)),
-        ) => invalid(e.to_string()),
-        Err(e) => Attempted::WorkerFault(e.to_string()),
-    }
+    classify_attempt(sender.send_prepared(&prepared).await, time.now_ms())
 }
 
 #[derive(Debug, Default)]

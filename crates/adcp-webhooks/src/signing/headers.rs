@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 /// Something that can answer "what are the values of header `name`?" (case-insensitively).
 ///
 /// Implemented for slices and vectors of `(name, value)` pairs, for `HashMap` / `BTreeMap`
-/// of strings, and for [`http::HeaderMap`](reqwest::header::HeaderMap) (values that are not
+/// of strings, and for [`http::HeaderMap`] (values that are not
 /// valid UTF-8 are skipped: they cannot be part of an AdCP signature base).
 pub trait HeaderSource {
     /// Every value of the header `name` (ASCII case-insensitive), in order.
@@ -60,7 +60,7 @@ impl<K: AsRef<str>, V: AsRef<str>> HeaderSource for BTreeMap<K, V> {
     }
 }
 
-impl HeaderSource for reqwest::header::HeaderMap {
+impl HeaderSource for http::HeaderMap {
     fn values<'a>(&'a self, name: &str) -> Vec<&'a str> {
         self.get_all(name)
             .iter()

@@ -91,9 +91,126 @@ impl ErrorCode {
 
     /// The `WWW-Authenticate` value a receiver answers a 401 with: `Signature error="<code>"`
     /// (the profile defines no realm and no other parameter).
+    ///
+    /// The one writer of this header; [`from_challenge`](Self::from_challenge) is its parser.
     pub fn challenge(self) -> String {
         format!("Signature error=\"{}\"", self.as_str())
     }
+
+    /// The code in the `error` parameter of a `Signature` challenge of a `WWW-Authenticate`
+    /// value, as a sender reads a receiver's 401 (RFC 9110 §11.6.1: several challenges,
+    /// quoted or token values, any case and spacing). `None` when there is no `Signature`
+    /// challenge with an `error` this profile defines.
+    ///
+    /// ```
+    /// use adcp_webhooks::verify::ErrorCode;
+    /// for code in ErrorCode::ALL {
+    ///     assert_eq!(ErrorCode::from_challenge(&code.challenge()), Some(code));
+    /// }
+    /// let two = r#"Bearer realm="api", Signature error="webhook_signature_key_unknown""#;
+    /// assert_eq!(ErrorCode::from_challenge(two), Some(ErrorCode::KeyUnknown));
+    /// assert_eq!(ErrorCode::from_challenge(r#"Bearer error="webhook_signature_invalid""#), None);
+    /// ```
+    pub fn from_challenge(value: &str) -> Option<Self> {
+        let toks = tokenize(value);
+        let mut in_signature = false;
+        let mut i = 0;
+        while let Some(tok) = toks.get(i) {
+            match tok {
+                Tok::Word(w) => {
+                    if matches!(toks.get(i + 1), Some(Tok::Equals)) {
+                        // An auth-param `name=value` of the current challenge.
+                        let value = match toks.get(i + 2) {
+                            Some(Tok::Word(v)) => Some(*v),
+                            Some(Tok::Quoted(v)) => Some(v.as_str()),
+                            _ => None,
+                        };
+                        if in_signature
+                            && w.eq_ignore_ascii_case("error")
+                            && let Some(code) = value.and_then(|v| v.parse().ok())
+                        {
+                            return Some(code);
+                        }
+                        i += 3;
+                        continue;
+                    }
+                    // A word not followed by `=` starts a new challenge (a token68 after a
+                    // scheme is followed by `=` padding only, which the branch above skips).
+                    in_signature = w.eq_ignore_ascii_case("signature");
+                    i += 1;
+                }
+                _ => i += 1,
+            }
+        }
+        None
+    }
+
+    /// [`from_challenge`](Self::from_challenge) over every `WWW-Authenticate` value of a
+    /// response: the first code found.
+    pub fn from_challenges<'a>(values: impl IntoIterator<Item = &'a str>) -> Option<Self> {
+        values.into_iter().find_map(Self::from_challenge)
+    }
+}
+
+/// One lexical item of a `WWW-Authenticate` value (RFC 9110 §11.6.1).
+#[derive(Debug, PartialEq)]
+enum Tok<'a> {
+    Word(&'a str),
+    Quoted(String),
+    Equals,
+    Comma,
+}
+
+fn tokenize(value: &str) -> Vec<Tok<'_>> {
+    let mut out = Vec::new();
+    let bytes = value.as_bytes();
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        match b {
+            b' ' | b'\t' => i += 1,
+            b',' => {
+                out.push(Tok::Comma);
+                i += 1;
+            }
+            b'=' => {
+                out.push(Tok::Equals);
+                i += 1;
+            }
+            b'"' => {
+                let mut s = String::new();
+                i += 1;
+                let mut chars = value.get(i..).unwrap_or("").char_indices();
+                let mut consumed = value.len() - i;
+                while let Some((at, c)) = chars.next() {
+                    match c {
+                        '"' => {
+                            consumed = at + 1;
+                            break;
+                        }
+                        '\\' => {
+                            if let Some((_, escaped)) = chars.next() {
+                                s.push(escaped);
+                            }
+                        }
+                        c => s.push(c),
+                    }
+                }
+                out.push(Tok::Quoted(s));
+                i += consumed;
+            }
+            _ => {
+                let start = i;
+                while let Some(&c) = bytes.get(i) {
+                    if matches!(c, b' ' | b'\t' | b',' | b'=' | b'"') {
+                        break;
+                    }
+                    i += 1;
+                }
+                out.push(Tok::Word(value.get(start..i).unwrap_or("")));
+            }
+        }
+    }
+    out
 }
 
 impl fmt::Display for ErrorCode {

@@ -55,6 +55,7 @@ mod dedup;
 mod error;
 mod jwks;
 mod receiver;
+#[cfg(feature = "send")]
 mod remote;
 mod replay;
 mod revocation;
@@ -71,6 +72,7 @@ pub use receiver::{
     AcceptedWebhook, DEFAULT_MAX_BODY_BYTES, IncomingRequest, Outcome, Rejection, TargetUri,
     WebhookReceiver, WebhookReceiverBuilder,
 };
+#[cfg(feature = "send")]
 pub use remote::{
     DEFAULT_JWKS_TIMEOUT, DEFAULT_JWKS_TTL, DEFAULT_MAX_JWKS_BYTES, DEFAULT_MIN_REFETCH_INTERVAL,
     RemoteJwks, RemoteJwksBuilder,
@@ -97,7 +99,7 @@ pub const DEFAULT_MAX_SKEW_SECS: i64 = 60;
 /// line and `Host`; [`WebhookReceiver`] does that for you.
 ///
 /// Generic over the header container (a slice or `Vec` of pairs, a map, an
-/// [`http::HeaderMap`](reqwest::header::HeaderMap)); the default is a trait object.
+/// [`http::HeaderMap`]); the default is a trait object.
 pub struct ReceivedRequest<'a, H: HeaderSource + ?Sized = dyn HeaderSource + Sync> {
     /// The HTTP method.
     pub method: &'a str,
