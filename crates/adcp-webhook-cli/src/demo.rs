@@ -275,7 +275,7 @@ pub async fn run() -> Result<ExitCode, String> {
     let transport = Transport::new(TransportConfig::default()).map_err(|e| e.to_string())?;
     let mcp = payloads()?.swap_remove(0);
     let prepared = sender
-        .prepare(&format!("{base}/mcp"), &mcp)
+        .prepare(format!("{base}/mcp"), &mcp)
         .map_err(|e| e.to_string())?;
     let signed = sender.sign(&prepared).map_err(|e| e.to_string())?;
     let post = |body: Bytes| HttpRequest {

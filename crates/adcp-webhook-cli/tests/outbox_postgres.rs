@@ -690,7 +690,7 @@ async fn three_workers_share_one_database_and_survive_a_kill() {
                 )
                 .expect("webhook");
                 let prepared =
-                    PreparedWebhook::new(&receiver.url(i % DESTINATIONS, "/hook"), &webhook)
+                    PreparedWebhook::new(receiver.url(i % DESTINATIONS, "/hook"), &webhook)
                         .expect("prepare");
                 expected.insert(key, Sha256::digest(prepared.body()).into());
                 (prepared, EnqueueOptions::default())

@@ -301,7 +301,7 @@ fn cases(ctx: &Arc<Ctx>) -> Vec<Case> {
             cases,
             format!("extra header {name:?}: {value:?}"),
             async move {
-                let prepared = c.open.prepare(&c.url("/h"), &webhook());
+                let prepared = c.open.prepare(c.url("/h"), &webhook());
                 Got::from(prepared.and_then(|p| p.with_header(&n, &v).map_err(SendError::from)))
             },
             Got::Send(SendError::InvalidHeader { .. })
@@ -318,7 +318,7 @@ fn cases(ctx: &Arc<Ctx>) -> Vec<Case> {
             cases,
             format!("extra header overrides {name}"),
             async move {
-                let prepared = c.open.prepare(&c.url("/h"), &webhook());
+                let prepared = c.open.prepare(c.url("/h"), &webhook());
                 Got::from(
                     prepared.and_then(|p| p.with_header(name, "forged").map_err(SendError::from)),
                 )
@@ -336,7 +336,7 @@ fn cases(ctx: &Arc<Ctx>) -> Vec<Case> {
             async move {
                 let prepared = c
                     .open
-                    .prepare(&c.url("/h"), &webhook())
+                    .prepare(c.url("/h"), &webhook())
                     .and_then(|p| p.with_header(name, "0").map_err(SendError::from));
                 match prepared {
                     Ok(p) => Got::from(c.open.send_prepared(&p).await),
@@ -354,7 +354,7 @@ fn cases(ctx: &Arc<Ctx>) -> Vec<Case> {
             "stored parts with a CRLF header",
             async move {
                 Got::from(PreparedWebhook::from_parts(
-                    &c.url("/h"),
+                    c.url("/h"),
                     Bytes::from_static(b"{}"),
                     IdempotencyKey::generate(),
                     WebhookKind::Raw,
@@ -600,7 +600,7 @@ fn cases(ctx: &Arc<Ctx>) -> Vec<Case> {
             "stored body of 10 MiB + 1",
             async move {
                 Got::from(PreparedWebhook::from_parts(
-                    &c.url("/h"),
+                    c.url("/h"),
                     Bytes::from(vec![b' '; MAX_BODY_BYTES + 1]),
                     IdempotencyKey::generate(),
                     WebhookKind::Raw,

@@ -356,7 +356,7 @@ async fn senders_verifiers_and_their_logs_never_show_the_key() {
 
         // A delivery that fails once, a resend, and what they hand back.
         let webhook = McpWebhook::new("task_h", "create_media_buy", TaskStatus::Completed, "op_h");
-        let prepared = sender.prepare(&rx.url("/h"), &webhook).expect("prepare");
+        let prepared = sender.prepare(rx.url("/h"), &webhook).expect("prepare");
         secrets.debug("PreparedWebhook", &prepared);
         let signed = sender.sign(&prepared).expect("sign");
         secrets.debug("SignedRequest", &signed);
@@ -380,7 +380,7 @@ async fn senders_verifiers_and_their_logs_never_show_the_key() {
             .await
             .expect_err("nothing listens");
         secrets.error("SendError::Transport", &err);
-        let err = PreparedWebhook::new(&rx.url("/h"), &webhook)
+        let err = PreparedWebhook::new(rx.url("/h"), &webhook)
             .and_then(|p| p.with_header("X-Bad", "a\r\nb"))
             .expect_err("bad header");
         secrets.error("SendError::InvalidHeader", &err);

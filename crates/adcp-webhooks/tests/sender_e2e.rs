@@ -234,7 +234,7 @@ async fn extra_headers_are_sent_and_replayed() {
     let sender = loopback_sender(key(Algorithm::Ed25519));
     let p = sender
         .prepare(
-            &rx.url("/h"),
+            rx.url("/h"),
             &McpWebhook::new("t", "get_products", TaskStatus::Completed, "op"),
         )
         .expect("prepare")
@@ -298,7 +298,7 @@ async fn timeout_is_a_typed_error_that_keeps_the_idempotency_key() {
         .expect("sender");
     let p = sender
         .prepare(
-            &rx.url("/h"),
+            rx.url("/h"),
             &McpWebhook::new("t", "get_products", TaskStatus::Completed, "op"),
         )
         .expect("prepare");
