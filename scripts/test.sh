@@ -224,7 +224,8 @@ check_clippy() {
     cargo clippy --workspace --all-targets --features "$TEST_FEATURES" -- -D warnings
 }
 
-# Every public item documented and every intra-doc link resolving.
+# The API docs build without a warning (broken intra-doc links, stray HTML, undocumented
+# public items of the library).
 check_docs() {
     RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --features "$TEST_FEATURES"
 }
