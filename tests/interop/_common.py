@@ -82,7 +82,9 @@ def b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
-def private_key_from_request(request: dict[str, Any]) -> tuple[Any, str, str | None]:
+def private_key_from_request(
+    request: dict[str, Any], where: str = "request"
+) -> tuple[Any, str, str | None]:
     """Load the signing key from ``private_jwk`` or ``key_pem`` with the SDK's loaders.
 
     Returns ``(private_key, kid, alg_of_key)`` (the RFC 9421 name). The AdCP vectors keep the
@@ -92,29 +94,29 @@ def private_key_from_request(request: dict[str, Any]) -> tuple[Any, str, str | N
     from adcp.signing.crypto import alg_for_jwk, load_private_key_pem, private_key_from_jwk
 
     if "private_jwk" in request:
-        jwk = require(request, "private_jwk", dict, "request")
+        jwk = require(request, "private_jwk", dict, where)
         d_field = "d" if "d" in jwk else "_private_d_for_test_only"
         if d_field not in jwk:
-            raise HarnessError("request: private_jwk has no 'd'")
+            raise HarnessError(f"{where}: private_jwk has no 'd'")
         key = private_key_from_jwk(jwk, d_field=d_field)
         kid = request.get("kid", jwk.get("kid"))
         if not isinstance(kid, str) or not kid:
-            raise HarnessError("request: no kid (give 'kid' or a JWK with 'kid')")
+            raise HarnessError(f"{where}: no kid (give 'kid' or a JWK with 'kid')")
         return key, kid, alg_for_jwk(jwk)
     if "key_pem" in request:
-        pem = require(request, "key_pem", str, "request").encode("ascii")
+        pem = require(request, "key_pem", str, where).encode("ascii")
         passphrase = request.get("passphrase")
         if passphrase is not None and not isinstance(passphrase, str):
-            raise HarnessError("request: passphrase must be a string")
+            raise HarnessError(f"{where}: passphrase must be a string")
         key = load_private_key_pem(
             pem, password=passphrase.encode("utf-8") if passphrase is not None else None
         )
-        kid = require(request, "kid", str, "request")
+        kid = require(request, "kid", str, where)
         from cryptography.hazmat.primitives.asymmetric import ed25519
 
         alg = "ed25519" if isinstance(key, ed25519.Ed25519PrivateKey) else "ecdsa-p256-sha256"
         return key, kid, alg
-    raise HarnessError("request: give 'private_jwk' or 'key_pem' (+ 'kid')")
+    raise HarnessError(f"{where}: give 'private_jwk' or 'key_pem' (+ 'kid')")
 
 
 _ALG_NAMES = {

@@ -3,7 +3,8 @@
 stdin:  {"private_jwk": {..}  |  "key_pem": "...", "passphrase"?: "...",
          "kid"?, "alg"?,
          "cases": [{"id", "method"?, "url", "headers"?: {..}, "body_b64",
-                    "created"?, "nonce"?, "expires_in_seconds"?, "label"?}]}
+                    "created"?, "nonce"?, "expires_in_seconds"?, "label"?,
+                    the key fields above, optionally, to sign this case with another key}]}
 stdout: {"results": [{"id", "headers": {..all request headers..}, "signature_input",
                       "signature", "content_digest"}]}
 
@@ -45,15 +46,24 @@ def _optional(case: dict[str, Any], key: str, kind: type, where: str) -> Any:
     return require(case, key, kind, where)
 
 
+def _names_a_key(obj: dict[str, Any]) -> bool:
+    return "private_jwk" in obj or "key_pem" in obj
+
+
+def _key_of(obj: dict[str, Any], where: str) -> tuple[Any, str, str]:
+    """(private key, kid, RFC 9421 alg) from the key fields of the request or of one case."""
+    try:
+        private_key, kid, key_alg = private_key_from_request(obj, where)
+    except (ValueError, TypeError, KeyError) as exc:
+        raise HarnessError(f"{where}: the SDK could not load the key ({exc})") from exc
+    return private_key, kid, rfc9421_alg(obj.get("alg"), key_alg)
+
+
 def run(request: dict[str, Any]) -> list[dict[str, Any]]:
     from adcp.signing.constants import DEFAULT_EXPIRES_IN_SECONDS, SIG_LABEL_DEFAULT
     from adcp.signing.webhook_signer import sign_webhook
 
-    try:
-        private_key, kid, key_alg = private_key_from_request(request)
-    except (ValueError, TypeError, KeyError) as exc:
-        raise HarnessError(f"request: the SDK could not load the key ({exc})") from exc
-    alg = rfc9421_alg(request.get("alg"), key_alg)
+    batch_key = _key_of(request, "request") if _names_a_key(request) else None
     cases = require(request, "cases", list, "request")
     results = []
     for index, case in enumerate(cases):
@@ -62,6 +72,12 @@ def run(request: dict[str, Any]) -> list[dict[str, Any]]:
             raise HarnessError(f"{where}: must be an object")
         case_id = require(case, "id", str, where)
         where = f"case {case_id!r}"
+        key = _key_of(case, where) if _names_a_key(case) else batch_key
+        if key is None:
+            raise HarnessError(
+                f"{where}: no key (give 'private_jwk' or 'key_pem' per batch or per case)"
+            )
+        private_key, kid, alg = key
         method = case.get("method", "POST")
         url = require(case, "url", str, where)
         headers = case_headers(case, where) if "headers" in case else {}

@@ -43,8 +43,8 @@ pub struct ReceiveArgs {
     #[arg(long, value_name = "FILE")]
     pub log: Option<PathBuf>,
     /// The public URL senders post to, when a TLS-terminating proxy sits in front
-    /// (e.g. https://hooks.example.com); the signed @target-uri is this plus the request path.
-    /// Default: http://<Host header><path>.
+    /// (e.g. `https://hooks.example.com`); the signed @target-uri is this plus the request
+    /// path. Default: `http://` + the Host header + the path.
     #[arg(long, value_name = "URL")]
     pub public_url: Option<String>,
 }
@@ -229,6 +229,8 @@ pub async fn run_receive(args: ReceiveArgs) -> Result<(), String> {
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
     let local = listener.local_addr().map_err(|e| e.to_string())?;
+    // Printed once the socket is bound, so with `--listen 127.0.0.1:0` a caller (the tests)
+    // reads the port picked here from this line: keep `listening on http://ADDR`.
     eprintln!("adcp-webhook receive: listening on http://{local} (Ctrl-C to stop)");
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())

@@ -2,8 +2,9 @@
 //! kinds are accepted, its resend is reported duplicate, and a tampered body is rejected with
 //! `webhook_signature_digest_mismatch`.
 //!
-//! Needs `ADCP_PYTHON` (set by `scripts/test.sh`); fails under CI without it, skips with a note
-//! in a plain local `cargo test`.
+//! Needs `ADCP_PYTHON` (set by `scripts/test.sh`); fails when `CI` is set without it, and
+//! otherwise is counted as skipped with a `SKIPPED` line on stderr (see
+//! `tests/interop/harness.rs`). This binary has its own `main` (`harness = false`).
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -11,11 +12,19 @@ use serde_json::{Value, json};
 
 #[path = "../../../tests/interop/harness.rs"]
 mod harness;
-use harness::{python, run_py};
+use harness::run_py;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
+
+fn main() -> ExitCode {
+    harness::run_interop(&[(
+        "python_sdk_sender_to_our_receiver",
+        python_sdk_sender_to_our_receiver,
+    )])
+}
 
 /// Stops the receiver with SIGTERM when the test ends, however it ends.
 struct Server(Child);
@@ -36,28 +45,59 @@ impl Drop for Server {
     }
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
-fn wait_listening(port: u16) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "receive did not start listening");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+/// Start `receive` on `127.0.0.1:0` and read the address it bound from its stderr line
+/// `... listening on http://ADDR ...`, printed once the socket is bound: no port is picked and
+/// released beforehand, and no polling is needed.
+fn start_receive(jwks: &Path, log: &Path) -> (Server, SocketAddr) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_adcp-webhook"))
+        .args(["receive", "--listen", "127.0.0.1:0", "--jwks"])
+        .arg(jwks)
+        .arg("--log")
+        .arg(log)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start receive");
+    let mut stderr = BufReader::new(child.stderr.take().expect("stderr"));
+    let server = Server(child);
+    let mut seen = String::new();
+    let addr: SocketAddr = loop {
+        let mut line = String::new();
+        let read = stderr.read_line(&mut line).expect("read receive's stderr");
+        assert!(
+            read > 0,
+            "receive exited without saying where it listens:\n{seen}"
+        );
+        if let Some(addr) = line
+            .split("listening on http://")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+        {
+            break addr
+                .parse()
+                .unwrap_or_else(|e| panic!("bad listening address in {line:?}: {e}"));
+        }
+        seen.push_str(&line);
+    };
+    // Keep draining stderr so the server never blocks writing to it.
+    std::thread::spawn(move || {
+        let mut rest = String::new();
+        let _ = stderr.read_to_string(&mut rest);
+    });
+    (server, addr)
 }
 
 /// POST `body` with `headers` over a fresh connection; the status code.
-fn post(port: u16, path: &str, headers: &serde_json::Map<String, Value>, body: &[u8]) -> u16 {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+fn post(
+    addr: SocketAddr,
+    path: &str,
+    headers: &serde_json::Map<String, Value>,
+    body: &[u8],
+) -> u16 {
+    let mut s = TcpStream::connect(addr).expect("connect");
     s.set_read_timeout(Some(Duration::from_secs(10))).ok();
     let mut req = format!(
-        "POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: {}\r\nConnection: close\r\n",
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\nConnection: close\r\n",
         body.len()
     );
     for (k, v) in headers {
@@ -76,9 +116,7 @@ fn post(port: u16, path: &str, headers: &serde_json::Map<String, Value>, body: &
         .expect("status code")
 }
 
-#[test]
-fn python_sdk_sender_to_our_receiver() {
-    let Some(python) = python() else { return };
+fn python_sdk_sender_to_our_receiver(python: &Path) {
     let dir = std::env::temp_dir().join(format!("adcp-py-receive-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("dir");
@@ -100,25 +138,13 @@ fn python_sdk_sender_to_our_receiver() {
         String::from_utf8_lossy(&kg.stderr)
     );
 
-    let port = free_port();
-    let server = Server(
-        Command::new(env!("CARGO_BIN_EXE_adcp-webhook"))
-            .args(["receive", "--jwks"])
-            .arg(&jwks)
-            .args(["--listen", &format!("127.0.0.1:{port}"), "--log"])
-            .arg(&log)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start receive"),
-    );
-    wait_listening(port);
+    let (server, addr) = start_receive(&jwks, &log);
 
     let pem_text = std::fs::read_to_string(&pem).expect("pem");
     let out = run_py(
-        &python,
+        python,
         "py_send.py",
-        &json!({ "url": format!("http://127.0.0.1:{port}/webhooks"), "key_pem": pem_text, "kid": "py-seller", "alg": "ed25519" }),
+        &json!({ "url": format!("http://{addr}/webhooks"), "key_pem": pem_text, "kid": "py-seller", "alg": "ed25519" }),
     );
     let results = out["results"].as_array().expect("results");
     assert_eq!(results.len(), 6, "five kinds and a resend: {out}");
@@ -131,9 +157,9 @@ fn python_sdk_sender_to_our_receiver() {
 
     // A Python-signed request whose body is changed after signing.
     let body = br#"{"idempotency_key":"whk_tamper_test_0000001","task_id":"t","task_type":"get_products","status":"completed","operation_id":"op","timestamp":"2026-01-01T00:00:00Z"}"#;
-    let url = format!("http://127.0.0.1:{port}/webhooks/tampered");
+    let url = format!("http://{addr}/webhooks/tampered");
     let signed = run_py(
-        &python,
+        python,
         "py_sign.py",
         &json!({ "key_pem": pem_text, "kid": "py-seller", "alg": "ed25519",
                  "cases": [{ "id": "t", "url": url, "body_b64": STANDARD.encode(body) }] }),
@@ -144,9 +170,9 @@ fn python_sdk_sender_to_our_receiver() {
         .clone();
     let mut tampered = body.to_vec();
     tampered[body.len() - 3] = b'1';
-    assert_eq!(post(port, "/webhooks/tampered", &headers, &tampered), 401);
+    assert_eq!(post(addr, "/webhooks/tampered", &headers, &tampered), 401);
     assert_eq!(
-        post(port, "/webhooks/tampered", &headers, body),
+        post(addr, "/webhooks/tampered", &headers, body),
         200,
         "the untampered original is accepted"
     );

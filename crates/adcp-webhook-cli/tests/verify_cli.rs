@@ -193,15 +193,25 @@ impl Receiver {
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn receive");
+        // The address the server bound, from its stderr line `... listening on http://ADDR`.
         let mut stderr = BufReader::new(child.stderr.take().unwrap());
-        let mut line = String::new();
-        stderr.read_line(&mut line).unwrap();
-        let addr = line
-            .split("http://")
-            .nth(1)
-            .and_then(|s| s.split_whitespace().next())
-            .unwrap_or_else(|| panic!("no address in {line:?}"))
-            .to_owned();
+        let mut seen = String::new();
+        let addr = loop {
+            let mut line = String::new();
+            let read = stderr.read_line(&mut line).unwrap();
+            assert!(
+                read > 0,
+                "receive exited without saying where it listens:\n{seen}"
+            );
+            if let Some(addr) = line
+                .split("listening on http://")
+                .nth(1)
+                .and_then(|s| s.split_whitespace().next())
+            {
+                break addr.to_owned();
+            }
+            seen.push_str(&line);
+        };
         // Keep draining stderr so the server never blocks on it.
         std::thread::spawn(move || {
             let mut rest = String::new();
@@ -238,7 +248,8 @@ impl Receiver {
     fn stop(mut self) -> std::process::ExitStatus {
         let pid = self.child.id().to_string();
         let _ = Command::new("kill").args(["-TERM", &pid]).status();
-        let deadline = Instant::now() + Duration::from_secs(10);
+        // A hang guard, not a timing check: a clean stop takes milliseconds.
+        let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
                 return status;

@@ -453,6 +453,30 @@ async fn verify_with(
         .map(|_| ())
 }
 
+/// A monotonic clock the test steps by hand (`RemoteJwksBuilder::monotonic_clock`), so cache
+/// expiry and the refetch rate limit are checked at exact instants, without sleeping.
+#[derive(Clone)]
+struct ManualClock {
+    base: std::time::Instant,
+    elapsed: Arc<std::sync::Mutex<Duration>>,
+}
+
+impl ManualClock {
+    fn new() -> Self {
+        Self {
+            base: std::time::Instant::now(),
+            elapsed: Arc::new(std::sync::Mutex::new(Duration::ZERO)),
+        }
+    }
+    fn advance(&self, by: Duration) {
+        *self.elapsed.lock().unwrap() += by;
+    }
+    fn reader(&self) -> impl Fn() -> std::time::Instant + Send + Sync + 'static {
+        let this = self.clone();
+        move || this.base + *this.elapsed.lock().unwrap()
+    }
+}
+
 #[tokio::test]
 async fn remote_jwks_is_cached_and_refetched_for_a_new_kid_at_most_once_per_interval() {
     let (ed_key, ed_jwk) = test_key("test-ed25519-webhook-2026");
@@ -460,9 +484,12 @@ async fn remote_jwks_is_cached_and_refetched_for_a_new_kid_at_most_once_per_inte
     let (reused_key, reused_jwk) = test_key("test-wrong-purpose-2026");
     let served = Served::new(&jwks_of(&[&ed_jwk]));
     let url = serve(served.clone()).await;
+    let clock = ManualClock::new();
+    let interval = Duration::from_secs(30);
     let remote = RemoteJwks::builder(url)
         .allow_insecure_http(true)
-        .min_refetch_interval(Duration::from_millis(400))
+        .min_refetch_interval(interval)
+        .monotonic_clock(clock.reader())
         .build()
         .unwrap();
     let verifier = WebhookVerifier::builder(remote.clone())
@@ -474,19 +501,27 @@ async fn remote_jwks_is_cached_and_refetched_for_a_new_kid_at_most_once_per_inte
     verify_with(&verifier, &ed_key).await.unwrap();
     assert_eq!((served.hits(), remote.fetch_count()), (1, 1));
 
-    // The sender rotates a key in: once the refetch interval has passed since the first
-    // fetch, the unknown kid triggers one refetch and then verifies.
+    // The sender rotates a key in. Until the refetch interval has passed since the first
+    // fetch, the unknown kid is rate limited: no traffic, key_unknown (not transient).
     served.set(&jwks_of(&[&ed_jwk, &es_jwk]));
-    tokio::time::sleep(Duration::from_millis(450)).await;
+    clock.advance(interval - Duration::from_millis(1));
+    let err = verify_with(&verifier, &es_key).await.unwrap_err();
+    assert_eq!(err.code(), ErrorCode::KeyUnknown);
+    assert!(!err.is_transient(), "{err}");
+    assert_eq!(served.hits(), 1);
+    // From the moment the interval has passed, the unknown kid triggers one refetch and then
+    // verifies.
+    clock.advance(Duration::from_millis(1));
     verify_with(&verifier, &es_key).await.unwrap();
     assert_eq!(served.hits(), 2);
 
-    // Another new kid right away: the refetch is rate limited, so the key stays unknown.
+    // Another new kid with no time passing: the refetch is rate limited, so the key stays
+    // unknown.
     served.set(&jwks_of(&[&ed_jwk, &es_jwk, &reused_jwk]));
     let err = verify_with(&verifier, &reused_key).await.unwrap_err();
     assert_eq!(err.code(), ErrorCode::KeyUnknown);
     assert!(!err.is_transient());
-    // A burst of made-up kids causes no traffic either.
+    // A burst of made-up kids causes no traffic either, however long it runs in real time.
     for _ in 0..20 {
         assert_eq!(
             verify_with(&verifier, &reused_key)
@@ -497,11 +532,14 @@ async fn remote_jwks_is_cached_and_refetched_for_a_new_kid_at_most_once_per_inte
         );
     }
     assert_eq!(served.hits(), 2);
+    // The keys already known keep verifying from the cache meanwhile.
+    verify_with(&verifier, &ed_key).await.unwrap();
+    assert_eq!((served.hits(), remote.fetch_count()), (2, 2));
 
     // Once the interval has passed, the next unknown kid refetches.
-    tokio::time::sleep(Duration::from_millis(450)).await;
+    clock.advance(interval);
     verify_with(&verifier, &reused_key).await.unwrap();
-    assert_eq!(served.hits(), 3);
+    assert_eq!((served.hits(), remote.fetch_count()), (3, 3));
 }
 
 #[tokio::test]
@@ -509,23 +547,32 @@ async fn remote_jwks_expired_cache_is_refreshed_before_verifying() {
     let (ed_key, ed_jwk) = test_key("test-ed25519-webhook-2026");
     let served = Served::new(&jwks_of(&[&ed_jwk]));
     let url = serve(served.clone()).await;
+    let clock = ManualClock::new();
+    let ttl = Duration::from_secs(600);
     let remote = RemoteJwks::builder(url)
         .allow_insecure_http(true)
-        .ttl(Duration::from_millis(200))
+        .ttl(ttl)
         .min_refetch_interval(Duration::ZERO)
+        .monotonic_clock(clock.reader())
         .build()
         .unwrap();
     let verifier = WebhookVerifier::builder(remote)
         .clock(FixedClock::new(NOW))
         .build();
     verify_with(&verifier, &ed_key).await.unwrap();
-    // The sender withdraws the key; after the TTL the verifier no longer trusts it.
+    // The sender withdraws the key. Within the TTL the cached key set is still used.
     served.set(&jwks_of(&[]));
-    tokio::time::sleep(Duration::from_millis(250)).await;
+    clock.advance(ttl - Duration::from_millis(1));
+    verify_with(&verifier, &ed_key).await.unwrap();
+    assert_eq!(served.hits(), 1);
+    // Once the TTL has passed, the key set is fetched again before verifying, and the
+    // withdrawn key is no longer trusted.
+    clock.advance(Duration::from_millis(1));
     assert_eq!(
         verify_with(&verifier, &ed_key).await.unwrap_err().code(),
         ErrorCode::KeyUnknown
     );
+    assert!(served.hits() >= 2);
 }
 
 #[tokio::test]
@@ -587,9 +634,11 @@ async fn remote_jwks_refuses_oversized_and_slow_responses_and_keeps_the_last_goo
         assert!(err.is_transient(), "{err}");
     }
 
-    // A server slower than the timeout.
+    // A server that takes the request and never answers (it holds it for an hour, far past
+    // the end of this test): the fetch can only end through its own 200 ms timeout. The outer
+    // bound only turns a missing timeout into a failure instead of a hang.
     let mut slow = Served::new(&jwks_of(&[&ed_jwk]));
-    slow.delay = Duration::from_secs(5);
+    slow.delay = Duration::from_secs(3600);
     let slow_url = serve(slow).await;
     let remote3 = RemoteJwks::builder(slow_url)
         .allow_insecure_http(true)
@@ -597,12 +646,13 @@ async fn remote_jwks_refuses_oversized_and_slow_responses_and_keeps_the_last_goo
         .min_refetch_interval(Duration::ZERO)
         .build()
         .unwrap();
-    let started = std::time::Instant::now();
-    assert!(matches!(
-        remote3.refresh().await,
-        Err(adcp_webhooks::verify::JwksError::Fetch(_))
-    ));
-    assert!(started.elapsed() < Duration::from_secs(3));
+    let refreshed = tokio::time::timeout(Duration::from_secs(120), remote3.refresh())
+        .await
+        .expect("the fetch timeout ends a fetch the server never answers");
+    assert!(
+        matches!(refreshed, Err(adcp_webhooks::verify::JwksError::Fetch(_))),
+        "{refreshed:?}"
+    );
     // A verification that needed that fetch fails with key_unknown, marked transient: the
     // cause is on the receiving side.
     let verifier3 = WebhookVerifier::builder(remote3)

@@ -43,6 +43,7 @@ struct Inner {
     client: reqwest::Client,
     ttl: Duration,
     min_interval: Duration,
+    now: MonotonicClock,
     max_bytes: usize,
     state: RwLock<State>,
     // Serializes fetches so a burst of unknown kids turns into one request.
@@ -59,12 +60,23 @@ struct State {
     fetches: u64,
 }
 
+/// The monotonic time the TTL and the refetch interval are measured on.
+#[derive(Clone)]
+struct MonotonicClock(Arc<dyn Fn() -> Instant + Send + Sync>);
+
+impl std::fmt::Debug for MonotonicClock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MonotonicClock")
+    }
+}
+
 /// Options for [`RemoteJwks`]; start from [`RemoteJwks::builder`].
 #[derive(Debug, Clone)]
 pub struct RemoteJwksBuilder {
     url: String,
     ttl: Duration,
     min_interval: Duration,
+    now: MonotonicClock,
     max_bytes: usize,
     timeout: Duration,
     allow_http: bool,
@@ -82,6 +94,14 @@ impl RemoteJwksBuilder {
     /// traffic amplifier against the sender's JWKS endpoint.
     pub fn min_refetch_interval(mut self, interval: Duration) -> Self {
         self.min_interval = interval;
+        self
+    }
+
+    /// The monotonic clock the TTL and the refetch interval are measured on (default
+    /// [`Instant::now`]). Tests pass a clock they step by hand, so cache expiry and the
+    /// refetch rate limit are checked without sleeping.
+    pub fn monotonic_clock(mut self, now: impl Fn() -> Instant + Send + Sync + 'static) -> Self {
+        self.now = MonotonicClock(Arc::new(now));
         self
     }
 
@@ -134,6 +154,7 @@ impl RemoteJwksBuilder {
                 client,
                 ttl: self.ttl,
                 min_interval: self.min_interval,
+                now: self.now,
                 max_bytes: self.max_bytes,
                 state: RwLock::new(State::default()),
                 fetch: tokio::sync::Mutex::new(()),
@@ -154,6 +175,7 @@ impl RemoteJwks {
             url: url.into(),
             ttl: DEFAULT_JWKS_TTL,
             min_interval: DEFAULT_MIN_REFETCH_INTERVAL,
+            now: MonotonicClock(Arc::new(Instant::now)),
             max_bytes: DEFAULT_MAX_JWKS_BYTES,
             timeout: DEFAULT_JWKS_TIMEOUT,
             allow_http: false,
@@ -180,6 +202,10 @@ impl RemoteJwks {
     /// Whether a key set has been fetched successfully at least once.
     pub fn is_loaded(&self) -> bool {
         self.read().fetched_at.is_some()
+    }
+
+    fn now(&self) -> Instant {
+        (self.inner.now.0)()
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, State> {
@@ -223,7 +249,7 @@ impl RemoteJwks {
     async fn fetch_locked(&self) -> Result<usize, JwksError> {
         {
             let mut st = self.write();
-            st.last_attempt = Some(Instant::now());
+            st.last_attempt = Some(self.now());
             st.fetches += 1;
         }
         let keys = match self.download().await {
@@ -236,7 +262,7 @@ impl RemoteJwks {
         let n = keys.len();
         let mut st = self.write();
         st.keys = keys;
-        st.fetched_at = Some(Instant::now());
+        st.fetched_at = Some(self.now());
         st.last_error = None;
         Ok(n)
     }
@@ -285,12 +311,12 @@ impl KeySource for RemoteJwks {
 
     fn refresh_if_stale(&self) -> KeyFuture<'_, ()> {
         Box::pin(async move {
-            if !self.is_stale(Instant::now()) || !self.may_fetch(Instant::now()) {
+            if !self.is_stale(self.now()) || !self.may_fetch(self.now()) {
                 return;
             }
             let _guard = self.inner.fetch.lock().await;
             // Another task may have fetched while this one waited for the lock.
-            if !self.is_stale(Instant::now()) || !self.may_fetch(Instant::now()) {
+            if !self.is_stale(self.now()) || !self.may_fetch(self.now()) {
                 return;
             }
             if let Err(e) = self.fetch_locked().await {
@@ -301,14 +327,14 @@ impl KeySource for RemoteJwks {
 
     fn refresh_for_unknown<'a>(&'a self, keyid: &'a str) -> KeyFuture<'a, RefreshOutcome> {
         Box::pin(async move {
-            if !self.may_fetch(Instant::now()) {
+            if !self.may_fetch(self.now()) {
                 return self.rate_limited();
             }
             let _guard = self.inner.fetch.lock().await;
             if self.key(keyid).is_some() {
                 return RefreshOutcome::Refreshed;
             }
-            if !self.may_fetch(Instant::now()) {
+            if !self.may_fetch(self.now()) {
                 return self.rate_limited();
             }
             match self.fetch_locked().await {

@@ -49,6 +49,21 @@ fn unique(prefix: &str) -> String {
     )
 }
 
+/// Without the `postgres` feature the PostgreSQL cases of the file including this module are
+/// not compiled (the library's default features leave the engine out, so a plain
+/// `cargo test -p adcp-webhooks` builds without it). This test makes that absence a failure
+/// that says what to run, rather than a run that silently covers only SQLite.
+#[cfg(not(feature = "postgres"))]
+#[test]
+fn postgres_cases_are_compiled_in() {
+    panic!(
+        "the PostgreSQL outbox tests of this file were not compiled: the `postgres` feature of \
+         adcp-webhooks is off. Run `cargo test -p adcp-webhooks --features postgres` (with \
+         ADCP_TEST_POSTGRES_URL set), or `bash scripts/test.sh`, which enables it and starts a \
+         server"
+    );
+}
+
 /// The admin URL of the test PostgreSQL server; fails the test when it is not set.
 #[cfg(feature = "postgres")]
 pub fn postgres_admin_url() -> String {
