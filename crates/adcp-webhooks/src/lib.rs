@@ -55,6 +55,9 @@ pub mod delivery;
 pub mod destination;
 pub mod keys;
 pub mod payload;
+pub mod redact;
+#[doc(hidden)]
+pub mod sample;
 pub mod sender;
 pub mod signing;
 pub mod transport;

@@ -25,6 +25,9 @@ use std::time::Duration;
 
 pub use crate::payload::MAX_BODY_BYTES;
 
+mod retry;
+pub use retry::{RetryObserver, RetryOptions, RetryOutcome, is_retryable_status};
+
 /// Headers the sender owns; `extra_headers` may not set them (any case).
 pub const RESERVED_HEADERS: [&str; 4] = [
     "signature",
