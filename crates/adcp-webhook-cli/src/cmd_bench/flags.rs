@@ -1,6 +1,7 @@
 //! The flags of `adcp-webhook bench`.
 
 use crate::common::{DestinationArgs, parse_alg};
+use adcp_webhooks::delivery::OutboxTarget;
 use adcp_webhooks::keys::Algorithm;
 use clap::Args;
 
@@ -73,4 +74,47 @@ pub struct BenchArgs {
     pub(super) timeout_secs: u64,
     #[command(flatten)]
     pub(super) destinations: DestinationArgs,
+}
+
+impl BenchArgs {
+    /// The `--outbox` target: a PostgreSQL URL, or a SQLite file that does not exist yet.
+    pub(super) fn outbox_target(&self, target: &str) -> Result<OutboxTarget, String> {
+        let target = OutboxTarget::parse(target).map_err(|e| format!("--outbox: {e}"))?;
+        if !target.is_postgres() {
+            let path = target
+                .sqlite_file()
+                .ok_or("--outbox needs a SQLite file, not an in-memory database: sqlite:PATH")?;
+            if path.exists() {
+                return Err(format!(
+                    "{} exists; the bench needs a new outbox so earlier rows do not count (remove it or pick another path)",
+                    path.display()
+                ));
+            }
+        }
+        Ok(target)
+    }
+
+    /// The outbox mode's numbers are at least 1, its rate positive, its keep-up time not
+    /// negative.
+    pub(super) fn check_outbox_flags(&self) -> Result<(), String> {
+        if self.enqueue_batch == 0
+            || self.enqueuers == 0
+            || self.workers == 0
+            || self.destination_keys == 0
+        {
+            return Err(
+                "--enqueue-batch, --enqueuers, --workers and --destinations must be at least 1"
+                    .into(),
+            );
+        }
+        if let Some(rate) = self.rate
+            && !(rate.is_finite() && rate > 0.0)
+        {
+            return Err(format!("--rate must be a positive number, got {rate}"));
+        }
+        if !(self.keep_up_secs.is_finite() && self.keep_up_secs >= 0.0) {
+            return Err("--keep-up-secs must be 0 or more".into());
+        }
+        Ok(())
+    }
 }
