@@ -244,7 +244,7 @@ struct Inner {
 
 impl Outbox {
     /// Open the outbox at `target` with default settings: a SQLite file path (created if
-    /// missing; `""` means [`store::sqlite::DEFAULT_PATH`]), a `sqlite:` URL or a
+    /// missing; `""` means the default file, `adcp-webhooks.db`), a `sqlite:` URL or a
     /// `postgres://` URL (see [`OutboxTarget`]).
     pub async fn open(target: &str) -> Result<Self, OutboxError> {
         Self::open_with(target, OpenOptions::default()).await

@@ -176,8 +176,8 @@ impl FromStr for OutboxTarget {
     }
 }
 
-/// The default outbox: the SQLite file [`DEFAULT_PATH`](super::store::sqlite::DEFAULT_PATH)
-/// (`adcp-webhooks.db`).
+/// The default outbox: the SQLite file `adcp-webhooks.db` (the SQLite store's
+/// `DEFAULT_PATH`).
 impl Default for OutboxTarget {
     fn default() -> Self {
         Self::SqlitePath("adcp-webhooks.db".to_owned())
@@ -231,6 +231,7 @@ mod tests {
             assert_eq!(t.to_string(), path);
             assert_eq!(t.as_str(), path);
         }
+        #[cfg(feature = "sqlite")]
         assert_eq!(
             OutboxTarget::default().sqlite_file(),
             Some(Path::new(crate::delivery::store::sqlite::DEFAULT_PATH))
