@@ -8,17 +8,16 @@ use adcp_webhooks::keys::{Algorithm, KeyPurpose, SigningKey};
 use adcp_webhooks::payload::{AnyWebhook, WebhookKind, WebhookPayload};
 use adcp_webhooks::sender::WebhookSender;
 use adcp_webhooks::transport::{HttpRequest, Transport, TransportConfig};
-use adcp_webhooks::verify::{
-    IncomingRequest, Outcome, StaticJwks, TargetUri, WebhookReceiver, WebhookVerifier,
-};
+use adcp_webhooks::verify::axum::{outcome_response, process};
+use adcp_webhooks::verify::{StaticJwks, TargetUri, WebhookReceiver, WebhookVerifier};
+use axum::extract::{Request, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::Incoming;
-use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
 use serde_json::json;
 use std::collections::HashMap;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
 #[derive(Default)]
@@ -37,45 +36,25 @@ struct Receiver {
     /// Rejections seen, as (error code, failed step).
     rejections: Mutex<Vec<(String, String)>>,
     /// While set, every request gets 503 (a simulated receiver outage).
-    outage: std::sync::atomic::AtomicBool,
+    outage: AtomicBool,
     /// Requests answered 503 during the outage.
-    outage_hits: std::sync::atomic::AtomicU32,
+    outage_hits: AtomicU32,
 }
 
-async fn handle(
-    rx: Arc<Receiver>,
-    req: Request<Incoming>,
-) -> Result<Response<Full<Bytes>>, std::convert::Infallible> {
-    let (parts, body) = req.into_parts();
-    if rx.outage.load(std::sync::atomic::Ordering::SeqCst) {
-        rx.outage_hits
-            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        return Ok(reply(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "down for maintenance",
-        ));
+/// The buyer's endpoint: the library's axum receiver (`verify::axum::process`, as `receive`
+/// uses), plus the two failures the demo stages: an outage, and a failed first attempt.
+async fn handle(State(rx): State<Arc<Receiver>>, request: Request) -> Response {
+    if rx.outage.load(Ordering::SeqCst) {
+        rx.outage_hits.fetch_add(1, Ordering::SeqCst);
+        return reply(StatusCode::SERVICE_UNAVAILABLE, "down for maintenance");
     }
-    let limit = rx.receiver.max_body_bytes();
-    let body = match Limited::new(body, limit).collect().await {
-        Ok(b) => b.to_bytes(),
-        Err(_) => return Ok(reply(StatusCode::PAYLOAD_TOO_LARGE, "body too large")),
-    };
-    let target = parts
-        .uri
-        .path_and_query()
-        .map(|p| p.as_str())
-        .unwrap_or("/");
-    let endpoint = if parts.uri.path().ends_with("/raw") {
+    let endpoint = if request.uri().path().ends_with("/raw") {
         &rx.raw_receiver
     } else {
         &rx.receiver
     };
-    let outcome = endpoint.handle(&IncomingRequest::new(
-        parts.method.as_str(),
-        target,
-        &parts.headers,
-        &body,
-    ));
+    let processed = process(endpoint, request).await;
+    let outcome = &processed.outcome;
     let Some(webhook) = outcome.webhook() else {
         let rec = outcome.log_record();
         rx.rejections
@@ -85,14 +64,7 @@ async fn handle(
                 rec["error_code"].as_str().unwrap_or("rejected").to_owned(),
                 rec["failed_step"].to_string(),
             ));
-        let mut r = reply(
-            StatusCode::from_u16(outcome.status()).unwrap_or(StatusCode::BAD_REQUEST),
-            "rejected",
-        );
-        if let Some(challenge) = outcome.www_authenticate().and_then(|c| c.parse().ok()) {
-            r.headers_mut().insert("www-authenticate", challenge);
-        }
-        return Ok(r);
+        return outcome_response(outcome);
     };
     let key = webhook.idempotency_key.clone();
     let attempt = {
@@ -110,25 +82,21 @@ async fn handle(
     if fail && attempt == 1 {
         // Not processed: forget the key so the retry is accepted as a first delivery.
         endpoint.release(webhook);
-        return Ok(reply(
+        return reply(
             StatusCode::SERVICE_UNAVAILABLE,
             "simulated outage: try again",
-        ));
+        );
     }
-    Ok(reply(
-        StatusCode::OK,
-        if matches!(outcome, Outcome::Duplicate(_)) {
-            "duplicate"
-        } else {
-            "received"
-        },
-    ))
+    outcome_response(outcome)
 }
 
-fn reply(status: StatusCode, msg: &str) -> Response<Full<Bytes>> {
-    let mut r = Response::new(Full::new(Bytes::from(json!({ "status": msg }).to_string())));
-    *r.status_mut() = status;
-    r
+fn reply(status: StatusCode, msg: &str) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        json!({ "status": msg }).to_string(),
+    )
+        .into_response()
 }
 
 fn payloads() -> Result<Vec<AnyWebhook>, String> {
@@ -214,20 +182,11 @@ pub async fn run() -> Result<ExitCode, String> {
         .await
         .map_err(|e| format!("cannot bind loopback: {e}"))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
-    let server_rx = rx.clone();
+    let app = axum::Router::new()
+        .fallback(handle)
+        .with_state(Arc::clone(&rx));
     let server = tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                break;
-            };
-            let rx = server_rx.clone();
-            tokio::spawn(async move {
-                let svc = hyper::service::service_fn(move |req| handle(rx.clone(), req));
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), svc)
-                    .await;
-            });
-        }
+        let _ = axum::serve(listener, app).await;
     });
 
     // The strict default policy refuses loopback; the demo allows exactly its own receiver.
@@ -391,7 +350,6 @@ async fn outbox_part(
         EnqueueOptions, Outbox, WorkerConfig,
         policy::{Backoff, RetryPolicy},
     };
-    use std::sync::atomic::Ordering;
     use std::time::Duration;
 
     let dir = std::env::temp_dir().join(format!("adcp-webhook-demo-{}", std::process::id()));

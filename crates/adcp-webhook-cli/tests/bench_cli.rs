@@ -470,7 +470,16 @@ fn bad_arguments_are_refused() {
     for args in [
         &["--url", "http://127.0.0.1:9/x", "-n", "0"][..],
         &["--url", "http://127.0.0.1:9/x", "-c", "0"][..],
-        &["--url", "http://127.0.0.1:9/x", "--outbox", "/tmp/x.db"][..],
+        // Not an outbox target: an unknown scheme, postgres without //, no SQLite file.
+        &["--url", "http://127.0.0.1:9/x", "--outbox", "mysql://db/x"][..],
+        &["--url", "http://127.0.0.1:9/x", "--outbox", "postgres:db/x"][..],
+        &[
+            "--url",
+            "http://127.0.0.1:9/x",
+            "--outbox",
+            "sqlite::memory:",
+        ][..],
+        &["--url", "http://127.0.0.1:9/x", "--outbox", ""][..],
         &[
             "--url",
             "http://127.0.0.1:9/x",

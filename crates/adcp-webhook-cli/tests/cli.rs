@@ -501,6 +501,51 @@ fn send_refuses_loopback_without_the_flags_and_fails_on_non_2xx() {
 }
 
 #[test]
+fn send_does_not_retry_an_answer_that_retrying_cannot_change() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (pem, _) = keygen(dir.path(), "ed25519", "s");
+    // 400 is final: one attempt, although three are allowed and the next would get 200.
+    let (url, rx) = receiver(vec![400, 200]);
+    let o = run(bin()
+        .args([
+            "send",
+            "mcp",
+            "--task-id",
+            "t",
+            "--task-type",
+            "get_products",
+            "--status",
+            "completed",
+            "--operation-id",
+            "o",
+        ])
+        .arg("--key")
+        .arg(&pem)
+        .args([
+            "--kid",
+            "s",
+            "--url",
+            &url,
+            "--allow-http",
+            "--allow-private-destinations",
+            "--max-attempts",
+            "3",
+        ]));
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let out = json_out(&o);
+    assert_eq!(out["status"], 400);
+    assert_eq!(out["attempts"], 1);
+    assert!(!String::from_utf8_lossy(&o.stderr).contains("retrying"));
+    rx.recv_timeout(Duration::from_secs(10))
+        .expect("the one request");
+}
+
+#[test]
 fn demo_runs_and_verifies_everything() {
     let o = run(bin().arg("demo"));
     let out = String::from_utf8_lossy(&o.stdout);

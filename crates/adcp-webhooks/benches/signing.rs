@@ -21,7 +21,7 @@ use adcp_webhooks::signing::{
     SignOptions, canonicalize_url, content_digest, sign_webhook, verify_webhook_signature,
 };
 use adcp_webhooks::verify::{ReceivedRequest, StaticJwks, WebhookVerifier};
-use adcp_webhooks::{McpWebhook, PreparedWebhook, TaskStatus, WebhookSender};
+use adcp_webhooks::{McpWebhook, PreparedWebhook, WebhookSender};
 use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 
 const URL: &str = "https://buyer.example.com/adcp/webhook/create_media_buy/agent_123/op_abc";
@@ -214,25 +214,10 @@ fn verify(c: &mut Criterion) {
     group.finish();
 }
 
-/// A typical MCP task-status webhook (~730 bytes serialized).
+/// A typical MCP task-status webhook (~730 bytes serialized), the one `adcp-webhook bench`
+/// sends too.
 fn mcp_webhook(i: usize) -> McpWebhook {
-    McpWebhook::new(
-        format!("task_{i:08}"),
-        "create_media_buy",
-        TaskStatus::Completed,
-        format!("op_{i:08}"),
-    )
-    .with_message("Media buy created: 2 packages, creatives due 2026-01-30")
-    .with_context_id("ctx_7f3a9c2e")
-    .with_result(serde_json::json!({
-        "media_buy_id": format!("mb_{i:08}"),
-        "buyer_ref": "nike_q1_campaign_2026",
-        "creative_deadline": "2026-01-30T23:59:59Z",
-        "packages": [
-            {"package_id": "pkg_ctv_001", "buyer_ref": "nike_ctv_sports", "budget": 60000},
-            {"package_id": "pkg_audio_001", "buyer_ref": "nike_audio_drive", "budget": 40000}
-        ]
-    }))
+    adcp_webhooks::sample::mcp_task_webhook(i, "")
 }
 
 fn payload(c: &mut Criterion) {

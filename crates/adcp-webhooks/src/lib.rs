@@ -57,6 +57,9 @@ pub mod destination;
 pub mod keys;
 pub mod payload;
 pub mod prepared;
+pub mod redact;
+#[doc(hidden)]
+pub mod sample;
 #[cfg(feature = "send")]
 pub mod sender;
 pub mod signing;

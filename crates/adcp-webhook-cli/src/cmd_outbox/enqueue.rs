@@ -3,7 +3,7 @@
 use super::{Access, Progress, open, parse_duration};
 use crate::keyfile;
 use crate::payload_args::KindArgs;
-use adcp_webhooks::delivery::EnqueueOptions;
+use adcp_webhooks::delivery::{EnqueueOptions, OutboxTarget};
 use adcp_webhooks::keys::Algorithm;
 use adcp_webhooks::payload::AnyWebhook;
 use adcp_webhooks::sender::PreparedWebhook;
@@ -55,11 +55,11 @@ pub struct EnqueueTarget {
     #[arg(long, global = true)]
     kid: Option<String>,
     /// Expected key algorithm.
-    #[arg(long, value_parser = crate::parse_alg, global = true)]
+    #[arg(long, value_parser = crate::common::parse_alg, global = true)]
     alg: Option<Algorithm>,
 }
 
-pub(super) async fn enqueue(db: &str, a: EnqueueArgs) -> Result<ExitCode, String> {
+pub(super) async fn enqueue(db: &OutboxTarget, a: EnqueueArgs) -> Result<ExitCode, String> {
     let t = a.target;
     let url = t
         .url
@@ -75,7 +75,7 @@ pub(super) async fn enqueue(db: &str, a: EnqueueArgs) -> Result<ExitCode, String
         ..EnqueueOptions::default()
     };
     for h in &t.headers {
-        let (k, v) = crate::parse_header(h)?;
+        let (k, v) = crate::common::parse_header(h)?;
         options = options.header(k, v);
     }
     let outbox = open(
@@ -92,7 +92,7 @@ pub(super) async fn enqueue(db: &str, a: EnqueueArgs) -> Result<ExitCode, String
             .enqueue(&url, &payload, options)
             .await
             .map_err(|e| e.to_string())?;
-        crate::print_json(&json!({
+        crate::common::print_json(&json!({
             "id": queued.id.0,
             "idempotency_key": queued.idempotency_key.as_str(),
             "created": queued.created,
@@ -165,7 +165,7 @@ pub(super) async fn enqueue(db: &str, a: EnqueueArgs) -> Result<ExitCode, String
     }
     progress.finish();
     let created = stored.iter().filter(|e| e.created).count();
-    crate::print_json(&json!({
+    crate::common::print_json(&json!({
         "enqueued": stored.len(),
         "created": created,
         "already_present": stored.len() - created,

@@ -21,7 +21,7 @@ use operate::{DeadLettersArgs, DestinationsArgs, InspectArgs, PurgeArgs, Requeue
 use worker::RunArgs;
 
 use adcp_webhooks::delivery::store::encrypted::BodyKey;
-use adcp_webhooks::delivery::{DeliveryState, OpenOptions, Outbox};
+use adcp_webhooks::delivery::{DeliveryState, OpenOptions, Outbox, OutboxTarget};
 use clap::{Args, Subcommand};
 use serde_json::Value;
 use std::io::{IsTerminal, Write};
@@ -117,7 +117,11 @@ fn parse_final_state(s: &str) -> Result<DeliveryState, String> {
 
 /// Run an `outbox` subcommand.
 pub async fn run(args: OutboxArgs) -> Result<ExitCode, String> {
-    let db = args.db.as_str();
+    if let OutboxCommand::BodyKey = args.command {
+        return setup::body_key();
+    }
+    let target = OutboxTarget::parse(&args.db).map_err(|e| format!("--db: {e}"))?;
+    let db = &target;
     match args.command {
         OutboxCommand::Migrate => setup::migrate(db).await,
         OutboxCommand::Enqueue(a) => enqueue::enqueue(db, *a).await,
@@ -130,13 +134,6 @@ pub async fn run(args: OutboxArgs) -> Result<ExitCode, String> {
         OutboxCommand::Destinations(a) => operate::destinations(db, a).await,
         OutboxCommand::BodyKey => setup::body_key(),
     }
-}
-
-/// Whether `db` names a PostgreSQL database rather than a SQLite file.
-fn is_postgres(db: &str) -> bool {
-    db.split_once("://").is_some_and(|(scheme, _)| {
-        scheme.eq_ignore_ascii_case("postgres") || scheme.eq_ignore_ascii_case("postgresql")
-    })
 }
 
 /// How a subcommand opens the outbox.
@@ -166,11 +163,10 @@ fn body_keys() -> Result<Option<Vec<BodyKey>>, String> {
     BodyKey::from_env().map_err(|e| format!("cannot use the outbox body key: {e}"))
 }
 
-async fn open(db: &str, access: Access) -> Result<Outbox, String> {
+async fn open(db: &OutboxTarget, access: Access) -> Result<Outbox, String> {
     if access.existing
-        && !db.contains("://")
-        && !db.starts_with("sqlite:")
-        && !std::path::Path::new(db).exists()
+        && let OutboxTarget::SqlitePath(path) = db
+        && !std::path::Path::new(path).exists()
     {
         return Err(format!(
             "no outbox at {db}: pass --db with the file `outbox enqueue` and `outbox run` use"
@@ -183,7 +179,7 @@ async fn open(db: &str, access: Access) -> Result<Outbox, String> {
         options = options.encrypt_bodies(keys);
     }
     // The library's messages mask any password in the URL.
-    Outbox::open_with(db, options)
+    Outbox::open_target(db, options)
         .await
         .map_err(|e| e.to_string())
 }
@@ -254,14 +250,5 @@ mod tests {
     fn purge_only_final_states() {
         assert_eq!(parse_final_state("dead"), Ok(DeliveryState::Dead));
         assert!(parse_final_state("pending").is_err());
-    }
-
-    #[test]
-    fn postgres_urls_are_told_from_sqlite_paths() {
-        assert!(is_postgres("postgres://u:p@db.internal/seller"));
-        assert!(is_postgres("PostgreSQL://db/seller"));
-        assert!(!is_postgres("sqlite://outbox.db"));
-        assert!(!is_postgres("outbox.db"));
-        assert!(!is_postgres("/var/lib/postgres/outbox.db"));
     }
 }

@@ -4,7 +4,7 @@
 use super::{Access, open, parse_duration, parse_final_state, time_text};
 use adcp_webhooks::delivery::store::encrypted::sealed_key_id;
 use adcp_webhooks::delivery::{
-    DeliveryDetail, DeliveryId, DeliveryState, DeliverySummary, StateCounts,
+    DeliveryDetail, DeliveryId, DeliveryState, DeliverySummary, OutboxTarget, StateCounts,
 };
 use clap::Args;
 use serde_json::{Value, json};
@@ -144,24 +144,27 @@ fn detail_json(d: &DeliveryDetail) -> Value {
     v
 }
 
-pub(super) async fn status(db: &str) -> Result<ExitCode, String> {
+pub(super) async fn status(db: &OutboxTarget) -> Result<ExitCode, String> {
     let outbox = open(db, Access::READ).await?;
     let counts = outbox.status().await.map_err(|e| e.to_string())?;
-    crate::print_json(&counts_json(&counts));
+    crate::common::print_json(&counts_json(&counts));
     Ok(ExitCode::SUCCESS)
 }
 
-pub(super) async fn dead_letters(db: &str, a: DeadLettersArgs) -> Result<ExitCode, String> {
+pub(super) async fn dead_letters(
+    db: &OutboxTarget,
+    a: DeadLettersArgs,
+) -> Result<ExitCode, String> {
     let outbox = open(db, Access::READ).await?;
     let dead = outbox
         .dead_letters(a.limit, a.after.map(DeliveryId))
         .await
         .map_err(|e| e.to_string())?;
-    crate::print_json(&Value::Array(dead.iter().map(summary_json).collect()));
+    crate::common::print_json(&Value::Array(dead.iter().map(summary_json).collect()));
     Ok(ExitCode::SUCCESS)
 }
 
-pub(super) async fn inspect(db: &str, a: InspectArgs) -> Result<ExitCode, String> {
+pub(super) async fn inspect(db: &OutboxTarget, a: InspectArgs) -> Result<ExitCode, String> {
     let outbox = open(
         db,
         Access {
@@ -181,14 +184,14 @@ pub(super) async fn inspect(db: &str, a: InspectArgs) -> Result<ExitCode, String
                     "the body is stored encrypted (key id {id:08x}): set ADCP_OUTBOX_KEY to that key to show it"
                 );
             }
-            crate::print_json(&detail_json(&detail));
+            crate::common::print_json(&detail_json(&detail));
             Ok(ExitCode::SUCCESS)
         }
         None => Err(format!("no delivery {} in {db}", a.id)),
     }
 }
 
-pub(super) async fn requeue(db: &str, a: RequeueArgs) -> Result<ExitCode, String> {
+pub(super) async fn requeue(db: &OutboxTarget, a: RequeueArgs) -> Result<ExitCode, String> {
     let outbox = open(db, Access::READ).await?;
     let mut missing = Vec::new();
     let requeued = if a.all {
@@ -208,7 +211,7 @@ pub(super) async fn requeue(db: &str, a: RequeueArgs) -> Result<ExitCode, String
         }
         n
     };
-    crate::print_json(&json!({ "requeued": requeued, "not_requeued": missing }));
+    crate::common::print_json(&json!({ "requeued": requeued, "not_requeued": missing }));
     if !missing.is_empty() {
         eprintln!("not requeued (unknown or already delivered): {missing:?}");
         return Ok(ExitCode::from(1));
@@ -216,17 +219,20 @@ pub(super) async fn requeue(db: &str, a: RequeueArgs) -> Result<ExitCode, String
     Ok(ExitCode::SUCCESS)
 }
 
-pub(super) async fn purge(db: &str, a: PurgeArgs) -> Result<ExitCode, String> {
+pub(super) async fn purge(db: &OutboxTarget, a: PurgeArgs) -> Result<ExitCode, String> {
     let outbox = open(db, Access::READ).await?;
     let n = outbox
         .purge(a.state, a.older_than)
         .await
         .map_err(|e| e.to_string())?;
-    crate::print_json(&json!({ "purged": n, "state": a.state.as_str() }));
+    crate::common::print_json(&json!({ "purged": n, "state": a.state.as_str() }));
     Ok(ExitCode::SUCCESS)
 }
 
-pub(super) async fn destinations(db: &str, a: DestinationsArgs) -> Result<ExitCode, String> {
+pub(super) async fn destinations(
+    db: &OutboxTarget,
+    a: DestinationsArgs,
+) -> Result<ExitCode, String> {
     let outbox = open(db, Access::READ).await?;
     let missing = |key: &str| format!("no destination {key:?}; `outbox destinations` lists them");
     if let Some(key) = &a.enable
@@ -261,6 +267,6 @@ pub(super) async fn destinations(db: &str, a: DestinationsArgs) -> Result<ExitCo
             })
         })
         .collect();
-    crate::print_json(&Value::Array(out));
+    crate::common::print_json(&Value::Array(out));
     Ok(ExitCode::SUCCESS)
 }

@@ -1,7 +1,8 @@
 //! Preparing an outbox: `outbox migrate` (the schema) and `outbox body-key` (a key for
 //! encrypting stored bodies).
 
-use super::{Access, is_postgres, open};
+use super::{Access, open};
+use adcp_webhooks::delivery::OutboxTarget;
 use adcp_webhooks::delivery::store::encrypted::{BodyKey, ENV_KEY, ENV_PREVIOUS_KEYS};
 use adcp_webhooks::delivery::store::postgres::{PostgresOptions, PostgresStore};
 use serde_json::json;
@@ -9,14 +10,13 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 /// `outbox migrate`: bring the schema to the version this build ships.
-pub(super) async fn migrate(db: &str) -> Result<ExitCode, String> {
-    if !is_postgres(db) {
-        // Opening a SQLite outbox creates it or brings its schema up to date; an unknown
-        // scheme fails here with the library's message.
+pub(super) async fn migrate(db: &OutboxTarget) -> Result<ExitCode, String> {
+    if !db.is_postgres() {
+        // Opening a SQLite outbox creates it or brings its schema up to date.
         open(db, Access::default()).await?;
-        crate::print_json(&json!({
+        crate::common::print_json(&json!({
             "engine": "sqlite",
-            "database": db,
+            "database": db.to_string(),
             "message": format!(
                 "{db} is ready: a SQLite outbox applies its schema whenever it is opened, so it needs no separate migration"
             ),
@@ -25,7 +25,7 @@ pub(super) async fn migrate(db: &str) -> Result<ExitCode, String> {
     }
 
     // Migrations run under an advisory lock with few statements: two connections suffice.
-    let options = PostgresOptions::new(db)
+    let options = PostgresOptions::new(db.as_str())
         .max_connections(2)
         .acquire_timeout(Duration::from_secs(10));
     let target = options.target();
@@ -46,7 +46,7 @@ pub(super) async fn migrate(db: &str) -> Result<ExitCode, String> {
             report.version
         )
     };
-    crate::print_json(&json!({
+    crate::common::print_json(&json!({
         "engine": "postgres",
         "database": target,
         "schema_version": report.version,

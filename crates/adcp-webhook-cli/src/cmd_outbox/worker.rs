@@ -2,10 +2,12 @@
 
 use super::operate::counts_json;
 use super::{Access, Progress, body_keys, open, parse_duration};
-use crate::DestinationArgs;
+use crate::common::DestinationArgs;
 use crate::keyfile;
 use adcp_webhooks::delivery::store::encrypted::{BodyKey, EncryptedStore};
-use adcp_webhooks::delivery::{Backoff, BreakerConfig, Outbox, RetryPolicy, WorkerConfig};
+use adcp_webhooks::delivery::{
+    Backoff, BreakerConfig, Outbox, OutboxTarget, RetryPolicy, WorkerConfig,
+};
 use adcp_webhooks::keys::Algorithm;
 use adcp_webhooks::sender::WebhookSender;
 use clap::Args;
@@ -25,7 +27,7 @@ pub struct RunArgs {
     #[arg(long)]
     kid: Option<String>,
     /// Expected algorithm; an error if the key is of another type.
-    #[arg(long, value_parser = crate::parse_alg)]
+    #[arg(long, value_parser = crate::common::parse_alg)]
     alg: Option<Algorithm>,
     /// Serve Prometheus metrics on this address (e.g. 127.0.0.1:9464).
     #[arg(long, value_name = "ADDR")]
@@ -103,7 +105,7 @@ async fn termination() {
     }
 }
 
-pub(super) async fn run_worker(db: &str, a: RunArgs) -> Result<ExitCode, String> {
+pub(super) async fn run_worker(db: &OutboxTarget, a: RunArgs) -> Result<ExitCode, String> {
     let key = keyfile::load_signing_key(&a.key, a.kid.as_deref(), a.alg)?;
     let timeout = Duration::from_secs(a.timeout_secs.max(1));
     let sender = WebhookSender::builder(key)
@@ -242,7 +244,7 @@ pub(super) async fn run_worker(db: &str, a: RunArgs) -> Result<ExitCode, String>
         let _ = task.await;
     }
     let counts = outbox.status().await.map_err(|e| e.to_string())?;
-    crate::print_json(&json!({
+    crate::common::print_json(&json!({
         "attempts": report.attempts,
         "delivered": report.delivered,
         "retried": report.retried,

@@ -41,6 +41,7 @@ pub mod policy {
     pub use super::schedule::*;
 }
 pub mod store;
+pub mod target;
 mod worker;
 
 pub use breaker::{BreakerConfig, BreakerState};
@@ -50,6 +51,7 @@ pub use store::{
     DeliveryDetail, DeliveryId, DeliveryState, DeliverySummary, DestinationInfo, ListQuery,
     OutboxStore, StateCounts, StoreError,
 };
+pub use target::{OutboxTarget, TargetError};
 pub use worker::{PURGE_BATCH, PURGE_MAX_BATCHES, WorkerConfig, WorkerReport};
 
 use crate::clock::Clock;
@@ -98,10 +100,14 @@ pub enum OutboxError {
     /// The webhook could not be prepared (payload, URL or header invalid).
     #[error(transparent)]
     Prepare(#[from] SendError),
-    /// The database URL names an engine this build does not support.
+    /// The target is not a SQLite path, a `sqlite:` URL or a `postgres://` URL.
+    #[error(transparent)]
+    Target(#[from] TargetError),
+    /// The target names an engine this build does not support, or the store over it could
+    /// not be set up.
     #[error("cannot open outbox {target:?}: {reason}")]
     Unsupported {
-        /// The path or URL given.
+        /// The path or URL given, with any password masked.
         target: String,
         /// Why.
         reason: String,
@@ -252,9 +258,10 @@ struct Inner {
 
 impl Outbox {
     /// Open the outbox at `target` with default settings: a SQLite file path (created if
-    /// missing; `""` means [`store::sqlite::DEFAULT_PATH`]) or a `sqlite:` URL.
+    /// missing; `""` means the default file, `adcp-webhooks.db`), a `sqlite:` URL or a
+    /// `postgres://` URL (see [`OutboxTarget`]).
     pub async fn open(target: &str) -> Result<Self, OutboxError> {
-        Ok(Self::builder(open_store(target, false, false).await?).build())
+        Self::open_with(target, OpenOptions::default()).await
     }
 
     /// Open an outbox with explicit [`OpenOptions`]: e.g. apply the PostgreSQL schema
@@ -271,11 +278,24 @@ impl Outbox {
     /// # let _ = outbox; Ok(()) }
     /// ```
     pub async fn open_with(target: &str, options: OpenOptions) -> Result<Self, OutboxError> {
+        let target = if target.is_empty() {
+            OutboxTarget::default()
+        } else {
+            OutboxTarget::parse(target)?
+        };
+        Self::open_target(&target, options).await
+    }
+
+    /// Open the outbox at an already parsed target.
+    pub async fn open_target(
+        target: &OutboxTarget,
+        options: OpenOptions,
+    ) -> Result<Self, OutboxError> {
         let mut store = open_store(target, options.read_only, options.migrate).await?;
         if !options.body_keys.is_empty() {
             let sealed = store::encrypted::EncryptedStore::from_keys(store, options.body_keys)
                 .map_err(|e| OutboxError::Unsupported {
-                    target: redact(target),
+                    target: target.to_string(),
                     reason: e.to_string(),
                 })?;
             store = Arc::new(sealed);
@@ -286,7 +306,7 @@ impl Outbox {
     /// Open an existing outbox for reading only (status, inspection): nothing is created,
     /// and every write fails with [`StoreError::ReadOnly`].
     pub async fn open_read_only(target: &str) -> Result<Self, OutboxError> {
-        Ok(Self::builder(open_store(target, true, false).await?).build())
+        Self::open_with(target, OpenOptions::default().read_only(true)).await
     }
 
     /// Start building an outbox over `store`.
@@ -567,31 +587,27 @@ impl Outbox {
 
 /// Open the store a target names.
 async fn open_store(
-    target: &str,
+    target: &OutboxTarget,
     read_only: bool,
     migrate: bool,
 ) -> Result<Arc<dyn OutboxStore>, OutboxError> {
-    let scheme = target
-        .split_once("://")
-        .map(|(s, _)| s.to_ascii_lowercase());
-    match scheme.as_deref() {
-        Some("postgres" | "postgresql") => open_postgres(target, read_only, migrate).await,
-        Some(s) if s != "sqlite" => Err(OutboxError::Unsupported {
-            target: redact(target),
-            reason: format!("unknown database scheme {s:?}; use a SQLite path or sqlite: URL"),
-        }),
-        _ => open_sqlite(target, read_only).await,
+    match target {
+        OutboxTarget::Postgres(url) => open_postgres(target, url, read_only, migrate).await,
+        OutboxTarget::SqlitePath(_) | OutboxTarget::SqliteUrl(_) => {
+            open_sqlite(target, read_only).await
+        }
     }
 }
 
 #[cfg(feature = "postgres")]
 async fn open_postgres(
-    target: &str,
+    _target: &OutboxTarget,
+    url: &str,
     read_only: bool,
     migrate: bool,
 ) -> Result<Arc<dyn OutboxStore>, OutboxError> {
     // Reading commands never change the schema.
-    let options = store::postgres::PostgresOptions::new(target).migrate(migrate && !read_only);
+    let options = store::postgres::PostgresOptions::new(url).migrate(migrate && !read_only);
     Ok(Arc::new(
         store::postgres::PostgresStore::open(options).await?,
     ))
@@ -599,44 +615,35 @@ async fn open_postgres(
 
 #[cfg(not(feature = "postgres"))]
 async fn open_postgres(
-    target: &str,
+    target: &OutboxTarget,
+    _url: &str,
     _read_only: bool,
     _migrate: bool,
 ) -> Result<Arc<dyn OutboxStore>, OutboxError> {
     Err(OutboxError::Unsupported {
-        target: redact(target),
+        target: target.to_string(),
         reason: "this build has no PostgreSQL outbox (enable the `postgres` feature)".into(),
     })
 }
 
 #[cfg(feature = "sqlite")]
-async fn open_sqlite(target: &str, read_only: bool) -> Result<Arc<dyn OutboxStore>, OutboxError> {
-    let target = if target.is_empty() {
-        store::sqlite::DEFAULT_PATH
-    } else {
-        target
-    };
-    let options = store::sqlite::SqliteOptions::new(target).read_only(read_only);
+async fn open_sqlite(
+    target: &OutboxTarget,
+    read_only: bool,
+) -> Result<Arc<dyn OutboxStore>, OutboxError> {
+    let options = store::sqlite::SqliteOptions::new(target.as_str()).read_only(read_only);
     Ok(Arc::new(store::sqlite::SqliteStore::open(options).await?))
 }
 
 #[cfg(not(feature = "sqlite"))]
-async fn open_sqlite(target: &str, _read_only: bool) -> Result<Arc<dyn OutboxStore>, OutboxError> {
+async fn open_sqlite(
+    target: &OutboxTarget,
+    _read_only: bool,
+) -> Result<Arc<dyn OutboxStore>, OutboxError> {
     Err(OutboxError::Unsupported {
-        target: target.to_owned(),
+        target: target.to_string(),
         reason: "this build has no SQLite outbox (enable the `sqlite` feature)".into(),
     })
-}
-
-/// A URL with any password replaced, for error messages.
-fn redact(target: &str) -> String {
-    match reqwest::Url::parse(target) {
-        Ok(mut url) if url.password().is_some() => {
-            let _ = url.set_password(Some("***"));
-            url.to_string()
-        }
-        _ => target.to_owned(),
-    }
 }
 
 /// The URL's origin (`scheme://host[:port]`), the default destination key.
@@ -645,7 +652,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn origins_and_redaction() {
+    fn origins() {
         let origin = |u: &str| {
             crate::prepared::WebhookUrl::parse(u)
                 .map(|u| u.origin())
@@ -663,7 +670,6 @@ mod tests {
             origin("http://127.0.0.1:9000/x").as_deref(),
             Some("http://127.0.0.1:9000")
         );
-        assert_eq!(redact("postgres://u:secret@db/x"), "postgres://u:***@db/x");
     }
 
     #[tokio::test]
@@ -677,7 +683,7 @@ mod tests {
         assert!(text.contains("cannot open the outbox database"), "{text}");
         assert!(matches!(
             Outbox::open("mysql://x/y").await,
-            Err(OutboxError::Unsupported { .. })
+            Err(OutboxError::Target(TargetError::UnknownScheme { .. }))
         ));
     }
 }

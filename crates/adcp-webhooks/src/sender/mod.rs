@@ -32,6 +32,9 @@ pub use crate::prepared::{
 /// The signing options of every attempt: the profile's defaults.
 static OPTIONS: LazyLock<SignOptions> = LazyLock::new(SignOptions::default);
 
+mod retry;
+pub use retry::{RetryObserver, RetryOptions, RetryOutcome, is_retryable_status};
+
 /// A signed request, ready for any HTTP client: POST `body` to `url` with exactly `headers`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SignedRequest {

@@ -42,8 +42,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
+use reqwest::Method;
 use reqwest::header::HeaderMap;
-use reqwest::{Method, Url};
 
 use crate::prepared::{PrepareError, WebhookUrl};
 
@@ -122,7 +122,10 @@ impl fmt::Debug for TransportConfig {
             .field("pool_idle_timeout", &self.pool_idle_timeout)
             .field("pool_max_idle_per_host", &self.pool_max_idle_per_host)
             .field("user_agent", &self.user_agent)
-            .field("proxy", &self.proxy.as_deref().map(redact_proxy))
+            .field(
+                "proxy",
+                &self.proxy.as_deref().map(crate::redact::redact_url),
+            )
             .field(
                 "dns_resolver",
                 &self.dns_resolver.as_ref().map(|_| "custom"),
@@ -192,7 +195,7 @@ impl Transport {
                 reqwest::Proxy::all(proxy.as_str()).map_err(|e| TransportError::ClientBuild {
                     detail: format!(
                         "invalid proxy URL {}: {}",
-                        redact_proxy(proxy),
+                        crate::redact::redact_url(proxy),
                         error::root_cause(&e)
                     ),
                     source: Some(Box::new(e.without_url())),
@@ -342,19 +345,6 @@ fn parse_url(raw: &str) -> Result<WebhookUrl, TransportError> {
             reason: other.to_string(),
         },
     })
-}
-
-/// A proxy URL for messages, with any password replaced by `***`.
-fn redact_proxy(raw: &str) -> String {
-    match Url::parse(raw) {
-        Ok(mut url) if url.password().is_some() => {
-            // Cannot fail: the URL already has a password, so it can have one.
-            let _ = url.set_password(Some("***"));
-            url.to_string()
-        }
-        Ok(url) => url.to_string(),
-        Err(_) => "<unparseable proxy URL>".to_owned(),
-    }
 }
 
 #[cfg(test)]

@@ -131,19 +131,7 @@ impl PostgresOptions {
     }
     /// The URL, with any password masked.
     pub fn target(&self) -> String {
-        redact(&self.url)
-    }
-}
-
-/// A URL with its password masked, for messages.
-fn redact(url: &str) -> String {
-    match reqwest::Url::parse(url) {
-        Ok(mut parsed) if parsed.password().is_some() => {
-            let _ = parsed.set_password(Some("***"));
-            parsed.to_string()
-        }
-        Ok(_) => url.to_owned(),
-        Err(_) => "<unparsable database URL>".to_owned(),
+        crate::redact::redact_url(&self.url)
     }
 }
 
@@ -1078,7 +1066,8 @@ mod tests {
         let o = PostgresOptions::new("postgres://u:hunter2@db.example:5432/outbox");
         assert!(!o.target().contains("hunter2"));
         assert!(!format!("{o:?}").contains("hunter2"));
-        assert_eq!(redact("not a url"), "<unparsable database URL>");
+        let malformed = PostgresOptions::new("postgres://u:hunter2@[::1/outbox");
+        assert!(!malformed.target().contains("hunter2"));
     }
 
     #[test]

@@ -1,0 +1,120 @@
+//! The flags of `adcp-webhook bench`.
+
+use crate::common::{DestinationArgs, parse_alg};
+use adcp_webhooks::delivery::OutboxTarget;
+use adcp_webhooks::keys::Algorithm;
+use clap::Args;
+
+/// Flags of `adcp-webhook bench`.
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// The receiver to POST to (loopback only for meaningful numbers, e.g.
+    /// http://127.0.0.1:8080/hook with --allow-http --allow-private-destinations).
+    #[arg(long)]
+    pub(super) url: String,
+    /// How many webhooks to send (with --outbox: per throughput phase, enqueue and drain).
+    #[arg(short = 'n', long = "requests", default_value_t = 10_000)]
+    pub(super) n: usize,
+    /// How many sends are in flight at once (with --outbox: per worker).
+    #[arg(short = 'c', long, default_value_t = 32)]
+    pub(super) concurrency: usize,
+    /// Signature algorithm of the throwaway key the bench generates.
+    #[arg(long, value_parser = parse_alg, default_value = "ed25519")]
+    pub(super) alg: Algorithm,
+    /// Post the same bytes through the same client without signing them.
+    #[arg(long, conflicts_with = "outbox")]
+    pub(super) unsigned: bool,
+    /// Body size in bytes (0: a typical ~730-byte MCP task-status webhook). Larger sizes pad
+    /// the task result.
+    #[arg(long, default_value_t = 0)]
+    pub(super) body_bytes: usize,
+    /// Deliver through the durable outbox instead of sending directly: a new SQLite database
+    /// (`sqlite:PATH` or a file path, must not exist) or an empty PostgreSQL database
+    /// (`postgres://…`, with the outbox schema, or add --outbox-migrate). The bench creates no
+    /// PostgreSQL database.
+    #[arg(long, value_name = "sqlite:PATH|postgres://URL")]
+    pub(super) outbox: Option<String>,
+    /// With a postgres:// outbox: apply the outbox schema migrations first.
+    #[arg(long, requires = "outbox")]
+    pub(super) outbox_migrate: bool,
+    /// Webhooks per enqueue transaction with --outbox (1: each one durable on its own, as a
+    /// seller acknowledging events one by one would do).
+    #[arg(long, default_value_t = 1, requires = "outbox")]
+    pub(super) enqueue_batch: usize,
+    /// Tasks enqueueing at once in the enqueue phase, each with its own transactions.
+    #[arg(long, default_value_t = 1, requires = "outbox")]
+    pub(super) enqueuers: usize,
+    /// Outbox worker loops, each over its own store handle (connection pool) and HTTP
+    /// client, as separate processes would be.
+    #[arg(long, default_value_t = 1, requires = "outbox")]
+    pub(super) workers: usize,
+    /// Offered load of the keep-up phase, in webhooks/s (default: half the lower of the
+    /// enqueue and drain rates measured in the same run).
+    #[arg(long, requires = "outbox")]
+    pub(super) rate: Option<f64>,
+    /// How long the keep-up phase offers load, in seconds (0 skips the phase).
+    #[arg(long, default_value_t = 5.0, requires = "outbox")]
+    pub(super) keep_up_secs: f64,
+    /// Most deliveries a worker leases per store call (default: twice -c, at least 64).
+    #[arg(long, requires = "outbox")]
+    pub(super) lease_batch: Option<u32>,
+    /// Spread the webhooks over this many destination keys (breaker keys, all posting to
+    /// --url), as a seller with many buyers would.
+    #[arg(long = "destinations", default_value_t = 1, requires = "outbox")]
+    pub(super) destination_keys: usize,
+    /// The per-destination concurrency cap, across all workers (default: workers × -c, so
+    /// the cap does not bind).
+    #[arg(long, requires = "outbox")]
+    pub(super) per_destination: Option<u32>,
+    /// The workers' longest idle sleep between looks for work, in milliseconds.
+    #[arg(long, default_value_t = 250, requires = "outbox")]
+    pub(super) poll_ms: u64,
+    /// Per-request timeout in seconds.
+    #[arg(long, default_value_t = 10)]
+    pub(super) timeout_secs: u64,
+    #[command(flatten)]
+    pub(super) destinations: DestinationArgs,
+}
+
+impl BenchArgs {
+    /// The `--outbox` target: a PostgreSQL URL, or a SQLite file that does not exist yet.
+    pub(super) fn outbox_target(&self, target: &str) -> Result<OutboxTarget, String> {
+        let target = OutboxTarget::parse(target).map_err(|e| format!("--outbox: {e}"))?;
+        if !target.is_postgres() {
+            let path = target
+                .sqlite_file()
+                .ok_or("--outbox needs a SQLite file, not an in-memory database: sqlite:PATH")?;
+            if path.exists() {
+                return Err(format!(
+                    "{} exists; the bench needs a new outbox so earlier rows do not count (remove it or pick another path)",
+                    path.display()
+                ));
+            }
+        }
+        Ok(target)
+    }
+
+    /// The outbox mode's numbers are at least 1, its rate positive, its keep-up time not
+    /// negative.
+    pub(super) fn check_outbox_flags(&self) -> Result<(), String> {
+        if self.enqueue_batch == 0
+            || self.enqueuers == 0
+            || self.workers == 0
+            || self.destination_keys == 0
+        {
+            return Err(
+                "--enqueue-batch, --enqueuers, --workers and --destinations must be at least 1"
+                    .into(),
+            );
+        }
+        if let Some(rate) = self.rate
+            && !(rate.is_finite() && rate > 0.0)
+        {
+            return Err(format!("--rate must be a positive number, got {rate}"));
+        }
+        if !(self.keep_up_secs.is_finite() && self.keep_up_secs >= 0.0) {
+            return Err("--keep-up-secs must be 0 or more".into());
+        }
+        Ok(())
+    }
+}
