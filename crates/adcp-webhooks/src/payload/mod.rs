@@ -42,6 +42,9 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+// Each typed kind is declared with the shared pieces in `declare` (its module docs say how,
+// and its test module declares a whole kind as an example).
+mod declare;
 mod enums;
 mod key;
 mod lists;
@@ -195,29 +198,27 @@ pub trait WebhookPayload {
     fn to_body(&self, key: &IdempotencyKey, now: OffsetDateTime) -> Result<Bytes, PayloadError>;
 }
 
-impl<T: WebhookPayload + ?Sized> WebhookPayload for &T {
-    fn kind(&self) -> WebhookKind {
-        (**self).kind()
-    }
-    fn idempotency_key(&self) -> Option<&IdempotencyKey> {
-        (**self).idempotency_key()
-    }
-    fn to_body(&self, key: &IdempotencyKey, now: OffsetDateTime) -> Result<Bytes, PayloadError> {
-        (**self).to_body(key, now)
-    }
+/// `&P` and `Box<P>` are payloads when `P` is (`P` may be `dyn WebhookPayload`).
+macro_rules! forward_payload {
+    ($($pointer:ty),+) => {$(
+        impl<T: WebhookPayload + ?Sized> WebhookPayload for $pointer {
+            fn kind(&self) -> WebhookKind {
+                (**self).kind()
+            }
+            fn idempotency_key(&self) -> Option<&IdempotencyKey> {
+                (**self).idempotency_key()
+            }
+            fn to_body(
+                &self,
+                key: &IdempotencyKey,
+                now: OffsetDateTime,
+            ) -> Result<Bytes, PayloadError> {
+                (**self).to_body(key, now)
+            }
+        }
+    )+};
 }
-
-impl<T: WebhookPayload + ?Sized> WebhookPayload for Box<T> {
-    fn kind(&self) -> WebhookKind {
-        (**self).kind()
-    }
-    fn idempotency_key(&self) -> Option<&IdempotencyKey> {
-        (**self).idempotency_key()
-    }
-    fn to_body(&self, key: &IdempotencyKey, now: OffsetDateTime) -> Result<Bytes, PayloadError> {
-        (**self).to_body(key, now)
-    }
-}
+forward_payload!(&T, Box<T>);
 
 /// A serialized webhook body and the idempotency key inside it.
 ///
