@@ -10,13 +10,17 @@
 //!    when the schema allows additional properties, `#[serde(deny_unknown_fields)]` when it
 //!    does not);
 //! 2. [`setters!`] writes the `with_*` builder of each optional field (and `with_extra`);
-//! 3. an `impl TypedPayload` says which [`WebhookKind`] it is and writes its fields, in wire
-//!    order, through a [`BodyWriter`], and [`typed_payload!`] turns that into the public
-//!    [`WebhookPayload`] impl (kind, caller's key, encoding and the size cap).
+//! 3. an `impl TypedPayload` says which [`WebhookKind`] it is, which fields its schema
+//!    requires (receivers refuse a body without them), and writes its fields, in wire order,
+//!    through a [`BodyWriter`]; [`typed_payload!`] turns that into the public
+//!    [`WebhookPayload`](super::WebhookPayload) impl (kind, caller's key, encoding and the
+//!    size cap).
 //!
-//! Then the kind gets a [`WebhookKind`] variant and a line in [`AnyWebhook`](super::AnyWebhook)
-//! and [`ParsedWebhook`](super::ParsedWebhook) (with its `required` fields and how
-//! [`ParsedWebhook::classify`](super::ParsedWebhook::classify) recognises it).
+//! Then one line in the list at the end of `kinds.rs` (`Variant(Type): "description",
+//! "name" | "alias";`) makes its [`WebhookKind`] variant, its names, and its variants of
+//! [`AnyWebhook`](super::AnyWebhook) and [`ParsedWebhook`](super::ParsedWebhook). A receiver
+//! recognises it unasked once [`ParsedWebhook::classify`](super::ParsedWebhook::classify) has
+//! a rule for it; [`ParsedWebhook::parse_as`](super::ParsedWebhook::parse_as) works without.
 //!
 //! The writer records every field it is given, set or not, so an `extra` entry that repeats a
 //! typed field is refused without a hand-kept list of names. The test module at the end of
@@ -36,6 +40,10 @@ use super::{IdempotencyKey, MAX_BODY_BYTES, PayloadError, WebhookKind, check_ext
 pub(crate) trait TypedPayload {
     /// The kind this type encodes.
     const KIND: WebhookKind;
+
+    /// The fields the kind's schema lists under `required`, in schema order: a received body
+    /// missing one (or holding `null`) is refused before it is deserialized.
+    const REQUIRED: &'static [&'static str];
 
     /// Checks the rules serde cannot hold, then writes every field after `idempotency_key` in
     /// wire order (timestamps unset by the caller take `now`).
@@ -355,6 +363,12 @@ mod example {
     // The fields, in wire order.
     impl TypedPayload for CreativePurged {
         const KIND: WebhookKind = WebhookKind::Raw;
+        const REQUIRED: &'static [&'static str] = &[
+            "idempotency_key",
+            "notification_type",
+            "creative_id",
+            "purged_at",
+        ];
 
         fn write_fields(
             &self,

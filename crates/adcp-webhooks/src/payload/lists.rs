@@ -125,6 +125,8 @@ macro_rules! list_changed {
         /// `now` is unused: `resolved_at` is required.
         impl TypedPayload for $name {
             const KIND: WebhookKind = WebhookKind::$kind;
+            const REQUIRED: &'static [&'static str] =
+                &["idempotency_key", "event", "list_id", "resolved_at", "signature"];
 
             fn write_fields(
                 &self,

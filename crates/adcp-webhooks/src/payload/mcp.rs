@@ -208,6 +208,14 @@ setters! { McpWebhook {
 
 impl TypedPayload for McpWebhook {
     const KIND: WebhookKind = KIND;
+    const REQUIRED: &'static [&'static str] = &[
+        "idempotency_key",
+        "operation_id",
+        "task_id",
+        "task_type",
+        "status",
+        "timestamp",
+    ];
 
     fn write_fields(&self, w: &mut BodyWriter, now: OffsetDateTime) -> Result<(), PayloadError> {
         let notification_id = self.effective_notification_id();

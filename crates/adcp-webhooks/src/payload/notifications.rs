@@ -103,6 +103,13 @@ setters! { RevocationNotification {
 /// `now` is unused: `effective_at` is required.
 impl TypedPayload for RevocationNotification {
     const KIND: WebhookKind = WebhookKind::Revocation;
+    const REQUIRED: &'static [&'static str] = &[
+        "idempotency_key",
+        "rights_id",
+        "brand_id",
+        "reason",
+        "effective_at",
+    ];
 
     fn write_fields(&self, w: &mut BodyWriter, _now: OffsetDateTime) -> Result<(), PayloadError> {
         if self.revoked_uses.as_ref().is_some_and(Vec::is_empty) {
@@ -339,6 +346,13 @@ struct DeliveryWire<'a> {
 
 impl TypedPayload for ArtifactWebhook {
     const KIND: WebhookKind = WebhookKind::Artifact;
+    const REQUIRED: &'static [&'static str] = &[
+        "idempotency_key",
+        "media_buy_id",
+        "batch_id",
+        "timestamp",
+        "artifacts",
+    ];
 
     fn write_fields(&self, w: &mut BodyWriter, now: OffsetDateTime) -> Result<(), PayloadError> {
         let kind = Self::KIND;
