@@ -6,6 +6,7 @@ use crate::delivery::store::codec::recorded_response;
 use crate::delivery::store::{
     CompleteStatus, Completion, DisableRules, Health, Outcome, StoreError,
 };
+use sqlx::sqlite::{SqliteConnection, SqliteQueryResult};
 
 impl SqliteStore {
     pub(super) async fn complete_batch(
@@ -68,16 +69,7 @@ impl SqliteStore {
                 .execute(&mut *tx)
                 .await
                 .map_err(db_err)?,
-                Outcome::Retry { at_ms } => sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "UPDATE outbox_deliveries SET next_attempt_at = ?, {RELEASE} \
-                     WHERE id = ? AND state = 'pending' AND lease_token = ?"
-                )))
-                .bind(at_ms)
-                .bind(c.id.0)
-                .bind(c.token.0)
-                .execute(&mut *tx)
-                .await
-                .map_err(db_err)?,
+                Outcome::Retry { at_ms } => retry_at(&mut tx, &c, *at_ms).await?,
                 Outcome::Dead { code, reason } => sqlx::query(sqlx::AssertSqlSafe(format!(
                     "UPDATE outbox_deliveries SET state = 'dead', dead_at = ?, dead_reason_code = ?, \
                      dead_reason = ?, {RELEASE} WHERE id = ? AND state = 'pending' AND lease_token = ?"
@@ -101,16 +93,8 @@ impl SqliteStore {
                     .execute(&mut *tx)
                     .await
                     .map_err(db_err)?;
-                    sqlx::query(sqlx::AssertSqlSafe(format!(
-                        "UPDATE outbox_deliveries SET next_attempt_at = ?, {RELEASE} \
-                         WHERE id = ? AND state = 'pending' AND lease_token = ?"
-                    )))
-                    .bind(now)
-                    .bind(c.id.0)
-                    .bind(c.token.0)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db_err)?
+                    // Pending until the destination is enabled again.
+                    retry_at(&mut tx, &c, now).await?
                 }
             };
             statuses.push(if applied.rows_affected() == 1 {
@@ -171,4 +155,23 @@ impl SqliteStore {
         tx.commit().await.map_err(db_err)?;
         Ok(statuses)
     }
+}
+
+/// Releases a leased delivery that stays pending, due again at `at`, if the lease is still
+/// `c`'s.
+async fn retry_at(
+    tx: &mut SqliteConnection,
+    c: &Completion,
+    at: i64,
+) -> Result<SqliteQueryResult, StoreError> {
+    sqlx::query(
+        "UPDATE outbox_deliveries SET next_attempt_at = ?, lease_token = NULL, lease_expires_at = NULL, \
+         attempts = attempts + 1 WHERE id = ? AND state = 'pending' AND lease_token = ?",
+    )
+    .bind(at)
+    .bind(c.id.0)
+    .bind(c.token.0)
+    .execute(tx)
+    .await
+    .map_err(db_err)
 }
