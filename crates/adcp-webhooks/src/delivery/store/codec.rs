@@ -1,4 +1,4 @@
-//! Encodings shared by the SQL stores.
+//! Encodings, row readers and reads shared by the SQL stores; each engine keeps its own SQL.
 
 use super::StoreError;
 
