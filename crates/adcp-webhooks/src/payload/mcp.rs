@@ -3,13 +3,13 @@
 use std::borrow::Cow;
 use std::fmt;
 
-use bytes::Bytes;
 use serde_json::{Map, Value};
 use time::OffsetDateTime;
 
+use super::declare::{BodyWriter, TypedPayload, setters, typed_payload};
 use super::{
-    AdcpProtocol, IdempotencyKey, PayloadError, TaskStatus, TaskType, WebhookKind, WebhookPayload,
-    check_extra, check_id_charset, timestamp, to_bytes, wire_time,
+    AdcpProtocol, IdempotencyKey, PayloadError, TaskStatus, TaskType, WebhookKind,
+    check_id_charset, timestamp,
 };
 
 const KIND: WebhookKind = WebhookKind::Mcp;
@@ -18,22 +18,6 @@ const KIND: WebhookKind = WebhookKind::Mcp;
 const TOKEN_MIN_CHARS: usize = 16;
 /// Longest `token` the schema allows.
 const TOKEN_MAX_CHARS: usize = 4096;
-
-/// Wire names this type writes itself; `extra` must not repeat them.
-const TYPED_FIELDS: &[&str] = &[
-    "idempotency_key",
-    "notification_id",
-    "operation_id",
-    "task_id",
-    "task_type",
-    "protocol",
-    "status",
-    "timestamp",
-    "message",
-    "context_id",
-    "token",
-    "result",
-];
 
 /// A task-status webhook: the AdCP push notification for an async task
 /// (`core/mcp-webhook-payload.json`).
@@ -137,60 +121,6 @@ impl McpWebhook {
         }
     }
 
-    /// Uses `key` instead of a generated one (reuse it for every retry of this event).
-    pub fn with_idempotency_key(mut self, key: IdempotencyKey) -> Self {
-        self.idempotency_key = Some(key);
-        self
-    }
-
-    /// Sets `notification_id` (1-255 characters from `[A-Za-z0-9_.:-]`).
-    pub fn with_notification_id(mut self, id: impl Into<String>) -> Self {
-        self.notification_id = Some(id.into());
-        self
-    }
-
-    /// Sets `protocol` instead of deriving it from the task type.
-    pub fn with_protocol(mut self, protocol: impl Into<AdcpProtocol>) -> Self {
-        self.protocol = Some(protocol.into());
-        self
-    }
-
-    /// Sets `timestamp` instead of using the encoder's `now`.
-    pub fn with_timestamp(mut self, timestamp: OffsetDateTime) -> Self {
-        self.timestamp = Some(timestamp);
-        self
-    }
-
-    /// Sets `message`.
-    pub fn with_message(mut self, message: impl Into<String>) -> Self {
-        self.message = Some(message.into());
-        self
-    }
-
-    /// Sets `context_id`.
-    pub fn with_context_id(mut self, context_id: impl Into<String>) -> Self {
-        self.context_id = Some(context_id.into());
-        self
-    }
-
-    /// Sets `token` (the buyer's push-notification token, 16-4096 characters).
-    pub fn with_token(mut self, token: impl Into<String>) -> Self {
-        self.token = Some(token.into());
-        self
-    }
-
-    /// Sets `result` (a JSON object).
-    pub fn with_result(mut self, result: Value) -> Self {
-        self.result = Some(result);
-        self
-    }
-
-    /// Adds a field the schema does not name.
-    pub fn with_extra(mut self, name: impl Into<String>, value: Value) -> Self {
-        self.extra.insert(name.into(), value);
-        self
-    }
-
     /// The `notification_id` the body will carry: the explicit one, else
     /// `"{task_id}.terminal"` for terminal statuses of task types other than
     /// `media_buy_delivery`, else `None`.
@@ -253,64 +183,61 @@ impl McpWebhook {
                 "must be a JSON object (the task's response data for this status)",
             ));
         }
-        check_extra(KIND, &self.extra, TYPED_FIELDS)
+        Ok(())
     }
 }
 
-#[derive(serde::Serialize)]
-struct Wire<'a> {
-    idempotency_key: &'a IdempotencyKey,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    notification_id: Option<&'a str>,
-    operation_id: &'a str,
-    task_id: &'a str,
-    task_type: &'a TaskType,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    protocol: Option<AdcpProtocol>,
-    status: TaskStatus,
-    timestamp: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    message: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    context_id: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    token: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    result: Option<&'a Value>,
-    #[serde(flatten)]
-    extra: &'a Map<String, Value>,
-}
+setters! { McpWebhook {
+    /// Reuse it for every retry of this event; [`encode`](super::encode) generates one when
+    /// it is unset.
+    with_idempotency_key(idempotency_key: IdempotencyKey);
+    /// 1-255 characters from `[A-Za-z0-9_.:-]`, instead of the default described on the type.
+    with_notification_id(notification_id: impl Into<String>);
+    /// Instead of deriving it from the task type.
+    with_protocol(protocol: impl Into<AdcpProtocol>);
+    /// Without it, the encoder's `now` is written.
+    with_timestamp(timestamp: OffsetDateTime);
+    with_message(message: impl Into<String>);
+    with_context_id(context_id: impl Into<String>);
+    /// The buyer's push-notification token, 16-4096 characters.
+    with_token(token: impl Into<String>);
+    /// A JSON object.
+    with_result(result: Value);
+    extra with_extra;
+} }
 
-impl WebhookPayload for McpWebhook {
-    fn kind(&self) -> WebhookKind {
-        KIND
-    }
+impl TypedPayload for McpWebhook {
+    const KIND: WebhookKind = KIND;
+    const REQUIRED: &'static [&'static str] = &[
+        "idempotency_key",
+        "operation_id",
+        "task_id",
+        "task_type",
+        "status",
+        "timestamp",
+    ];
 
-    fn idempotency_key(&self) -> Option<&IdempotencyKey> {
-        self.idempotency_key.as_ref()
-    }
-
-    fn to_body(&self, key: &IdempotencyKey, now: OffsetDateTime) -> Result<Bytes, PayloadError> {
+    fn write_fields(&self, w: &mut BodyWriter, now: OffsetDateTime) -> Result<(), PayloadError> {
         let notification_id = self.effective_notification_id();
         self.check(notification_id.as_deref())?;
         // Field order follows the Python SDK's bodies, so the two are easy to compare by eye.
-        to_bytes(&Wire {
-            idempotency_key: key,
-            notification_id: notification_id.as_deref(),
-            operation_id: &self.operation_id,
-            task_id: &self.task_id,
-            task_type: &self.task_type,
-            protocol: self.effective_protocol(),
-            status: self.status,
-            timestamp: wire_time(KIND, "timestamp", self.timestamp.unwrap_or(now))?,
-            message: self.message.as_deref(),
-            context_id: self.context_id.as_deref(),
-            token: self.token.as_deref(),
-            result: self.result.as_ref(),
-            extra: &self.extra,
-        })
+        w.opt("notification_id", notification_id.as_deref())?
+            .field("operation_id", &self.operation_id)?
+            .field("task_id", &self.task_id)?
+            .field("task_type", &self.task_type)?
+            .opt("protocol", self.effective_protocol().as_ref())?
+            .field("status", &self.status)?
+            .time("timestamp", self.timestamp.unwrap_or(now))?
+            .opt("message", self.message.as_deref())?
+            .opt("context_id", self.context_id.as_deref())?
+            .opt("token", self.token.as_deref())?
+            .opt("result", self.result.as_ref())?
+            .extra(&self.extra)?;
+        Ok(())
     }
 }
+
+typed_payload!(McpWebhook);
 
 impl fmt::Debug for McpWebhook {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

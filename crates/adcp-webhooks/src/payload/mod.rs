@@ -42,17 +42,18 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+// Each typed kind is declared with the shared pieces in `declare` (its module docs say how,
+// and its test module declares a whole kind as an example).
+mod declare;
 mod enums;
 mod key;
+mod kinds;
 mod lists;
 mod mcp;
 mod notifications;
 mod parse;
 mod raw;
 mod timestamp;
-
-use std::fmt;
-use std::str::FromStr;
 
 use bytes::Bytes;
 use serde_json::{Map, Value};
@@ -62,6 +63,7 @@ pub use enums::{AdcpProtocol, RightUse, TaskStatus, TaskType, UnknownTaskStatus}
 pub use key::{
     IDEMPOTENCY_KEY_MAX_LEN, IDEMPOTENCY_KEY_MIN_LEN, IdempotencyKey, IdempotencyKeyError,
 };
+pub use kinds::{AnyWebhook, ParsedWebhook, UnknownWebhookKind, WebhookKind};
 pub use lists::{
     COLLECTION_LIST_CHANGED_EVENT, CollectionChangeSummary, CollectionListChanged,
     PROPERTY_LIST_CHANGED_EVENT, PROPERTY_LIST_SIGNATURE_MARKER, PropertyChangeSummary,
@@ -71,107 +73,11 @@ pub use mcp::McpWebhook;
 pub use notifications::{
     Artifact, ArtifactDelivery, ArtifactPagination, ArtifactWebhook, RevocationNotification,
 };
-pub use parse::ParsedWebhook;
 pub use raw::RawWebhook;
 
 /// Largest body [`encode`] produces: 10 MiB, the official Python SDK's cap
 /// (`_MAX_BODY_BYTES`). Bigger payloads belong behind a reference the receiver fetches.
 pub const MAX_BODY_BYTES: usize = 10 * 1024 * 1024;
-
-/// Which kind of webhook a body is.
-///
-/// ```
-/// use adcp_webhooks::payload::WebhookKind;
-///
-/// let kind: WebhookKind = "collection-list-changed".parse()?;
-/// assert_eq!(kind, WebhookKind::CollectionListChanged);
-/// assert_eq!(kind.as_str(), "collection-list-changed");
-/// # Ok::<(), adcp_webhooks::payload::UnknownWebhookKind>(())
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-#[non_exhaustive]
-pub enum WebhookKind {
-    /// Task-status webhook ([`McpWebhook`]).
-    Mcp,
-    /// Rights revocation notification ([`RevocationNotification`]).
-    Revocation,
-    /// Content-standards artifact batch ([`ArtifactWebhook`]).
-    Artifact,
-    /// Governance collection list changed ([`CollectionListChanged`]).
-    CollectionListChanged,
-    /// Governance property list changed ([`PropertyListChanged`]).
-    PropertyListChanged,
-    /// Any JSON object ([`RawWebhook`]).
-    Raw,
-}
-
-impl WebhookKind {
-    /// Every kind.
-    pub const ALL: [WebhookKind; 6] = [
-        WebhookKind::Mcp,
-        WebhookKind::Revocation,
-        WebhookKind::Artifact,
-        WebhookKind::CollectionListChanged,
-        WebhookKind::PropertyListChanged,
-        WebhookKind::Raw,
-    ];
-
-    /// Short name for CLIs and logs: `mcp`, `revocation`, `artifact`,
-    /// `collection-list-changed`, `property-list-changed`, `raw`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            WebhookKind::Mcp => "mcp",
-            WebhookKind::Revocation => "revocation",
-            WebhookKind::Artifact => "artifact",
-            WebhookKind::CollectionListChanged => "collection-list-changed",
-            WebhookKind::PropertyListChanged => "property-list-changed",
-            WebhookKind::Raw => "raw",
-        }
-    }
-}
-
-impl fmt::Display for WebhookKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// A string that names no [`WebhookKind`].
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "unknown webhook kind {found:?}; use one of mcp, revocation, artifact, \
-     collection-list-changed, property-list-changed, raw"
-)]
-pub struct UnknownWebhookKind {
-    /// The rejected name (at most 64 characters of it).
-    pub found: String,
-}
-
-impl FromStr for WebhookKind {
-    type Err = UnknownWebhookKind;
-
-    /// Accepts [`WebhookKind::as_str`] names and the Python SDK's receiver names
-    /// (`revocation_notification`, `collection_list_changed`, `property_list_changed`).
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Ok(match s {
-            "mcp" => WebhookKind::Mcp,
-            "revocation" | "revocation_notification" | "revocation-notification" => {
-                WebhookKind::Revocation
-            }
-            "artifact" => WebhookKind::Artifact,
-            "collection-list-changed" | "collection_list_changed" => {
-                WebhookKind::CollectionListChanged
-            }
-            "property-list-changed" | "property_list_changed" => WebhookKind::PropertyListChanged,
-            "raw" => WebhookKind::Raw,
-            _ => {
-                return Err(UnknownWebhookKind {
-                    found: s.chars().take(64).collect(),
-                });
-            }
-        })
-    }
-}
 
 /// A webhook payload that can be serialized into the body bytes that get signed and sent.
 ///
@@ -195,29 +101,27 @@ pub trait WebhookPayload {
     fn to_body(&self, key: &IdempotencyKey, now: OffsetDateTime) -> Result<Bytes, PayloadError>;
 }
 
-impl<T: WebhookPayload + ?Sized> WebhookPayload for &T {
-    fn kind(&self) -> WebhookKind {
-        (**self).kind()
-    }
-    fn idempotency_key(&self) -> Option<&IdempotencyKey> {
-        (**self).idempotency_key()
-    }
-    fn to_body(&self, key: &IdempotencyKey, now: OffsetDateTime) -> Result<Bytes, PayloadError> {
-        (**self).to_body(key, now)
-    }
+/// `&P` and `Box<P>` are payloads when `P` is (`P` may be `dyn WebhookPayload`).
+macro_rules! forward_payload {
+    ($($pointer:ty),+) => {$(
+        impl<T: WebhookPayload + ?Sized> WebhookPayload for $pointer {
+            fn kind(&self) -> WebhookKind {
+                (**self).kind()
+            }
+            fn idempotency_key(&self) -> Option<&IdempotencyKey> {
+                (**self).idempotency_key()
+            }
+            fn to_body(
+                &self,
+                key: &IdempotencyKey,
+                now: OffsetDateTime,
+            ) -> Result<Bytes, PayloadError> {
+                (**self).to_body(key, now)
+            }
+        }
+    )+};
 }
-
-impl<T: WebhookPayload + ?Sized> WebhookPayload for Box<T> {
-    fn kind(&self) -> WebhookKind {
-        (**self).kind()
-    }
-    fn idempotency_key(&self) -> Option<&IdempotencyKey> {
-        (**self).idempotency_key()
-    }
-    fn to_body(&self, key: &IdempotencyKey, now: OffsetDateTime) -> Result<Bytes, PayloadError> {
-        (**self).to_body(key, now)
-    }
-}
+forward_payload!(&T, Box<T>);
 
 /// A serialized webhook body and the idempotency key inside it.
 ///
@@ -254,35 +158,6 @@ pub fn encode<P: WebhookPayload + ?Sized>(
     })
 }
 
-/// Any of the six payload types, chosen at run time (for example by a CLI flag).
-///
-/// ```
-/// use adcp_webhooks::payload::{encode, AnyWebhook, WebhookKind};
-/// use time::macros::datetime;
-///
-/// let json = br#"{"rights_id":"r_1","brand_id":"b_1","reason":"expired","effective_at":"2026-01-01T00:00:00Z"}"#;
-/// let payload = AnyWebhook::from_json(WebhookKind::Revocation, json)?;
-/// let body = encode(&payload, datetime!(2026-01-01 0:00 UTC))?;
-/// assert_eq!(body.kind, WebhookKind::Revocation);
-/// # Ok::<(), adcp_webhooks::payload::PayloadError>(())
-/// ```
-#[derive(Debug, Clone, PartialEq)]
-#[non_exhaustive]
-pub enum AnyWebhook {
-    /// A task-status webhook.
-    Mcp(McpWebhook),
-    /// A rights revocation notification.
-    Revocation(RevocationNotification),
-    /// A content-standards artifact batch.
-    Artifact(ArtifactWebhook),
-    /// A collection-list-changed webhook.
-    CollectionListChanged(CollectionListChanged),
-    /// A property-list-changed webhook.
-    PropertyListChanged(PropertyListChanged),
-    /// Any JSON object.
-    Raw(RawWebhook),
-}
-
 impl AnyWebhook {
     /// Deserializes a payload of `kind` from a JSON object with wire field names.
     ///
@@ -307,35 +182,7 @@ impl AnyWebhook {
                 found: json_type_name(&value),
             });
         }
-        fn typed<T: serde::de::DeserializeOwned>(
-            kind: WebhookKind,
-            value: Value,
-        ) -> Result<T, PayloadError> {
-            serde_json::from_value(value).map_err(|source| PayloadError::Malformed { kind, source })
-        }
-        Ok(match kind {
-            WebhookKind::Mcp => AnyWebhook::Mcp(typed(kind, value)?),
-            WebhookKind::Revocation => AnyWebhook::Revocation(typed(kind, value)?),
-            WebhookKind::Artifact => AnyWebhook::Artifact(typed(kind, value)?),
-            WebhookKind::CollectionListChanged => {
-                AnyWebhook::CollectionListChanged(typed(kind, value)?)
-            }
-            WebhookKind::PropertyListChanged => {
-                AnyWebhook::PropertyListChanged(typed(kind, value)?)
-            }
-            WebhookKind::Raw => AnyWebhook::Raw(RawWebhook::new(value, None)?),
-        })
-    }
-
-    fn inner(&self) -> &dyn WebhookPayload {
-        match self {
-            AnyWebhook::Mcp(p) => p,
-            AnyWebhook::Revocation(p) => p,
-            AnyWebhook::Artifact(p) => p,
-            AnyWebhook::CollectionListChanged(p) => p,
-            AnyWebhook::PropertyListChanged(p) => p,
-            AnyWebhook::Raw(p) => p,
-        }
+        AnyWebhook::from_object(kind, value)
     }
 }
 
@@ -350,24 +197,6 @@ impl WebhookPayload for AnyWebhook {
         self.inner().to_body(key, now)
     }
 }
-
-macro_rules! any_webhook_from {
-    ($($variant:ident($ty:ty)),+) => {$(
-        impl From<$ty> for AnyWebhook {
-            fn from(p: $ty) -> Self {
-                AnyWebhook::$variant(p)
-            }
-        }
-    )+};
-}
-any_webhook_from!(
-    Mcp(McpWebhook),
-    Revocation(RevocationNotification),
-    Artifact(ArtifactWebhook),
-    CollectionListChanged(CollectionListChanged),
-    PropertyListChanged(PropertyListChanged),
-    Raw(RawWebhook)
-);
 
 /// Why a payload could not be built, encoded or parsed.
 ///

@@ -1,12 +1,11 @@
 //! Rights revocation notifications and content-standards artifact batches.
 
-use bytes::Bytes;
 use serde_json::{Map, Value};
 use time::OffsetDateTime;
 
+use super::declare::{BodyWriter, TypedPayload, setters, typed_payload};
 use super::{
-    IdempotencyKey, PayloadError, RightUse, WebhookKind, WebhookPayload, check_extra, timestamp,
-    to_bytes, wire_time,
+    IdempotencyKey, PayloadError, RightUse, WebhookKind, check_extra, timestamp, wire_time,
 };
 
 /// A brand agent's notice that a rights grant is revoked
@@ -61,17 +60,6 @@ pub struct RevocationNotification {
     pub extra: Map<String, Value>,
 }
 
-const REVOCATION_FIELDS: &[&str] = &[
-    "idempotency_key",
-    "rights_id",
-    "brand_id",
-    "reason",
-    "effective_at",
-    "revoked_uses",
-    "context",
-    "ext",
-];
-
 impl RevocationNotification {
     /// A revocation of all uses of `rights_id`, effective at `effective_at`.
     pub fn new(
@@ -93,12 +81,6 @@ impl RevocationNotification {
         }
     }
 
-    /// Uses `key` instead of a generated one (reuse it for every retry of this event).
-    pub fn with_idempotency_key(mut self, key: IdempotencyKey) -> Self {
-        self.idempotency_key = Some(key);
-        self
-    }
-
     /// Revokes only these uses (at least one).
     pub fn with_revoked_uses<U: Into<RightUse>>(
         mut self,
@@ -107,77 +89,50 @@ impl RevocationNotification {
         self.revoked_uses = Some(uses.into_iter().map(Into::into).collect());
         self
     }
-
-    /// Sets `context`.
-    pub fn with_context(mut self, context: Map<String, Value>) -> Self {
-        self.context = Some(context);
-        self
-    }
-
-    /// Sets `ext`.
-    pub fn with_ext(mut self, ext: Map<String, Value>) -> Self {
-        self.ext = Some(ext);
-        self
-    }
-
-    /// Adds a field the schema does not name.
-    pub fn with_extra(mut self, name: impl Into<String>, value: Value) -> Self {
-        self.extra.insert(name.into(), value);
-        self
-    }
 }
 
-#[derive(serde::Serialize)]
-struct RevocationWire<'a> {
-    idempotency_key: &'a IdempotencyKey,
-    rights_id: &'a str,
-    brand_id: &'a str,
-    reason: &'a str,
-    effective_at: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    revoked_uses: Option<&'a [RightUse]>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    context: Option<&'a Map<String, Value>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    ext: Option<&'a Map<String, Value>>,
-    #[serde(flatten)]
-    extra: &'a Map<String, Value>,
-}
+setters! { RevocationNotification {
+    /// Reuse it for every retry of this event; [`encode`](super::encode) generates one when
+    /// it is unset.
+    with_idempotency_key(idempotency_key: IdempotencyKey);
+    with_context(context: Map<String, Value>);
+    with_ext(ext: Map<String, Value>);
+    extra with_extra;
+} }
 
-impl WebhookPayload for RevocationNotification {
-    fn kind(&self) -> WebhookKind {
-        WebhookKind::Revocation
-    }
+/// `now` is unused: `effective_at` is required.
+impl TypedPayload for RevocationNotification {
+    const KIND: WebhookKind = WebhookKind::Revocation;
+    const REQUIRED: &'static [&'static str] = &[
+        "idempotency_key",
+        "rights_id",
+        "brand_id",
+        "reason",
+        "effective_at",
+    ];
 
-    fn idempotency_key(&self) -> Option<&IdempotencyKey> {
-        self.idempotency_key.as_ref()
-    }
-
-    /// `now` is unused: `effective_at` is required.
-    fn to_body(&self, key: &IdempotencyKey, _now: OffsetDateTime) -> Result<Bytes, PayloadError> {
-        let kind = WebhookKind::Revocation;
+    fn write_fields(&self, w: &mut BodyWriter, _now: OffsetDateTime) -> Result<(), PayloadError> {
         if self.revoked_uses.as_ref().is_some_and(Vec::is_empty) {
             return Err(PayloadError::InvalidField {
-                kind,
+                kind: Self::KIND,
                 field: "revoked_uses".to_owned(),
                 reason: "is empty; list at least one use, or leave it unset to revoke all uses"
                     .to_owned(),
             });
         }
-        check_extra(kind, &self.extra, REVOCATION_FIELDS)?;
-        to_bytes(&RevocationWire {
-            idempotency_key: key,
-            rights_id: &self.rights_id,
-            brand_id: &self.brand_id,
-            reason: &self.reason,
-            effective_at: wire_time(kind, "effective_at", self.effective_at)?,
-            revoked_uses: self.revoked_uses.as_deref(),
-            context: self.context.as_ref(),
-            ext: self.ext.as_ref(),
-            extra: &self.extra,
-        })
+        w.field("rights_id", &self.rights_id)?
+            .field("brand_id", &self.brand_id)?
+            .field("reason", &self.reason)?
+            .time("effective_at", self.effective_at)?
+            .opt("revoked_uses", self.revoked_uses.as_deref())?
+            .opt("context", self.context.as_ref())?
+            .opt("ext", self.ext.as_ref())?
+            .extra(&self.extra)?;
+        Ok(())
     }
 }
+
+typed_payload!(RevocationNotification);
 
 /// A content artifact (`content-standards/artifact.json`): the content next to which an
 /// impression ran, for governance validation.
@@ -215,13 +170,12 @@ impl Artifact {
             extra: Map::new(),
         }
     }
-
-    /// Adds another artifact field (e.g. `url`, `metadata`).
-    pub fn with_extra(mut self, name: impl Into<String>, value: Value) -> Self {
-        self.extra.insert(name.into(), value);
-        self
-    }
 }
+
+setters! { Artifact {
+    /// For the artifact's other fields (e.g. `url`, `metadata`).
+    extra with_extra;
+} }
 
 /// One delivered impression's artifact, an item of [`ArtifactWebhook::artifacts`].
 #[derive(Debug, Clone, PartialEq, serde::Deserialize)]
@@ -256,19 +210,12 @@ impl ArtifactDelivery {
             extra: Map::new(),
         }
     }
-
-    /// Sets `impression_id`.
-    pub fn with_impression_id(mut self, id: impl Into<String>) -> Self {
-        self.impression_id = Some(id.into());
-        self
-    }
-
-    /// Sets `package_id`.
-    pub fn with_package_id(mut self, id: impl Into<String>) -> Self {
-        self.package_id = Some(id.into());
-        self
-    }
 }
+
+setters! { ArtifactDelivery {
+    with_impression_id(impression_id: impl Into<String>);
+    with_package_id(package_id: impl Into<String>);
+} }
 
 /// Position of a batch within a large artifact set ([`ArtifactWebhook::pagination`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -353,16 +300,6 @@ pub struct ArtifactWebhook {
     pub extra: Map<String, Value>,
 }
 
-const ARTIFACT_WEBHOOK_FIELDS: &[&str] = &[
-    "idempotency_key",
-    "media_buy_id",
-    "batch_id",
-    "timestamp",
-    "artifacts",
-    "pagination",
-    "ext",
-];
-
 impl ArtifactWebhook {
     /// A batch of `artifacts` for `media_buy_id`.
     pub fn new(
@@ -381,37 +318,19 @@ impl ArtifactWebhook {
             extra: Map::new(),
         }
     }
-
-    /// Uses `key` instead of a generated one (reuse it for every retry of this emission).
-    pub fn with_idempotency_key(mut self, key: IdempotencyKey) -> Self {
-        self.idempotency_key = Some(key);
-        self
-    }
-
-    /// Sets `timestamp` instead of using the encoder's `now`.
-    pub fn with_timestamp(mut self, timestamp: OffsetDateTime) -> Self {
-        self.timestamp = Some(timestamp);
-        self
-    }
-
-    /// Sets `pagination`.
-    pub fn with_pagination(mut self, pagination: ArtifactPagination) -> Self {
-        self.pagination = Some(pagination);
-        self
-    }
-
-    /// Sets `ext`.
-    pub fn with_ext(mut self, ext: Map<String, Value>) -> Self {
-        self.ext = Some(ext);
-        self
-    }
-
-    /// Adds a field the schema does not name.
-    pub fn with_extra(mut self, name: impl Into<String>, value: Value) -> Self {
-        self.extra.insert(name.into(), value);
-        self
-    }
 }
+
+setters! { ArtifactWebhook {
+    /// Reuse it for every retry of this emission (a re-emission of the same `batch_id` is a
+    /// new event and needs a new key); [`encode`](super::encode) generates one when it is
+    /// unset.
+    with_idempotency_key(idempotency_key: IdempotencyKey);
+    /// Without it, the encoder's `now` is written.
+    with_timestamp(timestamp: OffsetDateTime);
+    with_pagination(pagination: ArtifactPagination);
+    with_ext(ext: Map<String, Value>);
+    extra with_extra;
+} }
 
 #[derive(serde::Serialize)]
 struct DeliveryWire<'a> {
@@ -425,33 +344,18 @@ struct DeliveryWire<'a> {
     extra: &'a Map<String, Value>,
 }
 
-#[derive(serde::Serialize)]
-struct ArtifactWebhookWire<'a> {
-    idempotency_key: &'a IdempotencyKey,
-    media_buy_id: &'a str,
-    batch_id: &'a str,
-    timestamp: String,
-    artifacts: Vec<DeliveryWire<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pagination: Option<&'a ArtifactPagination>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    ext: Option<&'a Map<String, Value>>,
-    #[serde(flatten)]
-    extra: &'a Map<String, Value>,
-}
+impl TypedPayload for ArtifactWebhook {
+    const KIND: WebhookKind = WebhookKind::Artifact;
+    const REQUIRED: &'static [&'static str] = &[
+        "idempotency_key",
+        "media_buy_id",
+        "batch_id",
+        "timestamp",
+        "artifacts",
+    ];
 
-impl WebhookPayload for ArtifactWebhook {
-    fn kind(&self) -> WebhookKind {
-        WebhookKind::Artifact
-    }
-
-    fn idempotency_key(&self) -> Option<&IdempotencyKey> {
-        self.idempotency_key.as_ref()
-    }
-
-    fn to_body(&self, key: &IdempotencyKey, now: OffsetDateTime) -> Result<Bytes, PayloadError> {
-        let kind = WebhookKind::Artifact;
-        check_extra(kind, &self.extra, ARTIFACT_WEBHOOK_FIELDS)?;
+    fn write_fields(&self, w: &mut BodyWriter, now: OffsetDateTime) -> Result<(), PayloadError> {
+        let kind = Self::KIND;
         if let Some(p) = &self.pagination {
             check_extra(kind, &p.extra, PAGINATION_FIELDS)?;
         }
@@ -481,15 +385,15 @@ impl WebhookPayload for ArtifactWebhook {
                 extra: &d.extra,
             });
         }
-        to_bytes(&ArtifactWebhookWire {
-            idempotency_key: key,
-            media_buy_id: &self.media_buy_id,
-            batch_id: &self.batch_id,
-            timestamp: wire_time(kind, "timestamp", self.timestamp.unwrap_or(now))?,
-            artifacts,
-            pagination: self.pagination.as_ref(),
-            ext: self.ext.as_ref(),
-            extra: &self.extra,
-        })
+        w.field("media_buy_id", &self.media_buy_id)?
+            .field("batch_id", &self.batch_id)?
+            .time("timestamp", self.timestamp.unwrap_or(now))?
+            .field("artifacts", &artifacts)?
+            .opt("pagination", self.pagination.as_ref())?
+            .opt("ext", self.ext.as_ref())?
+            .extra(&self.extra)?;
+        Ok(())
     }
 }
+
+typed_payload!(ArtifactWebhook);

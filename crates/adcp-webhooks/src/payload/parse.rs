@@ -1,53 +1,12 @@
-//! Classifying and parsing received webhook bodies.
+//! Classifying and parsing received webhook bodies ([`ParsedWebhook`]).
 
 use serde_json::{Map, Value};
 
+use super::kinds::required_fields;
 use super::{
-    ArtifactWebhook, COLLECTION_LIST_CHANGED_EVENT, CollectionListChanged, IdempotencyKey,
-    McpWebhook, PROPERTY_LIST_CHANGED_EVENT, PayloadError, PropertyListChanged,
-    RevocationNotification, TaskStatus, WebhookKind, json_type_name,
+    COLLECTION_LIST_CHANGED_EVENT, IdempotencyKey, PROPERTY_LIST_CHANGED_EVENT, ParsedWebhook,
+    PayloadError, TaskStatus, WebhookKind, json_type_name,
 };
-
-/// A received webhook body, parsed into the type of its kind.
-///
-/// Parsing checks what a receiver needs before dispatch: the body is a JSON object, every
-/// field its kind's schema requires is present (not `null`), `idempotency_key` is valid, the
-/// MCP `status` is one of the nine task statuses, a list webhook's `event` is its constant,
-/// and every field has its schema type. It does not validate MCP `result` contents (those
-/// depend on the task type) or compare the `token` (do that in constant time against the
-/// token you configured).
-///
-/// ```
-/// use adcp_webhooks::payload::{ParsedWebhook, PayloadError, WebhookKind};
-///
-/// let body = br#"{"idempotency_key":"whk_20260526_example_000031","rights_id":"r_1",
-///   "brand_id":"b_1","reason":"expired","effective_at":"2026-05-26T09:00:00Z"}"#;
-/// let parsed = ParsedWebhook::parse(body)?;
-/// assert_eq!(parsed.kind(), WebhookKind::Revocation);
-/// assert_eq!(parsed.idempotency_key().map(|k| k.as_str()), Some("whk_20260526_example_000031"));
-///
-/// // An MCP-shaped body without its delivery key is not dispatchable.
-/// let err = ParsedWebhook::parse(br#"{"task_id":"t","status":"completed"}"#).unwrap_err();
-/// assert!(matches!(err, PayloadError::MissingFields { kind: WebhookKind::Mcp, .. }));
-/// # Ok::<(), PayloadError>(())
-/// ```
-#[derive(Debug, Clone, PartialEq)]
-#[non_exhaustive]
-pub enum ParsedWebhook {
-    /// A task-status webhook.
-    Mcp(McpWebhook),
-    /// A rights revocation notification.
-    Revocation(RevocationNotification),
-    /// A content-standards artifact batch.
-    Artifact(ArtifactWebhook),
-    /// A collection-list-changed webhook.
-    CollectionListChanged(CollectionListChanged),
-    /// A property-list-changed webhook.
-    PropertyListChanged(PropertyListChanged),
-    /// A JSON object of none of the five shapes (for example another AdCP notification type),
-    /// unchecked.
-    Unknown(Value),
-}
 
 impl ParsedWebhook {
     /// Classifies `body` by its distinguishing fields (see [`ParsedWebhook::classify`]) and
@@ -106,31 +65,6 @@ impl ParsedWebhook {
             None
         }
     }
-
-    /// The body's kind; [`WebhookKind::Raw`] for [`ParsedWebhook::Unknown`].
-    pub fn kind(&self) -> WebhookKind {
-        match self {
-            ParsedWebhook::Mcp(_) => WebhookKind::Mcp,
-            ParsedWebhook::Revocation(_) => WebhookKind::Revocation,
-            ParsedWebhook::Artifact(_) => WebhookKind::Artifact,
-            ParsedWebhook::CollectionListChanged(_) => WebhookKind::CollectionListChanged,
-            ParsedWebhook::PropertyListChanged(_) => WebhookKind::PropertyListChanged,
-            ParsedWebhook::Unknown(_) => WebhookKind::Raw,
-        }
-    }
-
-    /// The body's idempotency key: always present for the typed kinds, `None` for
-    /// [`ParsedWebhook::Unknown`] (whose fields are not checked).
-    pub fn idempotency_key(&self) -> Option<&IdempotencyKey> {
-        match self {
-            ParsedWebhook::Mcp(p) => p.idempotency_key.as_ref(),
-            ParsedWebhook::Revocation(p) => p.idempotency_key.as_ref(),
-            ParsedWebhook::Artifact(p) => p.idempotency_key.as_ref(),
-            ParsedWebhook::CollectionListChanged(p) => p.idempotency_key.as_ref(),
-            ParsedWebhook::PropertyListChanged(p) => p.idempotency_key.as_ref(),
-            ParsedWebhook::Unknown(_) => None,
-        }
-    }
 }
 
 fn parse_object(body: &[u8]) -> Result<Map<String, Value>, PayloadError> {
@@ -139,42 +73,6 @@ fn parse_object(body: &[u8]) -> Result<Map<String, Value>, PayloadError> {
         other => Err(PayloadError::NotAnObject {
             found: json_type_name(&other),
         }),
-    }
-}
-
-/// Fields each kind's AdCP 3.2.4 schema lists under `required`, in schema order.
-fn required_fields(kind: WebhookKind) -> &'static [&'static str] {
-    match kind {
-        WebhookKind::Mcp => &[
-            "idempotency_key",
-            "operation_id",
-            "task_id",
-            "task_type",
-            "status",
-            "timestamp",
-        ],
-        WebhookKind::Revocation => &[
-            "idempotency_key",
-            "rights_id",
-            "brand_id",
-            "reason",
-            "effective_at",
-        ],
-        WebhookKind::Artifact => &[
-            "idempotency_key",
-            "media_buy_id",
-            "batch_id",
-            "timestamp",
-            "artifacts",
-        ],
-        WebhookKind::CollectionListChanged | WebhookKind::PropertyListChanged => &[
-            "idempotency_key",
-            "event",
-            "list_id",
-            "resolved_at",
-            "signature",
-        ],
-        WebhookKind::Raw => &[],
     }
 }
 
@@ -242,22 +140,5 @@ fn parse_object_as(
         }
         _ => {}
     }
-    let value = Value::Object(object);
-    let malformed = |source| PayloadError::Malformed { kind, source };
-    Ok(match kind {
-        WebhookKind::Mcp => ParsedWebhook::Mcp(serde_json::from_value(value).map_err(malformed)?),
-        WebhookKind::Revocation => {
-            ParsedWebhook::Revocation(serde_json::from_value(value).map_err(malformed)?)
-        }
-        WebhookKind::Artifact => {
-            ParsedWebhook::Artifact(serde_json::from_value(value).map_err(malformed)?)
-        }
-        WebhookKind::CollectionListChanged => {
-            ParsedWebhook::CollectionListChanged(serde_json::from_value(value).map_err(malformed)?)
-        }
-        WebhookKind::PropertyListChanged => {
-            ParsedWebhook::PropertyListChanged(serde_json::from_value(value).map_err(malformed)?)
-        }
-        WebhookKind::Raw => ParsedWebhook::Unknown(value),
-    })
+    ParsedWebhook::from_object(kind, Value::Object(object))
 }

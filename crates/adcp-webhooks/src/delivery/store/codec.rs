@@ -1,4 +1,4 @@
-//! Encodings shared by the SQL stores.
+//! Encodings, row readers and reads shared by the SQL stores; each engine keeps its own SQL.
 
 use super::StoreError;
 
@@ -57,7 +57,8 @@ pub(crate) fn recorded_response(body: Option<&bytes::Bytes>) -> Option<Vec<u8>> 
 }
 
 /// Row readers for one SQL engine's row type: `get`, `get_u32`, `get_status`,
-/// `summary_from_row`, `leased_from_row` and `attempt_from_row`. Both SQL stores keep the same
+/// `summary_from_row`, `leased_from_row(s)`, `counts_from_row`, `detail_from_rows`,
+/// `destination_from_row` and `attempt_from_row`. Both SQL stores keep the same
 /// column names and 64-bit integer columns, so one definition reads both.
 macro_rules! row_codecs {
     ($row:ty, $db:ty) => {
@@ -137,6 +138,20 @@ macro_rules! row_codecs {
             })
         }
 
+        /// Reads the rows a lease returned, in id order.
+        fn leased_from_rows(
+            rows: &[$row],
+            token: LeaseToken,
+            lease_expires_ms: i64,
+        ) -> Result<Vec<LeasedDelivery>, StoreError> {
+            let mut out = rows
+                .iter()
+                .map(|row| leased_from_row(row, token, lease_expires_ms))
+                .collect::<Result<Vec<_>, _>>()?;
+            out.sort_by_key(|d| d.id);
+            Ok(out)
+        }
+
         /// Reads the `pending`, `in_flight`, `retrying`, `paused`, `delivered` and `dead`
         /// counts of a state-count query.
         fn counts_from_row(row: &$row) -> Result<StateCounts, StoreError> {
@@ -175,6 +190,22 @@ macro_rules! row_codecs {
             })
         }
 
+        /// Reads a destination row (`outbox_destinations.*`) with its `pending` count.
+        fn destination_from_row(row: &$row) -> Result<DestinationInfo, StoreError> {
+            let pending: i64 = get(row, "pending")?;
+            Ok(DestinationInfo {
+                key: get(row, "key")?,
+                // SQLite stores the flag as an integer; sqlx reads any non-zero one as true.
+                disabled: get(row, "disabled")?,
+                disabled_reason: get(row, "disabled_reason")?,
+                disabled_at_ms: get(row, "disabled_at")?,
+                consecutive_failures: get_u32(row, "consecutive_failures")?,
+                failing_since_ms: get(row, "failing_since")?,
+                open_until_ms: get(row, "open_until")?,
+                pending: u64::try_from(pending).unwrap_or(0),
+            })
+        }
+
         /// Reads a row of the attempt log.
         fn attempt_from_row(row: &$row) -> Result<AttemptInfo, StoreError> {
             let class_name: String = get(row, "error_class")?;
@@ -199,83 +230,78 @@ macro_rules! row_codecs {
     };
 }
 
-/// `impl OutboxStore` for a SQL store whose inherent methods carry the shared names
-/// (`enqueue_batch`, `lease_batch`, ...); extra trait items follow in braces.
-macro_rules! delegate_outbox_store {
-    ($store:ty { $($extra:item)* }) => {
-        impl OutboxStore for $store {
-            fn enqueue(
+/// The columns [`row_codecs!`]'s `summary_from_row` reads, as a literal for `concat!`.
+macro_rules! summary_columns {
+    () => {
+        "id, state, url, destination, idempotency_key, kind, created_at, deadline_at, \
+         next_attempt_at, attempts, total_attempts, last_status, last_error_class, \
+         last_attempt_at, delivered_at, dead_at, dead_reason_code, dead_reason"
+    };
+}
+
+/// The reads both SQL stores share, as inherent methods of `$store` (`state_counts`,
+/// `list_deliveries`, `get_delivery`, `list_destinations`). The SQL is the engine's own, in
+/// constants of the invoking module: `COUNTS_SQL` (binds now), `LIST_SQL` (binds state,
+/// destination, after-id, limit), `DETAIL_SQL` and `ATTEMPTS_SQL` (bind the id),
+/// `DESTINATIONS_SQL`. Needs the [`row_codecs!`] readers and the engine's `db_err` in scope.
+macro_rules! shared_reads {
+    ($store:ty) => {
+        impl $store {
+            pub(super) async fn state_counts(&self, now: i64) -> Result<StateCounts, StoreError> {
+                let row = sqlx::query(COUNTS_SQL)
+                    .bind(now)
+                    .fetch_one(&self.pool)
+                    .await
+                    .map_err(db_err)?;
+                counts_from_row(&row)
+            }
+
+            pub(super) async fn list_deliveries(
                 &self,
-                batch: Vec<NewDelivery>,
-            ) -> BoxFuture<'_, Result<Vec<Enqueued>, StoreError>> {
-                Box::pin(self.enqueue_batch(batch))
+                q: ListQuery,
+            ) -> Result<Vec<DeliverySummary>, StoreError> {
+                let rows = sqlx::query(LIST_SQL)
+                    .bind(q.state.map(DeliveryState::as_str))
+                    .bind(q.destination)
+                    .bind(q.after.map_or(0, |id| id.0))
+                    .bind(i64::from(q.limit))
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(db_err)?;
+                rows.iter().map(summary_from_row).collect()
             }
-            fn lease(
-                &self,
-                request: LeaseRequest,
-            ) -> BoxFuture<'_, Result<Vec<LeasedDelivery>, StoreError>> {
-                Box::pin(self.lease_batch(request))
-            }
-            fn complete(
-                &self,
-                batch: Vec<Completion>,
-                rules: DisableRules,
-                now_ms: i64,
-            ) -> BoxFuture<'_, Result<Vec<CompleteStatus>, StoreError>> {
-                Box::pin(self.complete_batch(batch, rules, now_ms))
-            }
-            fn release(
-                &self,
-                leases: Vec<(DeliveryId, LeaseToken)>,
-                at_ms: i64,
-            ) -> BoxFuture<'_, Result<u64, StoreError>> {
-                Box::pin(self.release_leases(leases, at_ms))
-            }
-            fn next_due(&self) -> BoxFuture<'_, Result<Option<i64>, StoreError>> {
-                Box::pin(self.next_due_at())
-            }
-            fn counts(&self, now_ms: i64) -> BoxFuture<'_, Result<StateCounts, StoreError>> {
-                Box::pin(self.state_counts(now_ms))
-            }
-            fn list(
-                &self,
-                query: ListQuery,
-            ) -> BoxFuture<'_, Result<Vec<DeliverySummary>, StoreError>> {
-                Box::pin(self.list_deliveries(query))
-            }
-            fn get(
+
+            pub(super) async fn get_delivery(
                 &self,
                 id: DeliveryId,
-            ) -> BoxFuture<'_, Result<Option<DeliveryDetail>, StoreError>> {
-                Box::pin(self.get_delivery(id))
+            ) -> Result<Option<DeliveryDetail>, StoreError> {
+                let Some(row) = sqlx::query(DETAIL_SQL)
+                    .bind(id.0)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(db_err)?
+                else {
+                    return Ok(None);
+                };
+                let attempt_rows = sqlx::query(ATTEMPTS_SQL)
+                    .bind(id.0)
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(db_err)?;
+                detail_from_rows(&row, &attempt_rows).map(Some)
             }
-            fn requeue(
+
+            pub(super) async fn list_destinations(
                 &self,
-                selection: RequeueSelection,
-                now_ms: i64,
-                deadline_ms: i64,
-            ) -> BoxFuture<'_, Result<u64, StoreError>> {
-                Box::pin(self.requeue_deliveries(selection, now_ms, deadline_ms))
+            ) -> Result<Vec<DestinationInfo>, StoreError> {
+                let rows = sqlx::query(DESTINATIONS_SQL)
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(db_err)?;
+                rows.iter().map(destination_from_row).collect()
             }
-            fn purge(&self, selection: PurgeSelection) -> BoxFuture<'_, Result<u64, StoreError>> {
-                Box::pin(self.purge_deliveries(selection))
-            }
-            fn destinations(&self) -> BoxFuture<'_, Result<Vec<DestinationInfo>, StoreError>> {
-                Box::pin(self.list_destinations())
-            }
-            fn set_destination_enabled(
-                &self,
-                key: String,
-                enabled: bool,
-                reason: Option<String>,
-                now_ms: i64,
-                deadline_ms: i64,
-            ) -> BoxFuture<'_, Result<bool, StoreError>> {
-                Box::pin(self.set_enabled(key, enabled, reason, now_ms, deadline_ms))
-            }
-            $($extra)*
         }
     };
 }
 
-pub(crate) use {delegate_outbox_store, row_codecs};
+pub(crate) use {row_codecs, shared_reads, summary_columns};

@@ -72,10 +72,8 @@ mod key;
 pub use key::{BodyKey, BodyKeyError, ENV_KEY, ENV_PREVIOUS_KEYS};
 
 use super::{
-    AttemptRecord, BoxFuture, CompleteStatus, Completion, DeliveryDetail, DeliveryId,
-    DeliverySummary, DestinationInfo, DisableRules, Enqueued, Health, LeaseRequest, LeasedDelivery,
-    ListQuery, NewDelivery, OutboxStore, Outcome, PurgeSelection, RequeueSelection, StateCounts,
-    StoreError,
+    AttemptRecord, BoxFuture, Completion, DeliveryDetail, DeliveryId, DisableRules, Enqueued,
+    Health, LeaseRequest, LeasedDelivery, NewDelivery, OutboxStore, Outcome, StoreError,
 };
 use crate::delivery::policy::ErrorClass;
 use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
@@ -420,35 +418,6 @@ impl OutboxStore for EncryptedStore {
         Box::pin(self.lease_and_open(request))
     }
 
-    fn complete(
-        &self,
-        batch: Vec<Completion>,
-        rules: DisableRules,
-        now_ms: i64,
-    ) -> BoxFuture<'_, Result<Vec<CompleteStatus>, StoreError>> {
-        self.inner.complete(batch, rules, now_ms)
-    }
-
-    fn release(
-        &self,
-        leases: Vec<(DeliveryId, super::LeaseToken)>,
-        at_ms: i64,
-    ) -> BoxFuture<'_, Result<u64, StoreError>> {
-        self.inner.release(leases, at_ms)
-    }
-
-    fn next_due(&self) -> BoxFuture<'_, Result<Option<i64>, StoreError>> {
-        self.inner.next_due()
-    }
-
-    fn counts(&self, now_ms: i64) -> BoxFuture<'_, Result<StateCounts, StoreError>> {
-        self.inner.counts(now_ms)
-    }
-
-    fn list(&self, query: ListQuery) -> BoxFuture<'_, Result<Vec<DeliverySummary>, StoreError>> {
-        self.inner.list(query)
-    }
-
     /// The delivery with its body opened. A body that cannot be opened is a
     /// [`StoreError::Sealed`] naming the key id it needs; bodies stored in clear come back
     /// as they are, even with [`require_sealed`](EncryptedStore::require_sealed).
@@ -472,35 +441,7 @@ impl OutboxStore for EncryptedStore {
         })
     }
 
-    fn requeue(
-        &self,
-        selection: RequeueSelection,
-        now_ms: i64,
-        deadline_ms: i64,
-    ) -> BoxFuture<'_, Result<u64, StoreError>> {
-        self.inner.requeue(selection, now_ms, deadline_ms)
-    }
-
-    fn purge(&self, selection: PurgeSelection) -> BoxFuture<'_, Result<u64, StoreError>> {
-        self.inner.purge(selection)
-    }
-
-    fn destinations(&self) -> BoxFuture<'_, Result<Vec<DestinationInfo>, StoreError>> {
-        self.inner.destinations()
-    }
-
-    fn set_destination_enabled(
-        &self,
-        key: String,
-        enabled: bool,
-        reason: Option<String>,
-        now_ms: i64,
-        deadline_ms: i64,
-    ) -> BoxFuture<'_, Result<bool, StoreError>> {
-        self.inner
-            .set_destination_enabled(key, enabled, reason, now_ms, deadline_ms)
-    }
-    fn watch(&self, wake: Arc<tokio::sync::Notify>) -> Option<BoxFuture<'static, ()>> {
-        self.inner.watch(wake)
-    }
+    super::forward::outbox_methods!((inner):
+        complete, release, next_due, counts, list, requeue, purge, destinations,
+        set_destination_enabled, watch);
 }

@@ -23,6 +23,7 @@
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub(crate) mod codec;
 pub mod encrypted;
+mod forward;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 #[cfg(feature = "sqlite")]

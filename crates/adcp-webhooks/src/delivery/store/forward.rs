@@ -1,0 +1,215 @@
+//! The one place the [`OutboxStore`](super::OutboxStore) methods are forwarded: an engine to
+//! its inherent methods, a wrapper to the store it wraps.
+//!
+//! ```text
+//! impl OutboxStore for Wrapper {
+//!     fn enqueue(&self, batch: Vec<NewDelivery>) -> ... { /* the wrapper's own work */ }
+//!     outbox_methods!((inner): lease, complete, release, next_due, counts, list, get,
+//!         requeue, purge, destinations, set_destination_enabled, watch);
+//! }
+//! ```
+//!
+//! `(field)` forwards each named method to `self.field`, itself an `OutboxStore`; `inherent`
+//! boxes the future of the engine's inherent method of the shared name (`enqueue_batch`,
+//! `lease_batch`, ...; see [`delegate_outbox_store!`]). A method added to the trait gets one
+//! arm here, and every store picks it up.
+
+/// Trait methods of [`OutboxStore`](super::OutboxStore), forwarded (see the module docs).
+macro_rules! outbox_methods {
+    ($to:tt: $($method:ident),+ $(,)?) => {
+        $($crate::delivery::store::forward::outbox_methods!(@one $to $method);)+
+    };
+    (@one $to:tt enqueue) => {
+        fn enqueue(
+            &self,
+            batch: Vec<$crate::delivery::store::NewDelivery>,
+        ) -> $crate::delivery::store::BoxFuture<
+            '_,
+            Result<Vec<$crate::delivery::store::Enqueued>, $crate::delivery::store::StoreError>,
+        > {
+            $crate::delivery::store::forward::outbox_methods!(@call self $to enqueue enqueue_batch(batch))
+        }
+    };
+    (@one $to:tt lease) => {
+        fn lease(
+            &self,
+            request: $crate::delivery::store::LeaseRequest,
+        ) -> $crate::delivery::store::BoxFuture<
+            '_,
+            Result<
+                Vec<$crate::delivery::store::LeasedDelivery>,
+                $crate::delivery::store::StoreError,
+            >,
+        > {
+            $crate::delivery::store::forward::outbox_methods!(@call self $to lease lease_batch(request))
+        }
+    };
+    (@one $to:tt complete) => {
+        fn complete(
+            &self,
+            batch: Vec<$crate::delivery::store::Completion>,
+            rules: $crate::delivery::store::DisableRules,
+            now_ms: i64,
+        ) -> $crate::delivery::store::BoxFuture<
+            '_,
+            Result<
+                Vec<$crate::delivery::store::CompleteStatus>,
+                $crate::delivery::store::StoreError,
+            >,
+        > {
+            $crate::delivery::store::forward::outbox_methods!(
+                @call self $to complete complete_batch(batch, rules, now_ms)
+            )
+        }
+    };
+    (@one $to:tt release) => {
+        fn release(
+            &self,
+            leases: Vec<($crate::delivery::store::DeliveryId, $crate::delivery::store::LeaseToken)>,
+            at_ms: i64,
+        ) -> $crate::delivery::store::BoxFuture<'_, Result<u64, $crate::delivery::store::StoreError>>
+        {
+            $crate::delivery::store::forward::outbox_methods!(
+                @call self $to release release_leases(leases, at_ms)
+            )
+        }
+    };
+    (@one $to:tt next_due) => {
+        fn next_due(
+            &self,
+        ) -> $crate::delivery::store::BoxFuture<
+            '_,
+            Result<Option<i64>, $crate::delivery::store::StoreError>,
+        > {
+            $crate::delivery::store::forward::outbox_methods!(@call self $to next_due next_due_at())
+        }
+    };
+    (@one $to:tt counts) => {
+        fn counts(
+            &self,
+            now_ms: i64,
+        ) -> $crate::delivery::store::BoxFuture<
+            '_,
+            Result<$crate::delivery::store::StateCounts, $crate::delivery::store::StoreError>,
+        > {
+            $crate::delivery::store::forward::outbox_methods!(@call self $to counts state_counts(now_ms))
+        }
+    };
+    (@one $to:tt list) => {
+        fn list(
+            &self,
+            query: $crate::delivery::store::ListQuery,
+        ) -> $crate::delivery::store::BoxFuture<
+            '_,
+            Result<
+                Vec<$crate::delivery::store::DeliverySummary>,
+                $crate::delivery::store::StoreError,
+            >,
+        > {
+            $crate::delivery::store::forward::outbox_methods!(@call self $to list list_deliveries(query))
+        }
+    };
+    (@one $to:tt get) => {
+        fn get(
+            &self,
+            id: $crate::delivery::store::DeliveryId,
+        ) -> $crate::delivery::store::BoxFuture<
+            '_,
+            Result<
+                Option<$crate::delivery::store::DeliveryDetail>,
+                $crate::delivery::store::StoreError,
+            >,
+        > {
+            $crate::delivery::store::forward::outbox_methods!(@call self $to get get_delivery(id))
+        }
+    };
+    (@one $to:tt requeue) => {
+        fn requeue(
+            &self,
+            selection: $crate::delivery::store::RequeueSelection,
+            now_ms: i64,
+            deadline_ms: i64,
+        ) -> $crate::delivery::store::BoxFuture<'_, Result<u64, $crate::delivery::store::StoreError>>
+        {
+            $crate::delivery::store::forward::outbox_methods!(
+                @call self $to requeue requeue_deliveries(selection, now_ms, deadline_ms)
+            )
+        }
+    };
+    (@one $to:tt purge) => {
+        fn purge(
+            &self,
+            selection: $crate::delivery::store::PurgeSelection,
+        ) -> $crate::delivery::store::BoxFuture<'_, Result<u64, $crate::delivery::store::StoreError>>
+        {
+            $crate::delivery::store::forward::outbox_methods!(
+                @call self $to purge purge_deliveries(selection)
+            )
+        }
+    };
+    (@one $to:tt destinations) => {
+        fn destinations(
+            &self,
+        ) -> $crate::delivery::store::BoxFuture<
+            '_,
+            Result<
+                Vec<$crate::delivery::store::DestinationInfo>,
+                $crate::delivery::store::StoreError,
+            >,
+        > {
+            $crate::delivery::store::forward::outbox_methods!(
+                @call self $to destinations list_destinations()
+            )
+        }
+    };
+    (@one $to:tt set_destination_enabled) => {
+        fn set_destination_enabled(
+            &self,
+            key: String,
+            enabled: bool,
+            reason: Option<String>,
+            now_ms: i64,
+            deadline_ms: i64,
+        ) -> $crate::delivery::store::BoxFuture<'_, Result<bool, $crate::delivery::store::StoreError>>
+        {
+            $crate::delivery::store::forward::outbox_methods!(
+                @call self $to set_destination_enabled
+                    set_enabled(key, enabled, reason, now_ms, deadline_ms)
+            )
+        }
+    };
+    // Engines have no inherent `watch`: they write their own, or keep the trait's default.
+    (@one ($field:ident) watch) => {
+        fn watch(
+            &self,
+            wake: std::sync::Arc<tokio::sync::Notify>,
+        ) -> Option<$crate::delivery::store::BoxFuture<'static, ()>> {
+            self.$field.watch(wake)
+        }
+    };
+    (@call $self:ident inherent $method:ident $inherent:ident($($arg:ident),*)) => {
+        Box::pin($self.$inherent($($arg),*))
+    };
+    (@call $self:ident ($field:ident) $method:ident $inherent:ident($($arg:ident),*)) => {
+        $self.$field.$method($($arg),*)
+    };
+}
+
+/// `impl OutboxStore` for a SQL engine whose inherent methods carry the shared names
+/// (`enqueue_batch`, `lease_batch`, ...); extra trait items (such as `watch`) follow in
+/// braces.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+macro_rules! delegate_outbox_store {
+    ($store:ty { $($extra:item)* }) => {
+        impl $crate::delivery::store::OutboxStore for $store {
+            $crate::delivery::store::forward::outbox_methods!(inherent:
+                enqueue, lease, complete, release, next_due, counts, list, get, requeue, purge,
+                destinations, set_destination_enabled);
+            $($extra)*
+        }
+    };
+}
+
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub(crate) use delegate_outbox_store;
+pub(crate) use outbox_methods;

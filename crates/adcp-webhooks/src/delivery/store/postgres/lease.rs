@@ -1,0 +1,69 @@
+//! Leasing due deliveries, giving leases back, and the next due time.
+
+use super::{PostgresStore, db_err, leased_from_rows};
+use crate::delivery::store::{DeliveryId, LeaseRequest, LeaseToken, LeasedDelivery, StoreError};
+
+impl PostgresStore {
+    pub(super) async fn lease_batch(
+        &self,
+        req: LeaseRequest,
+    ) -> Result<Vec<LeasedDelivery>, StoreError> {
+        if req.limit == 0 {
+            return Ok(Vec::new());
+        }
+        let token = LeaseToken::random();
+        let lease_ms = req.lease_ms.max(1);
+        let expires = req.now_ms.saturating_add(lease_ms);
+        let rows = sqlx::query("SELECT * FROM outbox_lease($1, $2, $3, $4, $5, $6)")
+            .bind(req.now_ms)
+            .bind(i32::try_from(req.limit).unwrap_or(i32::MAX))
+            .bind(lease_ms)
+            .bind(i32::try_from(req.per_destination.max(1)).unwrap_or(i32::MAX))
+            .bind(&req.exclude)
+            .bind(token.0)
+            .fetch_all(&self.work)
+            .await
+            .map_err(db_err)?;
+        leased_from_rows(&rows, token, expires)
+    }
+
+    pub(super) async fn release_leases(
+        &self,
+        leases: Vec<(DeliveryId, LeaseToken)>,
+        at_ms: i64,
+    ) -> Result<u64, StoreError> {
+        if leases.is_empty() {
+            return Ok(0);
+        }
+        let (ids, tokens): (Vec<i64>, Vec<i64>) = leases.iter().map(|(i, t)| (i.0, t.0)).unzip();
+        let done = sqlx::query(
+            "UPDATE outbox_deliveries d SET next_attempt_at = $1, lease_token = NULL, lease_expires_at = NULL \
+             FROM unnest($2::bigint[], $3::bigint[]) AS r(id, token) \
+             WHERE d.id = r.id AND d.lease_token = r.token AND d.state = 'pending'",
+        )
+        .bind(at_ms)
+        .bind(&ids)
+        .bind(&tokens)
+        .execute(&self.work)
+        .await
+        .map_err(db_err)?;
+        if done.rows_affected() > 0 {
+            // Another worker may take them at once.
+            let _ = self.notify().await;
+        }
+        Ok(done.rows_affected())
+    }
+
+    pub(super) async fn next_due_at(&self) -> Result<Option<i64>, StoreError> {
+        sqlx::query_scalar(
+            // One probe of the due index per destination, not a scan of the pending rows.
+            "SELECT min(f.next_attempt_at) FROM outbox_destinations t CROSS JOIN LATERAL ( \
+               SELECT d.next_attempt_at FROM outbox_deliveries d \
+               WHERE d.destination = t.key AND d.state = 'pending' \
+               ORDER BY d.next_attempt_at LIMIT 1) f",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db_err)
+    }
+}

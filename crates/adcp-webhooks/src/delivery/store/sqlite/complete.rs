@@ -1,0 +1,177 @@
+//! Recording outcomes: the attempt log, the deliveries and the destinations' health, one
+//! transaction per batch.
+
+use super::{SqliteStore, db_err};
+use crate::delivery::store::codec::recorded_response;
+use crate::delivery::store::{
+    CompleteStatus, Completion, DisableRules, Health, Outcome, StoreError,
+};
+use sqlx::sqlite::{SqliteConnection, SqliteQueryResult};
+
+impl SqliteStore {
+    pub(super) async fn complete_batch(
+        &self,
+        batch: Vec<Completion>,
+        rules: DisableRules,
+        now: i64,
+    ) -> Result<Vec<CompleteStatus>, StoreError> {
+        let mut statuses = Vec::with_capacity(batch.len());
+        let mut tx = self
+            .work
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(db_err)?;
+        for c in batch {
+            let a = &c.attempt;
+            let status = a.status.map(i64::from);
+            let number: Option<i64> = sqlx::query_scalar(
+                "UPDATE outbox_deliveries SET total_attempts = total_attempts + 1, last_attempt_at = ?, \
+                 last_status = ?, last_error_class = ? WHERE id = ? RETURNING total_attempts",
+            )
+            .bind(a.started_at_ms)
+            .bind(status)
+            .bind(a.class.as_str())
+            .bind(c.id.0)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db_err)?;
+            let Some(number) = number else {
+                // Purged while in flight: nothing left to record against.
+                statuses.push(CompleteStatus::LeaseLost);
+                continue;
+            };
+            sqlx::query(
+                "INSERT INTO outbox_attempts (delivery_id, attempt, started_at, latency_ms, status, error_class, \
+                 error, response_body) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(c.id.0)
+            .bind(number)
+            .bind(a.started_at_ms)
+            .bind(a.latency_ms)
+            .bind(status)
+            .bind(a.class.as_str())
+            .bind(a.error.as_deref())
+            .bind(recorded_response(a.response_body.as_ref()))
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+
+            const RELEASE: &str =
+                "lease_token = NULL, lease_expires_at = NULL, attempts = attempts + 1";
+            let applied = match &c.outcome {
+                // A success is recorded even when the lease moved on: the receiver has it.
+                Outcome::Delivered => sqlx::query(
+                    "UPDATE outbox_deliveries SET state = 'delivered', delivered_at = ?, lease_token = NULL, \
+                     lease_expires_at = NULL, attempts = attempts + 1 WHERE id = ? AND state = 'pending'",
+                )
+                .bind(now)
+                .bind(c.id.0)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?,
+                Outcome::Retry { at_ms } => retry_at(&mut tx, &c, *at_ms).await?,
+                Outcome::Dead { code, reason } => sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "UPDATE outbox_deliveries SET state = 'dead', dead_at = ?, dead_reason_code = ?, \
+                     dead_reason = ?, {RELEASE} WHERE id = ? AND state = 'pending' AND lease_token = ?"
+                )))
+                .bind(now)
+                .bind(code)
+                .bind(reason)
+                .bind(c.id.0)
+                .bind(c.token.0)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?,
+                Outcome::DisableDestination { reason } => {
+                    sqlx::query(
+                        "UPDATE outbox_destinations SET disabled = 1, disabled_reason = ?, disabled_at = ? \
+                         WHERE key = ? AND disabled = 0",
+                    )
+                    .bind(reason)
+                    .bind(now)
+                    .bind(&c.destination)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_err)?;
+                    // Pending until the destination is enabled again.
+                    retry_at(&mut tx, &c, now).await?
+                }
+            };
+            statuses.push(if applied.rows_affected() == 1 {
+                CompleteStatus::Applied
+            } else {
+                CompleteStatus::LeaseLost
+            });
+
+            match c.health {
+                Health::Success => {
+                    sqlx::query(
+                        "UPDATE outbox_destinations SET consecutive_failures = 0, failing_since = NULL, \
+                         open_until = 0, last_success_at = ? WHERE key = ?",
+                    )
+                    .bind(now)
+                    .bind(&c.destination)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_err)?;
+                }
+                Health::Failure { open_until_ms } => {
+                    sqlx::query(
+                        // A failed half-open probe reopens the breaker for as long as it was
+                        // last open, whichever worker opened it.
+                        "UPDATE outbox_destinations SET consecutive_failures = consecutive_failures + 1, \
+                         failing_since = COALESCE(failing_since, ?1), last_failure_at = ?1, \
+                         open_until = MAX(open_until, ?2, CASE WHEN open_until > 0 AND open_until <= ?1 \
+                           THEN ?1 + MAX(open_span, 1000) ELSE 0 END), \
+                         open_span = CASE WHEN ?2 > ?1 THEN ?2 - ?1 ELSE open_span END WHERE key = ?3",
+                    )
+                    .bind(now)
+                    .bind(open_until_ms.unwrap_or(0))
+                    .bind(&c.destination)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_err)?;
+                    if rules.consecutive_failures.is_some() || rules.failing_for_ms.is_some() {
+                        sqlx::query(
+                            "UPDATE outbox_destinations SET disabled = 1, disabled_at = ?1, disabled_reason = \
+                             'failed continuously: ' || consecutive_failures || ' attempts in a row over ' || \
+                             ((?1 - failing_since) / 1000) || ' s without a success' \
+                             WHERE key = ?2 AND disabled = 0 AND ( \
+                               (?3 IS NOT NULL AND consecutive_failures >= ?3) OR \
+                               (?4 IS NOT NULL AND ?1 - failing_since >= ?4))",
+                        )
+                        .bind(now)
+                        .bind(&c.destination)
+                        .bind(rules.consecutive_failures.map(i64::from))
+                        .bind(rules.failing_for_ms)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(db_err)?;
+                    }
+                }
+                Health::Neutral => {}
+            }
+        }
+        tx.commit().await.map_err(db_err)?;
+        Ok(statuses)
+    }
+}
+
+/// Releases a leased delivery that stays pending, due again at `at`, if the lease is still
+/// `c`'s.
+async fn retry_at(
+    tx: &mut SqliteConnection,
+    c: &Completion,
+    at: i64,
+) -> Result<SqliteQueryResult, StoreError> {
+    sqlx::query(
+        "UPDATE outbox_deliveries SET next_attempt_at = ?, lease_token = NULL, lease_expires_at = NULL, \
+         attempts = attempts + 1 WHERE id = ? AND state = 'pending' AND lease_token = ?",
+    )
+    .bind(at)
+    .bind(c.id.0)
+    .bind(c.token.0)
+    .execute(tx)
+    .await
+    .map_err(db_err)
+}

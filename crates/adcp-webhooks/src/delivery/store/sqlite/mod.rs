@@ -1,0 +1,239 @@
+//! The embedded SQLite outbox store (the default): one file, WAL mode, `synchronous=FULL`.
+//!
+//! `synchronous=FULL` makes every commit wait for the write-ahead log to reach the disk, so an
+//! enqueue that returned survives a power cut, not just a process crash. Write transactions
+//! start with `BEGIN IMMEDIATE` so two writers queue on the busy timeout instead of failing
+//! when a read lock cannot be upgraded.
+
+mod complete;
+mod enqueue;
+mod lease;
+mod operate;
+mod schema;
+
+use super::StoreError;
+use super::codec::row_codecs;
+use super::forward::delegate_outbox_store;
+use super::{
+    AttemptInfo, AttemptRecord, DeliveryDetail, DeliveryId, DeliveryState, DeliverySummary,
+    DestinationInfo, LeaseToken, LeasedDelivery, StateCounts,
+};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use std::str::FromStr;
+use std::time::Duration;
+
+/// The default database file, in the working directory.
+pub const DEFAULT_PATH: &str = "adcp-webhooks.db";
+
+/// How to open a [`SqliteStore`].
+///
+/// ```
+/// use adcp_webhooks::delivery::store::sqlite::SqliteOptions;
+/// use std::time::Duration;
+///
+/// let options = SqliteOptions::new("/var/lib/seller/outbox.db")
+///     .busy_timeout(Duration::from_secs(30))
+///     .max_size_bytes(1 << 30);
+/// assert_eq!(options.target(), "/var/lib/seller/outbox.db");
+/// ```
+#[derive(Debug, Clone)]
+pub struct SqliteOptions {
+    target: String,
+    read_only: bool,
+    max_size_bytes: Option<u64>,
+    busy_timeout: Duration,
+    max_connections: u32,
+}
+
+impl Default for SqliteOptions {
+    fn default() -> Self {
+        Self::new(DEFAULT_PATH)
+    }
+}
+
+impl SqliteOptions {
+    /// Options for a file path, or a `sqlite:` URL (`sqlite://outbox.db`, `sqlite::memory:`).
+    pub fn new(target: impl Into<String>) -> Self {
+        Self {
+            target: target.into(),
+            read_only: false,
+            max_size_bytes: None,
+            busy_timeout: Duration::from_secs(10),
+            max_connections: 4,
+        }
+    }
+    /// Open read-only (for status and inspection): every write fails with
+    /// [`StoreError::ReadOnly`], and the schema must already exist.
+    pub fn read_only(mut self, read_only: bool) -> Self {
+        self.read_only = read_only;
+        self
+    }
+    /// Cap the database file's size; an enqueue that would grow it past the cap fails with
+    /// [`StoreError::Full`]. The cap cannot shrink a file that is already larger.
+    pub fn max_size_bytes(mut self, bytes: u64) -> Self {
+        self.max_size_bytes = Some(bytes);
+        self
+    }
+    /// How long a writer waits for another to finish before failing with
+    /// [`StoreError::Busy`] (default 10 s).
+    pub fn busy_timeout(mut self, timeout: Duration) -> Self {
+        self.busy_timeout = timeout;
+        self
+    }
+    /// Connections in the pool (default 4; an in-memory database always uses 1).
+    pub fn max_connections(mut self, connections: u32) -> Self {
+        self.max_connections = connections.max(1);
+        self
+    }
+    /// The path or URL.
+    pub fn target(&self) -> &str {
+        &self.target
+    }
+
+    fn in_memory(&self) -> bool {
+        self.target.contains(":memory:") || self.target.contains("mode=memory")
+    }
+
+    fn connect_options(
+        &self,
+        synchronous: SqliteSynchronous,
+    ) -> Result<SqliteConnectOptions, StoreError> {
+        let base = if self.target.starts_with("sqlite:") {
+            SqliteConnectOptions::from_str(&self.target).map_err(|e| StoreError::Open {
+                target: self.target.clone(),
+                detail: e.to_string(),
+            })?
+        } else {
+            SqliteConnectOptions::new().filename(&self.target)
+        };
+        let mut options = base
+            .read_only(self.read_only)
+            .create_if_missing(!self.read_only)
+            .busy_timeout(self.busy_timeout)
+            .synchronous(synchronous)
+            .foreign_keys(true);
+        if !self.in_memory() && !self.read_only {
+            options = options.journal_mode(SqliteJournalMode::Wal);
+        }
+        if self.read_only {
+            options = options.pragma("query_only", "ON");
+        }
+        if let Some(bytes) = self.max_size_bytes {
+            // SQLite counts pages; the schema sets no page size, so the default 4096 applies.
+            let pages = (bytes / 4096).max(1);
+            options = options.pragma("max_page_count", pages.to_string());
+        }
+        Ok(options)
+    }
+}
+
+/// The SQLite outbox store. Cheap to clone (a connection pool inside).
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    /// Enqueues, operator commands and reads: every commit waits for the disk.
+    pool: SqlitePool,
+    /// The worker's leases and outcomes. In WAL mode a commit here reaches the disk with the
+    /// next checkpoint or the next commit on `pool`, whichever comes first; a crashed process
+    /// loses nothing (the OS has the pages) and a power cut can only undo recent leases and
+    /// outcomes, which means a webhook is attempted again, never that one is lost. That trade
+    /// removes one disk flush from every lease and every batch of outcomes.
+    work: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Open (creating if needed) the database and bring its schema up to date.
+    pub async fn open(options: SqliteOptions) -> Result<Self, StoreError> {
+        let connect = options.connect_options(SqliteSynchronous::Full)?;
+        let in_memory = options.in_memory();
+        let connections = if in_memory {
+            1
+        } else {
+            options.max_connections
+        };
+        let pool_options = |connections: u32| {
+            SqlitePoolOptions::new()
+                .max_connections(connections)
+                .min_connections(1)
+                .acquire_timeout(options.busy_timeout + Duration::from_secs(5))
+                // An in-memory database lives as long as its one connection.
+                .idle_timeout(if in_memory {
+                    None
+                } else {
+                    Some(Duration::from_secs(600))
+                })
+                .max_lifetime(if in_memory {
+                    None
+                } else {
+                    Some(Duration::from_secs(3600))
+                })
+        };
+        let open_err = |e| StoreError::Open {
+            target: options.target.clone(),
+            detail: db_err(e).to_string(),
+        };
+        let pool = pool_options(connections)
+            .connect_with(connect)
+            .await
+            .map_err(open_err)?;
+        let work = if in_memory || options.read_only {
+            pool.clone()
+        } else {
+            let connect = options.connect_options(SqliteSynchronous::Normal)?;
+            pool_options(2)
+                .connect_with(connect)
+                .await
+                .map_err(open_err)?
+        };
+        let store = Self { pool, work };
+        if options.read_only {
+            store.check_schema(&options.target).await?;
+        } else {
+            store.migrate().await?;
+        }
+        Ok(store)
+    }
+
+    /// Open the default database file, [`DEFAULT_PATH`].
+    pub async fn open_default() -> Result<Self, StoreError> {
+        Self::open(SqliteOptions::default()).await
+    }
+
+    /// Close the pool, waiting for connections to finish.
+    pub async fn close(&self) {
+        self.work.close().await;
+        self.pool.close().await;
+    }
+}
+
+/// Map an engine error to a [`StoreError`] that says what to do.
+fn db_err(e: sqlx::Error) -> StoreError {
+    if let sqlx::Error::Database(db) = &e
+        && let Some(code) = db.code().and_then(|c| c.parse::<i32>().ok())
+    {
+        // Extended result codes carry the primary code in their low byte.
+        let detail = db.message().to_owned();
+        match code & 0xff {
+            13 => return StoreError::Full { detail },
+            8 => return StoreError::ReadOnly { detail },
+            5 | 6 => return StoreError::Busy { detail },
+            _ => {}
+        }
+    }
+    if let sqlx::Error::PoolTimedOut = e {
+        return StoreError::Busy {
+            detail: "no database connection became free in time".into(),
+        };
+    }
+    StoreError::Database(Box::new(e))
+}
+
+fn ids_json(ids: impl IntoIterator<Item = i64>) -> String {
+    serde_json::Value::Array(ids.into_iter().map(Into::into).collect()).to_string()
+}
+
+row_codecs!(SqliteRow, sqlx::Sqlite);
+
+delegate_outbox_store!(SqliteStore {});

@@ -1,0 +1,63 @@
+//! The schema: the migrations this version ships, and the check of a database opened
+//! read-only.
+
+use super::{SqliteStore, db_err};
+use crate::delivery::store::StoreError;
+use sqlx::SqlSafeStr;
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+
+const MIGRATION_0001: &str = include_str!("../../../../migrations/sqlite/0001_outbox.sql");
+const MIGRATION_0002: &str = include_str!("../../../../migrations/sqlite/0002_shared_limits.sql");
+
+impl SqliteStore {
+    pub(super) async fn migrate(&self) -> Result<(), StoreError> {
+        let mut migrator = Migrator::with_migrations(vec![
+            Migration::new(
+                1,
+                "outbox".into(),
+                MigrationType::Simple,
+                MIGRATION_0001.into_sql_str(),
+                false,
+            ),
+            Migration::new(
+                2,
+                "shared limits".into(),
+                MigrationType::Simple,
+                MIGRATION_0002.into_sql_str(),
+                false,
+            ),
+        ]);
+        migrator.dangerous_set_table_name("outbox_schema_migrations");
+        migrator.run(&self.pool).await.map_err(|e| match e {
+            sqlx::migrate::MigrateError::Execute(inner) => match db_err(inner) {
+                e @ (StoreError::Full { .. }
+                | StoreError::ReadOnly { .. }
+                | StoreError::Busy { .. }) => e,
+                other => StoreError::Migrate {
+                    detail: other.to_string(),
+                },
+            },
+            other => StoreError::Migrate {
+                detail: other.to_string(),
+            },
+        })
+    }
+
+    pub(super) async fn check_schema(&self, target: &str) -> Result<(), StoreError> {
+        let found: Option<String> = sqlx::query_scalar(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'outbox_deliveries'",
+        )
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_err)?;
+        match found {
+            Some(_) => Ok(()),
+            None => Err(StoreError::Open {
+                target: target.to_owned(),
+                detail:
+                    "it holds no outbox (opened read-only, so it was not created); check the path"
+                        .into(),
+            }),
+        }
+    }
+}
