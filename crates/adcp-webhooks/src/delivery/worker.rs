@@ -10,16 +10,13 @@
 //! - an attempt never outlives its lease: it is abandoned (and recorded as a timeout) after
 //!   [`WorkerConfig::request_timeout`], and the lease is that plus
 //!   [`WorkerConfig::lease_margin`], so a slow attempt is never running twice at once;
-//! - the margin is kept for recording the outcome, counted from the lease, not from the
-//!   start of the attempt: an attempt may run only until the lease has
-//!   [`WorkerConfig::lease_margin`] left, and one that would start with less than that left
-//!   (the lease came back late, or the task waited for a CPU) is not started at all; its
-//!   lease is given back at once. So every outcome reaches the writer with at least the
-//!   margin left on its lease, and a live worker's delivery is attempted again by another
-//!   worker only if recording its outcome takes longer than the margin (the store slower
-//!   than that, or unreachable). Then the receiver gets the webhook twice, with the same
-//!   idempotency key and bytes; the late outcome is still logged as an attempt, a late
-//!   success still marks the webhook delivered, and the metrics count it as a lost lease;
+//! - the margin is kept for recording the outcome, counted from the lease: an attempt runs
+//!   only until its lease has [`WorkerConfig::lease_margin`] left, and a lease that arrives
+//!   with less left (a slow lease call, a starved task) is handed back unattempted. So a live
+//!   worker's delivery is attempted again only if recording its outcome takes longer than the
+//!   margin (a store that slow, or unreachable): the receiver then gets the same key and
+//!   bytes twice, the late outcome is still logged (a late success still marks the webhook
+//!   delivered), and the metrics count a lost lease;
 //! - a worker that dies mid-attempt loses nothing: its leases expire and the deliveries are
 //!   attempted again, with the same bytes and idempotency key;
 //! - on shutdown, in-flight attempts get [`WorkerConfig::shutdown_grace`] to finish; those
@@ -435,26 +432,16 @@ impl Job {
         let budget = Duration::from_millis(lease_left)
             .saturating_sub(self.margin)
             .min(self.timeout);
-        if budget.is_zero() {
+        if budget.is_zero() && !self.timeout.is_zero() {
             // Too late to attempt and still record the outcome in time: hand the lease back,
-            // due at once, for a fresh lease with its full length.
+            // due at once, for a fresh lease of full length.
             drop(permit);
             let token = lock(&self.leases).remove(&d.id);
             if let Some(token) = token {
-                tracing::debug!(
-                    lease_left_ms = lease_left,
-                    "lease too short to attempt and record the outcome; handed back"
-                );
-                match shared
-                    .store
-                    .release(vec![(d.id, token)], shared.time.now_ms())
-                    .await
-                {
+                tracing::debug!(lease_left_ms = lease_left, "lease too short; handed back");
+                match shared.store.release(vec![(d.id, token)], started_ms).await {
                     Ok(n) => shared.metrics.record_released(n),
-                    Err(e) => {
-                        shared.metrics.record_store_error();
-                        tracing::warn!(error = %e, "outbox worker: could not release a lease; it comes back when it expires");
-                    }
+                    Err(_) => shared.metrics.record_store_error(),
                 }
             }
             return;
