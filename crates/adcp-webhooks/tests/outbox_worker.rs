@@ -272,7 +272,7 @@ async fn retries_the_same_bytes_and_key_under_fresh_signatures_until_delivered(d
         &outbox,
         sender(&key, Duration::from_secs(2)),
         config(),
-        Duration::from_secs(10),
+        Duration::from_secs(60),
         |o| async move { o.status().await.map(|c| c.delivered == 1).unwrap_or(false) },
     )
     .await;
@@ -395,7 +395,7 @@ async fn rejections_go_to_dead_letters_and_gone_disables_the_destination(db: Tes
         &outbox,
         sender(&key, Duration::from_secs(2)),
         config(),
-        Duration::from_secs(10),
+        Duration::from_secs(60),
         |o| async move {
             o.status()
                 .await
@@ -458,7 +458,7 @@ async fn rejections_go_to_dead_letters_and_gone_disables_the_destination(db: Tes
         &outbox,
         sender(&key, Duration::from_secs(2)),
         config(),
-        Duration::from_secs(10),
+        Duration::from_secs(60),
         |o| async move { o.status().await.map(|c| c.delivered == 4).unwrap_or(false) },
     )
     .await;
@@ -876,7 +876,7 @@ async fn retention_deletes_delivered_rows_in_bounded_batches(db: TestDb) {
         &outbox,
         sender(&key, Duration::from_secs(2)),
         cfg,
-        Duration::from_secs(10),
+        Duration::from_secs(60),
         |o| async move { o.metrics().purged() >= 3 },
     )
     .await;
