@@ -646,7 +646,7 @@ fn dead_letters_inspect_and_requeue_from_the_command_line() {
 
     let out = wait_with_timeout(
         worker(&db, &pem, &["--exit-when-idle"]),
-        Duration::from_secs(30),
+        Duration::from_secs(120),
     );
     assert!(
         out.status.success(),
@@ -680,7 +680,7 @@ fn dead_letters_inspect_and_requeue_from_the_command_line() {
     assert_eq!(requeued["requeued"], 1);
     let out = wait_with_timeout(
         worker(&db, &pem, &["--exit-when-idle"]),
-        Duration::from_secs(30),
+        Duration::from_secs(120),
     );
     assert!(
         out.status.success(),
