@@ -1,13 +1,17 @@
 //! `adcp-webhook outbox` as an operator runs it, including crash safety: the worker process
-//! is killed with SIGKILL at random points while the receiver fails a share of requests, and
-//! still no webhook is lost.
+//! is killed with SIGKILL while requests it sent are held at the receiver, which also fails a
+//! share of requests, and still no webhook is lost. The receivers verify every request's
+//! signature against the worker's public key.
 
+use adcp_webhooks::signing::{DEFAULT_LABEL, verify_webhook_signature};
+use adcp_webhooks::{SigningKey, VerifyingKey};
 use serde_json::Value;
+use sqlx::Connection as _;
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -35,40 +39,62 @@ fn run_ok(cmd: &mut Command) -> Value {
     })
 }
 
-fn keygen(dir: &Path) -> PathBuf {
+const KID: &str = "seller-outbox-1";
+
+fn keygen(dir: &Path) -> (PathBuf, VerifyingKey) {
     let pem = dir.join("seller.pem");
-    run_ok(
-        bin()
-            .args(["keygen", "--kid", "seller-outbox-1", "--out"])
-            .arg(&pem),
-    );
-    pem
+    run_ok(bin().args(["keygen", "--kid", KID, "--out"]).arg(&pem));
+    let bytes = std::fs::read(&pem).expect("read the key");
+    let public = SigningKey::from_pem(&bytes, KID, None)
+        .expect("load the key")
+        .verifying_key();
+    (pem, public)
 }
 
-/// What the loopback receiver saw: for each request, the idempotency key in the body, the
-/// exact body bytes, and the status it answered.
-#[derive(Default)]
-struct Seen {
-    requests: Vec<(String, Vec<u8>, u16)>,
+/// One request as the receiver saw it.
+#[derive(Debug, Clone)]
+struct Request {
+    /// The idempotency key in the body.
+    key: String,
+    /// The exact body bytes.
+    body: Vec<u8>,
+    /// The status it answered (0: held until after its sender was killed, never answered).
+    status: u16,
+    /// Held during the kill with this number.
+    held_in: Option<usize>,
+    /// Whether its signature verified, with the library's verifier, against the worker's key.
+    verified: Result<(), String>,
 }
 
-/// A loopback receiver on its own thread and runtime. It fails a share of requests with 503,
-/// chosen by a fixed pattern (3 in 10) so failures never come in long runs.
+/// A loopback receiver on its own thread and runtime. It verifies every request's signature,
+/// fails a share of requests with 503, chosen by a fixed pattern (3 in 10) so failures never
+/// come in long runs, and, while told to, holds requests unanswered.
 struct Receiver {
     addr: SocketAddr,
-    seen: Arc<Mutex<Seen>>,
+    seen: Arc<Mutex<Vec<Request>>>,
     reject_path: Arc<Mutex<Option<String>>>,
+    /// Nonzero while requests are held: the number of the kill they are held for.
+    hold: Arc<AtomicUsize>,
+    held: Arc<AtomicUsize>,
     _stop: tokio::sync::oneshot::Sender<()>,
 }
 
 impl Receiver {
-    fn start(fail_share: bool) -> Self {
+    fn start(fail_share: bool, public: VerifyingKey) -> Self {
         use http_body_util::BodyExt;
-        let seen = Arc::new(Mutex::new(Seen::default()));
+        let seen = Arc::new(Mutex::new(Vec::new()));
         let reject_path: Arc<Mutex<Option<String>>> = Arc::new(Mutex::new(None));
+        let hold = Arc::new(AtomicUsize::new(0));
+        let held = Arc::new(AtomicUsize::new(0));
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let (seen2, reject2) = (Arc::clone(&seen), Arc::clone(&reject_path));
+        let (seen2, reject2, hold2, held2) = (
+            Arc::clone(&seen),
+            Arc::clone(&reject_path),
+            Arc::clone(&hold),
+            Arc::clone(&held),
+        );
+        let public = Arc::new(public);
         std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
@@ -79,9 +105,8 @@ impl Receiver {
                 let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
                     .await
                     .expect("bind");
-                addr_tx
-                    .send(listener.local_addr().expect("addr"))
-                    .expect("send addr");
+                let addr = listener.local_addr().expect("addr");
+                addr_tx.send(addr).expect("send addr");
                 let counter = Arc::new(AtomicU64::new(0));
                 tokio::pin!(stop_rx);
                 loop {
@@ -89,24 +114,57 @@ impl Receiver {
                         _ = &mut stop_rx => return,
                         a = listener.accept() => match a { Ok(a) => a, Err(_) => continue },
                     };
-                    let (seen, reject, counter) = (
+                    let (seen, reject, counter, hold, held, public) = (
                         Arc::clone(&seen2),
                         Arc::clone(&reject2),
                         Arc::clone(&counter),
+                        Arc::clone(&hold2),
+                        Arc::clone(&held2),
+                        Arc::clone(&public),
                     );
                     tokio::spawn(async move {
                         let service = hyper::service::service_fn(
                             move |req: hyper::Request<hyper::body::Incoming>| {
-                                let (seen, reject, counter) =
-                                    (Arc::clone(&seen), Arc::clone(&reject), Arc::clone(&counter));
+                                let (seen, reject, counter, hold, held, public) = (
+                                    Arc::clone(&seen),
+                                    Arc::clone(&reject),
+                                    Arc::clone(&counter),
+                                    Arc::clone(&hold),
+                                    Arc::clone(&held),
+                                    Arc::clone(&public),
+                                );
                                 async move {
                                     let path = req.uri().path().to_owned();
+                                    let url = format!(
+                                        "http://{addr}{}",
+                                        req.uri().path_and_query().map_or("/", |p| p.as_str())
+                                    );
+                                    let headers: Vec<(String, String)> = req
+                                        .headers()
+                                        .iter()
+                                        .map(|(n, v)| {
+                                            (
+                                                n.as_str().to_owned(),
+                                                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                                            )
+                                        })
+                                        .collect();
                                     let body = req
                                         .into_body()
                                         .collect()
                                         .await
                                         .map(|b| b.to_bytes().to_vec())
                                         .unwrap_or_default();
+                                    let verified = verify_webhook_signature(
+                                        "POST",
+                                        &url,
+                                        &headers,
+                                        &body,
+                                        &public,
+                                        DEFAULT_LABEL,
+                                    )
+                                    .map(|_| ())
+                                    .map_err(|e| e.to_string());
                                     let key = serde_json::from_slice::<Value>(&body)
                                         .ok()
                                         .and_then(|v| {
@@ -116,8 +174,6 @@ impl Receiver {
                                         })
                                         .unwrap_or_default();
                                     let n = counter.fetch_add(1, Ordering::SeqCst);
-                                    // A little latency widens the window in which a kill lands mid-request.
-                                    tokio::time::sleep(Duration::from_millis(n % 4)).await;
                                     let rejected = reject
                                         .lock()
                                         .map(|r| r.as_deref() == Some(path.as_str()))
@@ -129,8 +185,28 @@ impl Receiver {
                                     } else {
                                         200
                                     };
+                                    // Logged on arrival: a request whose sender is killed is
+                                    // dropped by the server before it is answered.
+                                    let kill = hold.load(Ordering::SeqCst);
+                                    let held_in = (kill != 0).then_some(kill);
                                     if let Ok(mut s) = seen.lock() {
-                                        s.requests.push((key, body, status));
+                                        s.push(Request {
+                                            key,
+                                            body,
+                                            status: if held_in.is_some() { 0 } else { status },
+                                            held_in,
+                                            verified,
+                                        });
+                                    }
+                                    // Held until the test has killed the sender (at most 30 s).
+                                    if held_in.is_some() {
+                                        held.fetch_add(1, Ordering::SeqCst);
+                                        let until = Instant::now() + Duration::from_secs(30);
+                                        while hold.load(Ordering::SeqCst) != 0
+                                            && Instant::now() < until
+                                        {
+                                            tokio::time::sleep(Duration::from_millis(2)).await;
+                                        }
                                     }
                                     hyper::Response::builder().status(status).body(
                                         http_body_util::Full::new(bytes::Bytes::from_static(b"{}")),
@@ -152,6 +228,8 @@ impl Receiver {
             addr,
             seen,
             reject_path,
+            hold,
+            held,
             _stop: stop_tx,
         }
     }
@@ -160,12 +238,56 @@ impl Receiver {
         format!("http://{}{path}", self.addr)
     }
 
-    fn requests(&self) -> Vec<(String, Vec<u8>, u16)> {
-        self.seen
-            .lock()
-            .map(|s| s.requests.clone())
-            .unwrap_or_default()
+    fn requests(&self) -> Vec<Request> {
+        self.seen.lock().map(|s| s.clone()).unwrap_or_default()
     }
+
+    fn count(&self) -> usize {
+        self.seen.lock().map(|s| s.len()).unwrap_or(0)
+    }
+
+    /// Hold every request from now on, for kill number `kill` (from 1).
+    fn hold(&self, kill: usize) {
+        self.hold.store(kill, Ordering::SeqCst);
+    }
+
+    fn release(&self) {
+        self.hold.store(0, Ordering::SeqCst);
+    }
+}
+
+/// Every request verified against the worker's public key.
+fn assert_all_verified(requests: &[Request]) {
+    for r in requests {
+        if let Err(e) = &r.verified {
+            panic!("the request for {} does not verify: {e}", r.key);
+        }
+    }
+}
+
+/// The deliveries leased and not finished, as (id, lease token): read from the database.
+fn open_leases(rt: &tokio::runtime::Runtime, db: &Path) -> HashSet<(i64, i64)> {
+    rt.block_on(async {
+        let mut conn = sqlite(db).await;
+        let rows: Vec<(i64, i64)> = sqlx::query_as(
+            "SELECT id, lease_token FROM outbox_deliveries \
+             WHERE state = 'pending' AND lease_token IS NOT NULL",
+        )
+        .fetch_all(&mut conn)
+        .await
+        .expect("read the leases");
+        let _ = conn.close().await;
+        rows.into_iter().collect()
+    })
+}
+
+async fn sqlite(db: &Path) -> sqlx::sqlite::SqliteConnection {
+    let options = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(db)
+        .read_only(true);
+    sqlx::sqlite::SqliteConnection::connect_with(&options)
+        .await
+        .expect("open the outbox database")
 }
 
 /// A small xorshift generator: the test prints its seed so a failing run can be replayed.
@@ -189,19 +311,17 @@ fn worker(db: &Path, pem: &Path, extra: &[&str]) -> Child {
         .arg(db)
         .arg("--key")
         .arg(pem)
-        .args([
-            "--kid",
-            "seller-outbox-1",
-            "--allow-http",
-            "--allow-private-destinations",
-        ])
+        .args(["--kid", KID, "--allow-http", "--allow-private-destinations"])
         .args([
             "--backoff",
             "100ms",
             "--timeout-secs",
             "2",
+            // What a live worker has to record an outcome before its lease (2 s + 1 s + this)
+            // can pass to another worker: generous, so a loaded machine does not turn a slow
+            // commit into a second delivery.
             "--lease-margin",
-            "1s",
+            "5s",
             "--concurrency",
             "16",
         ])
@@ -231,13 +351,23 @@ fn wait_with_timeout(mut child: Child, limit: Duration) -> Output {
     }
 }
 
+/// Five worker processes in turn, each SIGKILLed while requests it sent are held, unanswered,
+/// at the receiver (so every kill lands on work in flight), then a last worker that finishes:
+/// no webhook is lost, every request carries a valid signature, every attempt of a webhook
+/// posts the same bytes, and a webhook reaches the receiver more often than attempts were
+/// recorded for it only when a killed worker held its lease.
 #[test]
 fn killing_the_worker_repeatedly_loses_no_webhook() {
     const N: usize = 2000;
+    const KILLS: usize = 5;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
     let dir = tempfile::tempdir().expect("tempdir");
-    let pem = keygen(dir.path());
+    let (pem, public) = keygen(dir.path());
     let db = dir.path().join("outbox.db");
-    let receiver = Receiver::start(true);
+    let receiver = Receiver::start(true, public);
 
     let lines: String = (0..N)
         .map(|i| format!("{{\"idempotency_key\":\"whk_crash_test_{i:08}\",\"seq\":{i},\"note\":\"crash safety\"}}\n"))
@@ -262,30 +392,51 @@ fn killing_the_worker_repeatedly_loses_no_webhook() {
     eprintln!("crash test seed {seed}");
     let mut rng = Rng(seed);
     let started = Instant::now();
-    let mut kills = 0;
-    for _ in 0..5 {
-        let mut child = worker(&db, &pem, &[]);
-        std::thread::sleep(Duration::from_millis(rng.between(500, 1500)));
-        if child.try_wait().ok().flatten().is_none() {
-            child.kill().expect("SIGKILL the worker");
-            kills += 1;
+    let limit = Duration::from_secs(120);
+    // The leases each killed worker held when it died: leases open right after its kill
+    // that were not open after the previous one (one worker runs at a time).
+    let mut leases_before = HashSet::new();
+    let mut held_by_kill: Vec<HashSet<(i64, i64)>> = Vec::new();
+    for kill in 1..=KILLS {
+        // A cap above the concurrency: the leases a killed worker leaves behind (at most
+        // its 16 slots) never keep the next worker from the destination.
+        let mut child = worker(&db, &pem, &["--per-destination", "32"]);
+        let alive = |child: &mut Child| child.try_wait().ok().flatten().is_none();
+        // Let it deliver a random number of requests first, then hold what it sends next.
+        let until = receiver.count() + rng.between(30, 200) as usize;
+        let held_before = receiver.held.load(Ordering::SeqCst);
+        let deadline = Instant::now() + limit;
+        while receiver.count() < until {
+            assert!(alive(&mut child), "worker {kill} exited early");
+            assert!(Instant::now() < deadline, "worker {kill} made no progress");
+            std::thread::sleep(Duration::from_millis(5));
         }
+        receiver.hold(kill);
+        while receiver.held.load(Ordering::SeqCst) == held_before {
+            assert!(alive(&mut child), "worker {kill} exited early");
+            assert!(
+                Instant::now() < deadline,
+                "worker {kill} sent nothing to hold"
+            );
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        // A moment for more of its requests to arrive (held too).
+        std::thread::sleep(Duration::from_millis(rng.between(0, 100)));
+        assert!(alive(&mut child), "worker {kill} exited before the kill");
+        child.kill().expect("SIGKILL the worker");
         let _ = child.wait();
+        let leases = open_leases(&rt, &db);
+        held_by_kill.push(leases.difference(&leases_before).copied().collect());
+        leases_before = leases;
+        receiver.release();
     }
     let before_final = run_ok(bin().args(["outbox", "status", "--db"]).arg(&db));
     eprintln!(
-        "after {kills} kills in {:?}: {before_final}",
+        "after {KILLS} kills in {:?}: {before_final}",
         started.elapsed()
     );
-    assert!(
-        kills >= 3,
-        "the workers must actually have been killed mid-run"
-    );
 
-    let out = wait_with_timeout(
-        worker(&db, &pem, &["--exit-when-idle"]),
-        Duration::from_secs(45),
-    );
+    let out = wait_with_timeout(worker(&db, &pem, &["--exit-when-idle"]), limit);
     assert!(
         out.status.success(),
         "final worker: {}",
@@ -299,40 +450,133 @@ fn killing_the_worker_repeatedly_loses_no_webhook() {
     assert_eq!(status["dead"], 0, "{status}");
 
     let requests = receiver.requests();
-    let mut bodies: HashMap<String, Vec<u8>> = HashMap::new();
-    let mut acknowledged: HashSet<String> = HashSet::new();
-    let mut duplicates = 0;
-    for (key, body, status) in &requests {
-        let first = bodies.entry(key.clone()).or_insert_with(|| body.clone());
-        assert_eq!(first, body, "webhook {key} was posted with different bytes");
-        if *status == 200 && !acknowledged.insert(key.clone()) {
-            duplicates += 1;
+    assert_all_verified(&requests);
+    let mut by_key: HashMap<&str, Vec<&Request>> = HashMap::new();
+    for r in &requests {
+        let list = by_key.entry(&r.key).or_default();
+        if let Some(first) = list.first() {
+            assert_eq!(
+                first.body, r.body,
+                "webhook {} was posted with different bytes",
+                r.key
+            );
         }
+        list.push(r);
     }
     for i in 0..N {
         let key = format!("whk_crash_test_{i:08}");
+        let list = by_key
+            .get(key.as_str())
+            .unwrap_or_else(|| panic!("webhook {key} never reached the receiver"));
         assert!(
-            acknowledged.contains(&key),
-            "webhook {key} was never delivered"
+            list.iter().any(|r| r.status == 200),
+            "webhook {key} was never acknowledged"
         );
-        let body: Value = serde_json::from_slice(&bodies[&key]).expect("json body");
+        let body: Value = serde_json::from_slice(&list[0].body).expect("json body");
         assert_eq!(body["idempotency_key"], key.as_str());
         assert_eq!(body["seq"], i);
     }
-    assert_eq!(acknowledged.len(), N);
+    assert_eq!(by_key.len(), N);
+
+    // Each kill landed on work in flight: a request was at the receiver, unanswered, for a
+    // delivery the killed worker held the lease of.
+    let ids: HashMap<String, i64> = rt.block_on(async {
+        let mut conn = sqlite(&db).await;
+        let rows: Vec<(String, i64)> =
+            sqlx::query_as("SELECT idempotency_key, id FROM outbox_deliveries")
+                .fetch_all(&mut conn)
+                .await
+                .expect("read the deliveries");
+        let _ = conn.close().await;
+        rows.into_iter().collect()
+    });
+    for (k, leases) in held_by_kill.iter().enumerate() {
+        let held: Vec<&Request> = requests
+            .iter()
+            .filter(|r| r.held_in == Some(k + 1))
+            .collect();
+        assert!(!held.is_empty(), "kill {} held no request", k + 1);
+        for r in held {
+            assert!(
+                leases.iter().any(|(id, _)| ids.get(&r.key) == Some(id)),
+                "{} was held at kill {} but the killed worker held no lease on it",
+                r.key,
+                k + 1
+            );
+        }
+    }
+
+    // Duplicates. A request whose outcome a worker recorded is in the attempt log; one
+    // beyond those was sent by a worker killed before it recorded the outcome, under a lease
+    // it held when it died. So a webhook reaches the receiver more often than its attempts
+    // were recorded at most once per kill that found it leased, and in all at most as many
+    // times as the killed workers held leases (the bound: the sum over the kills of the
+    // leases open at each kill). A live worker never repeats a delivery: each webhook has
+    // exactly one recorded success.
+    let logged: Vec<(String, i64, i64)> = rt.block_on(async {
+        let mut conn = sqlite(&db).await;
+        let rows = sqlx::query_as(
+            "SELECT d.idempotency_key, count(a.delivery_id), \
+                    coalesce(sum(a.error_class = 'ok'), 0) \
+             FROM outbox_deliveries d LEFT JOIN outbox_attempts a ON a.delivery_id = d.id \
+             GROUP BY d.idempotency_key",
+        )
+        .fetch_all(&mut conn)
+        .await
+        .expect("read the attempt log");
+        let _ = conn.close().await;
+        rows
+    });
+    assert_eq!(logged.len(), N);
+    let bound: usize = held_by_kill.iter().map(HashSet::len).sum();
+    let mut duplicates = 0;
+    for (key, attempts, successes) in &logged {
+        assert_eq!(
+            *successes, 1,
+            "{key} was recorded as delivered {successes} times"
+        );
+        let received = by_key[key.as_str()].len() as i64;
+        let extra = usize::try_from(received - attempts).unwrap_or_else(|_| {
+            panic!("{key}: {attempts} attempts recorded but only {received} received")
+        });
+        let leased_at_kills = held_by_kill
+            .iter()
+            .filter(|leases| leases.iter().any(|(id, _)| ids.get(key) == Some(id)))
+            .count();
+        assert!(
+            extra <= leased_at_kills,
+            "{key} was received {received} times, {attempts} attempts recorded, but a killed \
+             worker held its lease at only {leased_at_kills} kills"
+        );
+        duplicates += extra;
+    }
+    assert!(
+        duplicates <= bound,
+        "{duplicates} unrecorded requests, but the killed workers held only {bound} leases"
+    );
+    let acknowledged_twice = by_key
+        .values()
+        .filter(|list| list.iter().filter(|r| r.status == 200).count() > 1)
+        .count();
     eprintln!(
-        "{} requests for {N} webhooks ({} answered 503, {duplicates} duplicate deliveries, all with the same key and bytes)",
+        "{} requests for {N} webhooks, all verified ({} answered 503); {KILLS} kills held {:?} \
+         requests and {:?} leases; {duplicates} requests sent again after a kill (at most {bound}), \
+         {acknowledged_twice} webhooks acknowledged twice; same key and bytes on every attempt",
         requests.len(),
-        requests.iter().filter(|r| r.2 == 503).count()
+        requests.iter().filter(|r| r.status == 503).count(),
+        (1..=KILLS)
+            .map(|k| requests.iter().filter(|r| r.held_in == Some(k)).count())
+            .collect::<Vec<_>>(),
+        held_by_kill.iter().map(HashSet::len).collect::<Vec<_>>(),
     );
 }
 
 #[test]
 fn dead_letters_inspect_and_requeue_from_the_command_line() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let pem = keygen(dir.path());
+    let (pem, public) = keygen(dir.path());
     let db = dir.path().join("ops.db");
-    let receiver = Receiver::start(false);
+    let receiver = Receiver::start(false, public);
     if let Ok(mut r) = receiver.reject_path.lock() {
         *r = Some("/reject".into());
     }
@@ -402,7 +646,7 @@ fn dead_letters_inspect_and_requeue_from_the_command_line() {
 
     let out = wait_with_timeout(
         worker(&db, &pem, &["--exit-when-idle"]),
-        Duration::from_secs(30),
+        Duration::from_secs(120),
     );
     assert!(
         out.status.success(),
@@ -436,7 +680,7 @@ fn dead_letters_inspect_and_requeue_from_the_command_line() {
     assert_eq!(requeued["requeued"], 1);
     let out = wait_with_timeout(
         worker(&db, &pem, &["--exit-when-idle"]),
-        Duration::from_secs(30),
+        Duration::from_secs(120),
     );
     assert!(
         out.status.success(),
@@ -451,8 +695,9 @@ fn dead_letters_inspect_and_requeue_from_the_command_line() {
     );
     let posted = receiver.requests();
     assert_eq!(posted.len(), 2);
+    assert_all_verified(&posted);
     assert_eq!(
-        posted[0].1, posted[1].1,
+        posted[0].body, posted[1].body,
         "the requeued attempt posts the same bytes"
     );
 

@@ -660,7 +660,7 @@ async fn the_worker_posts_the_exact_plaintext_and_never_sends_an_undecryptable_b
     let watcher = outbox.clone();
     let shutdown = async move {
         let start = Instant::now();
-        while start.elapsed() < Duration::from_secs(10) {
+        while start.elapsed() < Duration::from_secs(60) {
             if let Ok(c) = watcher.status().await
                 && c.delivered == 1
                 && c.dead == 1

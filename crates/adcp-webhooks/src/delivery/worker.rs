@@ -10,6 +10,13 @@
 //! - an attempt never outlives its lease: it is abandoned (and recorded as a timeout) after
 //!   [`WorkerConfig::request_timeout`], and the lease is that plus
 //!   [`WorkerConfig::lease_margin`], so a slow attempt is never running twice at once;
+//! - the margin is kept for recording the outcome, counted from the lease: an attempt runs
+//!   only until its lease has [`WorkerConfig::lease_margin`] left, and a lease that arrives
+//!   with less left (a slow lease call, a starved task) is handed back unattempted. So a live
+//!   worker's delivery is attempted again only if recording its outcome takes longer than the
+//!   margin (a store that slow, or unreachable): the receiver then gets the same key and
+//!   bytes twice, the late outcome is still logged (a late success still marks the webhook
+//!   delivered), and the metrics count a lost lease;
 //! - a worker that dies mid-attempt loses nothing: its leases expire and the deliveries are
 //!   attempted again, with the same bytes and idempotency key;
 //! - on shutdown, in-flight attempts get [`WorkerConfig::shutdown_grace`] to finish; those
@@ -47,7 +54,8 @@ pub struct WorkerConfig {
     /// timeout (default 15 s). Keep it at or above the sender's own request timeout.
     pub request_timeout: Duration,
     /// Added to the request timeout to make the lease (default 30 s), covering signing and
-    /// recording the outcome.
+    /// recording the outcome: an attempt is cut short so that at least this much of its lease
+    /// is left when it ends, and is not started when less than this is left.
     pub lease_margin: Duration,
     /// The longest sleep between looks for new work when idle (default 250 ms); work
     /// enqueued through the same [`Outbox`](crate::delivery::Outbox) wakes the worker at once.
@@ -201,6 +209,7 @@ pub(crate) async fn run(
                             shared: shared.clone(),
                             sender: sender.clone(),
                             timeout: config.request_timeout,
+                            margin: config.lease_margin,
                             leases: Arc::clone(&leases),
                             tx: tx.clone(),
                         };
@@ -377,6 +386,8 @@ struct Job {
     shared: Shared,
     sender: WebhookSender,
     timeout: Duration,
+    /// What must be left of the lease when the attempt ends, to record its outcome.
+    margin: Duration,
     leases: Leases,
     tx: mpsc::Sender<Finished>,
 }
@@ -399,10 +410,30 @@ impl Job {
     async fn attempt_in_span(self, d: LeasedDelivery, permit: Permit) {
         let shared = &self.shared;
         let started_ms = shared.time.now_ms();
+        // The attempt may run until the lease has only the margin left: the rest is for
+        // recording its outcome before the lease can pass to another worker.
+        let lease_left = u64::try_from(d.lease_expires_ms.saturating_sub(started_ms)).unwrap_or(0);
+        let budget = Duration::from_millis(lease_left)
+            .saturating_sub(self.margin)
+            .min(self.timeout);
+        if budget.is_zero() && !self.timeout.is_zero() {
+            // Too late to attempt and still record the outcome in time: hand the lease back,
+            // due at once, for a fresh lease of full length.
+            drop(permit);
+            let token = lock(&self.leases).remove(&d.id);
+            if let Some(token) = token {
+                tracing::debug!(lease_left_ms = lease_left, "lease too short; handed back");
+                match shared.store.release(vec![(d.id, token)], started_ms).await {
+                    Ok(n) => shared.metrics.record_released(n),
+                    Err(_) => shared.metrics.record_store_error(),
+                }
+            }
+            return;
+        }
         let clock = Instant::now();
         let in_flight = InFlight::new(&shared.metrics);
         let attempted =
-            match tokio::time::timeout(self.timeout, send(&self.sender, &d, &shared.time)).await {
+            match tokio::time::timeout(budget, send(&self.sender, &d, &shared.time)).await {
                 Ok(a) => a,
                 Err(_) => Attempted::Classified {
                     class: classify_failure(
@@ -410,7 +441,7 @@ impl Job {
                         "no answer within the worker's request timeout",
                     ),
                     status: None,
-                    error: Some(format!("no answer within {} ms", self.timeout.as_millis())),
+                    error: Some(format!("no answer within {} ms", budget.as_millis())),
                     body: None,
                 },
             };

@@ -204,6 +204,69 @@ pub enum Behaviour {
     Close,
     /// Ask a closure.
     Handler(Handler),
+    /// Hold each request at the gate until it opens, then behave as the inner behaviour.
+    Held(Gate, Box<Behaviour>),
+}
+
+/// A gate requests wait at (see [`Behaviour::held`]) until the test opens it: lets a test
+/// keep requests in flight for as long as it needs, with no timing involved. Clones share
+/// the gate.
+#[derive(Clone, Debug)]
+pub struct Gate {
+    open: Arc<tokio::sync::watch::Sender<bool>>,
+    held: Arc<AtomicU64>,
+}
+
+impl Default for Gate {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Gate {
+    /// A closed gate.
+    pub fn new() -> Self {
+        Self {
+            open: Arc::new(tokio::sync::watch::channel(false).0),
+            held: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    /// Let every held request (and every later one) through.
+    pub fn open(&self) {
+        self.open.send_replace(true);
+    }
+
+    /// Close the gate again: later requests are held.
+    pub fn close(&self) {
+        self.open.send_replace(false);
+    }
+
+    /// How many requests have arrived at the gate while it was closed, in total.
+    pub fn held(&self) -> usize {
+        usize::try_from(self.held.load(Ordering::SeqCst)).unwrap_or(usize::MAX)
+    }
+
+    /// Wait (at most `timeout`) until `count` requests have been held; returns whether they were.
+    pub async fn wait_held(&self, count: usize, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while self.held() < count {
+            if Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        true
+    }
+
+    /// Wait here while the gate is closed.
+    async fn pass(&self) {
+        let mut open = self.open.subscribe();
+        if !*open.borrow_and_update() {
+            self.held.fetch_add(1, Ordering::SeqCst);
+            let _ = open.wait_for(|o| *o).await;
+        }
+    }
 }
 
 impl fmt::Debug for Behaviour {
@@ -223,6 +286,7 @@ impl fmt::Debug for Behaviour {
             Self::Delay(d, inner) => f.debug_tuple("Delay").field(d).field(inner).finish(),
             Self::Close => f.write_str("Close"),
             Self::Handler(_) => f.write_str("Handler(..)"),
+            Self::Held(gate, inner) => f.debug_tuple("Held").field(gate).field(inner).finish(),
         }
     }
 }
@@ -262,6 +326,11 @@ impl Behaviour {
         Self::Respond(Reply::status(200).body_kind(ReplyBody::Generated { len }))
     }
 
+    /// Hold every request at `gate` until it opens, then behave as `inner`.
+    pub fn held(gate: &Gate, inner: Behaviour) -> Self {
+        Self::Held(gate.clone(), Box::new(inner))
+    }
+
     /// Answer with whatever `handler` returns.
     pub fn handler(handler: impl Fn(&RecordedRequest) -> Action + Send + Sync + 'static) -> Self {
         Self::Handler(Arc::new(handler))
@@ -293,6 +362,7 @@ impl Behaviour {
                 delay: Duration::ZERO,
             },
             Self::Handler(handler) => handler(request),
+            Self::Held(_, inner) => inner.decide(request, since_set),
         }
     }
 }
@@ -520,6 +590,13 @@ async fn handle(
         drop(state);
         // Clone the behaviour out so a handler closure runs without holding any lock.
         let behaviour = shared.behaviour().clone();
+        (behaviour, recorded, since_set)
+    };
+    let action = {
+        let (behaviour, recorded, since_set) = action;
+        if let Behaviour::Held(gate, _) = &behaviour {
+            gate.pass().await;
+        }
         behaviour.decide(&recorded, since_set)
     };
 
