@@ -4,6 +4,7 @@
 use crate::common::{parse_alg, parse_header, print_json};
 use crate::keyfile;
 use adcp_webhooks::keys::Algorithm;
+use adcp_webhooks::prepared::{CONTENT_TYPE, WebhookUrl};
 use clap::Args;
 use serde_json::{Value, json};
 use std::path::PathBuf;
@@ -66,19 +67,12 @@ pub fn run(a: SignArgs) -> Result<ExitCode, String> {
     };
     let body_text =
         String::from_utf8(body.clone()).map_err(|_| "the body must be UTF-8 JSON".to_owned())?;
-    let mut headers: Vec<(String, String)> =
-        vec![("Content-Type".into(), "application/json".into())];
+    // The URL and header rules are the library's, so `sign` refuses exactly what `send`
+    // refuses (credentials in the URL, reserved and framing headers, control characters).
+    let url = WebhookUrl::parse(&a.url).map_err(|e| e.to_string())?;
+    let mut headers: Vec<(String, String)> = vec![("Content-Type".into(), CONTENT_TYPE.into())];
     for h in &a.headers {
-        let (k, v) = parse_header(h)?;
-        if adcp_webhooks::sender::RESERVED_HEADERS
-            .iter()
-            .any(|r| r.eq_ignore_ascii_case(&k))
-        {
-            return Err(format!(
-                "header {k} is set by the signer and cannot be overridden"
-            ));
-        }
-        headers.push((k, v));
+        headers.push(parse_header(h)?);
     }
     let options = SignOptions {
         created: a.created,
@@ -87,7 +81,7 @@ pub fn run(a: SignArgs) -> Result<ExitCode, String> {
     };
     let signed = sign_webhook(
         "POST",
-        &a.url,
+        url.wire_str(),
         &headers,
         &body,
         &key,
@@ -104,6 +98,8 @@ pub fn run(a: SignArgs) -> Result<ExitCode, String> {
     {
         map.insert(k.to_owned(), Value::String(v.to_owned()));
     }
-    print_json(&json!({ "method": "POST", "url": a.url, "headers": map, "body": body_text }));
+    print_json(
+        &json!({ "method": "POST", "url": url.wire_str(), "headers": map, "body": body_text }),
+    );
     Ok(ExitCode::SUCCESS)
 }

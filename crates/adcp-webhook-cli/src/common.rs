@@ -36,12 +36,15 @@ pub fn parse_alg(s: &str) -> Result<Algorithm, String> {
     Algorithm::from_name(s).ok_or_else(|| format!("unknown algorithm {s:?}: use ed25519 or es256"))
 }
 
-/// `--header NAME:VALUE`, both sides trimmed.
+/// `--header NAME:VALUE`, both sides trimmed, checked with the library's extra-header rules
+/// (`prepared::check_extra_header`): every command refuses the same headers.
 pub fn parse_header(h: &str) -> Result<(String, String), String> {
     let (k, v) = h
         .split_once(':')
         .ok_or_else(|| format!("header {h:?} must be NAME:VALUE"))?;
-    Ok((k.trim().to_owned(), v.trim().to_owned()))
+    let (k, v) = (k.trim(), v.trim());
+    adcp_webhooks::prepared::check_extra_header(k, v).map_err(|e| e.to_string())?;
+    Ok((k.to_owned(), v.to_owned()))
 }
 
 /// Print `v` on stdout, pretty.

@@ -578,3 +578,88 @@ fn demo_runs_and_verifies_everything() {
         "the forgery is dropped:\n{out}"
     );
 }
+
+/// `sign` and `send` take their URL and header rules from the library: what one refuses, the
+/// other refuses too (framing headers included), before anything is signed or sent.
+#[test]
+fn sign_and_send_refuse_the_same_headers_and_urls() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (pem, _) = keygen(dir.path(), "ed25519", "s");
+    // A receiver that must never be reached: nothing is sent.
+    let (url, rx) = receiver(vec![200]);
+    let refused_headers = [
+        "Host:evil.example",
+        "Content-Length:1",
+        "Transfer-Encoding:chunked",
+        "Connection:close",
+        "Signature:sig1=:AA==:",
+        "content-digest:x",
+        "Bad Name:v",
+    ];
+    let sign = |url: &str, header: Option<&str>| {
+        let mut cmd = bin();
+        cmd.args(["sign", "--key"])
+            .arg(&pem)
+            .args(["--kid", "s", "--url", url, "--body", "{}"]);
+        if let Some(h) = header {
+            cmd.args(["--header", h]);
+        }
+        run(&mut cmd)
+    };
+    let send = |url: &str, header: Option<&str>| {
+        let mut cmd = bin();
+        cmd.args([
+            "send",
+            "mcp",
+            "--task-id",
+            "t",
+            "--task-type",
+            "get_products",
+            "--status",
+            "completed",
+            "--operation-id",
+            "o",
+        ])
+        .arg("--key")
+        .arg(&pem)
+        .args([
+            "--kid",
+            "s",
+            "--url",
+            url,
+            "--allow-http",
+            "--allow-private-destinations",
+        ]);
+        if let Some(h) = header {
+            cmd.args(["--header", h]);
+        }
+        run(&mut cmd)
+    };
+    for header in refused_headers {
+        for (what, o) in [
+            ("sign", sign(&url, Some(header))),
+            ("send", send(&url, Some(header))),
+        ] {
+            let err = String::from_utf8_lossy(&o.stderr);
+            assert_eq!(o.status.code(), Some(2), "{what} {header}: {err}");
+            let name = header.split(':').next().unwrap_or_default();
+            assert!(err.contains(name), "{what} {header}: {err}");
+        }
+    }
+    let with_credentials = url.replace("http://", "http://user:hunter2@");
+    for (what, o) in [
+        ("sign", sign(&with_credentials, None)),
+        ("send", send(&with_credentials, None)),
+    ] {
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{what}: {err}");
+        assert!(err.contains("credentials"), "{what}: {err}");
+        assert!(!err.contains("hunter2"), "{what}: {err}");
+    }
+    assert!(
+        rx.recv_timeout(Duration::from_millis(200)).is_err(),
+        "a refused webhook reached the receiver"
+    );
+    // The control: an ordinary extra header is accepted by both.
+    assert!(sign(&url, Some("X-Tenant:acme")).status.success());
+}
