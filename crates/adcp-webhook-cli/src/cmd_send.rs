@@ -40,7 +40,7 @@ pub struct SendTarget {
     /// Extra header NAME:VALUE (repeatable).
     #[arg(long = "header", value_name = "NAME:VALUE", global = true)]
     headers: Vec<String>,
-    /// Attempts before giving up (a network error, 408, 425, 429 or 5xx waits 1 s, 2 s, 4 s,
+    /// Attempts before giving up (a network error, 408, 429 or 5xx waits 1 s, 2 s, 4 s,
     /// ... at most 32 s, then resends the same bytes; any other answer is final).
     #[arg(long, default_value_t = 1, global = true)]
     max_attempts: u32,

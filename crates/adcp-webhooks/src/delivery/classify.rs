@@ -264,7 +264,7 @@ pub enum Decision {
 /// needed to turn a `Retry-After` date into a wait.
 ///
 /// ```
-/// use adcp_webhooks::delivery::policy::{classify_response, Classification, ErrorClass};
+/// use adcp_webhooks::delivery::classify::{classify_response, Classification, ErrorClass};
 /// use std::time::Duration;
 ///
 /// let headers = vec![("Retry-After".to_owned(), "120".to_owned())];
@@ -352,7 +352,7 @@ fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
 /// else, in which case the schedule alone decides.
 ///
 /// ```
-/// use adcp_webhooks::delivery::policy::parse_retry_after;
+/// use adcp_webhooks::delivery::classify::parse_retry_after;
 /// use std::time::Duration;
 ///
 /// assert_eq!(parse_retry_after("30", 0), Some(Duration::from_secs(30)));
@@ -471,5 +471,26 @@ pub(crate) fn classify_attempt(sent: Result<DeliveryResult, SendError>, now_ms: 
             | SendError::Payload(_)),
         ) => invalid(e.to_string()),
         Err(e) => Attempted::WorkerFault(e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The bounded retry of `WebhookSender` and the outbox retry the same answers.
+    #[test]
+    fn the_sender_and_the_outbox_retry_the_same_statuses() {
+        for status in 100..=599 {
+            let outbox = matches!(
+                classify_response(status, &[], 0),
+                Classification::Retryable { .. }
+            );
+            assert_eq!(
+                crate::sender::is_retryable_status(status),
+                outbox,
+                "HTTP {status}"
+            );
+        }
     }
 }

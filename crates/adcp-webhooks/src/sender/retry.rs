@@ -6,7 +6,7 @@
 //!
 //! Every attempt posts the same bytes with the same idempotency key, signed afresh (a new
 //! `created` and `nonce`). An attempt is retried when it got no answer (connection, DNS, TLS,
-//! timeout) or an answer that says "later": `408`, `425`, `429` or any `5xx`. Anything else ends
+//! timeout) or an answer that says "later": `408`, `429` or any `5xx`. Anything else ends
 //! the retries: a `2xx`, any other `4xx`, a `3xx` (redirects are not followed), and the errors
 //! that no retry can fix (a refused destination, a bad URL, header or key).
 
@@ -16,7 +16,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// Whether an HTTP answer with `status` asks to be retried: `408 Request Timeout`,
-/// `425 Too Early`, `429 Too Many Requests` and every `5xx`.
+/// `429 Too Many Requests` and every `5xx`: the same answers the outbox retries (see
+/// `delivery::classify`, whose tests hold the two to one rule).
 ///
 /// ```
 /// use adcp_webhooks::sender::is_retryable_status;
@@ -24,7 +25,7 @@ use std::time::Duration;
 /// assert!(!is_retryable_status(400) && !is_retryable_status(200) && !is_retryable_status(301));
 /// ```
 pub fn is_retryable_status(status: u16) -> bool {
-    matches!(status, 408 | 425 | 429 | 500..=599)
+    matches!(status, 408 | 429 | 500..=599)
 }
 
 /// Whether a failed attempt may succeed when repeated: only when no answer came back.
@@ -146,7 +147,7 @@ impl WebhookSender {
     /// each time, under a fresh signature, with exponential waits in between ([`RetryOptions`]).
     ///
     /// Retried: an attempt that got no answer ([`SendError::Transport`]) and an answer
-    /// [`is_retryable_status`] accepts (`408`, `425`, `429`, `5xx`). Not retried: any other
+    /// [`is_retryable_status`] accepts (`408`, `429`, `5xx`). Not retried: any other
     /// answer, and the errors no retry can fix (a refused destination, a bad URL, header or
     /// key), which end the retries at once.
     ///
@@ -408,7 +409,7 @@ mod tests {
 
     #[test]
     fn statuses_and_delays() {
-        for s in [408, 425, 429, 500, 502, 503, 599] {
+        for s in [408, 429, 500, 502, 503, 599] {
             assert!(is_retryable_status(s), "{s}");
         }
         for s in [200, 204, 301, 400, 401, 404, 409, 410, 422] {
