@@ -3,6 +3,7 @@
 //! over loopback (caching, refetch on an unknown kid, rate limit, size and time limits).
 
 use adcp_webhooks::clock::{FixedClock, RandomNonce};
+use adcp_webhooks::destination::DestinationPolicy;
 use adcp_webhooks::keys::{JwkOptions, SigningKey};
 use adcp_webhooks::payload::WebhookKind;
 use adcp_webhooks::signing::{SignOptions, sign_webhook};
@@ -488,6 +489,7 @@ async fn remote_jwks_is_cached_and_refetched_for_a_new_kid_at_most_once_per_inte
     let interval = Duration::from_secs(30);
     let remote = RemoteJwks::builder(url)
         .allow_insecure_http(true)
+        .destination_policy(DestinationPolicy::permissive())
         .min_refetch_interval(interval)
         .monotonic_clock(clock.reader())
         .build()
@@ -551,6 +553,7 @@ async fn remote_jwks_expired_cache_is_refreshed_before_verifying() {
     let ttl = Duration::from_secs(600);
     let remote = RemoteJwks::builder(url)
         .allow_insecure_http(true)
+        .destination_policy(DestinationPolicy::permissive())
         .ttl(ttl)
         .min_refetch_interval(Duration::ZERO)
         .monotonic_clock(clock.reader())
@@ -582,6 +585,7 @@ async fn remote_jwks_refuses_oversized_and_slow_responses_and_keeps_the_last_goo
     let url = serve(served.clone()).await;
     let remote = RemoteJwks::builder(url.clone())
         .allow_insecure_http(true)
+        .destination_policy(DestinationPolicy::permissive())
         .max_bytes(2_048)
         .build()
         .unwrap();
@@ -605,6 +609,7 @@ async fn remote_jwks_refuses_oversized_and_slow_responses_and_keeps_the_last_goo
     let chunked_url = serve(chunked).await;
     let remote2 = RemoteJwks::builder(chunked_url)
         .allow_insecure_http(true)
+        .destination_policy(DestinationPolicy::permissive())
         .max_bytes(2_048)
         .build()
         .unwrap();
@@ -623,6 +628,7 @@ async fn remote_jwks_refuses_oversized_and_slow_responses_and_keeps_the_last_goo
     // while refetches are rate limited.
     let down = RemoteJwks::builder("http://127.0.0.1:9/jwks.json")
         .allow_insecure_http(true)
+        .destination_policy(DestinationPolicy::permissive())
         .build()
         .unwrap();
     let verifier_down = WebhookVerifier::builder(down)
@@ -642,6 +648,7 @@ async fn remote_jwks_refuses_oversized_and_slow_responses_and_keeps_the_last_goo
     let slow_url = serve(slow).await;
     let remote3 = RemoteJwks::builder(slow_url)
         .allow_insecure_http(true)
+        .destination_policy(DestinationPolicy::permissive())
         .timeout(Duration::from_millis(200))
         .min_refetch_interval(Duration::ZERO)
         .build()
@@ -806,4 +813,51 @@ mod axum_layer {
         assert_eq!(post_signed(&url, &key, &b, None).await.status(), 200);
         assert_eq!(app.calls.load(Ordering::SeqCst), 2);
     }
+}
+
+/// The key set is fetched through the crate's transport and its destination policy: by
+/// default a `jwks_uri` pointing at a loopback or metadata address is refused before anything
+/// is sent, so a sender cannot aim the receiver at an internal service.
+#[tokio::test]
+async fn remote_jwks_is_fetched_under_the_destination_policy() {
+    let (_, ed_jwk) = test_key("test-ed25519-webhook-2026");
+    let served = Served::new(&jwks_of(&[&ed_jwk]));
+    let url = serve(served.clone()).await;
+    // http and any port allowed (a loopback test server), but private addresses are not.
+    let strict = RemoteJwks::builder(url.clone())
+        .allow_insecure_http(true)
+        .destination_policy(DestinationPolicy::strict().allowed_ports([]))
+        .build()
+        .unwrap();
+    let err = strict.refresh().await.unwrap_err();
+    assert!(
+        matches!(err, adcp_webhooks::verify::JwksError::Refused(_)),
+        "{err}"
+    );
+    assert!(err.to_string().contains("loopback"), "{err}");
+    assert_eq!(served.hits(), 0, "nothing may reach a refused host");
+    for metadata in [
+        "https://169.254.169.254/latest/jwks.json",
+        "https://[fd00:ec2::254]/jwks.json",
+    ] {
+        let remote = RemoteJwks::new(metadata).unwrap();
+        assert!(
+            matches!(
+                remote.refresh().await,
+                Err(adcp_webhooks::verify::JwksError::Refused(_))
+            ),
+            "{metadata}"
+        );
+    }
+    // Credentials in the URL are refused when it is built, without echoing them.
+    let err = RemoteJwks::new("https://u:hunter2@seller.example/jwks.json").unwrap_err();
+    assert!(!err.to_string().contains("hunter2"), "{err}");
+    // The same server, allowed by the policy, serves the key set.
+    let open = RemoteJwks::builder(url)
+        .allow_insecure_http(true)
+        .destination_policy(DestinationPolicy::permissive())
+        .build()
+        .unwrap();
+    assert_eq!(open.refresh().await.unwrap(), 1);
+    assert_eq!(served.hits(), 1);
 }

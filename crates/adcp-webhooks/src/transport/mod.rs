@@ -271,6 +271,29 @@ impl Transport {
         self.execute(outgoing, url.wire_str()).await
     }
 
+    /// GET `url` with an `Accept` header, under the same limits as [`post`](Self::post): no
+    /// redirects, one deadline, at most `max_response_body` bytes of body (the rest is cut and
+    /// [`HttpResponse::body_truncated`] set). For the documents a webhook peer publishes (its
+    /// key set).
+    pub async fn get(
+        &self,
+        url: &WebhookUrl,
+        accept: &str,
+    ) -> Result<HttpResponse, TransportError> {
+        let value = reqwest::header::HeaderValue::from_str(accept).map_err(|_| {
+            TransportError::InvalidHeader {
+                index: 0,
+                name: "accept".to_owned(),
+                reason: "the value is not a visible-ASCII header value".to_owned(),
+            }
+        })?;
+        let mut outgoing = reqwest::Request::new(Method::GET, url.wire().clone());
+        outgoing
+            .headers_mut()
+            .insert(reqwest::header::ACCEPT, value);
+        self.execute(outgoing, url.wire_str()).await
+    }
+
     async fn execute(
         &self,
         outgoing: reqwest::Request,

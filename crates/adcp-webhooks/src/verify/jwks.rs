@@ -108,6 +108,10 @@ pub enum JwksError {
     /// The fetch failed (connection, TLS, timeout).
     #[error("fetching the JWKS failed: {0}")]
     Fetch(String),
+    /// The destination policy refused the JWKS host (a private or metadata address, a port
+    /// or scheme it does not allow); nothing was fetched.
+    #[error("the JWKS URL is refused by the destination policy: {0}")]
+    Refused(String),
 }
 
 /// One key from a JWKS: its public key plus the fields that say what it may be used for.

@@ -1,6 +1,9 @@
 //! A JWKS fetched from the sender's `jwks_uri`, cached, and refetched when a new `kid` shows up.
 
 use super::jwks::{JwksError, KeyFuture, KeySource, PublishedKey, RefreshOutcome, parse_jwks};
+use crate::destination::{DestinationPolicy, PolicyResolver};
+use crate::prepared::WebhookUrl;
+use crate::transport::{Transport, TransportConfig};
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -20,7 +23,10 @@ pub const DEFAULT_JWKS_TIMEOUT: Duration = Duration::from_secs(5);
 /// Lookups never block on the network: they answer from the cache. The fetches happen in
 /// [`WebhookVerifier::verify_async`](super::WebhookVerifier::verify_async) (or when you call
 /// [`refresh`](Self::refresh)). When a refresh fails, the last good key set stays in use.
-/// Fetches do not follow redirects, are size- and time-limited, and are serialized: a burst of
+/// Fetches go through the crate's [`Transport`]: no redirects, no proxy from the environment,
+/// a size- and time-limited response, and the [`DestinationPolicy`] (default strict: https,
+/// port 443, public addresses only, checked again on the addresses actually connected to), so a
+/// `jwks_uri` cannot be pointed at an internal service. They are serialized: a burst of
 /// signatures naming unknown kids causes at most one fetch per refetch interval.
 /// Cheap to clone; clones share the cache.
 ///
@@ -39,8 +45,9 @@ pub struct RemoteJwks {
 
 #[derive(Debug)]
 struct Inner {
-    url: String,
-    client: reqwest::Client,
+    url: WebhookUrl,
+    transport: Transport,
+    resolver: PolicyResolver,
     ttl: Duration,
     min_interval: Duration,
     now: MonotonicClock,
@@ -80,6 +87,7 @@ pub struct RemoteJwksBuilder {
     max_bytes: usize,
     timeout: Duration,
     allow_http: bool,
+    policy: DestinationPolicy,
 }
 
 impl RemoteJwksBuilder {
@@ -124,34 +132,48 @@ impl RemoteJwksBuilder {
         self
     }
 
+    /// Where the key set may be fetched from (default [`DestinationPolicy::strict`]: https,
+    /// port 443, public addresses only). A test against a loopback server passes
+    /// [`DestinationPolicy::permissive`].
+    pub fn destination_policy(mut self, policy: DestinationPolicy) -> Self {
+        self.policy = policy;
+        self
+    }
+
     /// Check the URL and build the HTTP client. Nothing is fetched yet.
     pub fn build(self) -> Result<RemoteJwks, JwksError> {
-        let bad = |reason: &str| JwksError::BadUrl {
-            url: self.url.clone(),
-            reason: reason.to_owned(),
+        let bad = |reason: String| JwksError::BadUrl {
+            url: crate::redact::redact_url(&self.url),
+            reason,
         };
-        let parsed = reqwest::Url::parse(&self.url).map_err(|e| bad(&e.to_string()))?;
-        match parsed.scheme() {
-            "https" => {}
-            "http" if self.allow_http => {}
-            "http" => {
+        let url = WebhookUrl::parse(&self.url).map_err(|e| bad(e.to_string()))?;
+        match url.scheme() {
+            crate::signing::Scheme::Https => {}
+            crate::signing::Scheme::Http if self.allow_http => {}
+            crate::signing::Scheme::Http => {
                 return Err(bad(
-                    "use https (plain http is accepted only with allow_insecure_http, for tests)",
+                    "use https (plain http is accepted only with allow_insecure_http, for tests)"
+                        .to_owned(),
                 ));
             }
-            _ => return Err(bad("the scheme must be https")),
         }
-        let client = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(self.timeout)
-            .connect_timeout(self.timeout)
-            .https_only(!self.allow_http)
-            .build()
+        let policy = self.policy.allow_http(self.allow_http);
+        let resolver = PolicyResolver::new(policy);
+        let config = TransportConfig {
+            timeout: self.timeout,
+            connect_timeout: self.timeout,
+            max_response_body: self.max_bytes,
+            pool_max_idle_per_host: 1,
+            dns_resolver: Some(Arc::new(resolver.clone())),
+            ..TransportConfig::default()
+        };
+        let transport = Transport::new(config)
             .map_err(|e| JwksError::Fetch(format!("cannot build the HTTP client: {e}")))?;
         Ok(RemoteJwks {
             inner: Arc::new(Inner {
-                url: self.url,
-                client,
+                url,
+                transport,
+                resolver,
                 ttl: self.ttl,
                 min_interval: self.min_interval,
                 now: self.now,
@@ -179,12 +201,13 @@ impl RemoteJwks {
             max_bytes: DEFAULT_MAX_JWKS_BYTES,
             timeout: DEFAULT_JWKS_TIMEOUT,
             allow_http: false,
+            policy: DestinationPolicy::strict(),
         }
     }
 
     /// The JWKS URL.
     pub fn url(&self) -> &str {
-        &self.inner.url
+        self.inner.url.as_str()
     }
 
     /// Fetch now, ignoring the TTL and the refetch interval. Returns the number of keys.
@@ -269,37 +292,33 @@ impl RemoteJwks {
 
     async fn download(&self) -> Result<HashMap<String, Arc<PublishedKey>>, JwksError> {
         let limit = self.inner.max_bytes;
-        let mut resp = self
-            .inner
-            .client
-            .get(&self.inner.url)
-            .header(
-                reqwest::header::ACCEPT,
-                "application/jwk-set+json, application/json",
-            )
-            .send()
+        let url = &self.inner.url;
+        self.inner
+            .resolver
+            .check(url.canonical())
             .await
-            .map_err(|e| JwksError::Fetch(e.to_string()))?;
-        if resp.status() != reqwest::StatusCode::OK {
-            return Err(JwksError::Status(resp.status().as_u16()));
+            .map_err(|e| JwksError::Refused(e.to_string()))?;
+        let resp = self
+            .inner
+            .transport
+            .get(url, "application/jwk-set+json, application/json")
+            .await
+            .map_err(
+                |e| match e.find_source::<crate::destination::DestinationError>() {
+                    Some(refused) => JwksError::Refused(refused.to_string()),
+                    None => JwksError::Fetch(e.to_string()),
+                },
+            )?;
+        if resp.status != 200 {
+            return Err(JwksError::Status(resp.status));
         }
-        if resp.content_length().is_some_and(|n| n > limit as u64) {
+        // Content-Length can be absent (chunked) or wrong: the transport counts what arrives
+        // and stops at the cap.
+        if resp.body_truncated {
             return Err(JwksError::TooLarge { limit });
         }
-        // Content-Length can be absent (chunked) or wrong: count what actually arrives.
-        let mut body = Vec::new();
-        while let Some(chunk) = resp
-            .chunk()
-            .await
-            .map_err(|e| JwksError::Fetch(e.to_string()))?
-        {
-            if body.len() + chunk.len() > limit {
-                return Err(JwksError::TooLarge { limit });
-            }
-            body.extend_from_slice(&chunk);
-        }
         let doc: serde_json::Value =
-            serde_json::from_slice(&body).map_err(|e| JwksError::Json(e.to_string()))?;
+            serde_json::from_slice(&resp.body).map_err(|e| JwksError::Json(e.to_string()))?;
         parse_jwks(&doc)
     }
 }
