@@ -346,10 +346,7 @@ async fn outbox_part(
 ) -> Result<OutboxSummary, String> {
     use adcp_webhooks::delivery::breaker::BreakerConfig;
     use adcp_webhooks::delivery::store::sqlite::{SqliteOptions, SqliteStore};
-    use adcp_webhooks::delivery::{
-        EnqueueOptions, Outbox, WorkerConfig,
-        policy::{Backoff, RetryPolicy},
-    };
+    use adcp_webhooks::delivery::{Backoff, EnqueueOptions, Outbox, RetryPolicy, WorkerConfig};
     use std::time::Duration;
 
     let dir = std::env::temp_dir().join(format!("adcp-webhook-demo-{}", std::process::id()));

@@ -7,7 +7,7 @@ mod stores;
 
 use stores::TestDb;
 
-use adcp_webhooks::delivery::policy::ErrorClass;
+use adcp_webhooks::delivery::classify::ErrorClass;
 use adcp_webhooks::delivery::store::sqlite::{SqliteOptions, SqliteStore};
 use adcp_webhooks::delivery::store::{
     AttemptRecord, CompleteStatus, Completion, DeliveryId, DeliveryState, DisableRules, Health,

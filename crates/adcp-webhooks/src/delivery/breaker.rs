@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::sync::Notify;
 
-use crate::delivery::policy::duration_ms;
+use crate::delivery::schedule::duration_ms;
 
 /// Breaker and concurrency settings, applied to every destination.
 #[derive(Debug, Clone, PartialEq, Eq)]

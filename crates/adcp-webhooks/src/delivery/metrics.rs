@@ -5,7 +5,7 @@
 //! by state and the breaker states, for a scrape endpoint ([`serve`]) or a log line.
 
 use crate::delivery::breaker::BreakerState;
-use crate::delivery::policy::ErrorClass;
+use crate::delivery::classify::ErrorClass;
 use crate::delivery::store::StateCounts;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -256,7 +256,7 @@ fn counter(out: &mut String, name: &str, help: &str, value: u64) {
 ///
 /// ```
 /// use adcp_webhooks::delivery::metrics::{render_prometheus, Metrics};
-/// use adcp_webhooks::delivery::policy::ErrorClass;
+/// use adcp_webhooks::delivery::classify::ErrorClass;
 ///
 /// let metrics = Metrics::default();
 /// metrics.record_attempt(ErrorClass::Http5xx, 0.2);

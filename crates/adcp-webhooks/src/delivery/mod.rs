@@ -34,12 +34,6 @@ pub mod breaker;
 pub mod classify;
 pub mod metrics;
 pub mod schedule;
-/// The retry schedule and the classification of outcomes, by their former path.
-#[doc(hidden)]
-pub mod policy {
-    pub use super::classify::*;
-    pub use super::schedule::*;
-}
 pub mod store;
 pub mod target;
 mod worker;

@@ -90,7 +90,7 @@ impl Backoff {
 /// Webhooks schedule, 24-hour horizon) and adjust.
 ///
 /// ```
-/// use adcp_webhooks::delivery::policy::{Backoff, RetryPolicy};
+/// use adcp_webhooks::delivery::schedule::{Backoff, RetryPolicy};
 /// use std::time::Duration;
 ///
 /// let policy = RetryPolicy::default()

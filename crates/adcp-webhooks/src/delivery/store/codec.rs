@@ -39,9 +39,9 @@ pub(crate) fn to_status(column: &str, v: Option<i64>) -> Result<Option<u16>, Sto
 /// A stored error class name.
 pub(crate) fn to_class(
     name: Option<String>,
-) -> Result<Option<crate::delivery::policy::ErrorClass>, StoreError> {
+) -> Result<Option<crate::delivery::classify::ErrorClass>, StoreError> {
     name.map(|name| {
-        crate::delivery::policy::ErrorClass::from_name(&name)
+        crate::delivery::classify::ErrorClass::from_name(&name)
             .ok_or_else(|| corrupt(format!("unknown error class {name:?}")))
     })
     .transpose()
@@ -216,7 +216,7 @@ macro_rules! row_codecs {
                     started_at_ms: get(row, "started_at")?,
                     latency_ms: get(row, "latency_ms")?,
                     status: get_status(row, "status")?,
-                    class: $crate::delivery::policy::ErrorClass::from_name(&class_name)
+                    class: $crate::delivery::classify::ErrorClass::from_name(&class_name)
                         .ok_or_else(|| {
                             $crate::delivery::store::codec::corrupt(format!(
                                 "unknown error class {class_name:?}"

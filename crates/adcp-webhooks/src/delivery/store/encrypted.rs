@@ -75,7 +75,7 @@ use super::{
     AttemptRecord, BoxFuture, Completion, DeliveryDetail, DeliveryId, DisableRules, Enqueued,
     Health, LeaseRequest, LeasedDelivery, NewDelivery, OutboxStore, Outcome, StoreError,
 };
-use crate::delivery::policy::ErrorClass;
+use crate::delivery::classify::ErrorClass;
 use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use bytes::Bytes;
 use std::fmt;

@@ -29,7 +29,7 @@ pub mod postgres;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 
-use crate::delivery::policy::ErrorClass;
+use crate::delivery::classify::ErrorClass;
 use bytes::Bytes;
 use std::fmt;
 use std::future::Future;
@@ -222,7 +222,7 @@ pub enum Outcome {
     },
     /// Move it to the dead letters.
     Dead {
-        /// A stable reason code (see [`DeadReason::code`](crate::delivery::policy::DeadReason::code)).
+        /// A stable reason code (see [`DeadReason::code`](crate::delivery::classify::DeadReason::code)).
         code: String,
         /// A readable reason.
         reason: String,
