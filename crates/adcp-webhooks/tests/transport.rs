@@ -6,7 +6,7 @@ mod support;
 use std::collections::BTreeSet;
 use std::io;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use adcp_webhooks::transport::{
     HttpRequest, Transport, TransportConfig, TransportError, TransportErrorKind,
@@ -198,19 +198,19 @@ async fn body_of_exactly_the_cap_is_not_truncated() {
 
 #[tokio::test]
 async fn slow_receiver_times_out() {
+    // The receiver holds the request far longer than any test runs: only the transport's
+    // deadline can end the exchange (`bounded` fails the test if it does not).
     let receiver =
-        TestReceiver::start(Behaviour::delay(Duration::from_secs(3), Behaviour::ok())).await;
+        TestReceiver::start(Behaviour::delay(Duration::from_secs(3600), Behaviour::ok())).await;
     let limit = Duration::from_millis(200);
     let transport = transport_with(TransportConfig {
         timeout: limit,
         ..TransportConfig::default()
     });
 
-    let started = Instant::now();
     let err = bounded(transport.post(HttpRequest::new(receiver.url("/slow"), "x")))
         .await
         .expect_err("must time out");
-    let took = started.elapsed();
 
     match &err {
         TransportError::Timeout {
@@ -224,7 +224,6 @@ async fn slow_receiver_times_out() {
         }
         other => panic!("expected Timeout, got {other:?}"),
     }
-    assert!(took < Duration::from_secs(2), "took {took:?}");
     assert_eq!(err.kind(), TransportErrorKind::Timeout);
     assert!(err.is_retryable());
     assert!(err.to_string().contains(&receiver.url("/slow")), "{err}");
@@ -271,11 +270,30 @@ async fn connection_refused_is_a_connect_error() {
     assert!(err.to_string().contains(&url), "{err}");
 }
 
+/// A resolver that knows no name, as a DNS server answers NXDOMAIN: injected so the test does
+/// not depend on the machine's resolver (or on a network being there at all).
+#[derive(Debug)]
+struct NoSuchHost;
+
+impl reqwest::dns::Resolve for NoSuchHost {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let err = io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("{}: no such host", name.as_str()),
+        );
+        Box::pin(std::future::ready(Err(Box::new(err) as Box<_>)))
+    }
+}
+
 #[tokio::test]
 async fn unresolvable_host_is_a_dns_error() {
-    let err = bounded(transport().post(HttpRequest::new("http://nonexistent.invalid/", "x")))
+    let transport = transport_with(TransportConfig {
+        dns_resolver: Some(Arc::new(NoSuchHost)),
+        ..TransportConfig::default()
+    });
+    let err = bounded(transport.post(HttpRequest::new("http://nonexistent.invalid/", "x")))
         .await
-        .expect_err(".invalid never resolves");
+        .expect_err("the resolver knows no name");
     assert!(
         matches!(err, TransportError::Dns { .. }),
         "expected Dns, got {err:?}"
