@@ -235,6 +235,24 @@ run_doctests() {
     cargo test --workspace --doc --features "$TEST_FEATURES"
 }
 
+# The pure core: with no default features the library (payloads, prepared webhooks, keys,
+# signing, verification) depends on no HTTP client, no async runtime and no SQL driver, is
+# clippy-clean, and passes the AdCP conformance vectors in that configuration.
+check_pure_core() {
+    local forbidden
+    forbidden="$(cargo tree -p adcp-webhooks --no-default-features -e normal --prefix none |
+        awk '{print $1}' | sort -u |
+        grep -E '^(reqwest|hyper|hyper-util|tokio|sqlx|sqlx-core|rustls|axum|tower|h2)$' || true)"
+    if [[ -n "$forbidden" ]]; then
+        echo "error: adcp-webhooks --no-default-features depends on: $forbidden" >&2
+        return 1
+    fi
+    echo "no HTTP client, runtime or SQL crate in the pure core's dependency tree"
+    cargo clippy -p adcp-webhooks --no-default-features --lib -- -D warnings
+    cargo nextest run -p adcp-webhooks --no-default-features --no-tests=fail \
+        --test signing_vectors --test verify_vectors --test canonicalization_vectors
+}
+
 run_tests() {
     # Debug profile on purpose: a release build of this tree costs minutes on 2 cores.
     # Runs last so its summary line closes the output.
@@ -248,6 +266,7 @@ main() {
     step "cargo fmt --check" check_fmt
     step "cargo clippy -D warnings" check_clippy
     step "cargo doc -D warnings" check_docs
+    step "pure core (--no-default-features)" check_pure_core
     step "doctests" run_doctests
     step "tests (cargo nextest)" run_tests
 }
