@@ -27,17 +27,21 @@
 //! ## Layers
 //! Data flows one way; a lower layer never imports a higher one.
 //!
-//! | module | what | I/O |
-//! |---|---|---|
-//! | [`payload`] | typed bodies of the five webhook kinds (plus raw), idempotency keys | pure |
-//! | [`signing`] | canonical URL, `Content-Digest`, signature base, sign / check | pure, sans-IO |
-//! | [`keys`] | Ed25519 / P-256 keys from JWK, PEM, encrypted PEM; key generation | pure + files |
-//! | [`clock`] | injectable time and nonces, so vectors reproduce byte for byte | — |
-//! | [`destination`] | where webhooks may go (SSRF guard at connect time) | resolver |
-//! | [`transport`] | pooled HTTP client: no redirects, bounded responses | HTTP |
-//! | [`sender`] | [`WebhookSender`]: prepare + sign + POST, [`DeliveryResult`] | HTTP |
-//! | [`delivery`] | the durable outbox: store, retry policy, breaker, workers | storage + HTTP |
-//! | [`verify`] | the receiver's checklist, replay store, JWKS, dedup, axum layer | pure core |
+//! | module | what | I/O | feature |
+//! |---|---|---|---|
+//! | [`payload`] | typed bodies of every webhook kind, idempotency keys | pure | — |
+//! | [`prepared`] | [`WebhookUrl`] (parsed once), [`PreparedWebhook`] (body serialized once, headers checked once) | pure | — |
+//! | [`signing`] | canonical URL, `Content-Digest`, signature base, sign / check | pure, sans-IO | — |
+//! | [`keys`] | Ed25519 / P-256 keys from JWK, PEM, encrypted PEM; key generation | pure + files | — |
+//! | [`clock`] | injectable time and nonces, so vectors reproduce byte for byte | — | — |
+//! | [`verify`] | the receiver's checklist, errors, replay store, dedup, receiver | pure core | — (`RemoteJwks`: `send`; layer: `axum`) |
+//! | [`destination`] | where webhooks may go: the policy, and the resolver that enforces it at connect time | resolver | policy: —, resolver: `send` |
+//! | `transport` | pooled HTTP client: no redirects, bounded responses | HTTP | `send` |
+//! | `sender` | `WebhookSender`: prepare + sign + POST, `DeliveryResult` | HTTP | `send` |
+//! | `delivery` | the durable outbox: store, classification, schedule, breaker, workers | storage + HTTP | `sqlite` / `postgres` |
+//!
+//! With `--no-default-features` the crate is the pure core: no HTTP client, no async runtime,
+//! no SQL.
 //!
 //! ## Signing without sending
 //! Users who own their HTTP stack call [`signing::sign_webhook`] (pure: method, URL, headers,

@@ -26,9 +26,11 @@
 //! # Ok(()) }
 //! ```
 //!
-//! The pieces: [`policy`] (when to retry and when to give up), [`breaker`] (per-destination
-//! circuit breakers and concurrency caps), [`store`] (the storage trait and the SQLite
-//! store), [`metrics`] (counters and the Prometheus text endpoint) and the worker.
+//! The pieces: [`classify`] (what an attempt's outcome means), [`schedule`] (when to retry and
+//! when to give up), [`breaker`] (per-destination circuit breakers and concurrency caps),
+//! [`store`] (the storage trait, the SQLite and PostgreSQL stores), [`target`] (which store a
+//! target string names), [`metrics`] (counters and the Prometheus text endpoint) and the
+//! worker.
 
 pub mod breaker;
 pub mod classify;
