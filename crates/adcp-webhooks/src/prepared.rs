@@ -95,6 +95,25 @@ pub enum PrepareError {
     },
 }
 
+impl PrepareError {
+    /// [`PrepareError::BodyTooLarge`], for a message worded once.
+    #[cfg_attr(not(feature = "send"), allow(dead_code))]
+    pub(crate) fn too_large(size: &usize, limit: &usize) -> Self {
+        Self::BodyTooLarge {
+            size: *size,
+            limit: *limit,
+        }
+    }
+
+    /// [`PrepareError::InvalidHeader`], for a message worded once.
+    #[cfg_attr(not(feature = "send"), allow(dead_code))]
+    pub(crate) fn invalid_header(name: &str) -> Self {
+        Self::InvalidHeader {
+            name: name.to_owned(),
+        }
+    }
+}
+
 /// A webhook destination URL, parsed and checked once.
 ///
 /// Made by [`WebhookUrl::parse`], which applies every rule a webhook URL must meet, in one

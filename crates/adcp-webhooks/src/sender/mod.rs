@@ -107,6 +107,10 @@ impl DeliveryResult {
 }
 
 /// Why a webhook was not delivered.
+///
+/// The variants a [`PrepareError`] also has (`Payload`, `Url`, `BodyTooLarge`,
+/// `CredentialsInUrl`, `ReservedHeader`, `InvalidHeader`) mean the same and say it in the same
+/// words: their messages are `PrepareError`'s.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum SendError {
@@ -123,9 +127,7 @@ pub enum SendError {
     #[error(transparent)]
     Key(#[from] KeyError),
     /// The serialized body exceeds the cap; nothing was signed or sent.
-    #[error(
-        "serialized webhook body is {size} bytes, over the {limit}-byte cap; send a smaller payload (for example, a reference the buyer fetches)"
-    )]
+    #[error("{}", PrepareError::too_large(.size, .limit))]
     BodyTooLarge {
         /// Body size in bytes.
         size: usize,
@@ -134,19 +136,13 @@ pub enum SendError {
     },
     /// The URL carries credentials (`user:password@host`); they would travel unsigned and leak
     /// into logs. The URL is not repeated here for that reason.
-    #[error(
-        "the webhook URL contains credentials (user:password@host); remove them and authenticate with the signature or an extra header"
-    )]
+    #[error("{}", PrepareError::CredentialsInUrl)]
     CredentialsInUrl,
     /// An extra header tried to set a header the sender owns.
-    #[error(
-        "header {0:?} is set by the sender and cannot be overridden (Signature, Signature-Input, Content-Digest, Content-Type and the framing headers Host, Content-Length, Transfer-Encoding, Connection, Keep-Alive, TE, Trailer and Upgrade are reserved)"
-    )]
+    #[error("{}", PrepareError::ReservedHeader(.0.clone()))]
     ReservedHeader(String),
     /// An extra header has an invalid name or a value with CR, LF or NUL.
-    #[error(
-        "header {name:?} has an invalid name or a value containing CR, LF or another control character"
-    )]
+    #[error("{}", PrepareError::invalid_header(.name))]
     InvalidHeader {
         /// The header name (escaped).
         name: String,
