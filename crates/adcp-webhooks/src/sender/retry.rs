@@ -384,7 +384,7 @@ mod tests {
         };
         let sender = sender();
         let prepared = sender
-            .prepare(&format!("http://127.0.0.1:{port}/hook"), &webhook())
+            .prepare(format!("http://127.0.0.1:{port}/hook"), &webhook())
             .expect("prepared");
         let outcome = sender.send_prepared_with_retry(&prepared, &quick(3)).await;
         assert_eq!(outcome.attempts, 3);
