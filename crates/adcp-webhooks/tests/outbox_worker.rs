@@ -7,9 +7,8 @@ mod support;
 
 use adcp_webhooks::clock::FixedClock;
 use adcp_webhooks::delivery::store::{
-    BoxFuture, CompleteStatus, Completion, DeliveryDetail, DeliveryId, DeliverySummary,
-    DestinationInfo, DisableRules, Enqueued, LeaseRequest, LeaseToken, LeasedDelivery, ListQuery,
-    NewDelivery, OutboxStore, PurgeSelection, RequeueSelection, StateCounts, StoreError,
+    BoxFuture, CompleteStatus, Completion, DeliveryId, DisableRules, Enqueued, LeaseRequest,
+    LeaseToken, LeasedDelivery, NewDelivery, OutboxStore, StateCounts, StoreError,
 };
 use adcp_webhooks::delivery::{
     Backoff, BreakerConfig, DeliveryState, EnqueueOptions, ErrorClass, Outbox, RetryPolicy,
@@ -171,43 +170,8 @@ impl OutboxStore for Observed {
         self.next_due_calls.fetch_add(1, Ordering::SeqCst);
         self.inner.next_due()
     }
-    fn counts(&self, now_ms: i64) -> BoxFuture<'_, Result<StateCounts, StoreError>> {
-        self.inner.counts(now_ms)
-    }
-    fn list(&self, query: ListQuery) -> BoxFuture<'_, Result<Vec<DeliverySummary>, StoreError>> {
-        self.inner.list(query)
-    }
-    fn get(&self, id: DeliveryId) -> BoxFuture<'_, Result<Option<DeliveryDetail>, StoreError>> {
-        self.inner.get(id)
-    }
-    fn requeue(
-        &self,
-        selection: RequeueSelection,
-        now_ms: i64,
-        deadline_ms: i64,
-    ) -> BoxFuture<'_, Result<u64, StoreError>> {
-        self.inner.requeue(selection, now_ms, deadline_ms)
-    }
-    fn purge(&self, selection: PurgeSelection) -> BoxFuture<'_, Result<u64, StoreError>> {
-        self.inner.purge(selection)
-    }
-    fn destinations(&self) -> BoxFuture<'_, Result<Vec<DestinationInfo>, StoreError>> {
-        self.inner.destinations()
-    }
-    fn set_destination_enabled(
-        &self,
-        key: String,
-        enabled: bool,
-        reason: Option<String>,
-        now_ms: i64,
-        deadline_ms: i64,
-    ) -> BoxFuture<'_, Result<bool, StoreError>> {
-        self.inner
-            .set_destination_enabled(key, enabled, reason, now_ms, deadline_ms)
-    }
-    fn watch(&self, wake: Arc<tokio::sync::Notify>) -> Option<BoxFuture<'static, ()>> {
-        self.inner.watch(wake)
-    }
+    adcp_webhooks::forward_outbox_store!((inner):
+        counts, list, get, requeue, purge, destinations, set_destination_enabled, watch);
 }
 
 /// Wait (at most `limit`) until the outbox's counts satisfy `ready`; returns whether they did.

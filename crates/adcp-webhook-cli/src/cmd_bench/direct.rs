@@ -6,7 +6,6 @@ use super::{BenchArgs, make_sender};
 use adcp_webhooks::McpWebhook;
 use adcp_webhooks::keys::SigningKey;
 use adcp_webhooks::sender::{CONTENT_TYPE, PreparedWebhook};
-use adcp_webhooks::transport::HttpRequest;
 use serde_json::json;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -43,12 +42,15 @@ pub(super) async fn run(
                 async move {
                     let prepared =
                         PreparedWebhook::new(&url, &*payload).map_err(|e| e.to_string())?;
-                    let request = HttpRequest {
-                        url: prepared.url().to_owned(),
-                        headers: vec![("Content-Type".to_owned(), CONTENT_TYPE.to_owned())],
-                        body: prepared.body().clone(),
-                    };
-                    let resp = transport.post(request).await.map_err(|e| e.to_string())?;
+                    // The URL parsed once by `prepare`, as the signed mode uses it.
+                    let resp = transport
+                        .post_to(
+                            prepared.webhook_url(),
+                            &[("Content-Type".to_owned(), CONTENT_TYPE.to_owned())],
+                            prepared.body().clone(),
+                        )
+                        .await
+                        .map_err(|e| e.to_string())?;
                     Ok(resp.is_success())
                 }
             })

@@ -9,12 +9,9 @@
 use super::report::round3;
 use adcp_webhooks::delivery::store::{
     BoxFuture, CompleteStatus, Completion, DisableRules, Enqueued, LeaseRequest, LeaseToken,
-    LeasedDelivery, NewDelivery, PurgeSelection, RequeueSelection,
+    LeasedDelivery, NewDelivery,
 };
-use adcp_webhooks::delivery::{
-    DeliveryDetail, DeliveryId, DeliverySummary, DestinationInfo, ListQuery, OutboxStore,
-    StateCounts, StoreError,
-};
+use adcp_webhooks::delivery::{DeliveryId, OutboxStore, StoreError};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -152,43 +149,8 @@ impl OutboxStore for Timed {
             r
         })
     }
-    fn counts(&self, now_ms: i64) -> BoxFuture<'_, Result<StateCounts, StoreError>> {
-        self.inner.counts(now_ms)
-    }
-    fn list(&self, query: ListQuery) -> BoxFuture<'_, Result<Vec<DeliverySummary>, StoreError>> {
-        self.inner.list(query)
-    }
-    fn get(&self, id: DeliveryId) -> BoxFuture<'_, Result<Option<DeliveryDetail>, StoreError>> {
-        self.inner.get(id)
-    }
-    fn requeue(
-        &self,
-        selection: RequeueSelection,
-        now_ms: i64,
-        deadline_ms: i64,
-    ) -> BoxFuture<'_, Result<u64, StoreError>> {
-        self.inner.requeue(selection, now_ms, deadline_ms)
-    }
-    fn purge(&self, selection: PurgeSelection) -> BoxFuture<'_, Result<u64, StoreError>> {
-        self.inner.purge(selection)
-    }
-    fn destinations(&self) -> BoxFuture<'_, Result<Vec<DestinationInfo>, StoreError>> {
-        self.inner.destinations()
-    }
-    fn set_destination_enabled(
-        &self,
-        key: String,
-        enabled: bool,
-        reason: Option<String>,
-        now_ms: i64,
-        deadline_ms: i64,
-    ) -> BoxFuture<'_, Result<bool, StoreError>> {
-        self.inner
-            .set_destination_enabled(key, enabled, reason, now_ms, deadline_ms)
-    }
-    fn watch(&self, wake: Arc<tokio::sync::Notify>) -> Option<BoxFuture<'static, ()>> {
-        self.inner.watch(wake)
-    }
+    adcp_webhooks::forward_outbox_store!((inner):
+        counts, list, get, requeue, purge, destinations, set_destination_enabled, watch);
 }
 
 #[cfg(test)]

@@ -238,12 +238,24 @@ impl Transport {
     /// within `timeout`.
     pub async fn post(&self, request: HttpRequest) -> Result<HttpResponse, TransportError> {
         let url = parse_url(&request.url)?;
-        let shown = url.wire_str().to_owned();
-        let headers = message::build_headers(&request.headers)?;
+        self.post_to(&url, &request.headers, request.body).await
+    }
+
+    /// [`post`](Self::post) to a URL parsed earlier (a [`PreparedWebhook`]'s, say): the headers
+    /// are checked as `post` checks them; the URL is not parsed again.
+    ///
+    /// [`PreparedWebhook`]: crate::prepared::PreparedWebhook
+    pub async fn post_to(
+        &self,
+        url: &WebhookUrl,
+        headers: &[(String, String)],
+        body: Bytes,
+    ) -> Result<HttpResponse, TransportError> {
+        let headers = message::build_headers(headers)?;
         let mut outgoing = reqwest::Request::new(Method::POST, url.wire().clone());
         *outgoing.headers_mut() = headers;
-        *outgoing.body_mut() = Some(request.body.into());
-        self.execute(outgoing, &shown).await
+        *outgoing.body_mut() = Some(body.into());
+        self.execute(outgoing, url.wire_str()).await
     }
 
     /// [`post`](Self::post) for the sender's hot path: the URL was parsed and checked when the

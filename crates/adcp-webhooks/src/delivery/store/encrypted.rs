@@ -441,7 +441,7 @@ impl OutboxStore for EncryptedStore {
         })
     }
 
-    super::forward::outbox_methods!((inner):
+    crate::forward_outbox_store!((inner):
         complete, release, next_due, counts, list, requeue, purge, destinations,
         set_destination_enabled, watch);
 }

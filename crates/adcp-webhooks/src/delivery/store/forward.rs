@@ -4,7 +4,7 @@
 //! ```text
 //! impl OutboxStore for Wrapper {
 //!     fn enqueue(&self, batch: Vec<NewDelivery>) -> ... { /* the wrapper's own work */ }
-//!     outbox_methods!((inner): lease, complete, release, next_due, counts, list, get,
+//!     forward_outbox_store!((inner): lease, complete, release, next_due, counts, list, get,
 //!         requeue, purge, destinations, set_destination_enabled, watch);
 //! }
 //! ```
@@ -14,10 +14,41 @@
 //! `lease_batch`, ...; see [`delegate_outbox_store!`]). A method added to the trait gets one
 //! arm here, and every store picks it up.
 
-/// Trait methods of [`OutboxStore`](super::OutboxStore), forwarded (see the module docs).
-macro_rules! outbox_methods {
+/// Forward [`OutboxStore`](crate::delivery::store::OutboxStore) methods to the store a
+/// wrapper holds, so a wrapper writes only the methods it changes.
+///
+/// `forward_outbox_store!((field): method, method, ...)` inside an
+/// `impl OutboxStore for Wrapper` block writes each named trait method as a call to
+/// `self.field`, itself an `OutboxStore`. A method added to the trait is added here once, and
+/// every wrapper (this crate's [`EncryptedStore`](crate::delivery::store::encrypted::EncryptedStore),
+/// a caller's instrumentation) picks it up by name. (The `inherent:` form is the crate's own,
+/// for the SQL engines.)
+///
+/// ```
+/// use adcp_webhooks::delivery::store::{BoxFuture, Enqueued, NewDelivery, OutboxStore, StoreError};
+/// use std::sync::Arc;
+/// use std::sync::atomic::{AtomicU64, Ordering};
+///
+/// /// Counts the webhooks enqueued; everything else goes straight to the inner store.
+/// struct Counting {
+///     inner: Arc<dyn OutboxStore>,
+///     enqueued: AtomicU64,
+/// }
+///
+/// impl OutboxStore for Counting {
+///     fn enqueue(&self, batch: Vec<NewDelivery>) -> BoxFuture<'_, Result<Vec<Enqueued>, StoreError>> {
+///         self.enqueued.fetch_add(batch.len() as u64, Ordering::Relaxed);
+///         self.inner.enqueue(batch)
+///     }
+///     adcp_webhooks::forward_outbox_store!((inner):
+///         lease, complete, release, next_due, counts, list, get, requeue, purge, destinations,
+///         set_destination_enabled, watch);
+/// }
+/// ```
+#[macro_export]
+macro_rules! forward_outbox_store {
     ($to:tt: $($method:ident),+ $(,)?) => {
-        $($crate::delivery::store::forward::outbox_methods!(@one $to $method);)+
+        $($crate::forward_outbox_store!(@one $to $method);)+
     };
     (@one $to:tt enqueue) => {
         fn enqueue(
@@ -27,7 +58,7 @@ macro_rules! outbox_methods {
             '_,
             Result<Vec<$crate::delivery::store::Enqueued>, $crate::delivery::store::StoreError>,
         > {
-            $crate::delivery::store::forward::outbox_methods!(@call self $to enqueue enqueue_batch(batch))
+            $crate::forward_outbox_store!(@call self $to enqueue enqueue_batch(batch))
         }
     };
     (@one $to:tt lease) => {
@@ -41,7 +72,7 @@ macro_rules! outbox_methods {
                 $crate::delivery::store::StoreError,
             >,
         > {
-            $crate::delivery::store::forward::outbox_methods!(@call self $to lease lease_batch(request))
+            $crate::forward_outbox_store!(@call self $to lease lease_batch(request))
         }
     };
     (@one $to:tt complete) => {
@@ -57,7 +88,7 @@ macro_rules! outbox_methods {
                 $crate::delivery::store::StoreError,
             >,
         > {
-            $crate::delivery::store::forward::outbox_methods!(
+            $crate::forward_outbox_store!(
                 @call self $to complete complete_batch(batch, rules, now_ms)
             )
         }
@@ -69,7 +100,7 @@ macro_rules! outbox_methods {
             at_ms: i64,
         ) -> $crate::delivery::store::BoxFuture<'_, Result<u64, $crate::delivery::store::StoreError>>
         {
-            $crate::delivery::store::forward::outbox_methods!(
+            $crate::forward_outbox_store!(
                 @call self $to release release_leases(leases, at_ms)
             )
         }
@@ -81,7 +112,7 @@ macro_rules! outbox_methods {
             '_,
             Result<Option<i64>, $crate::delivery::store::StoreError>,
         > {
-            $crate::delivery::store::forward::outbox_methods!(@call self $to next_due next_due_at())
+            $crate::forward_outbox_store!(@call self $to next_due next_due_at())
         }
     };
     (@one $to:tt counts) => {
@@ -92,7 +123,7 @@ macro_rules! outbox_methods {
             '_,
             Result<$crate::delivery::store::StateCounts, $crate::delivery::store::StoreError>,
         > {
-            $crate::delivery::store::forward::outbox_methods!(@call self $to counts state_counts(now_ms))
+            $crate::forward_outbox_store!(@call self $to counts state_counts(now_ms))
         }
     };
     (@one $to:tt list) => {
@@ -106,7 +137,7 @@ macro_rules! outbox_methods {
                 $crate::delivery::store::StoreError,
             >,
         > {
-            $crate::delivery::store::forward::outbox_methods!(@call self $to list list_deliveries(query))
+            $crate::forward_outbox_store!(@call self $to list list_deliveries(query))
         }
     };
     (@one $to:tt get) => {
@@ -120,7 +151,7 @@ macro_rules! outbox_methods {
                 $crate::delivery::store::StoreError,
             >,
         > {
-            $crate::delivery::store::forward::outbox_methods!(@call self $to get get_delivery(id))
+            $crate::forward_outbox_store!(@call self $to get get_delivery(id))
         }
     };
     (@one $to:tt requeue) => {
@@ -131,7 +162,7 @@ macro_rules! outbox_methods {
             deadline_ms: i64,
         ) -> $crate::delivery::store::BoxFuture<'_, Result<u64, $crate::delivery::store::StoreError>>
         {
-            $crate::delivery::store::forward::outbox_methods!(
+            $crate::forward_outbox_store!(
                 @call self $to requeue requeue_deliveries(selection, now_ms, deadline_ms)
             )
         }
@@ -142,7 +173,7 @@ macro_rules! outbox_methods {
             selection: $crate::delivery::store::PurgeSelection,
         ) -> $crate::delivery::store::BoxFuture<'_, Result<u64, $crate::delivery::store::StoreError>>
         {
-            $crate::delivery::store::forward::outbox_methods!(
+            $crate::forward_outbox_store!(
                 @call self $to purge purge_deliveries(selection)
             )
         }
@@ -157,7 +188,7 @@ macro_rules! outbox_methods {
                 $crate::delivery::store::StoreError,
             >,
         > {
-            $crate::delivery::store::forward::outbox_methods!(
+            $crate::forward_outbox_store!(
                 @call self $to destinations list_destinations()
             )
         }
@@ -172,7 +203,7 @@ macro_rules! outbox_methods {
             deadline_ms: i64,
         ) -> $crate::delivery::store::BoxFuture<'_, Result<bool, $crate::delivery::store::StoreError>>
         {
-            $crate::delivery::store::forward::outbox_methods!(
+            $crate::forward_outbox_store!(
                 @call self $to set_destination_enabled
                     set_enabled(key, enabled, reason, now_ms, deadline_ms)
             )
@@ -202,7 +233,7 @@ macro_rules! outbox_methods {
 macro_rules! delegate_outbox_store {
     ($store:ty { $($extra:item)* }) => {
         impl $crate::delivery::store::OutboxStore for $store {
-            $crate::delivery::store::forward::outbox_methods!(inherent:
+            $crate::forward_outbox_store!(inherent:
                 enqueue, lease, complete, release, next_due, counts, list, get, requeue, purge,
                 destinations, set_destination_enabled);
             $($extra)*
@@ -212,4 +243,3 @@ macro_rules! delegate_outbox_store {
 
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub(crate) use delegate_outbox_store;
-pub(crate) use outbox_methods;
