@@ -69,8 +69,23 @@ pub fn run_verify(args: VerifyArgs) -> Result<i32, String> {
         &ReceivedRequest::new(&doc.method, &doc.url, &doc.headers, doc.body.as_bytes()),
         clock.now_unix(),
     );
-    let (out, code) = match result {
-        Ok(v) => (
+    // A body that repeats a key verifies (the signature covers bytes) but is refused like the
+    // receiver refuses it: parsers disagree on which value wins.
+    let duplicate = match adcp_webhooks::payload::strict_json::parse_strict(doc.body.as_bytes()) {
+        Err(e @ adcp_webhooks::payload::PayloadError::DuplicateKey { .. }) => Some(e.to_string()),
+        _ => None,
+    };
+    let (out, code) = match (result, duplicate) {
+        (Ok(_), Some(message)) => (
+            json!({
+                "ok": false,
+                "signature_ok": true,
+                "error": "duplicate_key",
+                "message": message,
+            }),
+            1,
+        ),
+        (Ok(v), None) => (
             json!({
                 "ok": true,
                 "keyid": v.keyid,
@@ -80,7 +95,7 @@ pub fn run_verify(args: VerifyArgs) -> Result<i32, String> {
             }),
             0,
         ),
-        Err(e) => (error_json(&e), 1),
+        (Err(e), _) => (error_json(&e), 1),
     };
     println!(
         "{}",

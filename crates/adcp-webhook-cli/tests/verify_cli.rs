@@ -174,6 +174,38 @@ fn sign_output_pipes_into_verify() {
     let (_, json) = verify(&jwks, None, &tampered);
     assert_eq!(json["error_code"], "webhook_signature_digest_mismatch");
     assert_eq!(json["failed_step"], 11);
+
+    // A correctly signed body that repeats a key is refused, as the receiver refuses it.
+    let repeated = body.replace(
+        r#""status":"completed""#,
+        r#""status":"completed","status":"failed""#,
+    );
+    let o = bin()
+        .args(["sign", "--key"])
+        .arg(&pem)
+        .args([
+            "--kid",
+            "cli-verify-test",
+            "--url",
+            "https://buyer.example/hooks?a=1",
+            "--body",
+            &repeated,
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let doc: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let (out, json) = verify(&jwks, None, &doc);
+    assert_eq!(out.status.code(), Some(1), "{json}");
+    assert_eq!(json["signature_ok"], true, "{json}");
+    assert_eq!(json["error"], "duplicate_key", "{json}");
+    assert!(
+        json["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("status"),
+        "{json}"
+    );
 }
 
 /// A running `receive` server, stopped with SIGTERM on drop.

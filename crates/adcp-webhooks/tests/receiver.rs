@@ -861,3 +861,26 @@ async fn remote_jwks_is_fetched_under_the_destination_policy() {
     assert_eq!(open.refresh().await.unwrap(), 1);
     assert_eq!(served.hits(), 1);
 }
+
+/// A body that names a key twice verifies (the signature covers the bytes) but is refused
+/// before dispatch: parsers disagree on which value wins, so the bytes would not say what the
+/// sender meant. The same key with one value is accepted.
+#[test]
+fn a_signed_body_with_a_duplicate_key_is_refused_before_dispatch() {
+    let f = fixture(TargetUri::Direct { scheme: "https" });
+    for body in [
+        &br#"{"idempotency_key":"whk_duplicate_key_0001","task_id":"t1","status":"completed","status":"failed","task_type":"create_media_buy","operation_id":"op_1","timestamp":"2026-04-18T12:00:00Z"}"#[..],
+        br#"{"idempotency_key":"whk_duplicate_key_0002","idempotency_key":"whk_duplicate_key_0003","task_id":"t1","status":"completed","task_type":"create_media_buy","operation_id":"op_1","timestamp":"2026-04-18T12:00:00Z"}"#,
+        br#"{"idempotency_key":"whk_duplicate_key_0004","task_id":"t1","status":"completed","task_type":"create_media_buy","operation_id":"op_1","timestamp":"2026-04-18T12:00:00Z","result":{"media_buy_id":"a","media_buy_id":"b"}}"#,
+    ] {
+        let outcome = f.deliver(body);
+        assert_eq!(outcome.status(), 400, "{outcome:?}");
+        let Outcome::Rejected(Rejection::MalformedBody(why)) = &outcome else {
+            panic!("{outcome:?}")
+        };
+        assert!(why.contains("repeats the key"), "{why}");
+        assert!(outcome.webhook().is_none());
+    }
+    let once = br#"{"idempotency_key":"whk_duplicate_key_0005","task_id":"t1","status":"completed","task_type":"create_media_buy","operation_id":"op_1","timestamp":"2026-04-18T12:00:00Z"}"#;
+    assert_eq!(f.deliver(once).status(), 200);
+}

@@ -53,6 +53,7 @@ mod mcp;
 mod notifications;
 mod parse;
 mod raw;
+pub mod strict_json;
 mod timestamp;
 
 use bytes::Bytes;
@@ -168,8 +169,7 @@ impl AnyWebhook {
     /// [`PayloadError::InvalidJson`], [`PayloadError::NotAnObject`], or
     /// [`PayloadError::Malformed`] naming the field serde rejected.
     pub fn from_json(kind: WebhookKind, json: &[u8]) -> Result<Self, PayloadError> {
-        let value: Value = serde_json::from_slice(json).map_err(PayloadError::InvalidJson)?;
-        Self::from_value(kind, value)
+        Self::from_value(kind, strict_json::parse_strict(json)?)
     }
 
     /// As [`AnyWebhook::from_json`], from an already parsed value.
@@ -232,6 +232,17 @@ pub enum PayloadError {
     /// The input is not JSON.
     #[error("webhook body is not valid JSON: {0}")]
     InvalidJson(#[source] serde_json::Error),
+    /// An object in the body names the same key twice. Parsers disagree on which value wins,
+    /// so the signed bytes would not pin down what is acted on; the body is refused.
+    #[error(
+        "webhook body repeats the key {key:?} in the object at {path}; each key may appear once per object (parsers disagree on which value wins)"
+    )]
+    DuplicateKey {
+        /// The JSON path of the object (`$`, `$.result`, `$.items[2]`).
+        path: String,
+        /// The repeated key.
+        key: String,
+    },
     /// The JSON is not an object.
     #[error("webhook body must be a JSON object, found {found}")]
     NotAnObject {

@@ -68,7 +68,7 @@ impl ParsedWebhook {
 }
 
 fn parse_object(body: &[u8]) -> Result<Map<String, Value>, PayloadError> {
-    match serde_json::from_slice(body).map_err(PayloadError::InvalidJson)? {
+    match super::strict_json::parse_strict(body)? {
         Value::Object(object) => Ok(object),
         other => Err(PayloadError::NotAnObject {
             found: json_type_name(&other),
