@@ -150,21 +150,24 @@ fn sign_output_pipes_into_verify() {
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let body = r#"{"idempotency_key":"whk_cli_verify_000001","operation_id":"op","task_id":"t","task_type":"create_media_buy","status":"completed","timestamp":"2026-04-18T12:00:00Z"}"#;
-    let o = bin()
-        .args(["sign", "--key"])
-        .arg(&pem)
-        .args([
-            "--kid",
-            "cli-verify-test",
-            "--url",
-            "https://buyer.example/hooks?a=1",
-            "--body",
-            body,
-        ])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let doc: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let sign = |body: &str| -> Value {
+        let o = bin()
+            .args(["sign", "--key"])
+            .arg(&pem)
+            .args([
+                "--kid",
+                "cli-verify-test",
+                "--url",
+                "https://buyer.example/hooks?a=1",
+                "--body",
+                body,
+            ])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        serde_json::from_slice(&o.stdout).unwrap()
+    };
+    let doc = sign(body);
     let (out, json) = verify(&jwks, None, &doc);
     assert_eq!(out.status.code(), Some(0), "{json}");
     assert_eq!(json["keyid"], "cli-verify-test");
@@ -180,22 +183,7 @@ fn sign_output_pipes_into_verify() {
         r#""status":"completed""#,
         r#""status":"completed","status":"failed""#,
     );
-    let o = bin()
-        .args(["sign", "--key"])
-        .arg(&pem)
-        .args([
-            "--kid",
-            "cli-verify-test",
-            "--url",
-            "https://buyer.example/hooks?a=1",
-            "--body",
-            &repeated,
-        ])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let doc: Value = serde_json::from_slice(&o.stdout).unwrap();
-    let (out, json) = verify(&jwks, None, &doc);
+    let (out, json) = verify(&jwks, None, &sign(&repeated));
     assert_eq!(out.status.code(), Some(1), "{json}");
     assert_eq!(json["signature_ok"], true, "{json}");
     assert_eq!(json["error"], "duplicate_key", "{json}");
