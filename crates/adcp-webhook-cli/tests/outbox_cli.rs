@@ -599,6 +599,8 @@ fn dead_letters_inspect_and_requeue_from_the_command_line() {
                 "op_1",
                 "--idempotency-key",
                 "whk_cli_outbox_00000001",
+                "--timestamp",
+                "2026-01-01T00:00:00Z",
             ])
             .args([
                 "--url",
@@ -631,6 +633,8 @@ fn dead_letters_inspect_and_requeue_from_the_command_line() {
                 "op_1",
                 "--idempotency-key",
                 "whk_cli_outbox_00000001",
+                "--timestamp",
+                "2026-01-01T00:00:00Z",
             ])
             .args([
                 "--url",
@@ -643,6 +647,71 @@ fn dead_letters_inspect_and_requeue_from_the_command_line() {
     );
     assert_eq!(again["id"], id);
     assert_eq!(again["created"], false);
+    // The same key with another body is a conflict: exit 1, named in the JSON, nothing stored.
+    let o = bin()
+        .args(["outbox", "enqueue", "mcp", "--task-id", "task_1"])
+        .args(["--task-type", "create_media_buy", "--status", "failed"])
+        .args([
+            "--operation-id",
+            "op_1",
+            "--idempotency-key",
+            "whk_cli_outbox_00000001",
+        ])
+        .args([
+            "--url",
+            &receiver.url("/reject"),
+            "--header",
+            "X-Tenant: t1",
+            "--db",
+        ])
+        .arg(&db)
+        .output()
+        .expect("run adcp-webhook");
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let conflict: Value = serde_json::from_slice(&o.stdout).expect("JSON");
+    assert_eq!(conflict["error"], "idempotency_conflict", "{conflict}");
+    assert_eq!(conflict["idempotency_key"], "whk_cli_outbox_00000001");
+    assert!(!conflict.to_string().contains("failed\\\""), "{conflict}");
+    // With --jsonl, only the conflicting line is left out (here it conflicts with line 1).
+    let lines = dir.path().join("lines.jsonl");
+    std::fs::write(
+        &lines,
+        concat!(
+            r#"{"task_id":"t_a","task_type":"create_media_buy","status":"completed","operation_id":"op_a","idempotency_key":"whk_cli_jsonl_0000000001","timestamp":"2026-01-01T00:00:00Z"}"#,
+            "\n",
+            r#"{"task_id":"t_b","task_type":"create_media_buy","status":"failed","operation_id":"op_a","idempotency_key":"whk_cli_jsonl_0000000001"}"#,
+            "\n",
+            r#"{"task_id":"t_c","task_type":"create_media_buy","status":"completed","operation_id":"op_c","idempotency_key":"whk_cli_jsonl_0000000003","timestamp":"2026-01-01T00:00:00Z"}"#,
+            "\n",
+        ),
+    )
+    .expect("write jsonl");
+    let o = bin()
+        .args(["outbox", "enqueue", "mcp", "--jsonl"])
+        .arg(&lines)
+        .args(["--url", &receiver.url("/jsonl"), "--db"])
+        .arg(dir.path().join("bulk.db"))
+        .output()
+        .expect("run adcp-webhook");
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let bulk: Value = serde_json::from_slice(&o.stdout).expect("JSON");
+    assert_eq!(bulk["error"], "idempotency_conflict", "{bulk}");
+    assert_eq!(bulk["enqueued"], 2, "{bulk}");
+    assert_eq!(bulk["conflicts"][0]["line"], 2, "{bulk}");
+    assert_eq!(
+        bulk["conflicts"][0]["error"], "idempotency_conflict",
+        "{bulk}"
+    );
 
     let out = wait_with_timeout(
         worker(&db, &pem, &["--exit-when-idle"]),

@@ -39,7 +39,7 @@
 //! [`Outbox::run`]: crate::delivery::Outbox::run
 
 mod complete;
-mod enqueue;
+pub(crate) mod enqueue;
 mod lease;
 mod operate;
 mod schema;

@@ -7,11 +7,18 @@ use sqlx::Row;
 use std::collections::HashMap;
 
 /// The schema migrations, in order: (version, description, SQL).
-pub(super) const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "outbox",
-    include_str!("../../../../migrations/postgres/0001_outbox.sql"),
-)];
+pub(super) const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "outbox",
+        include_str!("../../../../migrations/postgres/0001_outbox.sql"),
+    ),
+    (
+        2,
+        "transactional enqueue",
+        include_str!("../../../../migrations/postgres/0002_transactional_enqueue.sql"),
+    ),
+];
 
 /// The advisory lock every migration takes, so concurrent migrations run one at a time.
 const MIGRATION_LOCK: i64 = 0x0000_adc9_0b0c_5ea1;
