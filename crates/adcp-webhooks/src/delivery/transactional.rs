@@ -24,7 +24,7 @@
 //! bodies are sealed at rest exactly as an [`EncryptedStore`] seals them.
 //!
 //! **Errors and the caller's transaction.** A conflicting idempotency key
-//! ([`StoreError::IdempotencyConflict`]) or any other error stores none of the batch. On
+//! ([`StoreError::IdempotencyConflict`](super::StoreError::IdempotencyConflict)) or any other error stores none of the batch. On
 //! PostgreSQL the error also aborts the caller's transaction, as any failed statement does:
 //! roll it back (or wrap the call in a savepoint, `tx.begin()` in sqlx, to carry on). On
 //! SQLite the caller's transaction stays usable.
@@ -34,7 +34,7 @@
 use super::schedule::duration_ms;
 use super::store::NewDelivery;
 use super::store::encrypted::{BodyKey, Sealer};
-use super::{EnqueueOptions, EnqueuedWebhook, OutboxError, RetryPolicy, StoreError};
+use super::{EnqueueOptions, EnqueuedWebhook, OutboxError, RetryPolicy};
 use crate::payload::IdempotencyKey;
 use crate::sender::PreparedWebhook;
 use std::sync::Arc;
@@ -102,6 +102,7 @@ impl TransactionalEnqueue {
     }
 
     /// The rows for `items`, sealed when a key was given, and their idempotency keys.
+    #[cfg(any(feature = "postgres", feature = "sqlite"))]
     fn rows(
         &self,
         items: Vec<(PreparedWebhook, EnqueueOptions)>,
@@ -135,7 +136,7 @@ impl TransactionalEnqueue {
     /// become visible to workers, and the workers are notified, when the caller's
     /// transaction commits; a rollback leaves no trace. A repeat (same URL, key, body and
     /// headers) returns the existing id with `created == false`; a conflict fails the whole
-    /// batch with [`StoreError::IdempotencyConflict`] and aborts the caller's transaction.
+    /// batch with [`StoreError::IdempotencyConflict`](super::StoreError::IdempotencyConflict) and aborts the caller's transaction.
     pub async fn enqueue_many_pg(
         &self,
         conn: &mut sqlx::PgConnection,
@@ -231,7 +232,7 @@ pub(crate) fn results(
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
 fn single(mut stored: Vec<EnqueuedWebhook>) -> Result<EnqueuedWebhook, OutboxError> {
     stored.pop().ok_or_else(|| {
-        OutboxError::Store(StoreError::Corrupt {
+        OutboxError::Store(super::StoreError::Corrupt {
             detail: "enqueue returned no id".into(),
         })
     })

@@ -345,6 +345,7 @@ impl Sealer {
     pub(crate) fn new(key: &BodyKey) -> Self {
         Self(SealingKey::new(key))
     }
+    #[cfg(any(feature = "postgres", feature = "sqlite"))]
     pub(crate) fn seal_batch(&self, batch: &mut [NewDelivery]) -> Result<(), StoreError> {
         seal_batch(&self.0, batch)
     }
