@@ -262,12 +262,21 @@ fn chunk_items(
     Ok(items)
 }
 
+/// What the enqueue phase enqueues through, and how.
+#[derive(Clone)]
+pub(super) struct Producer {
+    /// The seller's store handle.
+    pub(super) handle: Arc<Handle>,
+    /// The outbox's own transactions, or the bench's.
+    pub(super) mode: EnqueueMode,
+    /// Where the enqueue statements are counted.
+    pub(super) timings: Arc<StoreTimings>,
+}
+
 /// The enqueue phase: `enqueuers` tasks take `batch`-sized chunks and enqueue each in one
 /// transaction, as fast as they can. Returns the largest id stored.
 pub(super) async fn enqueue_all(
-    producer: &Arc<Handle>,
-    mode: EnqueueMode,
-    timings: &Arc<StoreTimings>,
+    producer: &Producer,
     url: &str,
     payloads: Vec<Arc<McpWebhook>>,
     batch: usize,
@@ -280,9 +289,8 @@ pub(super) async fn enqueue_all(
     let url: Arc<str> = Arc::from(url);
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..enqueuers {
-        let (producer, timings, payloads, next, url, done) = (
-            Arc::clone(producer),
-            Arc::clone(timings),
+        let (producer, payloads, next, url, done) = (
+            producer.clone(),
             Arc::clone(&payloads),
             Arc::clone(&next),
             Arc::clone(&url),
@@ -298,13 +306,17 @@ pub(super) async fn enqueue_all(
                 if chunk.is_empty() {
                     return Ok(max_id);
                 }
-                let id = match mode {
+                let id = match producer.mode {
                     EnqueueMode::Store => {
-                        enqueue_chunk(&producer.outbox, &url, chunk, start, destinations).await?
+                        enqueue_chunk(&producer.handle.outbox, &url, chunk, start, destinations)
+                            .await?
                     }
                     EnqueueMode::Transactional => {
                         let items = chunk_items(&url, chunk, start, destinations)?;
-                        producer.enqueue_in_transaction(items, &timings).await?
+                        producer
+                            .handle
+                            .enqueue_in_transaction(items, &producer.timings)
+                            .await?
                     }
                 };
                 max_id = max_id.max(id);

@@ -3,7 +3,7 @@
 use super::BenchArgs;
 use super::build_payloads;
 use super::fleet::{
-    Handle, close_all, enqueue_all, offer, open_handles, start_workers, stored_latencies,
+    Handle, Producer, close_all, enqueue_all, offer, open_handles, start_workers, stored_latencies,
     wait_settled,
 };
 use super::pg_stats::{XactCounter, read_xacts};
@@ -283,10 +283,13 @@ impl<'a> OutboxBench<'a> {
         let progress = Progress::start(n);
         let cpu0 = process_cpu_ns();
         let t0 = Instant::now();
-        let enqueued = enqueue_all(
-            &producer,
+        let via = Producer {
+            handle: Arc::clone(&producer),
             mode,
-            &timings,
+            timings: Arc::clone(&timings),
+        };
+        let enqueued = enqueue_all(
+            &via,
             &args.url,
             payloads,
             batch,
