@@ -764,6 +764,70 @@ mod postgres {
     }
 
     #[tokio::test]
+    async fn the_outbox_can_live_in_a_schema_of_its_own_through_search_path() {
+        use adcp_webhooks::delivery::store::postgres::{PostgresOptions, PostgresStore};
+        let receiver = TestReceiver::start(Behaviour::ok()).await;
+        let db = TestDb::new(Engine::Postgres).await;
+        let pool = PgPool::connect(db.target()).await.expect("app pool");
+        sqlx::query("CREATE SCHEMA adcp_outbox")
+            .execute(&pool)
+            .await
+            .expect("schema");
+        sqlx::query("CREATE TABLE media_buys (id TEXT PRIMARY KEY, status TEXT NOT NULL)")
+            .execute(&pool)
+            .await
+            .expect("business table");
+        let sep = if db.target().contains('?') { '&' } else { '?' };
+        let outbox_url = format!("{}{sep}options=-csearch_path%3Dadcp_outbox", db.target());
+        let store = PostgresStore::open(PostgresOptions::new(&outbox_url).migrate(true))
+            .await
+            .expect("migrate into the schema");
+        let in_public: bool =
+            sqlx::query_scalar("SELECT to_regclass('public.outbox_deliveries') IS NOT NULL")
+                .fetch_one(&pool)
+                .await
+                .expect("regclass");
+        assert!(!in_public, "nothing in public");
+
+        let mut tx = pool.begin().await.expect("begin");
+        sqlx::query("SET LOCAL search_path = adcp_outbox, public")
+            .execute(&mut *tx)
+            .await
+            .expect("search_path");
+        sqlx::query("INSERT INTO media_buys VALUES ('mb_1', 'active')")
+            .execute(&mut *tx)
+            .await
+            .expect("business row in public");
+        TransactionalEnqueue::new()
+            .enqueue_pg(
+                &mut tx,
+                prepared(&receiver.url("/schema/1"), "pgs", 1, "x"),
+                EnqueueOptions::default(),
+            )
+            .await
+            .expect("enqueue from Rust");
+        sqlx::query("SELECT adcp_outbox_enqueue(url => $1, body => $2, idempotency_key => $3)")
+            .bind(receiver.url("/schema/2"))
+            .bind(body("pgs", 2, "x"))
+            .bind(key("pgs", 2))
+            .execute(&mut *tx)
+            .await
+            .expect("enqueue from SQL");
+        tx.commit().await.expect("commit");
+
+        let outbox = Outbox::builder(Arc::new(store)).build();
+        let (_, counts) = deliver_until(
+            &outbox,
+            sender(DestinationPolicy::permissive()),
+            fast(),
+            |c| c.delivered >= 2,
+        )
+        .await;
+        assert_eq!((counts.total(), counts.delivered), (2, 2));
+        assert_eq!(receiver.request_count(), 2);
+    }
+
+    #[tokio::test]
     async fn a_private_address_enqueued_from_sql_goes_to_the_dead_letters_as_refused() {
         let (_db, store, pool) = setup().await;
         let id: i64 = sqlx::query_scalar(
