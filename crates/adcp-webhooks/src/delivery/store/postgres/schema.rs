@@ -169,4 +169,25 @@ mod tests {
         assert_eq!(versions, sorted);
         assert_eq!(versions.first(), Some(&1));
     }
+
+    #[test]
+    fn the_sql_function_accepts_exactly_the_kinds_the_worker_parses() {
+        let sql = MIGRATIONS[1].2;
+        let line = sql
+            .lines()
+            .find(|l| l.contains("IF kind NOT IN ("))
+            .expect("the kind check");
+        let listed: Vec<&str> = line
+            .split(['(', ')'])
+            .nth(1)
+            .expect("a list")
+            .split(',')
+            .map(|k| k.trim().trim_matches('\''))
+            .collect();
+        let known: Vec<&str> = crate::payload::WebhookKind::ALL
+            .iter()
+            .map(|k| k.as_str())
+            .collect();
+        assert_eq!(listed, known);
+    }
 }
