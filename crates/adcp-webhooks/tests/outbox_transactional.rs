@@ -827,6 +827,80 @@ mod postgres {
         assert_eq!(receiver.request_count(), 2);
     }
 
+    /// Records the statements sqlx sends (its `sqlx::query` events) on this thread.
+    struct Statements(Arc<std::sync::Mutex<Vec<String>>>);
+
+    impl tracing::Subscriber for Statements {
+        fn enabled(&self, metadata: &tracing::Metadata<'_>) -> bool {
+            metadata.target() == "sqlx::query"
+        }
+        fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+            tracing::span::Id::from_u64(1)
+        }
+        fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+        fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+        fn event(&self, event: &tracing::Event<'_>) {
+            struct Summary(String);
+            impl tracing::field::Visit for Summary {
+                fn record_debug(
+                    &mut self,
+                    field: &tracing::field::Field,
+                    value: &dyn std::fmt::Debug,
+                ) {
+                    self.0.push_str(&format!("{}={value:?} ", field.name()));
+                }
+            }
+            if event.metadata().target() == "sqlx::query" {
+                let mut summary = Summary(String::new());
+                event.record(&mut summary);
+                if let Ok(mut seen) = self.0.lock() {
+                    seen.push(summary.0);
+                }
+            }
+        }
+        fn enter(&self, _: &tracing::span::Id) {}
+        fn exit(&self, _: &tracing::span::Id) {}
+    }
+
+    /// The statements `f` sends, as sqlx reports them (the test runtime has one thread, and
+    /// sqlx's PostgreSQL connection runs in the calling task).
+    async fn statements_sent<T>(f: impl std::future::Future<Output = T>) -> (T, Vec<String>) {
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let guard = tracing::subscriber::set_default(Statements(Arc::clone(&seen)));
+        let out = f.await;
+        drop(guard);
+        let seen = seen.lock().map(|s| s.clone()).unwrap_or_default();
+        (out, seen)
+    }
+
+    #[tokio::test]
+    async fn enqueueing_a_batch_sends_one_statement_on_either_path() {
+        let (_db, store, pool) = setup().await;
+        let items = |prefix: &'static str| -> Vec<_> {
+            (0..100)
+                .map(|n| {
+                    (
+                        prepared("https://buyer.example/h", prefix, n, "x"),
+                        EnqueueOptions::default(),
+                    )
+                })
+                .collect()
+        };
+        let mut tx = pool.begin().await.expect("begin");
+        let enqueue = TransactionalEnqueue::new().seal_bodies(&BodyKey::generate());
+        let (stored, sent) = statements_sent(enqueue.enqueue_many_pg(&mut tx, items("pgrt"))).await;
+        assert_eq!(stored.expect("enqueue").len(), 100);
+        tx.commit().await.expect("commit");
+        assert_eq!(sent.len(), 1, "{sent:?}");
+        assert!(sent[0].contains("outbox_enqueue_batch"), "{sent:?}");
+
+        let outbox = Outbox::builder(store).build();
+        let (stored, sent) = statements_sent(outbox.enqueue_many(items("pgrs"))).await;
+        assert_eq!(stored.expect("enqueue").len(), 100);
+        assert_eq!(sent.len(), 1, "{sent:?}");
+        assert!(sent[0].contains("outbox_enqueue_batch"), "{sent:?}");
+    }
+
     #[tokio::test]
     async fn a_private_address_enqueued_from_sql_goes_to_the_dead_letters_as_refused() {
         let (_db, store, pool) = setup().await;
