@@ -498,3 +498,77 @@ fn bad_arguments_are_refused() {
         assert!(out.stdout.is_empty(), "{args:?} printed a result");
     }
 }
+
+/// `--enqueue-mode transactional`: each batch enqueued inside a transaction the bench begins
+/// and commits on the store's pool. Everything is delivered once, and on PostgreSQL the
+/// enqueue costs the same one statement per batch as the outbox's own transaction.
+#[test]
+fn transactional_enqueue_mode_sends_one_statement_per_batch_and_delivers_everything() {
+    let (url, seen) = receiver();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let target = format!("sqlite:{}", dir.path().join("bench.db").display());
+    let (_, line) = bench_ok(
+        &[
+            &[
+                "--url",
+                &url,
+                "-n",
+                "25",
+                "-c",
+                "4",
+                "--outbox",
+                &target,
+                "--enqueue-mode",
+                "transactional",
+                "--enqueue-batch",
+                "10",
+                "--keep-up-secs",
+                "0",
+            ][..],
+            &LOCAL,
+        ]
+        .concat(),
+    );
+    assert_eq!(line["enqueue_mode"], "transactional", "{line}");
+    assert_eq!(line["phases"]["drain"]["delivered"], 25, "{line}");
+    assert_eq!(seen.requests.load(Ordering::SeqCst), 25);
+
+    let db = TempDatabase::create();
+    let (url, seen) = receiver();
+    let (_, line) = bench_ok(
+        &[
+            &[
+                "--url",
+                &url,
+                "-n",
+                "30",
+                "-c",
+                "4",
+                "--outbox",
+                &db.url,
+                "--outbox-migrate",
+                "--enqueue-mode",
+                "transactional",
+                "--enqueue-batch",
+                "10",
+                "--keep-up-secs",
+                "0",
+            ][..],
+            &LOCAL,
+        ]
+        .concat(),
+    );
+    let enqueue = &line["phases"]["enqueue"];
+    assert_eq!(enqueue["enqueue_mode"], "transactional", "{line}");
+    assert_eq!(
+        enqueue["sql_statements"], 3,
+        "one enqueue statement per batch: {line}"
+    );
+    // BEGIN and COMMIT are the caller's transaction: one server commit per batch.
+    assert!(
+        enqueue["xact_commits"].as_u64().expect("commits") >= 3,
+        "{line}"
+    );
+    assert_eq!(line["phases"]["drain"]["delivered"], 30, "{line}");
+    assert_eq!(seen.requests.load(Ordering::SeqCst), 30);
+}

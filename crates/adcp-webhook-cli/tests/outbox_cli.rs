@@ -599,6 +599,8 @@ fn dead_letters_inspect_and_requeue_from_the_command_line() {
                 "op_1",
                 "--idempotency-key",
                 "whk_cli_outbox_00000001",
+                "--timestamp",
+                "2026-01-01T00:00:00Z",
             ])
             .args([
                 "--url",
@@ -631,6 +633,8 @@ fn dead_letters_inspect_and_requeue_from_the_command_line() {
                 "op_1",
                 "--idempotency-key",
                 "whk_cli_outbox_00000001",
+                "--timestamp",
+                "2026-01-01T00:00:00Z",
             ])
             .args([
                 "--url",
@@ -643,6 +647,71 @@ fn dead_letters_inspect_and_requeue_from_the_command_line() {
     );
     assert_eq!(again["id"], id);
     assert_eq!(again["created"], false);
+    // The same key with another body is a conflict: exit 1, named in the JSON, nothing stored.
+    let o = bin()
+        .args(["outbox", "enqueue", "mcp", "--task-id", "task_1"])
+        .args(["--task-type", "create_media_buy", "--status", "failed"])
+        .args([
+            "--operation-id",
+            "op_1",
+            "--idempotency-key",
+            "whk_cli_outbox_00000001",
+        ])
+        .args([
+            "--url",
+            &receiver.url("/reject"),
+            "--header",
+            "X-Tenant: t1",
+            "--db",
+        ])
+        .arg(&db)
+        .output()
+        .expect("run adcp-webhook");
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let conflict: Value = serde_json::from_slice(&o.stdout).expect("JSON");
+    assert_eq!(conflict["error"], "idempotency_conflict", "{conflict}");
+    assert_eq!(conflict["idempotency_key"], "whk_cli_outbox_00000001");
+    assert!(!conflict.to_string().contains("failed\\\""), "{conflict}");
+    // With --jsonl, only the conflicting line is left out (here it conflicts with line 1).
+    let lines = dir.path().join("lines.jsonl");
+    std::fs::write(
+        &lines,
+        concat!(
+            r#"{"task_id":"t_a","task_type":"create_media_buy","status":"completed","operation_id":"op_a","idempotency_key":"whk_cli_jsonl_0000000001","timestamp":"2026-01-01T00:00:00Z"}"#,
+            "\n",
+            r#"{"task_id":"t_b","task_type":"create_media_buy","status":"failed","operation_id":"op_a","idempotency_key":"whk_cli_jsonl_0000000001"}"#,
+            "\n",
+            r#"{"task_id":"t_c","task_type":"create_media_buy","status":"completed","operation_id":"op_c","idempotency_key":"whk_cli_jsonl_0000000003","timestamp":"2026-01-01T00:00:00Z"}"#,
+            "\n",
+        ),
+    )
+    .expect("write jsonl");
+    let o = bin()
+        .args(["outbox", "enqueue", "mcp", "--jsonl"])
+        .arg(&lines)
+        .args(["--url", &receiver.url("/jsonl"), "--db"])
+        .arg(dir.path().join("bulk.db"))
+        .output()
+        .expect("run adcp-webhook");
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let bulk: Value = serde_json::from_slice(&o.stdout).expect("JSON");
+    assert_eq!(bulk["error"], "idempotency_conflict", "{bulk}");
+    assert_eq!(bulk["enqueued"], 2, "{bulk}");
+    assert_eq!(bulk["conflicts"][0]["line"], 2, "{bulk}");
+    assert_eq!(
+        bulk["conflicts"][0]["error"], "idempotency_conflict",
+        "{bulk}"
+    );
 
     let out = wait_with_timeout(
         worker(&db, &pem, &["--exit-when-idle"]),
@@ -710,4 +779,93 @@ fn dead_letters_inspect_and_requeue_from_the_command_line() {
     assert!(!missing.status.success());
     assert!(String::from_utf8_lossy(&missing.stderr).contains("no outbox at"));
     assert!(!dir.path().join("typo.db").exists());
+}
+
+/// The transactional outbox on SQLite: the application enqueues through its own connection,
+/// inside its own transaction, into its own database file; a rolled-back transaction leaves
+/// nothing, and a worker in another process (`outbox run`) delivers exactly what committed.
+#[test]
+fn a_worker_process_delivers_what_the_applications_transaction_committed_and_nothing_else() {
+    use adcp_webhooks::delivery::EnqueueOptions;
+    use adcp_webhooks::delivery::transactional::TransactionalEnqueue;
+    use adcp_webhooks::{IdempotencyKey, PreparedWebhook, RawWebhook};
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (pem, public) = keygen(dir.path());
+    let db = dir.path().join("app.db");
+    let receiver = Receiver::start(false, public);
+    // The outbox tables go into the application's database file.
+    run_ok(bin().args(["outbox", "migrate", "--db"]).arg(&db));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let webhook = |prefix: &str, n: usize| {
+        let key = format!("whk_{prefix}_{n:012}");
+        let raw = RawWebhook::new(
+            serde_json::json!({ "idempotency_key": key, "media_buy_id": format!("mb_{n}") }),
+            IdempotencyKey::new(key).expect("key"),
+        )
+        .expect("raw");
+        let prepared =
+            PreparedWebhook::new(receiver.url(&format!("/{prefix}/{n}")), &raw).expect("prepare");
+        (prepared, EnqueueOptions::default())
+    };
+    rt.block_on(async {
+        let options = sqlx::sqlite::SqliteConnectOptions::new().filename(&db);
+        let mut conn = sqlx::sqlite::SqliteConnection::connect_with(&options)
+            .await
+            .expect("the application's connection");
+        sqlx::query("CREATE TABLE media_buys (id TEXT PRIMARY KEY, status TEXT NOT NULL)")
+            .execute(&mut conn)
+            .await
+            .expect("business table");
+        let outbox = TransactionalEnqueue::new();
+        for (prefix, commit) in [("rolledback", false), ("committed", true)] {
+            let mut tx = conn.begin().await.expect("begin");
+            sqlx::query("INSERT INTO media_buys VALUES (?, 'active')")
+                .bind(prefix)
+                .execute(&mut *tx)
+                .await
+                .expect("business row");
+            let items = (0..50).map(|n| webhook(prefix, n)).collect();
+            outbox
+                .enqueue_many_sqlite(&mut tx, items)
+                .await
+                .expect("enqueue");
+            if commit {
+                tx.commit().await.expect("commit");
+            } else {
+                tx.rollback().await.expect("rollback");
+            }
+        }
+        let _ = conn.close().await;
+    });
+
+    let out = wait_with_timeout(
+        worker(&db, &pem, &["--exit-when-idle"]),
+        Duration::from_secs(120),
+    );
+    assert!(
+        out.status.success(),
+        "worker: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).expect("run prints JSON");
+    assert_eq!(report["delivered"], 50, "{report}");
+    let requests = receiver.requests();
+    assert_all_verified(&requests);
+    let keys: HashSet<&str> = requests.iter().map(|r| r.key.as_str()).collect();
+    assert_eq!(
+        (requests.len(), keys.len()),
+        (50, 50),
+        "each committed webhook once"
+    );
+    assert!(
+        keys.iter().all(|k| k.starts_with("whk_committed_")),
+        "{keys:?}"
+    );
+    let status = run_ok(bin().args(["outbox", "status", "--db"]).arg(&db));
+    assert_eq!(status["delivered"], 50, "{status}");
+    assert_eq!(status["pending"], 0, "{status}");
 }

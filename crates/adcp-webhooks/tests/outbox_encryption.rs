@@ -82,6 +82,7 @@ fn delivery(n: u32) -> NewDelivery {
         created_at_ms: T0,
         first_attempt_at_ms: T0,
         deadline_ms: T0 + 86_400_000,
+        content_digest: None,
     }
 }
 
@@ -149,6 +150,31 @@ async fn stored_bodies_are_sealed_and_come_back_byte_for_byte() {
     leased.sort_by_key(|d| d.id);
     let bodies: Vec<_> = leased.iter().map(|d| (d.id, d.body.clone())).collect();
     assert_eq!(bodies, vec![(a, body(1)), (b, body(2)), (c, body(1))]);
+}
+
+#[tokio::test]
+async fn sealed_bodies_still_tell_a_repeat_from_a_conflict() {
+    let db = TempDb::new();
+    let key = BodyKey::generate();
+    let store = sealed(&db.plain().await, &key);
+    let first = enqueue(&store, 1).await;
+    // The same clear body again: a repeat, although its sealed form differs every time.
+    let again = store.enqueue(vec![delivery(1)]).await.expect("repeat");
+    assert_eq!((again[0].id, again[0].created), (first, false));
+    // Another body under the same URL and key: a conflict, and nothing stored.
+    let mut changed = delivery(1);
+    changed.body = body(2);
+    let err = store.enqueue(vec![changed]).await.unwrap_err();
+    assert!(
+        matches!(err, StoreError::IdempotencyConflict { .. }),
+        "{err:?}"
+    );
+    assert!(!err.to_string().contains(SECRET), "{err}");
+    assert_eq!(store.counts(T0).await.expect("counts").total(), 1);
+    assert_eq!(
+        store.get(first).await.expect("get").expect("row").body,
+        body(1)
+    );
 }
 
 #[tokio::test]

@@ -74,6 +74,7 @@ fn new(url: &str, key: &str, body: &str) -> NewDelivery {
         created_at_ms: T0,
         first_attempt_at_ms: T0,
         deadline_ms: T0 + DAY,
+        content_digest: None,
     }
 }
 
@@ -131,9 +132,9 @@ async fn enqueue_is_durable_and_idempotent_per_url_and_key(db: TestDb) {
         .unwrap();
     assert!(other[0].created);
     assert_ne!(other[0].id, first[0].id);
-    // Same URL and key with a different body (a retried enqueue whose timestamp moved on):
-    // still one delivery, of the first body.
-    let retried = store
+    // Same URL and key with a different body: a conflict naming the key and the URL (never
+    // the body), and the whole batch is refused, its other rows included.
+    let err = store
         .enqueue(vec![
             new("https://c.example/hook", "whk_key_0000000000002", "{}"),
             new(
@@ -143,9 +144,57 @@ async fn enqueue_is_durable_and_idempotent_per_url_and_key(db: TestDb) {
             ),
         ])
         .await
+        .unwrap_err();
+    match &err {
+        StoreError::IdempotencyConflict {
+            url,
+            idempotency_key,
+        } => {
+            assert_eq!(url, "https://a.example/hook");
+            assert_eq!(idempotency_key, "whk_key_0000000000001");
+        }
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+    assert!(err.to_string().contains("idempotency_conflict"), "{err}");
+    assert!(!err.to_string().contains("\"a\":2"), "{err}");
+    assert_eq!(store.counts(T0).await.unwrap().pending, 2);
+    // Same body, different extra headers: a conflict too.
+    let mut other_headers = new(
+        "https://a.example/hook",
+        "whk_key_0000000000001",
+        "{\"a\":1}",
+    );
+    other_headers.extra_headers = vec![("X-Tenant".to_owned(), "t2".to_owned())];
+    let err = store.enqueue(vec![other_headers]).await.unwrap_err();
+    assert!(
+        matches!(err, StoreError::IdempotencyConflict { .. }),
+        "{err:?}"
+    );
+    // Within one batch: a repeat is folded into the first row, a conflict refuses the batch.
+    let folded = store
+        .enqueue(vec![
+            new("https://c.example/hook", "whk_key_0000000000002", "{}"),
+            new("https://c.example/hook", "whk_key_0000000000002", "{}"),
+        ])
+        .await
         .unwrap();
-    assert!(retried[0].created);
-    assert_eq!((retried[1].id, retried[1].created), (first[0].id, false));
+    assert!(folded[0].created);
+    assert_eq!((folded[1].id, folded[1].created), (folded[0].id, false));
+    let err = store
+        .enqueue(vec![
+            new("https://d.example/hook", "whk_key_0000000000003", "{}"),
+            new(
+                "https://d.example/hook",
+                "whk_key_0000000000003",
+                "{\"d\":1}",
+            ),
+        ])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::IdempotencyConflict { .. }),
+        "{err:?}"
+    );
     assert_eq!(store.counts(T0).await.unwrap().pending, 3);
     drop(store);
 

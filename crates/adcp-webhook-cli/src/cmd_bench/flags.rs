@@ -5,6 +5,25 @@ use adcp_webhooks::delivery::OutboxTarget;
 use adcp_webhooks::keys::Algorithm;
 use clap::Args;
 
+/// How the enqueue phase stores webhooks.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EnqueueMode {
+    /// `Outbox::enqueue_many`: the outbox's own transaction per batch.
+    Store,
+    /// `TransactionalEnqueue` inside a transaction the bench begins and commits.
+    Transactional,
+}
+
+impl EnqueueMode {
+    /// The flag's value.
+    pub(super) fn as_str(self) -> &'static str {
+        match self {
+            Self::Store => "store",
+            Self::Transactional => "transactional",
+        }
+    }
+}
+
 /// Flags of `adcp-webhook bench`.
 #[derive(Args, Debug)]
 pub struct BenchArgs {
@@ -41,6 +60,11 @@ pub struct BenchArgs {
     /// seller acknowledging events one by one would do).
     #[arg(long, default_value_t = 1, requires = "outbox")]
     pub(super) enqueue_batch: usize,
+    /// How the enqueue phase stores webhooks: `store` (the outbox's own transaction per
+    /// batch, `Outbox::enqueue_many`) or `transactional` (BEGIN on a connection of the
+    /// store's pool, `TransactionalEnqueue` inside it, COMMIT: the seller's own transaction).
+    #[arg(long, value_enum, default_value_t = EnqueueMode::Store, requires = "outbox")]
+    pub(super) enqueue_mode: EnqueueMode,
     /// Tasks enqueueing at once in the enqueue phase, each with its own transactions.
     #[arg(long, default_value_t = 1, requires = "outbox")]
     pub(super) enqueuers: usize,

@@ -1,6 +1,7 @@
 //! What the outbox phases run: store handles (one per simulated process), worker loops over
 //! them, the producers that enqueue, and the read-back of per-delivery latencies.
 
+use super::flags::EnqueueMode;
 use super::report::round3;
 use super::timed::{StoreTimings, Timed};
 use super::{BenchArgs, make_sender};
@@ -8,6 +9,7 @@ use adcp_webhooks::McpWebhook;
 use adcp_webhooks::delivery::metrics::OutcomeKind;
 use adcp_webhooks::delivery::store::postgres::{PostgresOptions, PostgresStore};
 use adcp_webhooks::delivery::store::sqlite::{SqliteOptions, SqliteStore};
+use adcp_webhooks::delivery::transactional::TransactionalEnqueue;
 use adcp_webhooks::delivery::{
     BreakerConfig, DeliveryId, EnqueueOptions, ListQuery, Outbox, OutboxStore, OutboxTarget,
     WorkerConfig, WorkerReport,
@@ -68,6 +70,44 @@ impl Handle {
             })
             .build();
         Ok(Self { outbox, store })
+    }
+
+    /// Store `items` the way a seller does inside its own transaction: BEGIN on a connection
+    /// of the store's pool, one `TransactionalEnqueue` statement (counted in `timings` as an
+    /// enqueue call), COMMIT. Returns the largest id stored.
+    pub(super) async fn enqueue_in_transaction(
+        &self,
+        items: Vec<(PreparedWebhook, EnqueueOptions)>,
+        timings: &StoreTimings,
+    ) -> Result<i64, String> {
+        let enqueue = TransactionalEnqueue::new();
+        let n = items.len();
+        let failed = |e: &dyn std::fmt::Display| format!("enqueue failed: {e}");
+        let stored = match &self.store {
+            Store::Postgres(s) => {
+                let mut tx = s.pool().begin().await.map_err(|e| failed(&e))?;
+                let t = Instant::now();
+                let stored = enqueue.enqueue_many_pg(&mut tx, items).await;
+                timings.record_enqueue(t, n);
+                let stored = stored.map_err(|e| failed(&e))?;
+                tx.commit().await.map_err(|e| failed(&e))?;
+                stored
+            }
+            Store::Sqlite(s) => {
+                let mut tx = s
+                    .pool()
+                    .begin_with("BEGIN IMMEDIATE")
+                    .await
+                    .map_err(|e| failed(&e))?;
+                let t = Instant::now();
+                let stored = enqueue.enqueue_many_sqlite(&mut tx, items).await;
+                timings.record_enqueue(t, n);
+                let stored = stored.map_err(|e| failed(&e))?;
+                tx.commit().await.map_err(|e| failed(&e))?;
+                stored
+            }
+        };
+        Ok(stored.iter().map(|e| e.id.0).max().unwrap_or(0))
     }
 
     pub(super) async fn close(&self) {
@@ -193,6 +233,21 @@ async fn enqueue_chunk(
     first: usize,
     destinations: usize,
 ) -> Result<i64, String> {
+    let items = chunk_items(url, chunk, first, destinations)?;
+    let stored = outbox
+        .enqueue_many(items)
+        .await
+        .map_err(|e| format!("enqueue failed: {e}"))?;
+    Ok(stored.iter().map(|e| e.id.0).max().unwrap_or(0))
+}
+
+/// The prepared webhooks of one chunk, spread over the destination keys.
+fn chunk_items(
+    url: &str,
+    chunk: &[Arc<McpWebhook>],
+    first: usize,
+    destinations: usize,
+) -> Result<Vec<(PreparedWebhook, EnqueueOptions)>, String> {
     let mut items = Vec::with_capacity(chunk.len());
     for (i, payload) in chunk.iter().enumerate() {
         let prepared = PreparedWebhook::new(url, &**payload).map_err(|e| e.to_string())?;
@@ -204,17 +259,24 @@ async fn enqueue_chunk(
         };
         items.push((prepared, options));
     }
-    let stored = outbox
-        .enqueue_many(items)
-        .await
-        .map_err(|e| format!("enqueue failed: {e}"))?;
-    Ok(stored.iter().map(|e| e.id.0).max().unwrap_or(0))
+    Ok(items)
+}
+
+/// What the enqueue phase enqueues through, and how.
+#[derive(Clone)]
+pub(super) struct Producer {
+    /// The seller's store handle.
+    pub(super) handle: Arc<Handle>,
+    /// The outbox's own transactions, or the bench's.
+    pub(super) mode: EnqueueMode,
+    /// Where the enqueue statements are counted.
+    pub(super) timings: Arc<StoreTimings>,
 }
 
 /// The enqueue phase: `enqueuers` tasks take `batch`-sized chunks and enqueue each in one
 /// transaction, as fast as they can. Returns the largest id stored.
 pub(super) async fn enqueue_all(
-    outbox: &Outbox,
+    producer: &Producer,
     url: &str,
     payloads: Vec<Arc<McpWebhook>>,
     batch: usize,
@@ -227,8 +289,8 @@ pub(super) async fn enqueue_all(
     let url: Arc<str> = Arc::from(url);
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..enqueuers {
-        let (outbox, payloads, next, url, done) = (
-            outbox.clone(),
+        let (producer, payloads, next, url, done) = (
+            producer.clone(),
             Arc::clone(&payloads),
             Arc::clone(&next),
             Arc::clone(&url),
@@ -244,8 +306,20 @@ pub(super) async fn enqueue_all(
                 if chunk.is_empty() {
                     return Ok(max_id);
                 }
-                max_id =
-                    max_id.max(enqueue_chunk(&outbox, &url, chunk, start, destinations).await?);
+                let id = match producer.mode {
+                    EnqueueMode::Store => {
+                        enqueue_chunk(&producer.handle.outbox, &url, chunk, start, destinations)
+                            .await?
+                    }
+                    EnqueueMode::Transactional => {
+                        let items = chunk_items(&url, chunk, start, destinations)?;
+                        producer
+                            .handle
+                            .enqueue_in_transaction(items, &producer.timings)
+                            .await?
+                    }
+                };
+                max_id = max_id.max(id);
                 done.fetch_add(chunk.len(), Ordering::Relaxed);
             }
         });

@@ -3,7 +3,7 @@
 use super::BenchArgs;
 use super::build_payloads;
 use super::fleet::{
-    Handle, close_all, enqueue_all, offer, open_handles, start_workers, stored_latencies,
+    Handle, Producer, close_all, enqueue_all, offer, open_handles, start_workers, stored_latencies,
     wait_settled,
 };
 use super::pg_stats::{XactCounter, read_xacts};
@@ -111,6 +111,7 @@ pub(super) async fn run(
         "workers": args.workers,
         "destinations": args.destination_keys,
         "enqueue_batch": args.enqueue_batch,
+        "enqueue_mode": args.enqueue_mode.as_str(),
         "body_bytes": body_bytes,
         "ok": (total as u64).saturating_sub(failed),
         "failed": failed,
@@ -277,12 +278,18 @@ impl<'a> OutboxBench<'a> {
     async fn enqueue_phase(&mut self, payloads: Vec<Arc<McpWebhook>>) -> Result<Enqueued, String> {
         let (args, n, batch) = (self.args, self.args.n, self.args.enqueue_batch);
         let timings = Arc::new(StoreTimings::default());
-        let producer = Handle::open(&self.target, self.cap, false, &timings).await?;
+        let producer = Arc::new(Handle::open(&self.target, self.cap, false, &timings).await?);
+        let mode = args.enqueue_mode;
         let progress = Progress::start(n);
         let cpu0 = process_cpu_ns();
         let t0 = Instant::now();
+        let via = Producer {
+            handle: Arc::clone(&producer),
+            mode,
+            timings: Arc::clone(&timings),
+        };
         let enqueued = enqueue_all(
-            &producer.outbox,
+            &via,
             &args.url,
             payloads,
             batch,
@@ -303,6 +310,7 @@ impl<'a> OutboxBench<'a> {
             "webhooks": n,
             "transactions": n.div_ceil(batch),
             "enqueue_batch": batch,
+            "enqueue_mode": mode.as_str(),
             "enqueuers": args.enqueuers,
             "seconds": round3(seconds),
             "per_sec": round3(rate),
@@ -315,8 +323,9 @@ impl<'a> OutboxBench<'a> {
         });
         eprintln!(
             "outbox {} [enqueue]  {n} webhooks in {seconds:.3}s = {rate:.0}/s \
-             ({batch} per transaction, {} enqueuer(s), no worker running){}",
+             ({batch} per transaction, {} mode, {} enqueuer(s), no worker running){}",
             self.target.engine(),
+            mode.as_str(),
             args.enqueuers,
             sql_note(self.if_pg(statements), commits, n, "webhook"),
         );

@@ -63,6 +63,12 @@ pub(super) struct StoreTimings {
 }
 
 impl StoreTimings {
+    /// Record one enqueue statement sent outside the store (on a connection the bench owns,
+    /// as a seller enqueueing in its own transaction would).
+    pub(super) fn record_enqueue(&self, started: Instant, rows: usize) {
+        self.enqueue.record(started, rows);
+    }
+
     /// Store calls on the delivery path, of every kind: on PostgreSQL, the SQL statements
     /// (round trips) they sent.
     pub(super) fn calls(&self) -> u64 {

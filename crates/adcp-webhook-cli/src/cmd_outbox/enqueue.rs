@@ -3,7 +3,7 @@
 use super::{Access, Progress, open, parse_duration};
 use crate::keyfile;
 use crate::payload_args::KindArgs;
-use adcp_webhooks::delivery::{EnqueueOptions, OutboxTarget};
+use adcp_webhooks::delivery::{EnqueueOptions, OutboxError, OutboxTarget, StoreError};
 use adcp_webhooks::keys::Algorithm;
 use adcp_webhooks::payload::AnyWebhook;
 use adcp_webhooks::sender::PreparedWebhook;
@@ -35,6 +35,8 @@ pub struct EnqueueTarget {
     /// One payload object per line, each enqueued to --url (flags of the kind are defaults
     /// that each line's fields override). Every line is checked before any is stored, then
     /// they are stored 500 to a transaction (re-running after a failure stores no duplicates).
+    /// A line whose idempotency key is already stored for the URL with other content is
+    /// reported in `conflicts` (exit 1) and the other lines are stored.
     #[arg(long, value_name = "FILE", global = true)]
     jsonl: Option<PathBuf>,
     /// Group deliveries under this key for the circuit breaker and concurrency cap (default:
@@ -88,10 +90,22 @@ pub(super) async fn enqueue(db: &OutboxTarget, a: EnqueueArgs) -> Result<ExitCod
     .await?;
     let Some(path) = &t.jsonl else {
         let payload = a.kind.payload()?;
-        let queued = outbox
-            .enqueue(&url, &payload, options)
-            .await
-            .map_err(|e| e.to_string())?;
+        let queued = match outbox.enqueue(&url, &payload, options).await {
+            Ok(queued) => queued,
+            Err(e) => match conflict(&e) {
+                Some(key) => {
+                    crate::common::print_json(&json!({
+                        "ok": false,
+                        "error": "idempotency_conflict",
+                        "idempotency_key": key,
+                        "url": url,
+                        "message": e.to_string(),
+                    }));
+                    return Ok(ExitCode::from(1));
+                }
+                None => return Err(e.to_string()),
+            },
+        };
         crate::common::print_json(&json!({
             "id": queued.id.0,
             "idempotency_key": queued.idempotency_key.as_str(),
@@ -118,6 +132,7 @@ pub(super) async fn enqueue(db: &OutboxTarget, a: EnqueueArgs) -> Result<ExitCod
         std::fs::File::open(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let now = time::OffsetDateTime::now_utc();
     let mut items = Vec::new();
+    let mut lines = Vec::new();
     for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
         let line = line.map_err(|e| format!("cannot read {}: {e}", path.display()))?;
         if line.trim().is_empty() {
@@ -145,27 +160,49 @@ pub(super) async fn enqueue(db: &OutboxTarget, a: EnqueueArgs) -> Result<ExitCod
         let prepared = PreparedWebhook::new_at(&url, &payload, now)
             .map_err(|e| format!("{} line {}: {e}", path.display(), i + 1))?;
         items.push((prepared, options.clone()));
+        lines.push(i + 1);
     }
     let total = items.len() as u64;
     let progress = Progress::new("enqueue");
     let mut stored = Vec::with_capacity(items.len());
+    let mut conflicts = Vec::new();
     // One transaction per chunk keeps a huge file from holding the write lock for long; the
-    // chunks already stored stay stored if a later one fails (re-running is idempotent).
+    // chunks already stored stay stored if a later one fails (re-running is idempotent). A
+    // chunk refused for an idempotency conflict is stored again line by line, so only the
+    // conflicting lines are left out, each reported with its line number.
     const CHUNK: usize = 500;
-    let mut rest = items;
+    let mut rest: Vec<_> = items.into_iter().zip(lines).collect();
     while !rest.is_empty() {
         let tail = rest.split_off(rest.len().min(CHUNK));
         let chunk = std::mem::replace(&mut rest, tail);
-        let done = outbox.enqueue_many(chunk).await.map_err(|e| {
+        let (chunk, numbers): (Vec<_>, Vec<_>) = chunk.into_iter().unzip();
+        let failed = |progress: &Progress, stored: usize, e: &dyn std::fmt::Display| {
             progress.finish();
-            format!("stored {} of {total} before failing: {e}", stored.len())
-        })?;
-        stored.extend(done);
-        progress.draw(stored.len() as u64, total, "");
+            format!("stored {stored} of {total} before failing: {e}")
+        };
+        match outbox.enqueue_many(chunk.clone()).await {
+            Ok(done) => stored.extend(done),
+            Err(e) if conflict(&e).is_some() => {
+                for (item, line) in chunk.into_iter().zip(numbers) {
+                    let key = item.0.idempotency_key().as_str().to_owned();
+                    match outbox.enqueue_many(vec![item]).await {
+                        Ok(done) => stored.extend(done),
+                        Err(e) if conflict(&e).is_some() => conflicts.push(json!({
+                            "line": line,
+                            "error": "idempotency_conflict",
+                            "idempotency_key": key,
+                        })),
+                        Err(e) => return Err(failed(&progress, stored.len(), &e)),
+                    }
+                }
+            }
+            Err(e) => return Err(failed(&progress, stored.len(), &e)),
+        }
+        progress.draw((stored.len() + conflicts.len()) as u64, total, "");
     }
     progress.finish();
     let created = stored.iter().filter(|e| e.created).count();
-    crate::common::print_json(&json!({
+    let mut report = json!({
         "enqueued": stored.len(),
         "created": created,
         "already_present": stored.len() - created,
@@ -173,6 +210,24 @@ pub(super) async fn enqueue(db: &OutboxTarget, a: EnqueueArgs) -> Result<ExitCod
         "last_id": stored.last().map(|e| e.id.0),
         "url": url,
         "kind": kind.as_str(),
-    }));
-    Ok(ExitCode::SUCCESS)
+    });
+    if conflicts.is_empty() {
+        crate::common::print_json(&report);
+        return Ok(ExitCode::SUCCESS);
+    }
+    report["ok"] = json!(false);
+    report["error"] = json!("idempotency_conflict");
+    report["conflicts"] = Value::Array(conflicts);
+    crate::common::print_json(&report);
+    Ok(ExitCode::from(1))
+}
+
+/// The idempotency key of a conflict: already stored for the URL with other content.
+fn conflict(e: &OutboxError) -> Option<&str> {
+    match e {
+        OutboxError::Store(StoreError::IdempotencyConflict {
+            idempotency_key, ..
+        }) => Some(idempotency_key),
+        _ => None,
+    }
 }

@@ -57,7 +57,10 @@ pub struct OutboxArgs {
 #[derive(Subcommand, Debug)]
 pub enum OutboxCommand {
     /// Create or upgrade the outbox schema. PostgreSQL needs this once per new version before
-    /// workers start (safe to run from several hosts at once); SQLite does it on open.
+    /// workers start (safe to run from several hosts at once); SQLite does it on open. On
+    /// PostgreSQL it also installs `adcp_outbox_enqueue(url, body, idempotency_key,
+    /// extra_headers, kind, breaker_key)`, to enqueue from any language inside the caller's
+    /// own transaction.
     Migrate,
     /// Store a webhook (or, with --jsonl, many) durably; `outbox run` delivers it. Prints id and
     /// idempotency key.

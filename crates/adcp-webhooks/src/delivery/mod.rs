@@ -38,6 +38,7 @@ pub mod metrics;
 pub mod schedule;
 pub mod store;
 pub mod target;
+pub mod transactional;
 mod worker;
 
 pub use breaker::{BreakerConfig, BreakerState};
@@ -58,7 +59,7 @@ use metrics::Metrics;
 use schedule::duration_ms;
 use std::sync::Arc;
 use std::time::Duration;
-use store::{NewDelivery, PurgeSelection, RequeueSelection};
+use store::{PurgeSelection, RequeueSelection};
 use tokio::sync::Notify;
 
 /// Where "now" comes from: the system clock with millisecond precision, or an injected
@@ -333,7 +334,10 @@ impl Outbox {
     /// Serialize `payload` once, bind it to `url` and store it durably; returns once stored.
     ///
     /// The payload's idempotency key is used when it has one, otherwise a fresh one is drawn
-    /// (and returned). Enqueueing the same key for the same URL again stores nothing new.
+    /// (and returned). Enqueueing the same key for the same URL again with the same bytes
+    /// stores nothing new; with different bytes it fails with
+    /// [`StoreError::IdempotencyConflict`] (a payload whose timestamp is filled at
+    /// serialization serializes differently each time: set it to retry an enqueue).
     pub async fn enqueue<U: crate::prepared::IntoWebhookUrl, P: WebhookPayload + ?Sized>(
         &self,
         url: U,
@@ -361,37 +365,17 @@ impl Outbox {
         })
     }
 
-    /// Store many prepared webhooks in one transaction: all or none.
+    /// Store many prepared webhooks in one transaction: all or none. A webhook whose URL and
+    /// idempotency key are already stored with the same body and headers (or earlier in the
+    /// batch) is a repeat (`created == false`, the existing id); with a different body or
+    /// headers the whole batch fails with [`StoreError::IdempotencyConflict`]. To enqueue
+    /// inside a transaction of your own, see [`transactional`].
     pub async fn enqueue_many(
         &self,
         items: Vec<(PreparedWebhook, EnqueueOptions)>,
     ) -> Result<Vec<EnqueuedWebhook>, OutboxError> {
         let now = self.inner.time.now_ms();
-        let mut rows = Vec::with_capacity(items.len());
-        let mut keys = Vec::with_capacity(items.len());
-        for (mut prepared, options) in items {
-            for (name, value) in &options.extra_headers {
-                prepared = prepared.with_header(name, value)?;
-            }
-            let horizon = options
-                .horizon
-                .unwrap_or_else(|| self.inner.policy.horizon());
-            let first = now.saturating_add(options.delay.map_or(0, duration_ms));
-            rows.push(NewDelivery {
-                url: prepared.url().to_owned(),
-                destination: options
-                    .breaker_key
-                    .unwrap_or_else(|| prepared.webhook_url().origin()),
-                body: prepared.body().clone(),
-                idempotency_key: prepared.idempotency_key().as_str().to_owned(),
-                kind: prepared.kind().as_str().to_owned(),
-                extra_headers: prepared.extra_headers().to_vec(),
-                created_at_ms: now,
-                first_attempt_at_ms: first,
-                deadline_ms: first.max(now).saturating_add(duration_ms(horizon)),
-            });
-            keys.push(prepared.idempotency_key().clone());
-        }
+        let (rows, keys) = transactional::build_rows(items, now, self.inner.policy.horizon())?;
         let stored = self.inner.store.enqueue(rows).await?;
         let created = stored.iter().filter(|e| e.created).count();
         self.inner
@@ -400,15 +384,7 @@ impl Outbox {
         if created > 0 {
             self.inner.wake.notify_one();
         }
-        Ok(stored
-            .into_iter()
-            .zip(keys)
-            .map(|(e, idempotency_key)| EnqueuedWebhook {
-                id: e.id,
-                idempotency_key,
-                created: e.created,
-            })
-            .collect())
+        Ok(transactional::results(stored, keys))
     }
 
     /// Deliver until `shutdown` completes, then finish or release in-flight attempts.

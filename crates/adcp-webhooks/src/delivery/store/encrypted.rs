@@ -325,6 +325,38 @@ impl EncryptedStore {
     }
 }
 
+/// Seal every body of `batch`, recording each clear body's digest first: repeats and
+/// conflicts are told apart by the clear content, since every sealing draws a fresh nonce.
+fn seal_batch(key: &SealingKey, batch: &mut [NewDelivery]) -> Result<(), StoreError> {
+    for d in batch {
+        d.content_digest = Some(d.digest());
+        let sealed = seal(key, &d.body, &d.url, &d.idempotency_key)
+            .map_err(|_| StoreError::Database(Box::new(SealFailed)))?;
+        d.body = Bytes::from(sealed);
+    }
+    Ok(())
+}
+
+/// Seals bodies with one key outside any store, as [`EncryptedStore`] does (for enqueueing
+/// on a connection the caller owns).
+pub(crate) struct Sealer(SealingKey);
+
+impl Sealer {
+    pub(crate) fn new(key: &BodyKey) -> Self {
+        Self(SealingKey::new(key))
+    }
+    #[cfg(any(feature = "postgres", feature = "sqlite"))]
+    pub(crate) fn seal_batch(&self, batch: &mut [NewDelivery]) -> Result<(), StoreError> {
+        seal_batch(&self.0, batch)
+    }
+}
+
+impl fmt::Debug for Sealer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Sealer({:08x})", self.0.id)
+    }
+}
+
 fn seal(
     key: &SealingKey,
     body: &[u8],
@@ -402,11 +434,7 @@ impl OutboxStore for EncryptedStore {
         mut batch: Vec<NewDelivery>,
     ) -> BoxFuture<'_, Result<Vec<Enqueued>, StoreError>> {
         Box::pin(async move {
-            for d in &mut batch {
-                let sealed = seal(&self.current, &d.body, &d.url, &d.idempotency_key)
-                    .map_err(|_| StoreError::Database(Box::new(SealFailed)))?;
-                d.body = Bytes::from(sealed);
-            }
+            seal_batch(&self.current, &mut batch)?;
             self.inner.enqueue(batch).await
         })
     }

@@ -127,6 +127,48 @@ pub struct NewDelivery {
     pub first_attempt_at_ms: i64,
     /// When the retry horizon closes.
     pub deadline_ms: i64,
+    /// The [`content_digest`] of the clear body and the extra headers, which tells a repeat
+    /// of this webhook from a conflicting one. `None`: the store computes it from `body` and
+    /// `extra_headers`, so a wrapper that transforms the body before it is stored (as
+    /// [`encrypted::EncryptedStore`] seals it) must fill it first.
+    pub content_digest: Option<[u8; 32]>,
+}
+
+impl NewDelivery {
+    /// [`content_digest`](Self::content_digest) as given, or computed from the body and headers.
+    pub fn digest(&self) -> [u8; 32] {
+        self.content_digest
+            .unwrap_or_else(|| content_digest(&self.body, &self.extra_headers))
+    }
+}
+
+/// What tells two webhooks with the same URL and idempotency key apart: SHA-256 over the
+/// body's length (8 bytes, big-endian), the body, and the extra headers as the JSON array of
+/// `[name, value]` pairs they are stored as (`[["X-A","1"]]`, no spaces). The SQL function
+/// `adcp_outbox_enqueue` computes the same digest, with its headers ordered by name.
+///
+/// ```
+/// use adcp_webhooks::delivery::store::content_digest;
+///
+/// let a = content_digest(br#"{"n":1}"#, &[]);
+/// assert_eq!(a, content_digest(br#"{"n":1}"#, &[]));
+/// assert_ne!(a, content_digest(br#"{"n":2}"#, &[]));
+/// assert_ne!(a, content_digest(br#"{"n":1}"#, &[("X-A".into(), "1".into())]));
+/// ```
+pub fn content_digest(body: &[u8], extra_headers: &[(String, String)]) -> [u8; 32] {
+    use sha2::Digest;
+    let headers = serde_json::Value::Array(
+        extra_headers
+            .iter()
+            .map(|(k, v)| serde_json::Value::Array(vec![k.clone().into(), v.clone().into()]))
+            .collect(),
+    )
+    .to_string();
+    let mut hash = sha2::Sha256::new();
+    hash.update((body.len() as u64).to_be_bytes());
+    hash.update(body);
+    hash.update(headers.as_bytes());
+    hash.finalize().into()
 }
 
 /// The result of storing one webhook.
@@ -134,8 +176,10 @@ pub struct NewDelivery {
 pub struct Enqueued {
     /// Its id.
     pub id: DeliveryId,
-    /// False when a webhook with the same URL and idempotency key was already stored; this
-    /// one is not stored, and the first is delivered (once).
+    /// False when this is a repeat: a webhook with the same URL, idempotency key, body bytes
+    /// and extra headers was already stored (or came earlier in the same batch). Nothing new
+    /// is stored; the first is delivered (once). A different body under the same key is a
+    /// [`StoreError::IdempotencyConflict`], not a repeat.
     pub created: bool,
 }
 
@@ -487,6 +531,18 @@ pub enum StoreError {
         /// Which delivery, which key id, and why.
         detail: String,
     },
+    /// The URL and idempotency key are already in the outbox with a different body or
+    /// different extra headers. The whole batch was refused; the first body stays the one
+    /// delivered. Enqueue new content under a new idempotency key.
+    #[error(
+        "idempotency_conflict: idempotency key {idempotency_key} is already in the outbox for {url} with a different body or extra headers, so nothing was stored (the first body is the one delivered); use a new idempotency key for new content"
+    )]
+    IdempotencyConflict {
+        /// The destination URL (any password masked).
+        url: String,
+        /// The idempotency key.
+        idempotency_key: String,
+    },
     /// Any other database error.
     #[error("outbox database error: {0}")]
     Database(#[source] Box<dyn std::error::Error + Send + Sync>),
@@ -499,9 +555,11 @@ pub enum StoreError {
 pub trait OutboxStore: Send + Sync + fmt::Debug {
     /// Store webhooks, all or none, and return once they are durable.
     ///
-    /// Storing a webhook whose URL and idempotency key are already stored is a no-op that
-    /// returns the existing id with `created == false`: the first stored body is the one
-    /// delivered, even if the second differs (e.g. by a timestamp filled at serialization).
+    /// Storing a webhook whose URL and idempotency key are already stored (or earlier in the
+    /// batch) with the same [`content_digest`] is a repeat: nothing is stored and the
+    /// existing id comes back with `created == false`. With a different digest the whole
+    /// batch fails with [`StoreError::IdempotencyConflict`] and nothing is stored. Rows
+    /// stored before digests were recorded (schema upgrades) count as repeats.
     fn enqueue(&self, batch: Vec<NewDelivery>) -> BoxFuture<'_, Result<Vec<Enqueued>, StoreError>>;
 
     /// Claim up to `limit` due deliveries of enabled destinations whose breaker is not open,

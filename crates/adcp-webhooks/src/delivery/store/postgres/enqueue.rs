@@ -1,125 +1,120 @@
-//! Enqueueing: a batch of webhooks in one statement.
+//! Enqueueing: a batch of webhooks in one call of `outbox_enqueue_batch`, one round trip,
+//! on the store's pool or on a connection the caller owns.
 
 use super::{PostgresStore, db_err, get};
 use crate::delivery::store::codec::{corrupt, headers_to_json};
 use crate::delivery::store::{DeliveryId, Enqueued, NewDelivery, StoreError};
-use std::collections::HashSet;
 
-/// Inserts a batch: the destination rows and the deliveries from arrays, in one statement.
-/// Rows whose URL and key exist come back with `new_id` NULL and, when their first copy was
-/// committed before this statement began, `old_id` set.
-const ENQUEUE_SQL: &str = "\
-WITH input AS ( \
-    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bytea[], $6::text[], \
-                         $7::bigint[], $8::bigint[], $9::bigint[]) WITH ORDINALITY \
-        AS i(url, destination, idempotency_key, kind, body, extra_headers, created_at, deadline_at, \
-             first_attempt_at, ord) \
-), dest AS ( \
-    INSERT INTO outbox_destinations (key) SELECT DISTINCT destination FROM input \
-    ON CONFLICT (key) DO NOTHING \
-), ins AS ( \
-    INSERT INTO outbox_deliveries (destination, url, idempotency_key, kind, body, extra_headers, state, \
-                                   created_at, deadline_at, next_attempt_at) \
-    SELECT destination, url, idempotency_key, kind, body, extra_headers, 'pending', created_at, deadline_at, \
-           first_attempt_at FROM input ORDER BY ord \
-    ON CONFLICT (url, idempotency_key) DO NOTHING \
-    RETURNING id, url, idempotency_key \
-) \
-SELECT i.ord, ins.id AS new_id, \
-       (SELECT e.id FROM outbox_deliveries e WHERE e.url = i.url AND e.idempotency_key = i.idempotency_key) \
-         AS old_id \
-FROM input i LEFT JOIN ins ON ins.url = i.url AND ins.idempotency_key = i.idempotency_key \
-ORDER BY i.ord";
+/// One statement: the function inserts the destinations and the deliveries, reads every row
+/// back, and raises (undoing the statement) on a conflict.
+const ENQUEUE_SQL: &str = "SELECT ord, id, created FROM outbox_enqueue_batch(\
+    $1::text[], $2::text[], $3::text[], $4::text[], $5::bytea[], $6::text[], $7::bytea[], \
+    $8::bigint[], $9::bigint[], $10::bigint[])";
+
+/// The SQLSTATE `outbox_enqueue_batch` raises on a conflict (DETAIL: `batch row N`).
+const CONFLICT_STATE: &str = "AC409";
 
 impl PostgresStore {
     pub(super) async fn enqueue_batch(
         &self,
         batch: Vec<NewDelivery>,
     ) -> Result<Vec<Enqueued>, StoreError> {
-        if batch.is_empty() {
-            return Ok(Vec::new());
-        }
-        let n = batch.len();
-        let mut urls = Vec::with_capacity(n);
-        let mut destinations = Vec::with_capacity(n);
-        let mut keys = Vec::with_capacity(n);
-        let mut kinds = Vec::with_capacity(n);
-        let mut bodies = Vec::with_capacity(n);
-        let mut headers = Vec::with_capacity(n);
-        let mut created = Vec::with_capacity(n);
-        let mut deadlines = Vec::with_capacity(n);
-        let mut firsts = Vec::with_capacity(n);
-        for d in batch {
-            urls.push(d.url);
-            destinations.push(d.destination);
-            keys.push(d.idempotency_key);
-            kinds.push(d.kind);
-            bodies.push(d.body.to_vec());
-            headers.push(headers_to_json(&d.extra_headers));
-            created.push(d.created_at_ms);
-            deadlines.push(d.deadline_ms);
-            firsts.push(d.first_attempt_at_ms);
-        }
-        let rows = sqlx::query(ENQUEUE_SQL)
-            .bind(&urls)
-            .bind(&destinations)
-            .bind(&keys)
-            .bind(&kinds)
-            .bind(&bodies)
-            .bind(&headers)
-            .bind(&created)
-            .bind(&deadlines)
-            .bind(&firsts)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db_err)?;
-        if rows.len() != n {
+        enqueue_with(&self.pool, batch).await
+    }
+}
+
+/// Store `batch` with exactly one statement on `executor` (a pool, or the caller's
+/// connection, inside its transaction). An error aborts the statement, so none of the batch
+/// is stored; inside a transaction PostgreSQL then refuses further statements until it is
+/// rolled back (or rolled back to a savepoint).
+pub(crate) async fn enqueue_with<'c, E>(
+    executor: E,
+    batch: Vec<NewDelivery>,
+) -> Result<Vec<Enqueued>, StoreError>
+where
+    E: sqlx::PgExecutor<'c>,
+{
+    if batch.is_empty() {
+        return Ok(Vec::new());
+    }
+    let n = batch.len();
+    let mut urls = Vec::with_capacity(n);
+    let mut destinations = Vec::with_capacity(n);
+    let mut keys = Vec::with_capacity(n);
+    let mut kinds = Vec::with_capacity(n);
+    let mut bodies = Vec::with_capacity(n);
+    let mut headers = Vec::with_capacity(n);
+    let mut digests = Vec::with_capacity(n);
+    let mut created = Vec::with_capacity(n);
+    let mut deadlines = Vec::with_capacity(n);
+    let mut firsts = Vec::with_capacity(n);
+    for d in batch {
+        digests.push(d.digest().to_vec());
+        urls.push(d.url);
+        destinations.push(d.destination);
+        keys.push(d.idempotency_key);
+        kinds.push(d.kind);
+        bodies.push(d.body.to_vec());
+        headers.push(headers_to_json(&d.extra_headers));
+        created.push(d.created_at_ms);
+        deadlines.push(d.deadline_ms);
+        firsts.push(d.first_attempt_at_ms);
+    }
+    let rows = sqlx::query(ENQUEUE_SQL)
+        .bind(&urls)
+        .bind(&destinations)
+        .bind(&keys)
+        .bind(&kinds)
+        .bind(&bodies)
+        .bind(&headers)
+        .bind(&digests)
+        .bind(&created)
+        .bind(&deadlines)
+        .bind(&firsts)
+        .fetch_all(executor)
+        .await
+        .map_err(|e| enqueue_err(e, &urls, &keys))?;
+    if rows.len() != n {
+        return Err(corrupt(format!(
+            "enqueue of {n} webhooks returned {} rows",
+            rows.len()
+        )));
+    }
+    let mut out = Vec::with_capacity(n);
+    for (i, row) in rows.iter().enumerate() {
+        let ord: i64 = get(row, "ord")?;
+        if usize::try_from(ord).ok() != Some(i + 1) {
             return Err(corrupt(format!(
-                "enqueue of {n} webhooks returned {} rows",
-                rows.len()
+                "enqueue returned row {ord} in place {}",
+                i + 1
             )));
         }
-        let mut out = Vec::with_capacity(n);
-        let mut seen = HashSet::with_capacity(n);
-        let mut missing = Vec::new();
-        for (i, row) in rows.iter().enumerate() {
-            let new_id: Option<i64> = get(row, "new_id")?;
-            let old_id: Option<i64> = get(row, "old_id")?;
-            // The same URL and key twice in one batch: the first is stored, the rest are not.
-            let first_in_batch = seen.insert((&urls[i], &keys[i]));
-            match (new_id, old_id) {
-                (Some(id), _) => out.push(Enqueued {
-                    id: DeliveryId(id),
-                    created: first_in_batch,
-                }),
-                (None, Some(id)) => out.push(Enqueued {
-                    id: DeliveryId(id),
-                    created: false,
-                }),
-                (None, None) => {
-                    // Stored by a transaction that committed while this statement ran.
-                    missing.push(i);
-                    out.push(Enqueued {
-                        id: DeliveryId(0),
-                        created: false,
-                    });
-                }
-            }
-        }
-        for i in missing {
-            let id: Option<i64> = sqlx::query_scalar(
-                "SELECT id FROM outbox_deliveries WHERE url = $1 AND idempotency_key = $2",
-            )
-            .bind(&urls[i])
-            .bind(&keys[i])
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db_err)?;
-            let id = id.ok_or_else(|| {
-                corrupt("a webhook was refused as a duplicate, but its first copy is not in the outbox (purged at the same moment?); enqueue it again")
-            })?;
-            out[i].id = DeliveryId(id);
-        }
-        Ok(out)
+        out.push(Enqueued {
+            id: DeliveryId(get(row, "id")?),
+            created: get(row, "created")?,
+        });
     }
+    Ok(out)
+}
+
+/// A conflict names the row's URL and key (never its body); anything else maps as usual.
+fn enqueue_err(e: sqlx::Error, urls: &[String], keys: &[String]) -> StoreError {
+    if let sqlx::Error::Database(db) = &e
+        && db.code().as_deref() == Some(CONFLICT_STATE)
+    {
+        let detail = db
+            .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+            .and_then(|pg| pg.detail())
+            .and_then(|d| d.strip_prefix("batch row "))
+            .and_then(|n| n.trim().parse::<usize>().ok())
+            .and_then(|n| n.checked_sub(1))
+            .and_then(|i| Some((urls.get(i)?, keys.get(i)?)));
+        if let Some((url, key)) = detail {
+            return StoreError::IdempotencyConflict {
+                url: crate::redact::redact_url(url),
+                idempotency_key: key.clone(),
+            };
+        }
+    }
+    db_err(e)
 }

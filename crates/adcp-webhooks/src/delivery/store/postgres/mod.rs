@@ -5,8 +5,11 @@
 //! when they expire, and the per-destination concurrency cap and breaker hold across workers.
 //!
 //! How it keeps the database work per delivery small:
-//! - **enqueue**: one statement per batch (the destination rows and the deliveries are
-//!   inserted together from arrays), committed before it returns;
+//! - **enqueue**: one statement per batch, a call of the `outbox_enqueue_batch` function that
+//!   inserts the destination rows and the deliveries from arrays, reads them back and refuses
+//!   the batch on an idempotency conflict, committed before it returns. The same statement runs
+//!   inside a caller's own transaction ([`TransactionalEnqueue`]), and the
+//!   `adcp_outbox_enqueue` SQL function calls it for clients in any language;
 //! - **lease**: one call of the `outbox_lease` function per batch. It locks the rows of the
 //!   destinations it leases from with `FOR NO KEY UPDATE SKIP LOCKED` (so workers never
 //!   queue behind each other), counts each destination's live leases, and claims due rows up
@@ -37,9 +40,10 @@
 //! ```
 //!
 //! [`Outbox::run`]: crate::delivery::Outbox::run
+//! [`TransactionalEnqueue`]: crate::delivery::transactional::TransactionalEnqueue
 
 mod complete;
-mod enqueue;
+pub(crate) mod enqueue;
 mod lease;
 mod operate;
 mod schema;

@@ -7,11 +7,18 @@ use sqlx::Row;
 use std::collections::HashMap;
 
 /// The schema migrations, in order: (version, description, SQL).
-pub(super) const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "outbox",
-    include_str!("../../../../migrations/postgres/0001_outbox.sql"),
-)];
+pub(super) const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "outbox",
+        include_str!("../../../../migrations/postgres/0001_outbox.sql"),
+    ),
+    (
+        2,
+        "transactional enqueue",
+        include_str!("../../../../migrations/postgres/0002_transactional_enqueue.sql"),
+    ),
+];
 
 /// The advisory lock every migration takes, so concurrent migrations run one at a time.
 const MIGRATION_LOCK: i64 = 0x0000_adc9_0b0c_5ea1;
@@ -161,5 +168,26 @@ mod tests {
         sorted.dedup();
         assert_eq!(versions, sorted);
         assert_eq!(versions.first(), Some(&1));
+    }
+
+    #[test]
+    fn the_sql_function_accepts_exactly_the_kinds_the_worker_parses() {
+        let sql = MIGRATIONS[1].2;
+        let line = sql
+            .lines()
+            .find(|l| l.contains("IF kind NOT IN ("))
+            .expect("the kind check");
+        let listed: Vec<&str> = line
+            .split(['(', ')'])
+            .nth(1)
+            .expect("a list")
+            .split(',')
+            .map(|k| k.trim().trim_matches('\''))
+            .collect();
+        let known: Vec<&str> = crate::payload::WebhookKind::ALL
+            .iter()
+            .map(|k| k.as_str())
+            .collect();
+        assert_eq!(listed, known);
     }
 }

@@ -6,7 +6,7 @@
 //! when a read lock cannot be upgraded.
 
 mod complete;
-mod enqueue;
+pub(crate) mod enqueue;
 mod lease;
 mod operate;
 mod schema;
@@ -199,6 +199,12 @@ impl SqliteStore {
     /// Open the default database file, [`DEFAULT_PATH`].
     pub async fn open_default() -> Result<Self, StoreError> {
         Self::open(SqliteOptions::default()).await
+    }
+
+    /// The connection pool (synchronous commits), for callers that run their own queries or
+    /// enqueue in their own transaction (see [`crate::delivery::transactional`]).
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
     }
 
     /// Close the pool, waiting for connections to finish.

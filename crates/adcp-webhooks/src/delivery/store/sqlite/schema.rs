@@ -8,6 +8,7 @@ use sqlx::migrate::{Migration, MigrationType, Migrator};
 
 const MIGRATION_0001: &str = include_str!("../../../../migrations/sqlite/0001_outbox.sql");
 const MIGRATION_0002: &str = include_str!("../../../../migrations/sqlite/0002_shared_limits.sql");
+const MIGRATION_0003: &str = include_str!("../../../../migrations/sqlite/0003_content_digest.sql");
 
 impl SqliteStore {
     pub(super) async fn migrate(&self) -> Result<(), StoreError> {
@@ -24,6 +25,13 @@ impl SqliteStore {
                 "shared limits".into(),
                 MigrationType::Simple,
                 MIGRATION_0002.into_sql_str(),
+                false,
+            ),
+            Migration::new(
+                3,
+                "content digest".into(),
+                MigrationType::Simple,
+                MIGRATION_0003.into_sql_str(),
                 false,
             ),
         ]);
