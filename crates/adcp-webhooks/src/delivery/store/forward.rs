@@ -30,6 +30,7 @@
 /// use std::sync::atomic::{AtomicU64, Ordering};
 ///
 /// /// Counts the webhooks enqueued; everything else goes straight to the inner store.
+/// #[derive(Debug)]
 /// struct Counting {
 ///     inner: Arc<dyn OutboxStore>,
 ///     enqueued: AtomicU64,
