@@ -7,7 +7,8 @@
 use adcp_webhooks::clock::{Clock, FixedClock, SystemClock};
 use adcp_webhooks::verify::axum::{outcome_response, process};
 use adcp_webhooks::verify::{
-    ReceivedRequest, StaticJwks, TargetUri, VerifyError, WebhookReceiver, WebhookVerifier,
+    Outcome, ReceivedRequest, Rejection, StaticJwks, TargetUri, VerifyError, WebhookReceiver,
+    WebhookVerifier,
 };
 use clap::Args;
 use serde_json::{Value, json};
@@ -260,7 +261,15 @@ async fn handle(
     request: axum::extract::Request,
 ) -> axum::response::Response {
     let processed = process(&state.receiver, request).await;
-    let mut line = processed.outcome.log_record();
+    // Without an application behind it, recording the delivery (the log line) is acting on
+    // it: acknowledge the claim so the sender's retries are duplicates.
+    let mut outcome = processed.outcome;
+    if let Outcome::Accepted(webhook) = &outcome
+        && let Err(e) = state.receiver.acknowledge_async(webhook).await
+    {
+        outcome = Outcome::Rejected(Rejection::StoreUnavailable(e));
+    }
+    let mut line = outcome.log_record();
     if let Value::Object(map) = &mut line {
         let now = time::OffsetDateTime::now_utc();
         let ts = now
@@ -278,7 +287,7 @@ async fn handle(
         // A log write failure must not turn a delivery into an error for the sender.
         let _ = writeln!(log, "{line}").and_then(|()| log.flush());
     }
-    outcome_response(&processed.outcome)
+    outcome_response(&outcome)
 }
 
 async fn shutdown_signal() {

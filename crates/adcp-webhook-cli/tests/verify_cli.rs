@@ -355,6 +355,17 @@ fn receive_accepts_dedupes_rejects_and_logs_one_line_per_request() {
             .contains(r#"www-authenticate: signature error="webhook_signature_digest_mismatch""#),
         "{resp}"
     );
+    // The same idempotency key with another body, properly signed: 409, not "duplicate".
+    let (status, resp) = server.post(
+        "/adcp/webhook",
+        &signed(&pem, "cli-receive-test", &url, &tampered),
+        tampered.as_bytes(),
+    );
+    assert_eq!(status, 409);
+    assert!(
+        resp.contains(r#"{"error":"idempotency_conflict"}"#),
+        "{resp}"
+    );
     // Unsigned.
     let (status, _) = server.post(
         "/adcp/webhook",
@@ -371,7 +382,7 @@ fn receive_accepts_dedupes_rejects_and_logs_one_line_per_request() {
         .lines()
         .map(|l| serde_json::from_str(l).expect("each log line is JSON"))
         .collect();
-    assert_eq!(lines.len(), 4, "{lines:?}");
+    assert_eq!(lines.len(), 5, "{lines:?}");
     assert_eq!(
         (lines[0]["outcome"].as_str(), lines[0]["kind"].as_str()),
         (Some("accepted"), Some("mcp"))
@@ -380,7 +391,12 @@ fn receive_accepts_dedupes_rejects_and_logs_one_line_per_request() {
     assert_eq!(lines[0]["keyid"], "cli-receive-test");
     assert_eq!(lines[1]["outcome"], "duplicate");
     assert_eq!(lines[2]["error_code"], "webhook_signature_digest_mismatch");
-    assert_eq!(lines[3]["error_code"], "webhook_signature_header_malformed");
+    assert_eq!(
+        (lines[3]["outcome"].as_str(), lines[3]["status"].as_u64()),
+        (Some("conflict"), Some(409))
+    );
+    assert_eq!(lines[3]["error_code"], "idempotency_conflict");
+    assert_eq!(lines[4]["error_code"], "webhook_signature_header_malformed");
     assert!(
         lines
             .iter()

@@ -54,6 +54,7 @@ mod checklist;
 mod dedup;
 mod error;
 mod jwks;
+mod outcome;
 mod receiver;
 #[cfg(feature = "send")]
 mod remote;
@@ -62,7 +63,9 @@ mod revocation;
 
 pub use checklist::{MAX_COMPONENTS, MAX_PARAM_LEN};
 pub use dedup::{
-    DEFAULT_DEDUP_CAPACITY, DEFAULT_DEDUP_TTL_SECS, DedupClaim, DedupStore, InMemoryDedupStore,
+    BodyDigest, ClaimToken, DEFAULT_CLAIM_LEASE_SECS, DEFAULT_DEDUP_CAPACITY,
+    DEFAULT_DEDUP_TTL_SECS, DedupClaim, DedupFuture, DedupStore, DedupStoreError,
+    InMemoryDedupStore,
 };
 pub use error::{ErrorCode, Step, UnknownErrorCode, VerifyError};
 pub use jwks::{
@@ -312,6 +315,12 @@ impl WebhookVerifier {
             }
             other => other,
         }
+    }
+
+    /// The identity of the key set this verifier checks against
+    /// ([`KeySource::identity`]: a remote JWKS's URL), if it has one.
+    pub fn key_set_identity(&self) -> Option<String> {
+        self.inner.keys.identity()
     }
 
     /// The verifier's clock reading (Unix seconds).
