@@ -60,6 +60,8 @@ mod receiver;
 mod remote;
 mod replay;
 mod revocation;
+#[cfg(feature = "sqlite")]
+mod sqlite_dedup;
 
 pub use checklist::{MAX_COMPONENTS, MAX_PARAM_LEN};
 pub use dedup::{
@@ -86,6 +88,8 @@ pub use replay::{
 pub use revocation::{
     RevocationList, RevocationListError, RevocationSource, RevocationStatus, SharedRevocationList,
 };
+#[cfg(feature = "sqlite")]
+pub use sqlite_dedup::SqliteDedupStore;
 
 use crate::clock::{Clock, SystemClock};
 use crate::keys::Algorithm;

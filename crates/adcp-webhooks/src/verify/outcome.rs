@@ -16,7 +16,7 @@ pub struct AcceptedWebhook {
     /// The body's `idempotency_key`.
     pub idempotency_key: String,
     /// The dedup scope it was claimed under: the verified sender plus the receiver's own scope
-    /// (see [`WebhookReceiver`]).
+    /// (see [`WebhookReceiver`](super::WebhookReceiver)).
     pub scope: String,
     /// SHA-256 of the body bytes, remembered with the key.
     pub digest: BodyDigest,
@@ -49,8 +49,8 @@ pub enum Rejection {
 #[derive(Debug, Clone)]
 pub enum Outcome {
     /// Genuine, first delivery, now claimed: act on it, then
-    /// [acknowledge](WebhookReceiver::acknowledge_async) and answer 2xx, or
-    /// [release](WebhookReceiver::release_async) and answer 5xx.
+    /// [acknowledge](super::WebhookReceiver::acknowledge_async) and answer 2xx, or
+    /// [release](super::WebhookReceiver::release_async) and answer 5xx.
     Accepted(Box<AcceptedWebhook>),
     /// Genuine, but this `idempotency_key` was already acted on and acknowledged: answer 2xx,
     /// do nothing.
