@@ -211,6 +211,46 @@ pub(crate) fn ready_now<T>(mut fut: DedupFuture<'_, T>) -> Option<T> {
     }
 }
 
+/// One claim in `CLEANUP_EVERY` runs a SQL store's inline cleanup of expired rows.
+#[cfg(feature = "outbox")]
+pub(crate) const CLEANUP_EVERY: u64 = 64;
+/// A SQL store's cleanup deletes at most this many expired rows per run.
+#[cfg(feature = "outbox")]
+pub(crate) const CLEANUP_BATCH: i64 = 1_000;
+
+#[cfg(feature = "outbox")]
+/// What a claim's returned row means for the caller who tried to claim with `token`.
+pub(crate) fn classify_row(
+    digest: &BodyDigest,
+    stored: &[u8],
+    state: &str,
+    held: Option<String>,
+    lease_until: Option<i64>,
+    token: ClaimToken,
+    now: i64,
+) -> DedupClaim {
+    if held.as_deref() == Some(token.as_str()) {
+        return DedupClaim::Fresh { token };
+    }
+    if stored != &digest.as_bytes()[..] {
+        return DedupClaim::Conflict;
+    }
+    if state == "done" {
+        return DedupClaim::Done;
+    }
+    let left = lease_until.unwrap_or(now).saturating_sub(now);
+    DedupClaim::InProgress {
+        retry_after: u64::try_from(left).unwrap_or(1).max(1),
+    }
+}
+
+#[cfg(feature = "outbox")]
+/// A claim token no other claimant can guess or reuse: 128 random bits, hex.
+pub(crate) fn new_token() -> ClaimToken {
+    let bits: u128 = rand::random();
+    ClaimToken::new(format!("{bits:032x}"))
+}
+
 /// A bounded, process-local [`DedupStore`]: the default, for tests and a single process.
 ///
 /// Keys are kept for a TTL from their first claim. When the store is full the oldest key is

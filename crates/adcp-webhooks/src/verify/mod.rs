@@ -55,6 +55,8 @@ mod dedup;
 mod error;
 mod jwks;
 mod outcome;
+#[cfg(feature = "postgres")]
+mod postgres_dedup;
 mod receiver;
 #[cfg(feature = "send")]
 mod remote;
@@ -73,6 +75,8 @@ pub use error::{ErrorCode, Step, UnknownErrorCode, VerifyError};
 pub use jwks::{
     ACCEPTED_ADCP_USES, JwksError, KeyFuture, KeySource, PublishedKey, RefreshOutcome, StaticJwks,
 };
+#[cfg(feature = "postgres")]
+pub use postgres_dedup::PostgresDedupStore;
 pub use receiver::{
     AcceptedWebhook, DEFAULT_MAX_BODY_BYTES, IncomingRequest, Outcome, Rejection, TargetUri,
     WebhookReceiver, WebhookReceiverBuilder,

@@ -3,8 +3,8 @@
 //! processes on that host sharing one file (feature `sqlite`).
 
 use super::dedup::{
-    BodyDigest, ClaimToken, DEFAULT_DEDUP_TTL_SECS, DedupClaim, DedupFuture, DedupStore,
-    DedupStoreError,
+    BodyDigest, CLEANUP_BATCH, CLEANUP_EVERY, ClaimToken, DEFAULT_DEDUP_TTL_SECS, DedupClaim,
+    DedupFuture, DedupStore, DedupStoreError, classify_row, new_token,
 };
 use sqlx::Row;
 use sqlx::SqlSafeStr;
@@ -15,11 +15,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 const MIGRATION_0001: &str = include_str!("../../migrations/sqlite/receiver_0001_dedup.sql");
-
-/// One claim in `CLEANUP_EVERY` runs the inline cleanup of expired rows.
-pub(crate) const CLEANUP_EVERY: u64 = 64;
-/// The cleanup deletes at most this many expired rows per run.
-pub(crate) const CLEANUP_BATCH: i64 = 1_000;
 
 // The claim is one statement: insert the key as claimed, or, when it exists, take it over if
 // its retention is over or its lease expired with the same body, else leave it as it is; and
@@ -165,7 +160,7 @@ impl SqliteDedupStore {
         let state: String = row.try_get("state").map_err(db_err)?;
         let held: Option<String> = row.try_get("token").map_err(db_err)?;
         let lease_until: Option<i64> = row.try_get("lease_until").map_err(db_err)?;
-        Ok(classify(
+        Ok(classify_row(
             digest,
             &stored,
             &state,
@@ -199,37 +194,6 @@ impl SqliteDedupStore {
             .map_err(db_err)?;
         Ok(done.rows_affected() == 1)
     }
-}
-
-/// What a claim's returned row means for the caller who tried to claim with `token`.
-pub(crate) fn classify(
-    digest: &BodyDigest,
-    stored: &[u8],
-    state: &str,
-    held: Option<String>,
-    lease_until: Option<i64>,
-    token: ClaimToken,
-    now: i64,
-) -> DedupClaim {
-    if held.as_deref() == Some(token.as_str()) {
-        return DedupClaim::Fresh { token };
-    }
-    if stored != &digest.as_bytes()[..] {
-        return DedupClaim::Conflict;
-    }
-    if state == "done" {
-        return DedupClaim::Done;
-    }
-    let left = lease_until.unwrap_or(now).saturating_sub(now);
-    DedupClaim::InProgress {
-        retry_after: u64::try_from(left).unwrap_or(1).max(1),
-    }
-}
-
-/// A claim token no other claimant can guess or reuse: 128 random bits, hex.
-pub(crate) fn new_token() -> ClaimToken {
-    let bits: u128 = rand::random();
-    ClaimToken::new(format!("{bits:032x}"))
 }
 
 fn db_err(e: sqlx::Error) -> DedupStoreError {

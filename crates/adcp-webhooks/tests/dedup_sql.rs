@@ -1,39 +1,57 @@
-//! The SQLite dedup store: the claim / acknowledge / release state machine through the
-//! `DedupStore` trait, survival across a reopen, two stores on one file behaving as one, and
-//! the inline cleanup that keeps the table bounded. Times are passed in; nothing sleeps.
+//! The SQL dedup stores (SQLite, and PostgreSQL with the `postgres` feature): the claim /
+//! acknowledge / release state machine through the `DedupStore` trait, survival across a
+//! reopen, two stores on one database behaving as one, and the inline cleanup that keeps the
+//! table bounded. Times are passed in; nothing sleeps.
 
-use adcp_webhooks::verify::{BodyDigest, ClaimToken, DedupClaim, DedupStore, SqliteDedupStore};
-use std::path::PathBuf;
+#[path = "support/stores.rs"]
+#[macro_use]
+mod stores;
+
+use adcp_webhooks::verify::{BodyDigest, ClaimToken, DedupClaim, DedupStore};
 use std::sync::Arc;
+use stores::{Engine, TestDb};
 
-struct TempDb(PathBuf);
-
-impl TempDb {
-    fn new(name: &str) -> Self {
-        let p = std::env::temp_dir().join(format!(
-            "adcp-dedup-{}-{name}-{}.db",
-            std::process::id(),
-            rand_suffix()
-        ));
-        Self(p)
+/// A dedup store on `db`'s engine, keeping keys `ttl` seconds; and its row count.
+async fn open(db: &TestDb, ttl: i64) -> Arc<dyn DedupStore> {
+    match db.engine() {
+        Engine::Sqlite => Arc::new(
+            adcp_webhooks::verify::SqliteDedupStore::open_with_ttl(db.target(), ttl)
+                .await
+                .unwrap(),
+        ),
+        #[cfg(feature = "postgres")]
+        Engine::Postgres => Arc::new(
+            adcp_webhooks::verify::PostgresDedupStore::open_with_ttl(db.target(), ttl)
+                .await
+                .unwrap(),
+        ),
     }
-    fn path(&self) -> &str {
-        self.0.to_str().unwrap()
+}
+
+async fn rows(db: &TestDb) -> u64 {
+    match db.engine() {
+        Engine::Sqlite => adcp_webhooks::verify::SqliteDedupStore::open(db.target())
+            .await
+            .unwrap()
+            .len()
+            .await
+            .unwrap(),
+        #[cfg(feature = "postgres")]
+        Engine::Postgres => adcp_webhooks::verify::PostgresDedupStore::open(db.target())
+            .await
+            .unwrap()
+            .len()
+            .await
+            .unwrap(),
     }
 }
 
-fn rand_suffix() -> u64 {
-    use std::hash::{BuildHasher, RandomState};
-    RandomState::new().hash_one(0u8)
-}
-
-impl Drop for TempDb {
-    fn drop(&mut self) {
-        for ext in ["", "-wal", "-shm"] {
-            let _ = std::fs::remove_file(format!("{}{ext}", self.0.display()));
-        }
-    }
-}
+on_every_engine!(
+    the_state_machine_holds,
+    claims_survive_a_restart,
+    two_stores_on_one_database_give_one_fresh_claim_per_key,
+    expired_rows_are_cleaned_up_inline,
+);
 
 fn fresh(c: DedupClaim) -> ClaimToken {
     match c {
@@ -44,12 +62,8 @@ fn fresh(c: DedupClaim) -> ClaimToken {
 
 const S: &str = "[\"seller\",\"kid\",\"\"]";
 
-#[tokio::test]
-async fn the_state_machine_holds_in_sqlite() {
-    let db = TempDb::new("states");
-    let s = SqliteDedupStore::open_with_ttl(db.path(), 1_000)
-        .await
-        .unwrap();
+async fn the_state_machine_holds(db: TestDb) {
+    let s = open(&db, 1_000).await;
     let d = BodyDigest::of(b"{\"a\":1}");
     let other = BodyDigest::of(b"{\"a\":2}");
 
@@ -86,17 +100,15 @@ async fn the_state_machine_holds_in_sqlite() {
     fresh(s.claim(S, "k", &other, 1_012, 300).await.unwrap());
 }
 
-#[tokio::test]
-async fn claims_survive_a_restart() {
-    let db = TempDb::new("restart");
+async fn claims_survive_a_restart(db: TestDb) {
     let d = BodyDigest::of(b"{}");
     {
-        let s = SqliteDedupStore::open(db.path()).await.unwrap();
+        let s = open(&db, 86_400).await;
         let t = fresh(s.claim(S, "done", &d, 100, 300).await.unwrap());
         assert!(s.acknowledge(S, "done", &t, 101).await.unwrap());
         fresh(s.claim(S, "crashed", &d, 100, 300).await.unwrap());
     }
-    let s = SqliteDedupStore::open(db.path()).await.unwrap();
+    let s = open(&db, 86_400).await;
     assert_eq!(
         s.claim(S, "done", &d, 200, 300).await.unwrap(),
         DedupClaim::Done
@@ -109,13 +121,11 @@ async fn claims_survive_a_restart() {
     fresh(s.claim(S, "crashed", &d, 400, 300).await.unwrap());
 }
 
-/// Two stores opened on one file (two processes on one host) race for the same keys from
+/// Two stores opened on one database (two processes) race for the same keys from
 /// concurrent tasks: each key has exactly one fresh claim, and one acknowledgment.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_stores_on_one_file_give_one_fresh_claim_per_key() {
-    let db = TempDb::new("race");
-    let a = Arc::new(SqliteDedupStore::open(db.path()).await.unwrap());
-    let b = Arc::new(SqliteDedupStore::open(db.path()).await.unwrap());
+async fn two_stores_on_one_database_give_one_fresh_claim_per_key(db: TestDb) {
+    let a = open(&db, 86_400).await;
+    let b = open(&db, 86_400).await;
     let d = BodyDigest::of(b"{}");
     let mut tasks = Vec::new();
     for store in [a.clone(), b.clone(), a.clone(), b.clone()] {
@@ -147,20 +157,16 @@ async fn two_stores_on_one_file_give_one_fresh_claim_per_key() {
     }
 }
 
-#[tokio::test]
-async fn expired_rows_are_cleaned_up_inline() {
-    let db = TempDb::new("cleanup");
-    let s = SqliteDedupStore::open_with_ttl(db.path(), 10)
-        .await
-        .unwrap();
+async fn expired_rows_are_cleaned_up_inline(db: TestDb) {
+    let s = open(&db, 10).await;
     let d = BodyDigest::of(b"{}");
     for i in 0..200 {
         fresh(s.claim(S, &format!("old_{i}"), &d, 0, 5).await.unwrap());
     }
-    assert_eq!(s.len().await.unwrap(), 200);
+    assert_eq!(rows(&db).await, 200);
     for i in 0..200 {
         fresh(s.claim(S, &format!("new_{i}"), &d, 100, 5).await.unwrap());
     }
     // Every old key is past its retention and was deleted by the claims themselves.
-    assert_eq!(s.len().await.unwrap(), 200);
+    assert_eq!(rows(&db).await, 200);
 }
