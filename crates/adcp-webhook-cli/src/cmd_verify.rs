@@ -7,8 +7,8 @@
 use adcp_webhooks::clock::{Clock, FixedClock, SystemClock};
 use adcp_webhooks::verify::axum::{outcome_response, process};
 use adcp_webhooks::verify::{
-    Outcome, ReceivedRequest, Rejection, StaticJwks, TargetUri, VerifyError, WebhookReceiver,
-    WebhookVerifier,
+    Outcome, PostgresDedupStore, ReceivedRequest, Rejection, SqliteDedupStore, StaticJwks,
+    TargetUri, VerifyError, WebhookReceiver, WebhookVerifier,
 };
 use clap::Args;
 use serde_json::{Value, json};
@@ -48,6 +48,19 @@ pub struct ReceiveArgs {
     /// path. Default: `http://` + the Host header + the path.
     #[arg(long, value_name = "URL")]
     pub public_url: Option<String>,
+    /// Where idempotency-key claims are kept: a SQLite file path (survives a restart; several
+    /// `receive` processes on one host may share it) or a `postgres://` URL (any number of
+    /// replicas on any hosts behave as one receiver). Default: in memory, this process only.
+    #[arg(long, value_name = "PATH|URL")]
+    pub store: Option<String>,
+    /// How long a delivery's claim holds off retries (answered 503 with Retry-After) before
+    /// a retry may take it over, e.g. 30s or 5m.
+    #[arg(long, value_name = "DUR", default_value = "5m", value_parser = crate::cmd_outbox::parse_duration)]
+    pub claim_ttl: std::time::Duration,
+    /// The sender's name, part of the dedup scope with the signing keyid (default: none, the
+    /// keyid alone names the sender). Give it when one store serves several senders' keys.
+    #[arg(long, value_name = "NAME")]
+    pub sender: Option<String>,
 }
 
 /// Run `verify`: read `{"method","url","headers","body"}` from stdin, print
@@ -223,9 +236,31 @@ pub async fn run_receive(args: ReceiveArgs) -> Result<(), String> {
         }
         None => TargetUri::Direct { scheme: "http" },
     };
-    let receiver = WebhookReceiver::builder(WebhookVerifier::new(jwks))
+    let lease_secs = i64::try_from(args.claim_ttl.as_millis().div_ceil(1000)).unwrap_or(i64::MAX);
+    if lease_secs < 1 {
+        return Err("--claim-ttl must be at least 1s".into());
+    }
+    let mut builder = WebhookReceiver::builder(WebhookVerifier::new(jwks))
         .target_uri(target)
-        .build();
+        .claim_lease_secs(lease_secs);
+    if let Some(name) = &args.sender {
+        builder = builder.sender(name.clone());
+    }
+    let builder = match args.store.as_deref() {
+        None => builder,
+        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => builder
+            .dedup_store(
+                PostgresDedupStore::open(url)
+                    .await
+                    .map_err(|e| e.to_string())?,
+            ),
+        Some(path) => builder.dedup_store(
+            SqliteDedupStore::open(path)
+                .await
+                .map_err(|e| e.to_string())?,
+        ),
+    };
+    let receiver = builder.build();
     let sink: Box<dyn Write + Send> = match &args.log {
         Some(path) => Box::new(
             std::fs::OpenOptions::new()

@@ -216,11 +216,16 @@ struct Receiver {
 
 impl Receiver {
     fn start(jwks: &Path, log: &Path) -> Self {
+        Self::start_with(jwks, log, &[])
+    }
+
+    fn start_with(jwks: &Path, log: &Path, extra: &[&str]) -> Self {
         let mut child = bin()
             .args(["receive", "--listen", "127.0.0.1:0", "--jwks"])
             .arg(jwks)
             .arg("--log")
             .arg(log)
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -402,4 +407,130 @@ fn receive_accepts_dedupes_rejects_and_logs_one_line_per_request() {
             .iter()
             .all(|l| l["path"] == "/adcp/webhook" && l["ts"].is_string())
     );
+}
+
+fn log_lines(log: &Path) -> Vec<Value> {
+    std::fs::read_to_string(log)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("each log line is JSON"))
+        .collect()
+}
+
+/// Two `receive` processes on one `--store` behave as one receiver: a resend to the other
+/// replica is a duplicate, the same key with another body a 409 there, and a restarted
+/// replica still knows the key.
+fn two_replicas_on_one_store(store: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let pem = dir.path().join("k.pem");
+    let jwks = dir.path().join("k.jwks.json");
+    let o = bin()
+        .args(["keygen", "--kid", "cli-replicas", "--out"])
+        .arg(&pem)
+        .arg("--jwks")
+        .arg(&jwks)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let (log_a, log_b) = (dir.path().join("a.log"), dir.path().join("b.log"));
+    let args = [
+        "--store",
+        store,
+        "--claim-ttl",
+        "2m",
+        "--sender",
+        "seller.example",
+    ];
+    let a = Receiver::start_with(&jwks, &log_a, &args);
+    let b = Receiver::start_with(&jwks, &log_b, &args);
+    let url = |r: &Receiver| format!("http://{}/adcp/webhook", r.addr);
+    let body = r#"{"idempotency_key":"whk_cli_replicas_0001","operation_id":"op","task_id":"t","task_type":"create_media_buy","status":"completed","timestamp":"2026-04-18T12:00:00Z"}"#;
+    let other = body.replace("completed", "failed");
+
+    let (status, _) = a.post(
+        "/adcp/webhook",
+        &signed(&pem, "cli-replicas", &url(&a), body),
+        body.as_bytes(),
+    );
+    assert_eq!(status, 200);
+    let (status, resp) = b.post(
+        "/adcp/webhook",
+        &signed(&pem, "cli-replicas", &url(&b), body),
+        body.as_bytes(),
+    );
+    assert_eq!(status, 200);
+    assert!(resp.contains(r#"{"status":"duplicate"}"#), "{resp}");
+    let (status, resp) = b.post(
+        "/adcp/webhook",
+        &signed(&pem, "cli-replicas", &url(&b), &other),
+        other.as_bytes(),
+    );
+    assert_eq!(status, 409, "{resp}");
+    assert!(a.stop().success());
+    let a2 = Receiver::start_with(&jwks, &log_a, &args);
+    let (status, resp) = a2.post(
+        "/adcp/webhook",
+        &signed(&pem, "cli-replicas", &url(&a2), body),
+        body.as_bytes(),
+    );
+    assert_eq!(status, 200);
+    assert!(
+        resp.contains(r#"{"status":"duplicate"}"#),
+        "after a restart: {resp}"
+    );
+    assert!(a2.stop().success());
+    assert!(b.stop().success());
+
+    let outcomes = |log: &Path| -> Vec<String> {
+        log_lines(log)
+            .iter()
+            .map(|l| l["outcome"].as_str().unwrap_or("?").to_owned())
+            .collect()
+    };
+    assert_eq!(outcomes(&log_a), ["accepted", "duplicate"]);
+    assert_eq!(outcomes(&log_b), ["duplicate", "conflict"]);
+}
+
+#[test]
+fn two_receive_processes_on_one_sqlite_store_behave_as_one_receiver() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("claims.db");
+    two_replicas_on_one_store(store.to_str().unwrap());
+}
+
+#[test]
+fn two_receive_processes_on_one_postgres_store_behave_as_one_receiver() {
+    let admin = std::env::var("ADCP_TEST_POSTGRES_URL").expect(
+        "ADCP_TEST_POSTGRES_URL is not set: this test needs a PostgreSQL server (an admin URL \
+         such as postgres://postgres@127.0.0.1:5432/postgres)",
+    );
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let name = format!("adcp_rx_{}_{nanos}", std::process::id());
+    let (base, _) = admin
+        .rsplit_once('/')
+        .expect("the admin URL has a database path");
+    let url = format!("{base}/{name}");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let admin_sql = |sql: String| {
+        rt.block_on(async {
+            use sqlx::Connection as _;
+            let mut conn = sqlx::postgres::PgConnection::connect(&admin).await.unwrap();
+            sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+                .execute(&mut conn)
+                .await
+                .unwrap();
+            let _ = conn.close().await;
+        })
+    };
+    admin_sql(format!("CREATE DATABASE {name}"));
+    let run = std::panic::catch_unwind(|| two_replicas_on_one_store(&url));
+    admin_sql(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+    if let Err(panic) = run {
+        std::panic::resume_unwind(panic);
+    }
 }
