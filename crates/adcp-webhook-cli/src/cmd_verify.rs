@@ -48,7 +48,7 @@ pub struct ReceiveArgs {
     /// path. Default: `http://` + the Host header + the path.
     #[arg(long, value_name = "URL")]
     pub public_url: Option<String>,
-    /// Where idempotency-key claims are kept: a SQLite file path (survives a restart; several
+    /// Where idempotency-key claims and verified nonces are kept: a SQLite file path (survives a restart; several
     /// `receive` processes on one host may share it) or a `postgres://` URL (any number of
     /// replicas on any hosts behave as one receiver). Default: in memory, this process only.
     #[arg(long, value_name = "PATH|URL")]
@@ -246,19 +246,26 @@ pub async fn run_receive(args: ReceiveArgs) -> Result<(), String> {
     if let Some(name) = &args.sender {
         builder = builder.sender(name.clone());
     }
+    // The store keeps both the idempotency-key claims and the nonces of verified requests, so
+    // replicas on it dedupe together and refuse each other's replays.
     let builder = match args.store.as_deref() {
         None => builder,
-        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => builder
-            .dedup_store(
-                PostgresDedupStore::open(url)
-                    .await
-                    .map_err(|e| e.to_string())?,
-            ),
-        Some(path) => builder.dedup_store(
-            SqliteDedupStore::open(path)
+        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+            let store = PostgresDedupStore::open(url)
                 .await
-                .map_err(|e| e.to_string())?,
-        ),
+                .map_err(|e| e.to_string())?;
+            builder
+                .dedup_store(store.clone())
+                .shared_replay_store(store)
+        }
+        Some(path) => {
+            let store = SqliteDedupStore::open(path)
+                .await
+                .map_err(|e| e.to_string())?;
+            builder
+                .dedup_store(store.clone())
+                .shared_replay_store(store)
+        }
     };
     let receiver = builder.build();
     let sink: Box<dyn Write + Send> = match &args.log {

@@ -440,19 +440,27 @@ fn two_replicas_on_one_store(store: &str) {
         "2m",
         "--sender",
         "seller.example",
+        // Behind one public URL, as replicas behind a load balancer are.
+        "--public-url",
+        "https://hooks.buyer.example",
     ];
     let a = Receiver::start_with(&jwks, &log_a, &args);
     let b = Receiver::start_with(&jwks, &log_b, &args);
-    let url = |r: &Receiver| format!("http://{}/adcp/webhook", r.addr);
+    let url = |_: &Receiver| "https://hooks.buyer.example/adcp/webhook".to_owned();
     let body = r#"{"idempotency_key":"whk_cli_replicas_0001","operation_id":"op","task_id":"t","task_type":"create_media_buy","status":"completed","timestamp":"2026-04-18T12:00:00Z"}"#;
     let other = body.replace("completed", "failed");
 
-    let (status, _) = a.post(
-        "/adcp/webhook",
-        &signed(&pem, "cli-replicas", &url(&a), body),
-        body.as_bytes(),
-    );
+    let first = signed(&pem, "cli-replicas", &url(&a), body);
+    let (status, _) = a.post("/adcp/webhook", &first, body.as_bytes());
     assert_eq!(status, 200);
+    // The exact same signed request, captured and replayed to the other replica.
+    let (status, resp) = b.post("/adcp/webhook", &first, body.as_bytes());
+    assert_eq!(status, 401, "{resp}");
+    assert!(
+        resp.to_ascii_lowercase()
+            .contains(r#"signature error="webhook_signature_replayed""#),
+        "{resp}"
+    );
     let (status, resp) = b.post(
         "/adcp/webhook",
         &signed(&pem, "cli-replicas", &url(&b), body),
@@ -488,7 +496,11 @@ fn two_replicas_on_one_store(store: &str) {
             .collect()
     };
     assert_eq!(outcomes(&log_a), ["accepted", "duplicate"]);
-    assert_eq!(outcomes(&log_b), ["duplicate", "conflict"]);
+    assert_eq!(outcomes(&log_b), ["rejected", "duplicate", "conflict"]);
+    assert_eq!(
+        log_lines(&log_b)[0]["error_code"],
+        "webhook_signature_replayed"
+    );
 }
 
 #[test]

@@ -7,11 +7,28 @@
 #[macro_use]
 mod stores;
 
-use adcp_webhooks::verify::{BodyDigest, ClaimToken, DedupClaim, DedupStore};
+use adcp_webhooks::verify::{BodyDigest, ClaimToken, DedupClaim, DedupStore, SharedReplayStore};
 use std::sync::Arc;
 use stores::{Engine, TestDb};
 
 /// A dedup store on `db`'s engine, keeping keys `ttl` seconds; and its row count.
+/// The same database as a shared replay store.
+async fn open_replay(db: &TestDb) -> Arc<dyn SharedReplayStore> {
+    match db.engine() {
+        Engine::Sqlite => Arc::new(
+            adcp_webhooks::verify::SqliteDedupStore::open(db.target())
+                .await
+                .unwrap(),
+        ),
+        #[cfg(feature = "postgres")]
+        Engine::Postgres => Arc::new(
+            adcp_webhooks::verify::PostgresDedupStore::open(db.target())
+                .await
+                .unwrap(),
+        ),
+    }
+}
+
 async fn open(db: &TestDb, ttl: i64) -> Arc<dyn DedupStore> {
     match db.engine() {
         Engine::Sqlite => Arc::new(
@@ -51,6 +68,7 @@ on_every_engine!(
     claims_survive_a_restart,
     two_stores_on_one_database_give_one_fresh_claim_per_key,
     expired_rows_are_cleaned_up_inline,
+    nonces_are_refused_across_stores_until_forgotten,
 );
 
 fn fresh(c: DedupClaim) -> ClaimToken {
@@ -169,4 +187,18 @@ async fn expired_rows_are_cleaned_up_inline(db: TestDb) {
     }
     // Every old key is past its retention and was deleted by the claims themselves.
     assert_eq!(rows(&db).await, 200);
+}
+
+/// A nonce recorded through one store is a replay through another on the same database until
+/// its window has passed; another keyid's equal nonce is unrelated.
+async fn nonces_are_refused_across_stores_until_forgotten(db: TestDb) {
+    let a = open_replay(&db).await;
+    let b = open_replay(&db).await;
+    assert!(a.claim_nonce("kid-1", "nonce-1", 360, 0).await.unwrap());
+    assert!(!b.claim_nonce("kid-1", "nonce-1", 360, 10).await.unwrap());
+    assert!(!a.claim_nonce("kid-1", "nonce-1", 360, 359).await.unwrap());
+    assert!(b.claim_nonce("kid-2", "nonce-1", 360, 10).await.unwrap());
+    // Forgotten once its window (forget_after) has passed.
+    assert!(b.claim_nonce("kid-1", "nonce-1", 720, 360).await.unwrap());
+    assert!(!a.claim_nonce("kid-1", "nonce-1", 720, 361).await.unwrap());
 }

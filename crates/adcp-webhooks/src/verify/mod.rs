@@ -62,6 +62,7 @@ mod receiver;
 mod remote;
 mod replay;
 mod revocation;
+mod shared_replay;
 #[cfg(feature = "sqlite")]
 mod sqlite_dedup;
 
@@ -92,6 +93,7 @@ pub use replay::{
 pub use revocation::{
     RevocationList, RevocationListError, RevocationSource, RevocationStatus, SharedRevocationList,
 };
+pub use shared_replay::SharedReplayStore;
 #[cfg(feature = "sqlite")]
 pub use sqlite_dedup::SqliteDedupStore;
 
@@ -329,6 +331,11 @@ impl WebhookVerifier {
     /// ([`KeySource::identity`]: a remote JWKS's URL), if it has one.
     pub fn key_set_identity(&self) -> Option<String> {
         self.inner.keys.identity()
+    }
+
+    /// The clock skew tolerated on `created` and `expires`, in seconds.
+    pub fn max_skew(&self) -> i64 {
+        self.inner.max_skew
     }
 
     /// The verifier's clock reading (Unix seconds).

@@ -12,7 +12,26 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-const MIGRATION_0001: &str = include_str!("../../migrations/postgres/receiver_0001_dedup.sql");
+/// The receiver's migrations, in order: (version, description, SQL).
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "receiver dedup",
+        include_str!("../../migrations/postgres/receiver_0001_dedup.sql"),
+    ),
+    (
+        2,
+        "receiver replay",
+        include_str!("../../migrations/postgres/receiver_0002_replay.sql"),
+    ),
+];
+
+// As in SQLite: a row comes back only when the caller's nonce claim took.
+const NONCE_SQL: &str = "
+INSERT INTO receiver_replay AS r (keyid, nonce, forget_at) VALUES ($1, $2, $3)
+ON CONFLICT (keyid, nonce) DO UPDATE SET forget_at = excluded.forget_at
+WHERE r.forget_at <= $4
+RETURNING 1";
 /// The advisory lock the receiver's migrations take, so replicas starting together apply them
 /// once.
 const MIGRATION_LOCK: i64 = 0x0000_adc9_0b0c_dedc;
@@ -99,18 +118,25 @@ impl PostgresDedupStore {
         )
         .execute(&mut *tx)
         .await?;
-        let applied: Option<i64> =
-            sqlx::query_scalar("SELECT version FROM receiver_schema_migrations WHERE version = 1")
-                .fetch_optional(&mut *tx)
-                .await?;
-        if applied.is_none() {
-            sqlx::raw_sql(MIGRATION_0001).execute(&mut *tx).await?;
-            sqlx::query(
-                "INSERT INTO receiver_schema_migrations (version, description) \
-                 VALUES (1, 'receiver dedup')",
+        for (version, description, sql) in MIGRATIONS {
+            let applied: Option<i64> = sqlx::query_scalar(
+                "SELECT version FROM receiver_schema_migrations WHERE version = $1",
             )
-            .execute(&mut *tx)
+            .bind(version)
+            .fetch_optional(&mut *tx)
             .await?;
+            if applied.is_none() {
+                sqlx::raw_sql(sqlx::AssertSqlSafe(*sql))
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query(
+                    "INSERT INTO receiver_schema_migrations (version, description) VALUES ($1, $2)",
+                )
+                .bind(version)
+                .bind(description)
+                .execute(&mut *tx)
+                .await?;
+            }
         }
         tx.commit().await
     }
@@ -130,17 +156,52 @@ impl PostgresDedupStore {
     }
 
     async fn cleanup(&self, now: i64) -> Result<(), DedupStoreError> {
-        sqlx::query(
+        for sql in [
             "DELETE FROM receiver_dedup WHERE ctid IN (
                  SELECT ctid FROM receiver_dedup WHERE forget_at <= $1
                  LIMIT $2 FOR UPDATE SKIP LOCKED)",
-        )
-        .bind(now)
-        .bind(CLEANUP_BATCH)
-        .execute(&self.pool)
-        .await
-        .map_err(db_err)?;
+            "DELETE FROM receiver_replay WHERE ctid IN (
+                 SELECT ctid FROM receiver_replay WHERE forget_at <= $1
+                 LIMIT $2 FOR UPDATE SKIP LOCKED)",
+        ] {
+            sqlx::query(sql)
+                .bind(now)
+                .bind(CLEANUP_BATCH)
+                .execute(&self.pool)
+                .await
+                .map_err(db_err)?;
+        }
         Ok(())
+    }
+
+    async fn maybe_cleanup(&self, now: i64) -> Result<(), DedupStoreError> {
+        if self
+            .claims
+            .fetch_add(1, Ordering::Relaxed)
+            .is_multiple_of(CLEANUP_EVERY)
+        {
+            self.cleanup(now).await?;
+        }
+        Ok(())
+    }
+
+    async fn nonce_impl(
+        &self,
+        keyid: &str,
+        nonce: &str,
+        forget_after: i64,
+        now: i64,
+    ) -> Result<bool, DedupStoreError> {
+        self.maybe_cleanup(now).await?;
+        let row = sqlx::query(NONCE_SQL)
+            .bind(keyid)
+            .bind(nonce)
+            .bind(forget_after)
+            .bind(now)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)?;
+        Ok(row.is_some())
     }
 
     async fn claim_impl(
@@ -151,13 +212,7 @@ impl PostgresDedupStore {
         now: i64,
         lease_secs: i64,
     ) -> Result<DedupClaim, DedupStoreError> {
-        if self
-            .claims
-            .fetch_add(1, Ordering::Relaxed)
-            .is_multiple_of(CLEANUP_EVERY)
-        {
-            self.cleanup(now).await?;
-        }
+        self.maybe_cleanup(now).await?;
         let token = new_token();
         let lease = lease_secs.max(1);
         let row = sqlx::query(CLAIM_SQL)
@@ -244,5 +299,17 @@ impl DedupStore for PostgresDedupStore {
         token: &'a ClaimToken,
     ) -> DedupFuture<'a, Result<bool, DedupStoreError>> {
         Box::pin(self.settle(scope, key, token, false))
+    }
+}
+
+impl super::SharedReplayStore for PostgresDedupStore {
+    fn claim_nonce<'a>(
+        &'a self,
+        keyid: &'a str,
+        nonce: &'a str,
+        forget_after: i64,
+        now: i64,
+    ) -> DedupFuture<'a, Result<bool, DedupStoreError>> {
+        Box::pin(self.nonce_impl(keyid, nonce, forget_after, now))
     }
 }

@@ -8,8 +8,9 @@ use super::dedup::{
     BodyDigest, DEFAULT_CLAIM_LEASE_SECS, DedupClaim, DedupStore, DedupStoreError,
     InMemoryDedupStore, ready_now,
 };
-use super::error::VerifyError;
+use super::error::{ErrorCode, Step, VerifyError};
 pub use super::outcome::{AcceptedWebhook, Outcome, Rejection};
+use super::shared_replay::SharedReplayStore;
 use super::{ReceivedRequest, VerifiedWebhook, WebhookVerifier};
 use crate::payload::{IdempotencyKey, ParsedWebhook, WebhookKind};
 use crate::signing::HeaderSource;
@@ -158,6 +159,7 @@ struct Inner {
     scope: String,
     sender: Option<String>,
     lease: i64,
+    shared_replay: Option<Arc<dyn SharedReplayStore>>,
     kind: Option<WebhookKind>,
 }
 
@@ -202,6 +204,17 @@ impl WebhookReceiverBuilder {
         self
     }
 
+    /// Also record every verified nonce in `store`, shared by the replicas (a
+    /// [`SqliteDedupStore`](super::SqliteDedupStore) or
+    /// [`PostgresDedupStore`](super::PostgresDedupStore)), so a captured request replayed to
+    /// another replica or after a restart is rejected with `webhook_signature_replayed` (401).
+    /// Default: none, the verifier's per-process replay store only. The store is consulted
+    /// asynchronously: use [`WebhookReceiver::handle_async`] (as the axum layer does).
+    pub fn shared_replay_store(mut self, store: impl SharedReplayStore + 'static) -> Self {
+        self.inner.shared_replay = Some(Arc::new(store));
+        self
+    }
+
     /// How long a first delivery's claim holds off retries before another delivery may take
     /// it over (default [`DEFAULT_CLAIM_LEASE_SECS`], 5 minutes; at least 1 second). Set it
     /// above the application's longest normal handling time.
@@ -238,6 +251,7 @@ impl WebhookReceiver {
                 scope: String::new(),
                 sender: None,
                 lease: DEFAULT_CLAIM_LEASE_SECS,
+                shared_replay: None,
                 kind: None,
             },
         }
@@ -262,6 +276,11 @@ impl WebhookReceiver {
         };
         let received = ReceivedRequest::new(request.method, &target, request.headers, request.body);
         let verified = self.inner.verifier.verify(&received);
+        let verified = match verified {
+            Ok(v) => ready_now(Box::pin(self.check_shared_replay(v)))
+                .unwrap_or_else(|| Err(Rejection::StoreUnavailable(needs_async()))),
+            Err(e) => Err(Rejection::Signature(e)),
+        };
         let webhook = match self.prepare(request, verified) {
             Ok(w) => w,
             Err(o) => return o,
@@ -285,7 +304,10 @@ impl WebhookReceiver {
             Err(r) => return Outcome::Rejected(r),
         };
         let received = ReceivedRequest::new(request.method, &target, request.headers, request.body);
-        let verified = self.inner.verifier.verify_async(&received).await;
+        let verified = match self.inner.verifier.verify_async(&received).await {
+            Ok(v) => self.check_shared_replay(v).await,
+            Err(e) => Err(Rejection::Signature(e)),
+        };
         let webhook = match self.prepare(request, verified) {
             Ok(w) => w,
             Err(o) => return o,
@@ -421,14 +443,50 @@ impl WebhookReceiver {
         self.target_uri(request).map_err(Rejection::BadRequest)
     }
 
+    /// Record the verified nonce in the shared replay store, if there is one.
+    async fn check_shared_replay(
+        &self,
+        verified: VerifiedWebhook,
+    ) -> Result<VerifiedWebhook, Rejection> {
+        let Some(store) = &self.inner.shared_replay else {
+            return Ok(verified);
+        };
+        let forget_after = verified
+            .expires
+            .saturating_add(self.inner.verifier.max_skew());
+        match store
+            .claim_nonce(
+                &verified.keyid,
+                &verified.nonce,
+                forget_after,
+                verified.verified_at,
+            )
+            .await
+        {
+            Ok(true) => Ok(verified),
+            Ok(false) => Err(Rejection::Signature(
+                VerifyError::new(
+                    ErrorCode::Replayed,
+                    Step::Replay,
+                    format!(
+                        "nonce {:?} was already accepted for key {:?} (shared replay store)",
+                        verified.nonce, verified.keyid
+                    ),
+                )
+                .with_keyid(verified.keyid.clone()),
+            )),
+            Err(e) => Err(Rejection::StoreUnavailable(e)),
+        }
+    }
+
     fn prepare<H: HeaderSource + ?Sized>(
         &self,
         request: &IncomingRequest<'_, H>,
-        verified: Result<VerifiedWebhook, VerifyError>,
+        verified: Result<VerifiedWebhook, Rejection>,
     ) -> Result<Box<AcceptedWebhook>, Outcome> {
         let verified = match verified {
             Ok(v) => v,
-            Err(e) => return Err(Outcome::Rejected(Rejection::Signature(e))),
+            Err(r) => return Err(Outcome::Rejected(r)),
         };
         if !is_json_content_type(request.headers) {
             return Err(Outcome::Rejected(Rejection::MalformedBody(

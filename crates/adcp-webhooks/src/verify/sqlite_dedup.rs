@@ -15,6 +15,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 const MIGRATION_0001: &str = include_str!("../../migrations/sqlite/receiver_0001_dedup.sql");
+const MIGRATION_0002: &str = include_str!("../../migrations/sqlite/receiver_0002_replay.sql");
+
+// A nonce is recorded unless it is recorded and not yet forgotten; a row comes back only when
+// the caller's claim took.
+const NONCE_SQL: &str = "
+INSERT INTO receiver_replay (keyid, nonce, forget_at) VALUES (?1, ?2, ?3)
+ON CONFLICT (keyid, nonce) DO UPDATE SET forget_at = excluded.forget_at
+WHERE receiver_replay.forget_at <= ?4
+RETURNING 1";
 
 // The claim is one statement: insert the key as claimed, or, when it exists, take it over if
 // its retention is over or its lease expired with the same body, else leave it as it is; and
@@ -82,13 +91,22 @@ impl SqliteDedupStore {
             .connect_with(options)
             .await
             .map_err(|e| open_err(&e))?;
-        let mut migrator = Migrator::with_migrations(vec![Migration::new(
-            1,
-            "receiver dedup".into(),
-            MigrationType::Simple,
-            MIGRATION_0001.into_sql_str(),
-            false,
-        )]);
+        let mut migrator = Migrator::with_migrations(vec![
+            Migration::new(
+                1,
+                "receiver dedup".into(),
+                MigrationType::Simple,
+                MIGRATION_0001.into_sql_str(),
+                false,
+            ),
+            Migration::new(
+                2,
+                "receiver replay".into(),
+                MigrationType::Simple,
+                MIGRATION_0002.into_sql_str(),
+                false,
+            ),
+        ]);
         migrator.dangerous_set_table_name("receiver_schema_migrations");
         migrator
             .run(&pool)
@@ -116,15 +134,49 @@ impl SqliteDedupStore {
     }
 
     async fn cleanup(&self, now: i64) -> Result<(), DedupStoreError> {
-        sqlx::query(
+        for sql in [
             "DELETE FROM receiver_dedup WHERE (scope, idem_key) IN (
                  SELECT scope, idem_key FROM receiver_dedup WHERE forget_at <= ?1 LIMIT ?2)",
-        )
-        .bind(now)
-        .bind(CLEANUP_BATCH)
-        .execute(&self.pool)
-        .await
-        .map_err(db_err)?;
+            "DELETE FROM receiver_replay WHERE (keyid, nonce) IN (
+                 SELECT keyid, nonce FROM receiver_replay WHERE forget_at <= ?1 LIMIT ?2)",
+        ] {
+            sqlx::query(sql)
+                .bind(now)
+                .bind(CLEANUP_BATCH)
+                .execute(&self.pool)
+                .await
+                .map_err(db_err)?;
+        }
+        Ok(())
+    }
+
+    async fn nonce_impl(
+        &self,
+        keyid: &str,
+        nonce: &str,
+        forget_after: i64,
+        now: i64,
+    ) -> Result<bool, DedupStoreError> {
+        self.maybe_cleanup(now).await?;
+        let row = sqlx::query(NONCE_SQL)
+            .bind(keyid)
+            .bind(nonce)
+            .bind(forget_after)
+            .bind(now)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)?;
+        Ok(row.is_some())
+    }
+
+    async fn maybe_cleanup(&self, now: i64) -> Result<(), DedupStoreError> {
+        if self
+            .claims
+            .fetch_add(1, Ordering::Relaxed)
+            .is_multiple_of(CLEANUP_EVERY)
+        {
+            self.cleanup(now).await?;
+        }
         Ok(())
     }
 
@@ -136,13 +188,7 @@ impl SqliteDedupStore {
         now: i64,
         lease_secs: i64,
     ) -> Result<DedupClaim, DedupStoreError> {
-        if self
-            .claims
-            .fetch_add(1, Ordering::Relaxed)
-            .is_multiple_of(CLEANUP_EVERY)
-        {
-            self.cleanup(now).await?;
-        }
+        self.maybe_cleanup(now).await?;
         let token = new_token();
         let lease = lease_secs.max(1);
         let row = sqlx::query(CLAIM_SQL)
@@ -229,5 +275,17 @@ impl DedupStore for SqliteDedupStore {
         token: &'a ClaimToken,
     ) -> DedupFuture<'a, Result<bool, DedupStoreError>> {
         Box::pin(self.settle(scope, key, token, false))
+    }
+}
+
+impl super::SharedReplayStore for SqliteDedupStore {
+    fn claim_nonce<'a>(
+        &'a self,
+        keyid: &'a str,
+        nonce: &'a str,
+        forget_after: i64,
+        now: i64,
+    ) -> DedupFuture<'a, Result<bool, DedupStoreError>> {
+        Box::pin(self.nonce_impl(keyid, nonce, forget_after, now))
     }
 }
