@@ -10,6 +10,7 @@ use adcp_webhooks::verify::{
     Outcome, PostgresDedupStore, ReceivedRequest, Rejection, SqliteDedupStore, StaticJwks,
     TargetUri, VerifyError, WebhookReceiver, WebhookVerifier,
 };
+use axum::response::IntoResponse as _;
 use clap::Args;
 use serde_json::{Value, json};
 use std::io::{Read, Write};
@@ -61,6 +62,17 @@ pub struct ReceiveArgs {
     /// keyid alone names the sender). Give it when one store serves several senders' keys.
     #[arg(long, value_name = "NAME")]
     pub sender: Option<String>,
+    /// Make `receive` a verifying gateway: POST each verified first delivery to this URL
+    /// (the body bytes unchanged, with `X-AdCP-Verified-Keyid`, `X-AdCP-Idempotency-Key` and
+    /// `X-AdCP-Webhook-Kind`; no signature headers). The sender gets 200 only once the
+    /// application answered 2xx; an application error or timeout gets it 503 and releases the
+    /// claim, so its retry is forwarded again.
+    #[arg(long, value_name = "URL")]
+    pub forward: Option<String>,
+    /// How long the application may take to answer a forwarded webhook (shorter than
+    /// --claim-ttl).
+    #[arg(long, value_name = "DUR", default_value = "30s", value_parser = crate::cmd_outbox::parse_duration)]
+    pub forward_timeout: std::time::Duration,
 }
 
 /// Run `verify`: read `{"method","url","headers","body"}` from stdin, print
@@ -214,6 +226,42 @@ type LogSink = Arc<Mutex<Box<dyn Write + Send>>>;
 struct ReceiveState {
     receiver: WebhookReceiver,
     log: LogSink,
+    forward: Option<Forward>,
+}
+
+/// Where `receive --forward` posts verified first deliveries.
+#[derive(Clone)]
+struct Forward {
+    client: reqwest::Client,
+    url: String,
+}
+
+impl Forward {
+    /// POST the verified body to the application; `Ok(status)` when it answered.
+    async fn send(
+        &self,
+        webhook: &adcp_webhooks::verify::AcceptedWebhook,
+        body: bytes::Bytes,
+    ) -> Result<u16, String> {
+        let resp = self
+            .client
+            .post(&self.url)
+            .header("Content-Type", "application/json")
+            .header("X-AdCP-Verified-Keyid", &webhook.verified.keyid)
+            .header("X-AdCP-Idempotency-Key", &webhook.idempotency_key)
+            .header("X-AdCP-Webhook-Kind", webhook.payload.kind().as_str())
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| {
+                if e.is_timeout() {
+                    "the application did not answer in time".to_owned()
+                } else {
+                    format!("the application could not be reached: {e}")
+                }
+            })?;
+        Ok(resp.status().as_u16())
+    }
 }
 
 /// Run `receive` until SIGINT or SIGTERM.
@@ -240,6 +288,32 @@ pub async fn run_receive(args: ReceiveArgs) -> Result<(), String> {
     if lease_secs < 1 {
         return Err("--claim-ttl must be at least 1s".into());
     }
+    let forward = match &args.forward {
+        None => None,
+        Some(url) => {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(format!(
+                    "--forward {url:?} must be an http:// or https:// URL"
+                ));
+            }
+            if args.forward_timeout.is_zero() || args.forward_timeout >= args.claim_ttl {
+                return Err(
+                    "--forward-timeout must be above zero and shorter than --claim-ttl, or a \
+                     retry could be forwarded while the first call is still running"
+                        .into(),
+                );
+            }
+            let client = reqwest::Client::builder()
+                .timeout(args.forward_timeout)
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .map_err(|e| format!("cannot build the --forward client: {e}"))?;
+            Some(Forward {
+                client,
+                url: url.clone(),
+            })
+        }
+    };
     let mut builder = WebhookReceiver::builder(WebhookVerifier::new(jwks))
         .target_uri(target)
         .claim_lease_secs(lease_secs);
@@ -281,6 +355,7 @@ pub async fn run_receive(args: ReceiveArgs) -> Result<(), String> {
     let state = ReceiveState {
         receiver,
         log: Arc::new(Mutex::new(sink)),
+        forward,
     };
     let app = axum::Router::new().fallback(handle).with_state(state);
     let listener = tokio::net::TcpListener::bind(args.listen)
@@ -303,15 +378,42 @@ async fn handle(
     request: axum::extract::Request,
 ) -> axum::response::Response {
     let processed = process(&state.receiver, request).await;
-    // Without an application behind it, recording the delivery (the log line) is acting on
-    // it: acknowledge the claim so the sender's retries are duplicates.
     let mut outcome = processed.outcome;
-    if let Outcome::Accepted(webhook) = &outcome
-        && let Err(e) = state.receiver.acknowledge_async(webhook).await
-    {
-        outcome = Outcome::Rejected(Rejection::StoreUnavailable(e));
+    // What the application answered, with --forward: Ok(status) or Err(why).
+    let mut forwarded: Option<Result<u16, String>> = None;
+    if let Outcome::Accepted(webhook) = &outcome {
+        // Without --forward, recording the delivery (the log line) is acting on it.
+        let acted = match &state.forward {
+            None => true,
+            Some(fwd) => {
+                let answer = fwd.send(webhook, processed.body.clone()).await;
+                let ok = matches!(answer, Ok(s) if (200..300).contains(&s));
+                forwarded = Some(answer);
+                ok
+            }
+        };
+        if acted {
+            if let Err(e) = state.receiver.acknowledge_async(webhook).await {
+                outcome = Outcome::Rejected(Rejection::StoreUnavailable(e));
+            }
+        } else {
+            // Release so the sender's retry is forwarded again; a store error leaves the claim
+            // to run out with its lease, with the same effect later.
+            let _ = state.receiver.release_async(webhook).await;
+        }
     }
+    let failed_forward = matches!(&forwarded, Some(Ok(s)) if !(200..300).contains(s))
+        || matches!(&forwarded, Some(Err(_)));
     let mut line = outcome.log_record();
+    if let (Value::Object(map), Some(answer)) = (&mut line, &forwarded) {
+        match answer {
+            Ok(s) => map.insert("forward_status".into(), json!(s)),
+            Err(why) => map.insert("forward_error".into(), json!(why)),
+        };
+        if failed_forward {
+            map.insert("status".into(), json!(503));
+        }
+    }
     if let Value::Object(map) = &mut line {
         let now = time::OffsetDateTime::now_utc();
         let ts = now
@@ -328,6 +430,14 @@ async fn handle(
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         // A log write failure must not turn a delivery into an error for the sender.
         let _ = writeln!(log, "{line}").and_then(|()| log.flush());
+    }
+    if failed_forward {
+        return (
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            [(axum::http::header::CONTENT_TYPE, "application/json")],
+            json!({ "error": "application_unavailable" }).to_string(),
+        )
+            .into_response();
     }
     outcome_response(&outcome)
 }

@@ -546,3 +546,211 @@ fn two_receive_processes_on_one_postgres_store_behave_as_one_receiver() {
         std::panic::resume_unwind(panic);
     }
 }
+
+/// A loopback application behind `receive --forward`: records each request (head and body)
+/// and answers with the next scripted behaviour (`ok` 204 by default, `fail` 500, `block`
+/// waits for a signal, then 204).
+struct App {
+    addr: String,
+    seen: std::sync::mpsc::Receiver<(String, Vec<u8>)>,
+    script: std::sync::mpsc::Sender<&'static str>,
+    unblock: std::sync::mpsc::Sender<()>,
+}
+
+impl App {
+    fn start() -> Self {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let (seen_tx, seen) = std::sync::mpsc::channel();
+        let (script, script_rx) = std::sync::mpsc::channel::<&'static str>();
+        let (unblock, unblock_rx) = std::sync::mpsc::channel::<()>();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { return };
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut head = String::new();
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                        break;
+                    }
+                    head.push_str(&line);
+                }
+                let len = head
+                    .lines()
+                    .find_map(|l| {
+                        let (k, v) = l.split_once(':')?;
+                        k.eq_ignore_ascii_case("content-length")
+                            .then(|| v.trim().parse::<usize>().ok())?
+                    })
+                    .unwrap_or(0);
+                let mut body = vec![0; len];
+                reader.read_exact(&mut body).unwrap();
+                let behaviour = script_rx.try_recv().unwrap_or("ok");
+                if seen_tx.send((head, body)).is_err() {
+                    return;
+                }
+                if behaviour == "block" {
+                    let _ = unblock_rx.recv_timeout(Duration::from_secs(60));
+                }
+                let status = if behaviour == "fail" {
+                    "500 Internal Server Error"
+                } else {
+                    "204 No Content"
+                };
+                let _ = stream.write_all(
+                    format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                        .as_bytes(),
+                );
+            }
+        });
+        Self {
+            addr,
+            seen,
+            script,
+            unblock,
+        }
+    }
+
+    fn next(&self) -> (String, Vec<u8>) {
+        self.seen
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the application got a request")
+    }
+
+    fn nothing_more(&self) {
+        assert!(
+            self.seen.try_recv().is_err(),
+            "the application got another request"
+        );
+    }
+}
+
+/// `receive --forward` on two replicas sharing one store: the application sees each event
+/// once, verified headers and the body unchanged; a failing application's event is forwarded
+/// again on the resend; a resend while the first call runs gets 503 with Retry-After.
+#[test]
+fn two_forwarding_replicas_deliver_each_event_to_the_application_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let pem = dir.path().join("k.pem");
+    let jwks = dir.path().join("k.jwks.json");
+    let o = bin()
+        .args(["keygen", "--kid", "cli-forward", "--out"])
+        .arg(&pem)
+        .arg("--jwks")
+        .arg(&jwks)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let app = App::start();
+    let store = dir.path().join("claims.db");
+    let forward = format!("http://{}/events", app.addr);
+    let args = [
+        "--store",
+        store.to_str().unwrap(),
+        "--public-url",
+        "https://hooks.buyer.example",
+        "--forward",
+        &forward,
+        "--forward-timeout",
+        "50s",
+        "--claim-ttl",
+        "2m",
+    ];
+    let a = Receiver::start_with(&jwks, &dir.path().join("a.log"), &args);
+    let b = Receiver::start_with(&jwks, &dir.path().join("b.log"), &args);
+    let url = "https://hooks.buyer.example/adcp/webhook";
+    let body = |key: &str| {
+        format!(
+            r#"{{"idempotency_key":"{key}","operation_id":"op","task_id":"t","task_type":"create_media_buy","status":"completed","timestamp":"2026-04-18T12:00:00Z"}}"#
+        )
+    };
+    let send = |r: &Receiver, b: &str| {
+        r.post(
+            "/adcp/webhook",
+            &signed(&pem, "cli-forward", url, b),
+            b.as_bytes(),
+        )
+    };
+
+    // Normal: forwarded once, with what was verified; the resend to B is a duplicate.
+    let b1 = body("whk_cli_forward_000001");
+    assert_eq!(send(&a, &b1).0, 200);
+    let (head, got) = app.next();
+    assert_eq!(got, b1.as_bytes(), "the body is forwarded unchanged");
+    let head = head.to_ascii_lowercase();
+    assert!(head.starts_with("post /events "), "{head}");
+    assert!(
+        head.contains("x-adcp-verified-keyid: cli-forward"),
+        "{head}"
+    );
+    assert!(
+        head.contains("x-adcp-idempotency-key: whk_cli_forward_000001"),
+        "{head}"
+    );
+    assert!(head.contains("x-adcp-webhook-kind: mcp"), "{head}");
+    assert!(
+        !head.contains("signature"),
+        "signature headers are dropped: {head}"
+    );
+    let (status, resp) = send(&b, &b1);
+    assert_eq!(status, 200);
+    assert!(resp.contains(r#"{"status":"duplicate"}"#), "{resp}");
+    app.nothing_more();
+
+    // Failing application: the sender gets 503, the resend is forwarded and acknowledged.
+    let b2 = body("whk_cli_forward_000002");
+    app.script.send("fail").unwrap();
+    assert_eq!(send(&a, &b2).0, 503);
+    app.next();
+    assert_eq!(send(&b, &b2).0, 200);
+    app.next();
+    assert_eq!(send(&a, &b2).0, 200);
+    app.nothing_more();
+
+    // Slow application: a resend while the first call runs is 503 with Retry-After.
+    let b3 = body("whk_cli_forward_000003");
+    app.script.send("block").unwrap();
+    let first = std::thread::scope(|scope| {
+        let first = scope.spawn(|| send(&a, &b3));
+        app.next();
+        let (status, resp) = send(&b, &b3);
+        assert_eq!(status, 503, "{resp}");
+        assert!(
+            resp.to_ascii_lowercase().contains("retry-after: "),
+            "{resp}"
+        );
+        app.unblock.send(()).unwrap();
+        first.join().unwrap()
+    });
+    assert_eq!(first.0, 200);
+    assert_eq!(send(&b, &b3).0, 200);
+    app.nothing_more();
+
+    assert!(a.stop().success());
+    assert!(b.stop().success());
+    let outcomes = |name: &str| -> Vec<String> {
+        log_lines(&dir.path().join(name))
+            .iter()
+            .map(|l| format!("{}:{}", l["outcome"].as_str().unwrap_or("?"), l["status"]))
+            .collect()
+    };
+    assert_eq!(
+        outcomes("a.log"),
+        [
+            "accepted:200",
+            "accepted:503",
+            "duplicate:200",
+            "accepted:200"
+        ]
+    );
+    assert_eq!(
+        outcomes("b.log"),
+        [
+            "duplicate:200",
+            "accepted:200",
+            "in_progress:503",
+            "duplicate:200"
+        ]
+    );
+}
