@@ -512,6 +512,11 @@ fn two_receive_processes_on_one_sqlite_store_behave_as_one_receiver() {
 
 #[test]
 fn two_receive_processes_on_one_postgres_store_behave_as_one_receiver() {
+    with_postgres_database(two_replicas_on_one_store);
+}
+
+/// Run `f` with the URL of a fresh database on `ADCP_TEST_POSTGRES_URL`, dropped afterwards.
+fn with_postgres_database(f: impl FnOnce(&str) + std::panic::UnwindSafe) {
     let admin = std::env::var("ADCP_TEST_POSTGRES_URL").expect(
         "ADCP_TEST_POSTGRES_URL is not set: this test needs a PostgreSQL server (an admin URL \
          such as postgres://postgres@127.0.0.1:5432/postgres)",
@@ -540,7 +545,7 @@ fn two_receive_processes_on_one_postgres_store_behave_as_one_receiver() {
         })
     };
     admin_sql(format!("CREATE DATABASE {name}"));
-    let run = std::panic::catch_unwind(|| two_replicas_on_one_store(&url));
+    let run = std::panic::catch_unwind(|| f(&url));
     admin_sql(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
     if let Err(panic) = run {
         std::panic::resume_unwind(panic);
@@ -630,7 +635,17 @@ impl App {
 /// once, verified headers and the body unchanged; a failing application's event is forwarded
 /// again on the resend; a resend while the first call runs gets 503 with Retry-After.
 #[test]
-fn two_forwarding_replicas_deliver_each_event_to_the_application_once() {
+fn two_forwarding_replicas_on_sqlite_deliver_each_event_to_the_application_once() {
+    let dir = tempfile::tempdir().unwrap();
+    forwarding_replicas(dir.path().join("claims.db").to_str().unwrap());
+}
+
+#[test]
+fn two_forwarding_replicas_on_postgres_deliver_each_event_to_the_application_once() {
+    with_postgres_database(forwarding_replicas);
+}
+
+fn forwarding_replicas(store: &str) {
     let dir = tempfile::tempdir().unwrap();
     let pem = dir.path().join("k.pem");
     let jwks = dir.path().join("k.jwks.json");
@@ -643,11 +658,10 @@ fn two_forwarding_replicas_deliver_each_event_to_the_application_once() {
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let app = App::start();
-    let store = dir.path().join("claims.db");
     let forward = format!("http://{}/events", app.addr);
     let args = [
         "--store",
-        store.to_str().unwrap(),
+        store,
         "--public-url",
         "https://hooks.buyer.example",
         "--forward",
@@ -753,4 +767,100 @@ fn two_forwarding_replicas_deliver_each_event_to_the_application_once() {
             "duplicate:200"
         ]
     );
+}
+
+/// A forwarding replica killed with SIGKILL while its application call is in flight loses
+/// nothing: its claim runs out with the lease and a resend to the other replica is forwarded.
+#[test]
+fn a_replica_killed_mid_forward_loses_nothing_once_its_claim_runs_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let pem = dir.path().join("k.pem");
+    let jwks = dir.path().join("k.jwks.json");
+    let o = bin()
+        .args(["keygen", "--kid", "cli-kill", "--out"])
+        .arg(&pem)
+        .arg("--jwks")
+        .arg(&jwks)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let app = App::start();
+    let store = dir.path().join("claims.db");
+    let forward = format!("http://{}/events", app.addr);
+    // A short lease so the test waits little; the forward timeout stays below it.
+    let args = [
+        "--store",
+        store.to_str().unwrap(),
+        "--public-url",
+        "https://hooks.buyer.example",
+        "--forward",
+        &forward,
+        "--forward-timeout",
+        "3s",
+        "--claim-ttl",
+        "4s",
+    ];
+    let mut a = Receiver::start_with(&jwks, &dir.path().join("a.log"), &args);
+    let b = Receiver::start_with(&jwks, &dir.path().join("b.log"), &args);
+    let url = "https://hooks.buyer.example/adcp/webhook";
+    let body = r#"{"idempotency_key":"whk_cli_killed_000001","operation_id":"op","task_id":"t","task_type":"create_media_buy","status":"completed","timestamp":"2026-04-18T12:00:00Z"}"#;
+    let send = |r: &Receiver| {
+        r.post(
+            "/adcp/webhook",
+            &signed(&pem, "cli-kill", url, body),
+            body.as_bytes(),
+        )
+    };
+
+    app.script.send("block").unwrap();
+    let headers = signed(&pem, "cli-kill", url, body);
+    let addr = a.addr.clone();
+    let in_flight = std::thread::spawn(move || {
+        // The connection dies with the process: no answer is expected.
+        let mut s = TcpStream::connect(&addr).unwrap();
+        let mut req = format!(
+            "POST /adcp/webhook HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\nConnection: close\r\n",
+            body.len()
+        );
+        for (k, v) in &headers {
+            req.push_str(&format!("{k}: {v}\r\n"));
+        }
+        req.push_str("\r\n");
+        s.write_all(req.as_bytes()).unwrap();
+        s.write_all(body.as_bytes()).unwrap();
+        let mut resp = String::new();
+        let _ = s.read_to_string(&mut resp);
+        resp
+    });
+    app.next();
+    a.child.kill().unwrap(); // SIGKILL
+    a.child.wait().unwrap();
+    assert_eq!(
+        in_flight.join().unwrap(),
+        "",
+        "the killed replica answered nothing"
+    );
+    app.unblock.send(()).unwrap();
+
+    // Until the lease runs out the retry is in progress; then it is forwarded. Bounded loop.
+    let mut answers = Vec::new();
+    for _ in 0..100 {
+        let (status, resp) = send(&b);
+        answers.push(status);
+        if status == 200 {
+            break;
+        }
+        assert_eq!(status, 503, "{resp}");
+        assert!(
+            resp.to_ascii_lowercase().contains("retry-after: "),
+            "{resp}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(answers.last(), Some(&200), "{answers:?}");
+    let (_, got) = app.next();
+    assert_eq!(got, body.as_bytes());
+    assert_eq!(send(&b).0, 200);
+    app.nothing_more();
+    assert!(b.stop().success());
 }
