@@ -2,7 +2,8 @@
 
 stdin:  {"url": "http://127.0.0.1:PORT/...", "urls"?: {kind: url},
          "private_jwk": {..}  |  "key_pem": "...", "kid": "...", "alg"?, "passphrase"?,
-         "kinds"?: [kind, ...], "resend"?: true, "timeout_seconds"?: 10}
+         "kinds"?: [kind, ...], "resend"?: true, "resend_url"?: "http://...",
+         "timeout_seconds"?: 10}
 stdout: {"results": [{"kind", "resend_of", "ok", "status", "idempotency_key", "url",
                       "sent_body_b64", "response_body_b64", "error"}]}
 
@@ -11,7 +12,8 @@ Kinds, in the default order: "mcp" (``send_mcp``), "revocation_notification"
 "collection_list_changed" (``send_collection_list_changed``),
 "property_list_changed" (``send_property_list_changed``); then, unless
 ``"resend": false``, one more result of kind "resend" from
-``WebhookSender.resend`` of the first result. See README.md.
+``WebhookSender.resend`` of the first result (to ``resend_url`` when given: another
+replica of the same receiver). See README.md.
 
 The sender is built with ``allow_private_destinations=True`` (the SDK's own
 switch for its SSRF range check) because the receiving test server listens on
@@ -22,6 +24,7 @@ allowed, and the SDK accepts both http and https URLs.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from datetime import datetime, timezone
 from typing import Any
 
@@ -175,6 +178,9 @@ async def run(request: dict[str, Any]) -> list[dict[str, Any]]:
     resend = request.get("resend", True)
     if not isinstance(resend, bool):
         raise HarnessError("request: 'resend' must be true or false")
+    resend_url = request.get("resend_url")
+    if resend_url is not None and not isinstance(resend_url, str):
+        raise HarnessError("request: 'resend_url' must be a URL string")
     timeout = request.get("timeout_seconds", 10)
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
         raise HarnessError("request: 'timeout_seconds' must be a positive number")
@@ -199,6 +205,8 @@ async def run(request: dict[str, Any]) -> list[dict[str, Any]]:
                 results.append(_error("resend", RuntimeError("no earlier send succeeded")))
                 return results
             kind, delivery = first
+            if resend_url is not None:
+                delivery = dataclasses.replace(delivery, url=resend_url)
             try:
                 results.append(_result("resend", await sender.resend(delivery), resend_of=kind))
             except Exception as exc:  # noqa: BLE001 - reported like the others

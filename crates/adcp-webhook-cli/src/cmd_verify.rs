@@ -7,8 +7,10 @@
 use adcp_webhooks::clock::{Clock, FixedClock, SystemClock};
 use adcp_webhooks::verify::axum::{outcome_response, process};
 use adcp_webhooks::verify::{
-    ReceivedRequest, StaticJwks, TargetUri, VerifyError, WebhookReceiver, WebhookVerifier,
+    Outcome, PostgresDedupStore, ReceivedRequest, Rejection, SqliteDedupStore, StaticJwks,
+    TargetUri, VerifyError, WebhookReceiver, WebhookVerifier,
 };
+use axum::response::IntoResponse as _;
 use clap::Args;
 use serde_json::{Value, json};
 use std::io::{Read, Write};
@@ -47,6 +49,30 @@ pub struct ReceiveArgs {
     /// path. Default: `http://` + the Host header + the path.
     #[arg(long, value_name = "URL")]
     pub public_url: Option<String>,
+    /// Where idempotency-key claims and verified nonces are kept: a SQLite file path (survives a restart; several
+    /// `receive` processes on one host may share it) or a `postgres://` URL (any number of
+    /// replicas on any hosts behave as one receiver). Default: in memory, this process only.
+    #[arg(long, value_name = "PATH|URL")]
+    pub store: Option<String>,
+    /// How long a delivery's claim holds off retries (answered 503 with Retry-After) before
+    /// a retry may take it over, e.g. 30s or 5m.
+    #[arg(long, value_name = "DUR", default_value = "5m", value_parser = crate::cmd_outbox::parse_duration)]
+    pub claim_ttl: std::time::Duration,
+    /// The sender's name, part of the dedup scope with the signing keyid (default: none, the
+    /// keyid alone names the sender). Give it when one store serves several senders' keys.
+    #[arg(long, value_name = "NAME")]
+    pub sender: Option<String>,
+    /// Make `receive` a verifying gateway: POST each verified first delivery to this URL
+    /// (the body bytes unchanged, with `X-AdCP-Verified-Keyid`, `X-AdCP-Idempotency-Key` and
+    /// `X-AdCP-Webhook-Kind`; no signature headers). The sender gets 200 only once the
+    /// application answered 2xx; an application error or timeout gets it 503 and releases the
+    /// claim, so its retry is forwarded again.
+    #[arg(long, value_name = "URL")]
+    pub forward: Option<String>,
+    /// How long the application may take to answer a forwarded webhook (shorter than
+    /// --claim-ttl).
+    #[arg(long, value_name = "DUR", default_value = "30s", value_parser = crate::cmd_outbox::parse_duration)]
+    pub forward_timeout: std::time::Duration,
 }
 
 /// Run `verify`: read `{"method","url","headers","body"}` from stdin, print
@@ -200,6 +226,42 @@ type LogSink = Arc<Mutex<Box<dyn Write + Send>>>;
 struct ReceiveState {
     receiver: WebhookReceiver,
     log: LogSink,
+    forward: Option<Forward>,
+}
+
+/// Where `receive --forward` posts verified first deliveries.
+#[derive(Clone)]
+struct Forward {
+    client: reqwest::Client,
+    url: String,
+}
+
+impl Forward {
+    /// POST the verified body to the application; `Ok(status)` when it answered.
+    async fn send(
+        &self,
+        webhook: &adcp_webhooks::verify::AcceptedWebhook,
+        body: bytes::Bytes,
+    ) -> Result<u16, String> {
+        let resp = self
+            .client
+            .post(&self.url)
+            .header("Content-Type", "application/json")
+            .header("X-AdCP-Verified-Keyid", &webhook.verified.keyid)
+            .header("X-AdCP-Idempotency-Key", &webhook.idempotency_key)
+            .header("X-AdCP-Webhook-Kind", webhook.payload.kind().as_str())
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| {
+                if e.is_timeout() {
+                    "the application did not answer in time".to_owned()
+                } else {
+                    format!("the application could not be reached: {e}")
+                }
+            })?;
+        Ok(resp.status().as_u16())
+    }
 }
 
 /// Run `receive` until SIGINT or SIGTERM.
@@ -222,9 +284,64 @@ pub async fn run_receive(args: ReceiveArgs) -> Result<(), String> {
         }
         None => TargetUri::Direct { scheme: "http" },
     };
-    let receiver = WebhookReceiver::builder(WebhookVerifier::new(jwks))
+    let lease_secs = i64::try_from(args.claim_ttl.as_millis().div_ceil(1000)).unwrap_or(i64::MAX);
+    if lease_secs < 1 {
+        return Err("--claim-ttl must be at least 1s".into());
+    }
+    let forward = match &args.forward {
+        None => None,
+        Some(url) => {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(format!(
+                    "--forward {url:?} must be an http:// or https:// URL"
+                ));
+            }
+            if args.forward_timeout.is_zero() || args.forward_timeout >= args.claim_ttl {
+                return Err(
+                    "--forward-timeout must be above zero and shorter than --claim-ttl, or a \
+                     retry could be forwarded while the first call is still running"
+                        .into(),
+                );
+            }
+            let client = reqwest::Client::builder()
+                .timeout(args.forward_timeout)
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .map_err(|e| format!("cannot build the --forward client: {e}"))?;
+            Some(Forward {
+                client,
+                url: url.clone(),
+            })
+        }
+    };
+    let mut builder = WebhookReceiver::builder(WebhookVerifier::new(jwks))
         .target_uri(target)
-        .build();
+        .claim_lease_secs(lease_secs);
+    if let Some(name) = &args.sender {
+        builder = builder.sender(name.clone());
+    }
+    // The store keeps both the idempotency-key claims and the nonces of verified requests, so
+    // replicas on it dedupe together and refuse each other's replays.
+    let builder = match args.store.as_deref() {
+        None => builder,
+        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+            let store = PostgresDedupStore::open(url)
+                .await
+                .map_err(|e| e.to_string())?;
+            builder
+                .dedup_store(store.clone())
+                .shared_replay_store(store)
+        }
+        Some(path) => {
+            let store = SqliteDedupStore::open(path)
+                .await
+                .map_err(|e| e.to_string())?;
+            builder
+                .dedup_store(store.clone())
+                .shared_replay_store(store)
+        }
+    };
+    let receiver = builder.build();
     let sink: Box<dyn Write + Send> = match &args.log {
         Some(path) => Box::new(
             std::fs::OpenOptions::new()
@@ -238,6 +355,7 @@ pub async fn run_receive(args: ReceiveArgs) -> Result<(), String> {
     let state = ReceiveState {
         receiver,
         log: Arc::new(Mutex::new(sink)),
+        forward,
     };
     let app = axum::Router::new().fallback(handle).with_state(state);
     let listener = tokio::net::TcpListener::bind(args.listen)
@@ -260,7 +378,42 @@ async fn handle(
     request: axum::extract::Request,
 ) -> axum::response::Response {
     let processed = process(&state.receiver, request).await;
-    let mut line = processed.outcome.log_record();
+    let mut outcome = processed.outcome;
+    // What the application answered, with --forward: Ok(status) or Err(why).
+    let mut forwarded: Option<Result<u16, String>> = None;
+    if let Outcome::Accepted(webhook) = &outcome {
+        // Without --forward, recording the delivery (the log line) is acting on it.
+        let acted = match &state.forward {
+            None => true,
+            Some(fwd) => {
+                let answer = fwd.send(webhook, processed.body.clone()).await;
+                let ok = matches!(answer, Ok(s) if (200..300).contains(&s));
+                forwarded = Some(answer);
+                ok
+            }
+        };
+        if acted {
+            if let Err(e) = state.receiver.acknowledge_async(webhook).await {
+                outcome = Outcome::Rejected(Rejection::StoreUnavailable(e));
+            }
+        } else {
+            // Release so the sender's retry is forwarded again; a store error leaves the claim
+            // to run out with its lease, with the same effect later.
+            let _ = state.receiver.release_async(webhook).await;
+        }
+    }
+    let failed_forward = matches!(&forwarded, Some(Ok(s)) if !(200..300).contains(s))
+        || matches!(&forwarded, Some(Err(_)));
+    let mut line = outcome.log_record();
+    if let (Value::Object(map), Some(answer)) = (&mut line, &forwarded) {
+        match answer {
+            Ok(s) => map.insert("forward_status".into(), json!(s)),
+            Err(why) => map.insert("forward_error".into(), json!(why)),
+        };
+        if failed_forward {
+            map.insert("status".into(), json!(503));
+        }
+    }
     if let Value::Object(map) = &mut line {
         let now = time::OffsetDateTime::now_utc();
         let ts = now
@@ -278,7 +431,15 @@ async fn handle(
         // A log write failure must not turn a delivery into an error for the sender.
         let _ = writeln!(log, "{line}").and_then(|()| log.flush());
     }
-    outcome_response(&processed.outcome)
+    if failed_forward {
+        return (
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            [(axum::http::header::CONTENT_TYPE, "application/json")],
+            json!({ "error": "application_unavailable" }).to_string(),
+        )
+            .into_response();
+    }
+    outcome_response(&outcome)
 }
 
 async fn shutdown_signal() {

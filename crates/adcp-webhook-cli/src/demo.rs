@@ -81,12 +81,14 @@ async fn handle(State(rx): State<Arc<Receiver>>, request: Request) -> Response {
         == Some(key.as_str());
     if fail && attempt == 1 {
         // Not processed: forget the key so the retry is accepted as a first delivery.
-        endpoint.release(webhook);
+        let _ = endpoint.release_async(webhook).await;
         return reply(
             StatusCode::SERVICE_UNAVAILABLE,
             "simulated outage: try again",
         );
     }
+    // Processed: acknowledge the claim so retries are answered as duplicates.
+    let _ = endpoint.acknowledge_async(webhook).await;
     outcome_response(outcome)
 }
 

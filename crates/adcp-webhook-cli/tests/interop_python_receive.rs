@@ -20,10 +20,16 @@ use std::process::{Child, Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 fn main() -> ExitCode {
-    harness::run_interop(&[(
-        "python_sdk_sender_to_our_receiver",
-        python_sdk_sender_to_our_receiver,
-    )])
+    harness::run_interop(&[
+        (
+            "python_sdk_sender_to_our_receiver",
+            python_sdk_sender_to_our_receiver,
+        ),
+        (
+            "python_sdk_resend_to_another_forwarding_replica_on_postgres",
+            python_sdk_resend_to_another_forwarding_replica_on_postgres,
+        ),
+    ])
 }
 
 /// Stops the receiver with SIGTERM when the test ends, however it ends.
@@ -49,11 +55,16 @@ impl Drop for Server {
 /// `... listening on http://ADDR ...`, printed once the socket is bound: no port is picked and
 /// released beforehand, and no polling is needed.
 fn start_receive(jwks: &Path, log: &Path) -> (Server, SocketAddr) {
+    start_receive_with(jwks, log, &[])
+}
+
+fn start_receive_with(jwks: &Path, log: &Path, extra: &[&str]) -> (Server, SocketAddr) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_adcp-webhook"))
         .args(["receive", "--listen", "127.0.0.1:0", "--jwks"])
         .arg(jwks)
         .arg("--log")
         .arg(log)
+        .args(extra)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -221,5 +232,128 @@ fn python_sdk_sender_to_our_receiver(python: &Path) {
     assert_eq!(lines[6]["outcome"], "rejected");
     assert_eq!(lines[6]["error_code"], "webhook_signature_digest_mismatch");
     assert_eq!(lines[7]["outcome"], "accepted");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A loopback application that answers 204 and counts the requests it got.
+fn start_app() -> (SocketAddr, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind app");
+    let addr = listener.local_addr().expect("app addr");
+    let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = count.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { return };
+            let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+            let mut len = 0usize;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some((k, v)) = line.split_once(':')
+                    && k.eq_ignore_ascii_case("content-length")
+                {
+                    len = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0; len];
+            let _ = reader.read_exact(&mut body);
+            seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let mut stream = stream;
+            let _ = stream.write_all(
+                b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            );
+        }
+    });
+    (addr, count)
+}
+
+/// The SDK's `WebhookSender` sends to one `receive --forward` replica and `resend`s to
+/// another on the same PostgreSQL store: both answered 200, the application saw one request,
+/// and the second replica logged a duplicate.
+fn python_sdk_resend_to_another_forwarding_replica_on_postgres(python: &Path) {
+    let admin = std::env::var("ADCP_TEST_POSTGRES_URL").expect(
+        "ADCP_TEST_POSTGRES_URL is not set: this test needs a PostgreSQL server (an admin URL \
+         such as postgres://postgres@127.0.0.1:5432/postgres)",
+    );
+    let name = format!("adcp_pyrx_{}", std::process::id());
+    let (base, _) = admin
+        .rsplit_once('/')
+        .expect("the admin URL has a database path");
+    let db_url = format!("{base}/{name}");
+    let psql = |sql: String| {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            use sqlx::Connection as _;
+            let mut conn = sqlx::postgres::PgConnection::connect(&admin)
+                .await
+                .expect("connect to ADCP_TEST_POSTGRES_URL");
+            sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+                .execute(&mut conn)
+                .await
+                .expect("admin SQL");
+            let _ = conn.close().await;
+        });
+    };
+    psql(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+    psql(format!("CREATE DATABASE {name}"));
+    let dir = std::env::temp_dir().join(format!("adcp-py-replicas-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("dir");
+    let (pem, jwks) = (dir.join("seller.pem"), dir.join("jwks.json"));
+    let kg = Command::new(env!("CARGO_BIN_EXE_adcp-webhook"))
+        .args([
+            "keygen",
+            "--alg",
+            "ed25519",
+            "--kid",
+            "py-replicas",
+            "--out",
+        ])
+        .arg(&pem)
+        .arg("--jwks")
+        .arg(&jwks)
+        .output()
+        .expect("keygen");
+    assert!(
+        kg.status.success(),
+        "{}",
+        String::from_utf8_lossy(&kg.stderr)
+    );
+    let (app, calls) = start_app();
+    let forward = format!("http://{app}/events");
+    let args = ["--store", db_url.as_str(), "--forward", forward.as_str()];
+    let (a, addr_a) = start_receive_with(&jwks, &dir.join("a.log"), &args);
+    let (b, addr_b) = start_receive_with(&jwks, &dir.join("b.log"), &args);
+
+    let out = run_py(
+        python,
+        "py_send.py",
+        &json!({ "url": format!("http://{addr_a}/webhooks"),
+                 "resend_url": format!("http://{addr_b}/webhooks"),
+                 "kinds": ["mcp"],
+                 "key_pem": std::fs::read_to_string(&pem).expect("pem"),
+                 "kid": "py-replicas", "alg": "ed25519" }),
+    );
+    let results = out["results"].as_array().expect("results");
+    assert_eq!(results.len(), 2, "a send and a resend: {out}");
+    assert_eq!(results[0]["status"], 200, "{out}");
+    assert_eq!(results[1]["kind"], "resend");
+    assert_eq!(results[1]["status"], 200, "{out}");
+    assert_eq!(
+        calls.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "the application saw the event once"
+    );
+    drop(a);
+    drop(b);
+    let log_b = std::fs::read_to_string(dir.join("b.log")).expect("log");
+    let line: Value = serde_json::from_str(log_b.lines().next().expect("a line")).expect("JSON");
+    assert_eq!(line["outcome"], "duplicate", "{log_b}");
+    psql(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -204,11 +204,16 @@ struct Receiver {
 
 impl Receiver {
     fn start(jwks: &Path, log: &Path) -> Self {
+        Self::start_with(jwks, log, &[])
+    }
+
+    fn start_with(jwks: &Path, log: &Path, extra: &[&str]) -> Self {
         let mut child = bin()
             .args(["receive", "--listen", "127.0.0.1:0", "--jwks"])
             .arg(jwks)
             .arg("--log")
             .arg(log)
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -343,6 +348,17 @@ fn receive_accepts_dedupes_rejects_and_logs_one_line_per_request() {
             .contains(r#"www-authenticate: signature error="webhook_signature_digest_mismatch""#),
         "{resp}"
     );
+    // The same idempotency key with another body, properly signed: 409, not "duplicate".
+    let (status, resp) = server.post(
+        "/adcp/webhook",
+        &signed(&pem, "cli-receive-test", &url, &tampered),
+        tampered.as_bytes(),
+    );
+    assert_eq!(status, 409);
+    assert!(
+        resp.contains(r#"{"error":"idempotency_conflict"}"#),
+        "{resp}"
+    );
     // Unsigned.
     let (status, _) = server.post(
         "/adcp/webhook",
@@ -359,7 +375,7 @@ fn receive_accepts_dedupes_rejects_and_logs_one_line_per_request() {
         .lines()
         .map(|l| serde_json::from_str(l).expect("each log line is JSON"))
         .collect();
-    assert_eq!(lines.len(), 4, "{lines:?}");
+    assert_eq!(lines.len(), 5, "{lines:?}");
     assert_eq!(
         (lines[0]["outcome"].as_str(), lines[0]["kind"].as_str()),
         (Some("accepted"), Some("mcp"))
@@ -368,10 +384,471 @@ fn receive_accepts_dedupes_rejects_and_logs_one_line_per_request() {
     assert_eq!(lines[0]["keyid"], "cli-receive-test");
     assert_eq!(lines[1]["outcome"], "duplicate");
     assert_eq!(lines[2]["error_code"], "webhook_signature_digest_mismatch");
-    assert_eq!(lines[3]["error_code"], "webhook_signature_header_malformed");
+    assert_eq!(
+        (lines[3]["outcome"].as_str(), lines[3]["status"].as_u64()),
+        (Some("conflict"), Some(409))
+    );
+    assert_eq!(lines[3]["error_code"], "idempotency_conflict");
+    assert_eq!(lines[4]["error_code"], "webhook_signature_header_malformed");
     assert!(
         lines
             .iter()
             .all(|l| l["path"] == "/adcp/webhook" && l["ts"].is_string())
     );
+}
+
+fn log_lines(log: &Path) -> Vec<Value> {
+    std::fs::read_to_string(log)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("each log line is JSON"))
+        .collect()
+}
+
+/// Two `receive` processes on one `--store` behave as one receiver: a resend to the other
+/// replica is a duplicate, the same key with another body a 409 there, and a restarted
+/// replica still knows the key.
+fn two_replicas_on_one_store(store: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let pem = dir.path().join("k.pem");
+    let jwks = dir.path().join("k.jwks.json");
+    let o = bin()
+        .args(["keygen", "--kid", "cli-replicas", "--out"])
+        .arg(&pem)
+        .arg("--jwks")
+        .arg(&jwks)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let (log_a, log_b) = (dir.path().join("a.log"), dir.path().join("b.log"));
+    let args = [
+        "--store",
+        store,
+        "--claim-ttl",
+        "2m",
+        "--sender",
+        "seller.example",
+        // Behind one public URL, as replicas behind a load balancer are.
+        "--public-url",
+        "https://hooks.buyer.example",
+    ];
+    let a = Receiver::start_with(&jwks, &log_a, &args);
+    let b = Receiver::start_with(&jwks, &log_b, &args);
+    let url = |_: &Receiver| "https://hooks.buyer.example/adcp/webhook".to_owned();
+    let body = r#"{"idempotency_key":"whk_cli_replicas_0001","operation_id":"op","task_id":"t","task_type":"create_media_buy","status":"completed","timestamp":"2026-04-18T12:00:00Z"}"#;
+    let other = body.replace("completed", "failed");
+
+    let first = signed(&pem, "cli-replicas", &url(&a), body);
+    let (status, _) = a.post("/adcp/webhook", &first, body.as_bytes());
+    assert_eq!(status, 200);
+    // The exact same signed request, captured and replayed to the other replica.
+    let (status, resp) = b.post("/adcp/webhook", &first, body.as_bytes());
+    assert_eq!(status, 401, "{resp}");
+    assert!(
+        resp.to_ascii_lowercase()
+            .contains(r#"signature error="webhook_signature_replayed""#),
+        "{resp}"
+    );
+    let (status, resp) = b.post(
+        "/adcp/webhook",
+        &signed(&pem, "cli-replicas", &url(&b), body),
+        body.as_bytes(),
+    );
+    assert_eq!(status, 200);
+    assert!(resp.contains(r#"{"status":"duplicate"}"#), "{resp}");
+    let (status, resp) = b.post(
+        "/adcp/webhook",
+        &signed(&pem, "cli-replicas", &url(&b), &other),
+        other.as_bytes(),
+    );
+    assert_eq!(status, 409, "{resp}");
+    assert!(a.stop().success());
+    let a2 = Receiver::start_with(&jwks, &log_a, &args);
+    let (status, resp) = a2.post(
+        "/adcp/webhook",
+        &signed(&pem, "cli-replicas", &url(&a2), body),
+        body.as_bytes(),
+    );
+    assert_eq!(status, 200);
+    assert!(
+        resp.contains(r#"{"status":"duplicate"}"#),
+        "after a restart: {resp}"
+    );
+    assert!(a2.stop().success());
+    assert!(b.stop().success());
+
+    let outcomes = |log: &Path| -> Vec<String> {
+        log_lines(log)
+            .iter()
+            .map(|l| l["outcome"].as_str().unwrap_or("?").to_owned())
+            .collect()
+    };
+    assert_eq!(outcomes(&log_a), ["accepted", "duplicate"]);
+    assert_eq!(outcomes(&log_b), ["rejected", "duplicate", "conflict"]);
+    assert_eq!(
+        log_lines(&log_b)[0]["error_code"],
+        "webhook_signature_replayed"
+    );
+}
+
+#[test]
+fn two_receive_processes_on_one_sqlite_store_behave_as_one_receiver() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("claims.db");
+    two_replicas_on_one_store(store.to_str().unwrap());
+}
+
+#[test]
+fn two_receive_processes_on_one_postgres_store_behave_as_one_receiver() {
+    with_postgres_database(two_replicas_on_one_store);
+}
+
+/// Run `f` with the URL of a fresh database on `ADCP_TEST_POSTGRES_URL`, dropped afterwards.
+fn with_postgres_database(f: impl FnOnce(&str) + std::panic::UnwindSafe) {
+    let admin = std::env::var("ADCP_TEST_POSTGRES_URL").expect(
+        "ADCP_TEST_POSTGRES_URL is not set: this test needs a PostgreSQL server (an admin URL \
+         such as postgres://postgres@127.0.0.1:5432/postgres)",
+    );
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let name = format!("adcp_rx_{}_{nanos}", std::process::id());
+    let (base, _) = admin
+        .rsplit_once('/')
+        .expect("the admin URL has a database path");
+    let url = format!("{base}/{name}");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let admin_sql = |sql: String| {
+        rt.block_on(async {
+            use sqlx::Connection as _;
+            let mut conn = sqlx::postgres::PgConnection::connect(&admin).await.unwrap();
+            sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+                .execute(&mut conn)
+                .await
+                .unwrap();
+            let _ = conn.close().await;
+        })
+    };
+    admin_sql(format!("CREATE DATABASE {name}"));
+    let run = std::panic::catch_unwind(|| f(&url));
+    admin_sql(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+    if let Err(panic) = run {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+/// A loopback application behind `receive --forward`: records each request (head and body)
+/// and answers with the next scripted behaviour (`ok` 204 by default, `fail` 500, `block`
+/// waits for a signal, then 204).
+struct App {
+    addr: String,
+    seen: std::sync::mpsc::Receiver<(String, Vec<u8>)>,
+    script: std::sync::mpsc::Sender<&'static str>,
+    unblock: std::sync::mpsc::Sender<()>,
+}
+
+impl App {
+    fn start() -> Self {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let (seen_tx, seen) = std::sync::mpsc::channel();
+        let (script, script_rx) = std::sync::mpsc::channel::<&'static str>();
+        let (unblock, unblock_rx) = std::sync::mpsc::channel::<()>();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { return };
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut head = String::new();
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                        break;
+                    }
+                    head.push_str(&line);
+                }
+                let len = head
+                    .lines()
+                    .find_map(|l| {
+                        let (k, v) = l.split_once(':')?;
+                        k.eq_ignore_ascii_case("content-length")
+                            .then(|| v.trim().parse::<usize>().ok())?
+                    })
+                    .unwrap_or(0);
+                let mut body = vec![0; len];
+                reader.read_exact(&mut body).unwrap();
+                let behaviour = script_rx.try_recv().unwrap_or("ok");
+                if seen_tx.send((head, body)).is_err() {
+                    return;
+                }
+                if behaviour == "block" {
+                    let _ = unblock_rx.recv_timeout(Duration::from_secs(60));
+                }
+                let status = if behaviour == "fail" {
+                    "500 Internal Server Error"
+                } else {
+                    "204 No Content"
+                };
+                let _ = stream.write_all(
+                    format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                        .as_bytes(),
+                );
+            }
+        });
+        Self {
+            addr,
+            seen,
+            script,
+            unblock,
+        }
+    }
+
+    fn next(&self) -> (String, Vec<u8>) {
+        self.seen
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the application got a request")
+    }
+
+    fn nothing_more(&self) {
+        assert!(
+            self.seen.try_recv().is_err(),
+            "the application got another request"
+        );
+    }
+}
+
+/// `receive --forward` on two replicas sharing one store: the application sees each event
+/// once, verified headers and the body unchanged; a failing application's event is forwarded
+/// again on the resend; a resend while the first call runs gets 503 with Retry-After.
+#[test]
+fn two_forwarding_replicas_on_sqlite_deliver_each_event_to_the_application_once() {
+    let dir = tempfile::tempdir().unwrap();
+    forwarding_replicas(dir.path().join("claims.db").to_str().unwrap());
+}
+
+#[test]
+fn two_forwarding_replicas_on_postgres_deliver_each_event_to_the_application_once() {
+    with_postgres_database(forwarding_replicas);
+}
+
+fn forwarding_replicas(store: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let pem = dir.path().join("k.pem");
+    let jwks = dir.path().join("k.jwks.json");
+    let o = bin()
+        .args(["keygen", "--kid", "cli-forward", "--out"])
+        .arg(&pem)
+        .arg("--jwks")
+        .arg(&jwks)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let app = App::start();
+    let forward = format!("http://{}/events", app.addr);
+    let args = [
+        "--store",
+        store,
+        "--public-url",
+        "https://hooks.buyer.example",
+        "--forward",
+        &forward,
+        "--forward-timeout",
+        "50s",
+        "--claim-ttl",
+        "2m",
+    ];
+    let a = Receiver::start_with(&jwks, &dir.path().join("a.log"), &args);
+    let b = Receiver::start_with(&jwks, &dir.path().join("b.log"), &args);
+    let url = "https://hooks.buyer.example/adcp/webhook";
+    let body = |key: &str| {
+        format!(
+            r#"{{"idempotency_key":"{key}","operation_id":"op","task_id":"t","task_type":"create_media_buy","status":"completed","timestamp":"2026-04-18T12:00:00Z"}}"#
+        )
+    };
+    let send = |r: &Receiver, b: &str| {
+        r.post(
+            "/adcp/webhook",
+            &signed(&pem, "cli-forward", url, b),
+            b.as_bytes(),
+        )
+    };
+
+    // Normal: forwarded once, with what was verified; the resend to B is a duplicate.
+    let b1 = body("whk_cli_forward_000001");
+    assert_eq!(send(&a, &b1).0, 200);
+    let (head, got) = app.next();
+    assert_eq!(got, b1.as_bytes(), "the body is forwarded unchanged");
+    let head = head.to_ascii_lowercase();
+    assert!(head.starts_with("post /events "), "{head}");
+    assert!(
+        head.contains("x-adcp-verified-keyid: cli-forward"),
+        "{head}"
+    );
+    assert!(
+        head.contains("x-adcp-idempotency-key: whk_cli_forward_000001"),
+        "{head}"
+    );
+    assert!(head.contains("x-adcp-webhook-kind: mcp"), "{head}");
+    assert!(
+        !head.contains("signature"),
+        "signature headers are dropped: {head}"
+    );
+    let (status, resp) = send(&b, &b1);
+    assert_eq!(status, 200);
+    assert!(resp.contains(r#"{"status":"duplicate"}"#), "{resp}");
+    app.nothing_more();
+
+    // Failing application: the sender gets 503, the resend is forwarded and acknowledged.
+    let b2 = body("whk_cli_forward_000002");
+    app.script.send("fail").unwrap();
+    assert_eq!(send(&a, &b2).0, 503);
+    app.next();
+    assert_eq!(send(&b, &b2).0, 200);
+    app.next();
+    assert_eq!(send(&a, &b2).0, 200);
+    app.nothing_more();
+
+    // Slow application: a resend while the first call runs is 503 with Retry-After.
+    let b3 = body("whk_cli_forward_000003");
+    app.script.send("block").unwrap();
+    let first = std::thread::scope(|scope| {
+        let first = scope.spawn(|| send(&a, &b3));
+        app.next();
+        let (status, resp) = send(&b, &b3);
+        assert_eq!(status, 503, "{resp}");
+        assert!(
+            resp.to_ascii_lowercase().contains("retry-after: "),
+            "{resp}"
+        );
+        app.unblock.send(()).unwrap();
+        first.join().unwrap()
+    });
+    assert_eq!(first.0, 200);
+    assert_eq!(send(&b, &b3).0, 200);
+    app.nothing_more();
+
+    assert!(a.stop().success());
+    assert!(b.stop().success());
+    let outcomes = |name: &str| -> Vec<String> {
+        log_lines(&dir.path().join(name))
+            .iter()
+            .map(|l| format!("{}:{}", l["outcome"].as_str().unwrap_or("?"), l["status"]))
+            .collect()
+    };
+    assert_eq!(
+        outcomes("a.log"),
+        [
+            "accepted:200",
+            "accepted:503",
+            "duplicate:200",
+            "accepted:200"
+        ]
+    );
+    assert_eq!(
+        outcomes("b.log"),
+        [
+            "duplicate:200",
+            "accepted:200",
+            "in_progress:503",
+            "duplicate:200"
+        ]
+    );
+}
+
+/// A forwarding replica killed with SIGKILL while its application call is in flight loses
+/// nothing: its claim runs out with the lease and a resend to the other replica is forwarded.
+#[test]
+fn a_replica_killed_mid_forward_loses_nothing_once_its_claim_runs_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let pem = dir.path().join("k.pem");
+    let jwks = dir.path().join("k.jwks.json");
+    let o = bin()
+        .args(["keygen", "--kid", "cli-kill", "--out"])
+        .arg(&pem)
+        .arg("--jwks")
+        .arg(&jwks)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let app = App::start();
+    let store = dir.path().join("claims.db");
+    let forward = format!("http://{}/events", app.addr);
+    // A short lease so the test waits little; the forward timeout stays below it.
+    let args = [
+        "--store",
+        store.to_str().unwrap(),
+        "--public-url",
+        "https://hooks.buyer.example",
+        "--forward",
+        &forward,
+        "--forward-timeout",
+        "3s",
+        "--claim-ttl",
+        "4s",
+    ];
+    let mut a = Receiver::start_with(&jwks, &dir.path().join("a.log"), &args);
+    let b = Receiver::start_with(&jwks, &dir.path().join("b.log"), &args);
+    let url = "https://hooks.buyer.example/adcp/webhook";
+    let body = r#"{"idempotency_key":"whk_cli_killed_000001","operation_id":"op","task_id":"t","task_type":"create_media_buy","status":"completed","timestamp":"2026-04-18T12:00:00Z"}"#;
+    let send = |r: &Receiver| {
+        r.post(
+            "/adcp/webhook",
+            &signed(&pem, "cli-kill", url, body),
+            body.as_bytes(),
+        )
+    };
+
+    app.script.send("block").unwrap();
+    let headers = signed(&pem, "cli-kill", url, body);
+    let addr = a.addr.clone();
+    let in_flight = std::thread::spawn(move || {
+        // The connection dies with the process: no answer is expected.
+        let mut s = TcpStream::connect(&addr).unwrap();
+        let mut req = format!(
+            "POST /adcp/webhook HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\nConnection: close\r\n",
+            body.len()
+        );
+        for (k, v) in &headers {
+            req.push_str(&format!("{k}: {v}\r\n"));
+        }
+        req.push_str("\r\n");
+        s.write_all(req.as_bytes()).unwrap();
+        s.write_all(body.as_bytes()).unwrap();
+        let mut resp = String::new();
+        let _ = s.read_to_string(&mut resp);
+        resp
+    });
+    app.next();
+    a.child.kill().unwrap(); // SIGKILL
+    a.child.wait().unwrap();
+    assert_eq!(
+        in_flight.join().unwrap(),
+        "",
+        "the killed replica answered nothing"
+    );
+    app.unblock.send(()).unwrap();
+
+    // Until the lease runs out the retry is in progress; then it is forwarded. Bounded loop.
+    let mut answers = Vec::new();
+    for _ in 0..100 {
+        let (status, resp) = send(&b);
+        answers.push(status);
+        if status == 200 {
+            break;
+        }
+        assert_eq!(status, 503, "{resp}");
+        assert!(
+            resp.to_ascii_lowercase().contains("retry-after: "),
+            "{resp}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(answers.last(), Some(&200), "{answers:?}");
+    let (_, got) = app.next();
+    assert_eq!(got, body.as_bytes());
+    assert_eq!(send(&b).0, 200);
+    app.nothing_more();
+    assert!(b.stop().success());
 }

@@ -133,6 +133,8 @@ fn envelope_vectors_positives_accepted_retry_is_duplicate_negatives_rejected_bef
         accepted.idempotency_key,
         positives[0]["payload"]["idempotency_key"].as_str().unwrap()
     );
+    // Acted on: acknowledged, so the key is done.
+    assert_eq!(f.receiver.acknowledge(accepted), Ok(true));
     // The retry carries the same idempotency_key under a fresh signature: a 2xx, not an action.
     assert_eq!(positives[1]["same_event_as"], positives[0]["id"]);
     let retry = f.deliver(positives[1]["payload"].to_string().as_bytes());
@@ -265,8 +267,13 @@ fn released_key_is_processed_again_and_every_kind_is_typed() {
     let Outcome::Accepted(first) = f.deliver(body) else {
         panic!("accepted")
     };
-    f.receiver.release(&first);
-    assert!(matches!(f.deliver(body), Outcome::Accepted(_)));
+    assert_eq!(f.receiver.release(&first), Ok(true));
+    // Released twice: the claim is no longer this delivery's.
+    assert_eq!(f.receiver.release(&first), Ok(false));
+    let Outcome::Accepted(second) = f.deliver(body) else {
+        panic!("processed again")
+    };
+    assert_eq!(f.receiver.acknowledge(&second), Ok(true));
     assert!(matches!(f.deliver(body), Outcome::Duplicate(_)));
 
     let revocation = br#"{"idempotency_key":"whk_revocation_000001","rights_id":"r_1","brand_id":"b_1","reason":"expired","effective_at":"2026-05-26T09:00:00Z"}"#;

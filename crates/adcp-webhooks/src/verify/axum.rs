@@ -3,11 +3,14 @@
 //! [`WebhookLayer`] wraps a route: it reads the body once (size-limited), runs
 //! [`WebhookReceiver::handle_async`], and then
 //! - on a first delivery, calls the inner handler with the body put back and the
-//!   [`AcceptedWebhook`] in the request extensions (take it with the [`Webhook`] extractor); if
-//!   the handler answers with a non-2xx status the idempotency key is released so the sender's
-//!   retry is processed;
-//! - on a duplicate, answers 200 without calling the handler;
-//! - otherwise answers 401 with `WWW-Authenticate: Signature error="<code>"`, or 400 / 405 / 413.
+//!   [`AcceptedWebhook`] in the request extensions (take it with the [`Webhook`] extractor);
+//!   on a 2xx answer it acknowledges the claim (retries are duplicates from then on), on any
+//!   other it releases it so the sender's retry is processed;
+//! - on a duplicate (the key was acknowledged), answers 200 without calling the handler;
+//! - while another delivery of the key is being handled, answers 503 with `Retry-After`;
+//! - on the same key with a different body, answers 409 `{"error":"idempotency_conflict"}`;
+//! - otherwise answers 401 with `WWW-Authenticate: Signature error="<code>"`, or 400 / 405 /
+//!   413, or 503 when the dedup store is unavailable.
 //!
 //! ```no_run
 //! use adcp_webhooks::verify::axum::{Webhook, WebhookLayer};
@@ -103,15 +106,18 @@ pub async fn process(receiver: &WebhookReceiver, request: Request<Body>) -> Proc
 }
 
 /// The response a receiver answers with when the application does not produce one: 200 for
-/// accepted and duplicate deliveries (with `{"status":"accepted"|"duplicate"}`), otherwise the
-/// rejection status with `{"error":"<code>"}` and, on a 401, the `WWW-Authenticate` challenge.
+/// accepted and duplicate deliveries (with `{"status":"accepted"|"duplicate"}`), 503 with
+/// `Retry-After` and `{"status":"in_progress"}` for a delivery in progress, otherwise the
+/// status with `{"error":"<code>"}` (`idempotency_conflict` on a 409) and, on a 401, the
+/// `WWW-Authenticate` challenge.
 pub fn outcome_response(outcome: &Outcome) -> Response<Body> {
     let status =
         StatusCode::from_u16(outcome.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let body = match outcome {
         Outcome::Accepted(_) => serde_json::json!({ "status": "accepted" }),
         Outcome::Duplicate(_) => serde_json::json!({ "status": "duplicate" }),
-        Outcome::Rejected(_) => {
+        Outcome::InProgress { .. } => serde_json::json!({ "status": "in_progress" }),
+        Outcome::Conflict(_) | Outcome::Rejected(_) => {
             let rec = outcome.log_record();
             serde_json::json!({ "error": rec.get("error_code").cloned().unwrap_or_default() })
         }
@@ -127,6 +133,10 @@ pub fn outcome_response(outcome: &Outcome) -> Response<Body> {
         if let Ok(v) = HeaderValue::from_str(&challenge) {
             resp.headers_mut().insert(header::WWW_AUTHENTICATE, v);
         }
+    }
+    if let Some(secs) = outcome.retry_after() {
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
     }
     resp
 }
@@ -196,8 +206,12 @@ where
             let response = inner
                 .call(Request::from_parts(parts, Body::from(body)))
                 .await?;
-            if !response.status().is_success() {
-                receiver.release(&webhook);
+            // A store error here is not the sender's to see: the handler has answered. An
+            // unacknowledged claim runs out with its lease and the sender's retry is processed.
+            if response.status().is_success() {
+                let _ = receiver.acknowledge_async(&webhook).await;
+            } else {
+                let _ = receiver.release_async(&webhook).await;
             }
             Ok(response)
         })

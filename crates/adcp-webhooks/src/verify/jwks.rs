@@ -36,6 +36,13 @@ pub trait KeySource: Send + Sync + std::fmt::Debug {
         let _ = keyid;
         Box::pin(std::future::ready(RefreshOutcome::NotSupported))
     }
+
+    /// A stable name for this key set, part of the dedup scope that tells senders apart (see
+    /// [`WebhookReceiver`](super::WebhookReceiver)). A remote key set answers its URL; the
+    /// default is `None` (the signature's `keyid` alone then names the sender).
+    fn identity(&self) -> Option<String> {
+        None
+    }
 }
 
 impl<T: KeySource + ?Sized> KeySource for Arc<T> {
@@ -47,6 +54,9 @@ impl<T: KeySource + ?Sized> KeySource for Arc<T> {
     }
     fn refresh_for_unknown<'a>(&'a self, keyid: &'a str) -> KeyFuture<'a, RefreshOutcome> {
         (**self).refresh_for_unknown(keyid)
+    }
+    fn identity(&self) -> Option<String> {
+        (**self).identity()
     }
 }
 

@@ -54,20 +54,30 @@ mod checklist;
 mod dedup;
 mod error;
 mod jwks;
+mod outcome;
+#[cfg(feature = "postgres")]
+mod postgres_dedup;
 mod receiver;
 #[cfg(feature = "send")]
 mod remote;
 mod replay;
 mod revocation;
+mod shared_replay;
+#[cfg(feature = "sqlite")]
+mod sqlite_dedup;
 
 pub use checklist::{MAX_COMPONENTS, MAX_PARAM_LEN};
 pub use dedup::{
-    DEFAULT_DEDUP_CAPACITY, DEFAULT_DEDUP_TTL_SECS, DedupClaim, DedupStore, InMemoryDedupStore,
+    BodyDigest, ClaimToken, DEFAULT_CLAIM_LEASE_SECS, DEFAULT_DEDUP_CAPACITY,
+    DEFAULT_DEDUP_TTL_SECS, DedupClaim, DedupFuture, DedupStore, DedupStoreError,
+    InMemoryDedupStore,
 };
 pub use error::{ErrorCode, Step, UnknownErrorCode, VerifyError};
 pub use jwks::{
     ACCEPTED_ADCP_USES, JwksError, KeyFuture, KeySource, PublishedKey, RefreshOutcome, StaticJwks,
 };
+#[cfg(feature = "postgres")]
+pub use postgres_dedup::PostgresDedupStore;
 pub use receiver::{
     AcceptedWebhook, DEFAULT_MAX_BODY_BYTES, IncomingRequest, Outcome, Rejection, TargetUri,
     WebhookReceiver, WebhookReceiverBuilder,
@@ -83,6 +93,9 @@ pub use replay::{
 pub use revocation::{
     RevocationList, RevocationListError, RevocationSource, RevocationStatus, SharedRevocationList,
 };
+pub use shared_replay::SharedReplayStore;
+#[cfg(feature = "sqlite")]
+pub use sqlite_dedup::SqliteDedupStore;
 
 use crate::clock::{Clock, SystemClock};
 use crate::keys::Algorithm;
@@ -312,6 +325,17 @@ impl WebhookVerifier {
             }
             other => other,
         }
+    }
+
+    /// The identity of the key set this verifier checks against
+    /// ([`KeySource::identity`]: a remote JWKS's URL), if it has one.
+    pub fn key_set_identity(&self) -> Option<String> {
+        self.inner.keys.identity()
+    }
+
+    /// The clock skew tolerated on `created` and `expires`, in seconds.
+    pub fn max_skew(&self) -> i64 {
+        self.inner.max_skew
     }
 
     /// The verifier's clock reading (Unix seconds).

@@ -4,8 +4,13 @@
 //! The axum layer and the `adcp-webhook receive` command are thin shells over
 //! [`WebhookReceiver::handle_async`].
 
-use super::dedup::{DedupClaim, DedupStore, InMemoryDedupStore};
-use super::error::VerifyError;
+use super::dedup::{
+    BodyDigest, DEFAULT_CLAIM_LEASE_SECS, DedupClaim, DedupStore, DedupStoreError,
+    InMemoryDedupStore, ready_now,
+};
+use super::error::{ErrorCode, Step, VerifyError};
+pub use super::outcome::{AcceptedWebhook, Outcome, Rejection};
+use super::shared_replay::SharedReplayStore;
 use super::{ReceivedRequest, VerifiedWebhook, WebhookVerifier};
 use crate::payload::{IdempotencyKey, ParsedWebhook, WebhookKind};
 use crate::signing::HeaderSource;
@@ -98,135 +103,33 @@ impl<H: HeaderSource + ?Sized> std::fmt::Debug for IncomingRequest<'_, H> {
     }
 }
 
-/// A webhook that verified and parsed.
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub struct AcceptedWebhook {
-    /// What the signature established.
-    pub verified: VerifiedWebhook,
-    /// The typed payload.
-    pub payload: ParsedWebhook,
-    /// The body's `idempotency_key`.
-    pub idempotency_key: String,
-    /// The dedup scope it was recorded under.
-    pub scope: String,
-}
-
-/// Why a request was not accepted, and the HTTP status that says so.
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub enum Rejection {
-    /// The signature failed the checklist: 401 with `WWW-Authenticate: Signature error="<code>"`.
-    Signature(VerifyError),
-    /// The signature is fine but the body is not a webhook this receiver can dispatch: 400.
-    MalformedBody(String),
-    /// The request cannot be interpreted (no `Host`, say): 400.
-    BadRequest(String),
-    /// The body exceeds the size limit: 413.
-    PayloadTooLarge {
-        /// The limit in bytes.
-        limit: usize,
-    },
-    /// Webhooks are POSTed: 405.
-    MethodNotAllowed(String),
-}
-
-/// What the receiver decided about one request.
-#[derive(Debug, Clone)]
-pub enum Outcome {
-    /// Genuine, fresh, first delivery: act on it, then answer 2xx.
-    Accepted(Box<AcceptedWebhook>),
-    /// Genuine, but this `idempotency_key` was already accepted: answer 2xx, do nothing.
-    Duplicate(Box<AcceptedWebhook>),
-    /// Not accepted.
-    Rejected(Rejection),
-}
-
-impl Outcome {
-    /// The HTTP status to answer with (200 for accepted and duplicate deliveries).
-    pub fn status(&self) -> u16 {
-        match self {
-            Self::Accepted(_) | Self::Duplicate(_) => 200,
-            Self::Rejected(Rejection::Signature(_)) => 401,
-            Self::Rejected(Rejection::MalformedBody(_) | Rejection::BadRequest(_)) => 400,
-            Self::Rejected(Rejection::PayloadTooLarge { .. }) => 413,
-            Self::Rejected(Rejection::MethodNotAllowed(_)) => 405,
-        }
-    }
-
-    /// The `WWW-Authenticate` header value, on a signature rejection.
-    pub fn www_authenticate(&self) -> Option<String> {
-        match self {
-            Self::Rejected(Rejection::Signature(e)) => Some(e.code().challenge()),
-            _ => None,
-        }
-    }
-
-    /// The accepted webhook, for both a first delivery and a duplicate.
-    pub fn webhook(&self) -> Option<&AcceptedWebhook> {
-        match self {
-            Self::Accepted(w) | Self::Duplicate(w) => Some(w),
-            Self::Rejected(_) => None,
-        }
-    }
-
-    /// A one-line JSON record for logs: `outcome` (`accepted` / `duplicate` / `rejected`),
-    /// `status`, and `kind`, `idempotency_key`, `keyid`, or `error_code`, `failed_step`,
-    /// `message`. Never the body or the signature.
-    pub fn log_record(&self) -> serde_json::Value {
-        use serde_json::{Value, json};
-        let mut rec = serde_json::Map::new();
-        let (name, detail) = match self {
-            Self::Accepted(w) => ("accepted", Some(w)),
-            Self::Duplicate(w) => ("duplicate", Some(w)),
-            Self::Rejected(_) => ("rejected", None),
-        };
-        rec.insert("outcome".into(), json!(name));
-        rec.insert("status".into(), json!(self.status()));
-        if let Some(w) = detail {
-            rec.insert("kind".into(), json!(w.payload.kind().as_str()));
-            rec.insert("idempotency_key".into(), json!(w.idempotency_key));
-            rec.insert("keyid".into(), json!(w.verified.keyid));
-        }
-        if let Self::Rejected(r) = self {
-            match r {
-                Rejection::Signature(e) => {
-                    rec.insert("error_code".into(), json!(e.code().as_str()));
-                    rec.insert("failed_step".into(), json!(e.step().number()));
-                    if let Some(sub) = e.step().sub_step() {
-                        rec.insert("sub_step".into(), json!(sub.to_string()));
-                    }
-                    if let Some(k) = e.keyid() {
-                        rec.insert("keyid".into(), json!(k));
-                    }
-                    rec.insert("message".into(), json!(e.message()));
-                }
-                Rejection::MalformedBody(m) => {
-                    rec.insert("error_code".into(), json!("webhook_body_malformed"));
-                    rec.insert("message".into(), json!(m));
-                }
-                Rejection::BadRequest(m) => {
-                    rec.insert("error_code".into(), json!("bad_request"));
-                    rec.insert("message".into(), json!(m));
-                }
-                Rejection::PayloadTooLarge { limit } => {
-                    rec.insert("error_code".into(), json!("payload_too_large"));
-                    rec.insert(
-                        "message".into(),
-                        json!(format!("body exceeds {limit} bytes")),
-                    );
-                }
-                Rejection::MethodNotAllowed(m) => {
-                    rec.insert("error_code".into(), json!("method_not_allowed"));
-                    rec.insert("message".into(), json!(format!("method {m} is not POST")));
-                }
-            }
-        }
-        Value::Object(rec)
-    }
-}
-
-/// The receiving endpoint's logic: verify, parse, dedupe. Cheap to clone.
+/// The receiving endpoint's logic: verify, parse, claim the idempotency key. Cheap to clone.
+///
+/// # Effectively-once processing
+///
+/// A verified, parsed delivery's `idempotency_key` is claimed in the [`DedupStore`] (see its
+/// module for the state machine): a first delivery is [`Outcome::Accepted`] and holds a claim
+/// with a lease ([`WebhookReceiverBuilder::claim_lease_secs`], default 5 minutes). The caller
+/// acts on it, then calls [`acknowledge_async`](Self::acknowledge_async) (the key is done;
+/// retries are [`Outcome::Duplicate`], 200) or, when acting failed,
+/// [`release_async`](Self::release_async) (the sender's retry is processed). A retry arriving
+/// while the claim is held is [`Outcome::InProgress`] (503 with `Retry-After`); one with a
+/// different body under the same key is [`Outcome::Conflict`] (409). If the process dies while
+/// holding a claim, the next delivery after the lease is processed. The axum layer does all
+/// of this around a handler: it acknowledges on a 2xx answer and releases otherwise.
+///
+/// # What makes two deliveries "the same sender"
+///
+/// Keys are claimed under a scope made of the verified sender and the receiver's own scope:
+/// 1. the key set's identity: the name given to [`WebhookReceiverBuilder::sender`], else
+///    [`KeySource::identity`](super::KeySource::identity) (a remote JWKS's URL), else none;
+/// 2. the `keyid` that signed (verified, so a sender cannot claim keys in another's scope);
+/// 3. [`WebhookReceiverBuilder::dedup_scope`] (default empty), to keep several receivers'
+///    keys apart in one shared store.
+///
+/// Two deliveries are deduplicated against each other only when all three are equal. A sender
+/// that rotates its signing key mid-retry gets its retry processed again under the new `keyid`:
+/// rotation is rare and a second processing is the lesser harm than a lost event.
 ///
 /// ```
 /// use adcp_webhooks::verify::{IncomingRequest, Outcome, StaticJwks, TargetUri, WebhookReceiver, WebhookVerifier};
@@ -254,6 +157,9 @@ struct Inner {
     target: TargetUri,
     max_body: usize,
     scope: String,
+    sender: Option<String>,
+    lease: i64,
+    shared_replay: Option<Arc<dyn SharedReplayStore>>,
     kind: Option<WebhookKind>,
 }
 
@@ -282,10 +188,38 @@ impl WebhookReceiverBuilder {
         self
     }
 
-    /// The dedup scope (default empty). Idempotency keys are unique per sender: give each
-    /// sender's receiver its own scope when several share one dedup store.
+    /// The receiver's own part of the dedup scope (default empty), added to the verified
+    /// sender's (see [`WebhookReceiver`]): give each endpoint its own when several share one
+    /// dedup store and must not dedupe against each other.
     pub fn dedup_scope(mut self, scope: impl Into<String>) -> Self {
         self.inner.scope = scope.into();
+        self
+    }
+
+    /// The name of the sender whose key set the verifier holds, the first part of the dedup
+    /// scope (default: the key source's [`identity`](super::KeySource::identity), e.g. a remote
+    /// JWKS's URL). Name a static key set after its sender (`"seller.example"`).
+    pub fn sender(mut self, name: impl Into<String>) -> Self {
+        self.inner.sender = Some(name.into());
+        self
+    }
+
+    /// Also record every verified nonce in `store`, shared by the replicas (a
+    /// [`SqliteDedupStore`](super::SqliteDedupStore) or
+    /// [`PostgresDedupStore`](super::PostgresDedupStore)), so a captured request replayed to
+    /// another replica or after a restart is rejected with `webhook_signature_replayed` (401).
+    /// Default: none, the verifier's per-process replay store only. The store is consulted
+    /// asynchronously: use [`WebhookReceiver::handle_async`] (as the axum layer does).
+    pub fn shared_replay_store(mut self, store: impl SharedReplayStore + 'static) -> Self {
+        self.inner.shared_replay = Some(Arc::new(store));
+        self
+    }
+
+    /// How long a first delivery's claim holds off retries before another delivery may take
+    /// it over (default [`DEFAULT_CLAIM_LEASE_SECS`], 5 minutes; at least 1 second). Set it
+    /// above the application's longest normal handling time.
+    pub fn claim_lease_secs(mut self, secs: i64) -> Self {
+        self.inner.lease = secs.max(1);
         self
     }
 
@@ -315,6 +249,9 @@ impl WebhookReceiver {
                 target: TargetUri::default(),
                 max_body: DEFAULT_MAX_BODY_BYTES,
                 scope: String::new(),
+                sender: None,
+                lease: DEFAULT_CLAIM_LEASE_SECS,
+                shared_replay: None,
                 kind: None,
             },
         }
@@ -339,7 +276,21 @@ impl WebhookReceiver {
         };
         let received = ReceivedRequest::new(request.method, &target, request.headers, request.body);
         let verified = self.inner.verifier.verify(&received);
-        self.finish(request, verified)
+        let verified = match verified {
+            Ok(v) => ready_now(Box::pin(self.check_shared_replay(v)))
+                .unwrap_or_else(|| Err(Rejection::StoreUnavailable(needs_async()))),
+            Err(e) => Err(Rejection::Signature(e)),
+        };
+        let webhook = match self.prepare(request, verified) {
+            Ok(w) => w,
+            Err(o) => return o,
+        };
+        let claim = ready_now(self.claim(&webhook)).unwrap_or_else(|| {
+            Err(DedupStoreError(
+                "this dedup store answers asynchronously; call handle_async".into(),
+            ))
+        });
+        classify(webhook, claim)
     }
 
     /// Decide about `request`, letting a remote key source refresh (see
@@ -353,16 +304,84 @@ impl WebhookReceiver {
             Err(r) => return Outcome::Rejected(r),
         };
         let received = ReceivedRequest::new(request.method, &target, request.headers, request.body);
-        let verified = self.inner.verifier.verify_async(&received).await;
-        self.finish(request, verified)
+        let verified = match self.inner.verifier.verify_async(&received).await {
+            Ok(v) => self.check_shared_replay(v).await,
+            Err(e) => Err(Rejection::Signature(e)),
+        };
+        let webhook = match self.prepare(request, verified) {
+            Ok(w) => w,
+            Err(o) => return o,
+        };
+        let claim = self.claim(&webhook).await;
+        classify(webhook, claim)
     }
 
-    /// Forget an accepted delivery's idempotency key because acting on it failed, so the
-    /// sender's retry is processed instead of being answered as a duplicate.
-    pub fn release(&self, webhook: &AcceptedWebhook) {
+    /// Mark an accepted delivery done once the application has acted on it: its retries are
+    /// answered as duplicates. `Ok(false)` when the claim was no longer this delivery's (its
+    /// lease ran out and another delivery took it over, or it was released), or `webhook` was
+    /// not an [`Outcome::Accepted`] one.
+    pub async fn acknowledge_async(
+        &self,
+        webhook: &AcceptedWebhook,
+    ) -> Result<bool, DedupStoreError> {
+        let Some(token) = &webhook.claim else {
+            return Ok(false);
+        };
+        let now = self.inner.verifier.now();
         self.inner
             .dedup
-            .release(&webhook.scope, &webhook.idempotency_key);
+            .acknowledge(&webhook.scope, &webhook.idempotency_key, token, now)
+            .await
+    }
+
+    /// Give up an accepted delivery's claim because acting on it failed, so the sender's retry
+    /// is processed instead of being answered as in progress or duplicate. `Ok(false)` as for
+    /// [`acknowledge_async`](Self::acknowledge_async).
+    pub async fn release_async(&self, webhook: &AcceptedWebhook) -> Result<bool, DedupStoreError> {
+        let Some(token) = &webhook.claim else {
+            return Ok(false);
+        };
+        self.inner
+            .dedup
+            .release(&webhook.scope, &webhook.idempotency_key, token)
+            .await
+    }
+
+    /// [`acknowledge_async`](Self::acknowledge_async) for stores that answer without waiting
+    /// (the in-memory one); an error for a store that would have to wait.
+    pub fn acknowledge(&self, webhook: &AcceptedWebhook) -> Result<bool, DedupStoreError> {
+        ready_now(Box::pin(self.acknowledge_async(webhook))).unwrap_or_else(|| Err(needs_async()))
+    }
+
+    /// [`release_async`](Self::release_async) for stores that answer without waiting (the
+    /// in-memory one); an error for a store that would have to wait.
+    pub fn release(&self, webhook: &AcceptedWebhook) -> Result<bool, DedupStoreError> {
+        ready_now(Box::pin(self.release_async(webhook))).unwrap_or_else(|| Err(needs_async()))
+    }
+
+    /// The dedup scope of a delivery signed with `keyid` (see [`WebhookReceiver`]).
+    pub fn dedup_scope_for(&self, keyid: &str) -> String {
+        let sender = self
+            .inner
+            .sender
+            .clone()
+            .or_else(|| self.inner.verifier.key_set_identity())
+            .unwrap_or_default();
+        // A JSON array: unambiguous whatever characters the parts contain.
+        serde_json::json!([sender, keyid, self.inner.scope]).to_string()
+    }
+
+    fn claim<'a>(
+        &'a self,
+        webhook: &'a AcceptedWebhook,
+    ) -> super::dedup::DedupFuture<'a, Result<DedupClaim, DedupStoreError>> {
+        self.inner.dedup.claim(
+            &webhook.scope,
+            &webhook.idempotency_key,
+            &webhook.digest,
+            webhook.verified.verified_at,
+            self.inner.lease,
+        )
     }
 
     /// The `@target-uri` this receiver derives for `request`.
@@ -424,19 +443,55 @@ impl WebhookReceiver {
         self.target_uri(request).map_err(Rejection::BadRequest)
     }
 
-    fn finish<H: HeaderSource + ?Sized>(
+    /// Record the verified nonce in the shared replay store, if there is one.
+    async fn check_shared_replay(
+        &self,
+        verified: VerifiedWebhook,
+    ) -> Result<VerifiedWebhook, Rejection> {
+        let Some(store) = &self.inner.shared_replay else {
+            return Ok(verified);
+        };
+        let forget_after = verified
+            .expires
+            .saturating_add(self.inner.verifier.max_skew());
+        match store
+            .claim_nonce(
+                &verified.keyid,
+                &verified.nonce,
+                forget_after,
+                verified.verified_at,
+            )
+            .await
+        {
+            Ok(true) => Ok(verified),
+            Ok(false) => Err(Rejection::Signature(
+                VerifyError::new(
+                    ErrorCode::Replayed,
+                    Step::Replay,
+                    format!(
+                        "nonce {:?} was already accepted for key {:?} (shared replay store)",
+                        verified.nonce, verified.keyid
+                    ),
+                )
+                .with_keyid(verified.keyid.clone()),
+            )),
+            Err(e) => Err(Rejection::StoreUnavailable(e)),
+        }
+    }
+
+    fn prepare<H: HeaderSource + ?Sized>(
         &self,
         request: &IncomingRequest<'_, H>,
-        verified: Result<VerifiedWebhook, VerifyError>,
-    ) -> Outcome {
+        verified: Result<VerifiedWebhook, Rejection>,
+    ) -> Result<Box<AcceptedWebhook>, Outcome> {
         let verified = match verified {
             Ok(v) => v,
-            Err(e) => return Outcome::Rejected(Rejection::Signature(e)),
+            Err(r) => return Err(Outcome::Rejected(r)),
         };
         if !is_json_content_type(request.headers) {
-            return Outcome::Rejected(Rejection::MalformedBody(
+            return Err(Outcome::Rejected(Rejection::MalformedBody(
                 "Content-Type is not application/json; AdCP webhooks are JSON".into(),
-            ));
+            )));
         }
         let parsed = match self.inner.kind {
             None => ParsedWebhook::parse(request.body),
@@ -444,27 +499,44 @@ impl WebhookReceiver {
         };
         let payload = match parsed {
             Ok(p) => p,
-            Err(e) => return Outcome::Rejected(Rejection::MalformedBody(e.to_string())),
+            Err(e) => return Err(Outcome::Rejected(Rejection::MalformedBody(e.to_string()))),
         };
         let idempotency_key = match dispatch_key(&payload, self.inner.kind) {
             Ok(k) => k,
-            Err(m) => return Outcome::Rejected(Rejection::MalformedBody(m)),
+            Err(m) => return Err(Outcome::Rejected(Rejection::MalformedBody(m))),
         };
-        let scope = self.inner.scope.clone();
-        let claim = self
-            .inner
-            .dedup
-            .claim(&scope, &idempotency_key, verified.verified_at);
-        let webhook = Box::new(AcceptedWebhook {
+        let scope = self.dedup_scope_for(&verified.keyid);
+        Ok(Box::new(AcceptedWebhook {
             verified,
             payload,
             idempotency_key,
             scope,
-        });
-        match claim {
-            DedupClaim::Fresh => Outcome::Accepted(webhook),
-            DedupClaim::Duplicate => Outcome::Duplicate(webhook),
+            digest: BodyDigest::of(request.body),
+            claim: None,
+        }))
+    }
+}
+
+fn needs_async() -> DedupStoreError {
+    DedupStoreError("this dedup store answers asynchronously; call the _async method".into())
+}
+
+fn classify(
+    mut webhook: Box<AcceptedWebhook>,
+    claim: Result<DedupClaim, DedupStoreError>,
+) -> Outcome {
+    match claim {
+        Ok(DedupClaim::Fresh { token }) => {
+            webhook.claim = Some(token);
+            Outcome::Accepted(webhook)
         }
+        Ok(DedupClaim::Done) => Outcome::Duplicate(webhook),
+        Ok(DedupClaim::InProgress { retry_after }) => Outcome::InProgress {
+            webhook,
+            retry_after: retry_after.max(1),
+        },
+        Ok(DedupClaim::Conflict) => Outcome::Conflict(webhook),
+        Err(e) => Outcome::Rejected(Rejection::StoreUnavailable(e)),
     }
 }
 

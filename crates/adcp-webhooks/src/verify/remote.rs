@@ -328,6 +328,10 @@ impl KeySource for RemoteJwks {
         self.read().keys.get(keyid).cloned()
     }
 
+    fn identity(&self) -> Option<String> {
+        Some(self.inner.url.to_string())
+    }
+
     fn refresh_if_stale(&self) -> KeyFuture<'_, ()> {
         Box::pin(async move {
             if !self.is_stale(self.now()) || !self.may_fetch(self.now()) {
