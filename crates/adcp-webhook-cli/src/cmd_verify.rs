@@ -357,7 +357,10 @@ pub async fn run_receive(args: ReceiveArgs) -> Result<(), String> {
         log: Arc::new(Mutex::new(sink)),
         forward,
     };
-    let app = axum::Router::new().fallback(handle).with_state(state);
+    let app = axum::Router::new()
+        .route("/healthz", axum::routing::get(healthz))
+        .fallback(handle)
+        .with_state(state);
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
@@ -371,6 +374,20 @@ pub async fn run_receive(args: ReceiveArgs) -> Result<(), String> {
         .map_err(|e| format!("server error: {e}"))?;
     eprintln!("adcp-webhook receive: stopped");
     Ok(())
+}
+
+/// `Retry-After` (seconds) of the 503 a sender gets when the application failed a forwarded
+/// webhook.
+const FORWARD_RETRY_AFTER_SECS: &str = "5";
+
+/// `GET /healthz`: the process is up and serving (webhooks are POSTs, at any path).
+async fn healthz() -> axum::response::Response {
+    (
+        axum::http::StatusCode::OK,
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        json!({ "status": "ok" }).to_string(),
+    )
+        .into_response()
 }
 
 async fn handle(
@@ -432,9 +449,14 @@ async fn handle(
         let _ = writeln!(log, "{line}").and_then(|()| log.flush());
     }
     if failed_forward {
+        // The claim is released: the sender's next retry is forwarded again. Retry-After gives
+        // the application a moment rather than an immediate second call.
         return (
             axum::http::StatusCode::SERVICE_UNAVAILABLE,
-            [(axum::http::header::CONTENT_TYPE, "application/json")],
+            [
+                (axum::http::header::CONTENT_TYPE, "application/json"),
+                (axum::http::header::RETRY_AFTER, FORWARD_RETRY_AFTER_SECS),
+            ],
             json!({ "error": "application_unavailable" }).to_string(),
         )
             .into_response();

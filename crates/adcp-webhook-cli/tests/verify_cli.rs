@@ -246,19 +246,19 @@ impl Receiver {
     }
 
     /// POST `body` with `headers`, returning (status, raw response).
-    fn post(&self, path: &str, headers: &[(String, String)], body: &[u8]) -> (u16, String) {
+    fn get(&self, path: &str) -> (u16, String) {
+        let req = format!(
+            "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+            self.addr
+        );
+        self.exchange(req.as_bytes(), b"")
+    }
+
+    /// Send a request head and body on a fresh connection; the status and the whole answer.
+    fn exchange(&self, head: &[u8], body: &[u8]) -> (u16, String) {
         let mut s = TcpStream::connect(&self.addr).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        let mut req = format!(
-            "POST {path} HTTP/1.1\r\nHost: {}\r\nContent-Length: {}\r\nConnection: close\r\n",
-            self.addr,
-            body.len()
-        );
-        for (k, v) in headers {
-            req.push_str(&format!("{k}: {v}\r\n"));
-        }
-        req.push_str("\r\n");
-        s.write_all(req.as_bytes()).unwrap();
+        s.write_all(head).unwrap();
         s.write_all(body).unwrap();
         let mut resp = String::new();
         s.read_to_string(&mut resp).unwrap();
@@ -268,6 +268,19 @@ impl Receiver {
             .and_then(|c| c.parse().ok())
             .unwrap_or(0);
         (status, resp)
+    }
+
+    fn post(&self, path: &str, headers: &[(String, String)], body: &[u8]) -> (u16, String) {
+        let mut req = format!(
+            "POST {path} HTTP/1.1\r\nHost: {}\r\nContent-Length: {}\r\nConnection: close\r\n",
+            self.addr,
+            body.len()
+        );
+        for (k, v) in headers {
+            req.push_str(&format!("{k}: {v}\r\n"));
+        }
+        req.push_str("\r\n");
+        self.exchange(req.as_bytes(), body)
     }
 
     fn stop(mut self) -> std::process::ExitStatus {
@@ -675,6 +688,11 @@ fn forwarding_replicas(store: &str) {
         )
     };
 
+    // A load balancer's health check.
+    let (status, resp) = a.get("/healthz");
+    assert_eq!(status, 200, "{resp}");
+    assert!(resp.ends_with(r#"{"status":"ok"}"#), "{resp}");
+
     // Normal: forwarded once, with what was verified; the resend to B is a duplicate.
     let b1 = body("whk_cli_forward_000001");
     assert_eq!(send(&a, &b1).0, 200);
@@ -703,7 +721,12 @@ fn forwarding_replicas(store: &str) {
     // Failing application: the sender gets 503, the resend is forwarded and acknowledged.
     let b2 = body("whk_cli_forward_000002");
     app.script.send("fail").unwrap();
-    assert_eq!(send(&a, &b2).0, 503);
+    let (status, resp) = send(&a, &b2);
+    assert_eq!(status, 503, "{resp}");
+    assert!(
+        resp.to_ascii_lowercase().contains("retry-after: 5"),
+        "{resp}"
+    );
     app.next();
     assert_eq!(send(&b, &b2).0, 200);
     app.next();
