@@ -30,6 +30,7 @@ pub(super) async fn run(
     payloads: Vec<Arc<McpWebhook>>,
     body_bytes: usize,
 ) -> Result<ExitCode, String> {
+    let alg = key.algorithm();
     let (sender, transport) = make_sender(args, key)?;
 
     let progress = Progress::start(args.n);
@@ -82,7 +83,7 @@ pub(super) async fn run(
     let line = json!({
         "impl": "adcp-webhooks (rust)",
         "mode": mode,
-        "alg": if mode == "unsigned" { None } else { Some(args.alg.rfc9421_name()) },
+        "alg": if mode == "unsigned" { None } else { Some(alg.rfc9421_name()) },
         "n": args.n,
         "concurrency": args.concurrency,
         "body_bytes": body_bytes,

@@ -40,6 +40,13 @@ pub struct BenchArgs {
     /// Signature algorithm of the throwaway key the bench generates.
     #[arg(long, value_parser = parse_alg, default_value = "ed25519")]
     pub(super) alg: Algorithm,
+    /// Sign with this key instead of a throwaway one: a private JWK or a PEM (with --kid), as
+    /// `adcp-webhook keygen` writes, so a receiver can be given the matching public key set.
+    #[arg(long, value_name = "FILE", conflicts_with = "alg")]
+    pub(super) key: Option<std::path::PathBuf>,
+    /// The key id of a PEM --key.
+    #[arg(long, requires = "key")]
+    pub(super) kid: Option<String>,
     /// Post the same bytes through the same client without signing them.
     #[arg(long, conflicts_with = "outbox")]
     pub(super) unsigned: bool,

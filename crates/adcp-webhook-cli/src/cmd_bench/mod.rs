@@ -44,8 +44,11 @@ pub async fn run(args: BenchArgs) -> Result<ExitCode, String> {
     if args.concurrency == 0 {
         return Err("-c must be at least 1".into());
     }
-    let key = SigningKey::generate(args.alg, "bench-key", KeyPurpose::WebhookSigning)
-        .map_err(|e| e.to_string())?;
+    let key = match &args.key {
+        Some(path) => crate::keyfile::load_signing_key(path, args.kid.as_deref(), None)?,
+        None => SigningKey::generate(args.alg, "bench-key", KeyPurpose::WebhookSigning)
+            .map_err(|e| e.to_string())?,
+    };
     let payloads = build_payloads(0, args.n, args.body_bytes)?;
     let first = payloads.first().ok_or("no payload was built")?;
     let body_bytes = PreparedWebhook::new(&args.url, &**first)

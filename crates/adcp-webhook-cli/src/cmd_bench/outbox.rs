@@ -45,6 +45,7 @@ pub(super) async fn run(
 ) -> Result<ExitCode, String> {
     let target = args.outbox_target(target)?;
     args.check_outbox_flags()?;
+    let alg = key.algorithm();
     let mut bench = OutboxBench::new(args, target, key);
     bench.check_empty().await?;
     bench.commits_since_last().await?;
@@ -104,7 +105,7 @@ pub(super) async fn run(
         "impl": "adcp-webhooks (rust)",
         "mode": "outbox",
         "engine": engine,
-        "alg": args.alg.rfc9421_name(),
+        "alg": alg.rfc9421_name(),
         "n": n,
         "webhooks": total,
         "concurrency": args.concurrency,
