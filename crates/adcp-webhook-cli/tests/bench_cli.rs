@@ -14,6 +14,7 @@ struct Seen {
     requests: AtomicUsize,
     signed: AtomicUsize,
     body_sizes: Mutex<Vec<usize>>,
+    signature_inputs: Mutex<Vec<String>>,
 }
 
 /// A keep-alive HTTP/1.1 receiver answering 200 to every request; one thread per connection.
@@ -60,7 +61,13 @@ fn serve(stream: TcpStream, seen: &Seen) {
             match name.as_str() {
                 "content-length" => length = value.trim().parse().unwrap_or(0),
                 "signature" => signed[0] = true,
-                "signature-input" => signed[1] = true,
+                "signature-input" => {
+                    signed[1] = true;
+                    seen.signature_inputs
+                        .lock()
+                        .expect("lock")
+                        .push(value.trim().to_owned());
+                }
                 "content-digest" => signed[2] = true,
                 _ => {}
             }
@@ -150,6 +157,70 @@ fn signed_sends_reach_the_receiver_signed_and_are_counted() {
         !String::from_utf8_lossy(&out.stderr).contains('\r'),
         "progress bar drawn without a terminal"
     );
+}
+
+#[test]
+fn a_key_file_signs_instead_of_a_throwaway_key() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pem = dir.path().join("k.pem");
+    let jwks = dir.path().join("k.jwks.json");
+    let keygen = Command::new(env!("CARGO_BIN_EXE_adcp-webhook"))
+        .args(["keygen", "--alg", "es256", "--kid", "k-bench-file", "--out"])
+        .arg(&pem)
+        .arg("--jwks")
+        .arg(&jwks)
+        .output()
+        .expect("run adcp-webhook keygen");
+    assert!(
+        keygen.status.success(),
+        "{}",
+        String::from_utf8_lossy(&keygen.stderr)
+    );
+    let (url, seen) = receiver();
+    let pem = pem.to_str().expect("utf-8 path");
+    let (_, line) = bench_ok(
+        &[
+            &[
+                "--url",
+                &url,
+                "-n",
+                "6",
+                "-c",
+                "2",
+                "--key",
+                pem,
+                "--kid",
+                "k-bench-file",
+            ][..],
+            &LOCAL,
+        ]
+        .concat(),
+    );
+    assert_common(&line, 6);
+    // The key file's algorithm, not the default one.
+    assert_eq!(line["alg"], "ecdsa-p256-sha256");
+    let inputs = seen.signature_inputs.lock().expect("lock");
+    assert_eq!(inputs.len(), 6);
+    for input in inputs.iter() {
+        assert!(input.contains("keyid=\"k-bench-file\""), "{input}");
+    }
+    // A PEM without --kid is refused with a message saying what to add.
+    let out = bench_raw(&[&["--url", &url, "-n", "1", "--key", pem][..], &LOCAL].concat());
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--kid"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Run the bench and return its output, whether it succeeded or not.
+fn bench_raw(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_adcp-webhook"))
+        .arg("bench")
+        .args(args)
+        .output()
+        .expect("run adcp-webhook bench")
 }
 
 #[test]
