@@ -482,6 +482,72 @@ impl DedupStore for InMemoryDedupStore {
     }
 }
 
+/// A SQL error, as the dedup stores report it.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub(crate) fn db_err(e: sqlx::Error) -> DedupStoreError {
+    DedupStoreError(e.to_string())
+}
+
+/// `DedupStore` and `SharedReplayStore` for a SQL store whose inherent methods do the work:
+/// `claim_impl`, `settle(.., ack)` and `nonce_impl`. Both engines share this; only their SQL
+/// differs.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+macro_rules! sql_dedup_store {
+    ($store:ty) => {
+        impl $crate::verify::DedupStore for $store {
+            fn claim<'a>(
+                &'a self,
+                scope: &'a str,
+                key: &'a str,
+                digest: &'a $crate::verify::BodyDigest,
+                now: i64,
+                lease_secs: i64,
+            ) -> $crate::verify::DedupFuture<
+                'a,
+                Result<$crate::verify::DedupClaim, $crate::verify::DedupStoreError>,
+            > {
+                Box::pin(self.claim_impl(scope, key, digest, now, lease_secs))
+            }
+
+            fn acknowledge<'a>(
+                &'a self,
+                scope: &'a str,
+                key: &'a str,
+                token: &'a $crate::verify::ClaimToken,
+                _now: i64,
+            ) -> $crate::verify::DedupFuture<'a, Result<bool, $crate::verify::DedupStoreError>>
+            {
+                Box::pin(self.settle(scope, key, token, true))
+            }
+
+            fn release<'a>(
+                &'a self,
+                scope: &'a str,
+                key: &'a str,
+                token: &'a $crate::verify::ClaimToken,
+            ) -> $crate::verify::DedupFuture<'a, Result<bool, $crate::verify::DedupStoreError>>
+            {
+                Box::pin(self.settle(scope, key, token, false))
+            }
+        }
+
+        impl $crate::verify::SharedReplayStore for $store {
+            fn claim_nonce<'a>(
+                &'a self,
+                keyid: &'a str,
+                nonce: &'a str,
+                forget_after: i64,
+                now: i64,
+            ) -> $crate::verify::DedupFuture<'a, Result<bool, $crate::verify::DedupStoreError>>
+            {
+                Box::pin(self.nonce_impl(keyid, nonce, forget_after, now))
+            }
+        }
+    };
+}
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub(crate) use sql_dedup_store;
+
 #[cfg(test)]
 mod tests {
     use super::*;

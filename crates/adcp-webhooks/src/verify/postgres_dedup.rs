@@ -3,7 +3,7 @@
 
 use super::dedup::{
     BodyDigest, CLEANUP_BATCH, CLEANUP_EVERY, ClaimToken, DEFAULT_DEDUP_TTL_SECS, DedupClaim,
-    DedupFuture, DedupStore, DedupStoreError, classify_row, new_token,
+    DedupStoreError, classify_row, db_err, new_token,
 };
 use sqlx::Row;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
@@ -266,50 +266,4 @@ impl PostgresDedupStore {
     }
 }
 
-fn db_err(e: sqlx::Error) -> DedupStoreError {
-    DedupStoreError(e.to_string())
-}
-
-impl DedupStore for PostgresDedupStore {
-    fn claim<'a>(
-        &'a self,
-        scope: &'a str,
-        key: &'a str,
-        digest: &'a BodyDigest,
-        now: i64,
-        lease_secs: i64,
-    ) -> DedupFuture<'a, Result<DedupClaim, DedupStoreError>> {
-        Box::pin(self.claim_impl(scope, key, digest, now, lease_secs))
-    }
-
-    fn acknowledge<'a>(
-        &'a self,
-        scope: &'a str,
-        key: &'a str,
-        token: &'a ClaimToken,
-        _now: i64,
-    ) -> DedupFuture<'a, Result<bool, DedupStoreError>> {
-        Box::pin(self.settle(scope, key, token, true))
-    }
-
-    fn release<'a>(
-        &'a self,
-        scope: &'a str,
-        key: &'a str,
-        token: &'a ClaimToken,
-    ) -> DedupFuture<'a, Result<bool, DedupStoreError>> {
-        Box::pin(self.settle(scope, key, token, false))
-    }
-}
-
-impl super::SharedReplayStore for PostgresDedupStore {
-    fn claim_nonce<'a>(
-        &'a self,
-        keyid: &'a str,
-        nonce: &'a str,
-        forget_after: i64,
-        now: i64,
-    ) -> DedupFuture<'a, Result<bool, DedupStoreError>> {
-        Box::pin(self.nonce_impl(keyid, nonce, forget_after, now))
-    }
-}
+super::dedup::sql_dedup_store!(PostgresDedupStore);
