@@ -3,45 +3,21 @@
 //! handler's claim runs out with its lease, scopes follow the verified sender, and replicas
 //! sharing one store behave as one receiver. Clocks are injected; nothing sleeps.
 
+#[path = "support/vectors.rs"]
+mod vectors;
 use adcp_webhooks::clock::{FixedClock, RandomNonce};
-use adcp_webhooks::keys::{JwkOptions, SigningKey};
+use adcp_webhooks::keys::SigningKey;
 use adcp_webhooks::signing::{SignOptions, sign_webhook};
 use adcp_webhooks::verify::{
     DEFAULT_CLAIM_LEASE_SECS, InMemoryDedupStore, IncomingRequest, Outcome, StaticJwks, TargetUri,
     WebhookReceiver, WebhookVerifier,
 };
 use serde_json::Value;
-use std::path::Path;
 use std::sync::Arc;
+use vectors::test_key;
 
 const NOW: i64 = 1_776_520_800;
 const URL: &str = "https://buyer.example/adcp/webhook";
-
-fn test_key(kid: &str) -> (SigningKey, Value) {
-    let path = Path::new(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/fixtures/adcp-3.2.4/test-vectors/webhook-signing/keys.json"
-    ));
-    let keys: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
-    let jwk = keys["keys"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|k| k["kid"] == kid)
-        .expect("kid in keys.json")
-        .clone();
-    let opts = JwkOptions {
-        private_field: "_private_d_for_test_only".into(),
-        ..JwkOptions::default()
-    };
-    let key = SigningKey::from_jwk_with(&jwk, &opts).expect("test key loads");
-    let mut public = jwk;
-    public
-        .as_object_mut()
-        .unwrap()
-        .retain(|k, _| !k.starts_with('_') && k != "$comment");
-    (key, public)
-}
 
 fn body(key: &str, status: &str) -> Vec<u8> {
     format!(

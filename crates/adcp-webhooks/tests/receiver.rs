@@ -2,9 +2,11 @@
 //! and challenge it answers with, `@target-uri` reconstruction, and the remote JWKS key source
 //! over loopback (caching, refetch on an unknown kid, rate limit, size and time limits).
 
+#[path = "support/vectors.rs"]
+mod vectors;
 use adcp_webhooks::clock::{FixedClock, RandomNonce};
 use adcp_webhooks::destination::DestinationPolicy;
-use adcp_webhooks::keys::{JwkOptions, SigningKey};
+use adcp_webhooks::keys::SigningKey;
 use adcp_webhooks::payload::WebhookKind;
 use adcp_webhooks::signing::{SignOptions, sign_webhook};
 use adcp_webhooks::verify::{
@@ -16,6 +18,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
+use vectors::test_key;
 
 const NOW: i64 = 1_776_520_800;
 
@@ -29,29 +32,6 @@ fn fixtures() -> &'static Path {
 fn load(rel: &str) -> Value {
     serde_json::from_slice(&std::fs::read(fixtures().join(rel)).expect("fixture"))
         .expect("fixture JSON")
-}
-
-/// A conformance test key: (signing key, its published JWK).
-fn test_key(kid: &str) -> (SigningKey, Value) {
-    let keys = load("webhook-signing/keys.json");
-    let jwk = keys["keys"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|k| k["kid"] == kid)
-        .expect("kid in keys.json")
-        .clone();
-    let opts = JwkOptions {
-        private_field: "_private_d_for_test_only".into(),
-        ..JwkOptions::default()
-    };
-    let key = SigningKey::from_jwk_with(&jwk, &opts).expect("test key loads");
-    let mut public = jwk;
-    public
-        .as_object_mut()
-        .unwrap()
-        .retain(|k, _| !k.starts_with('_') && k != "$comment");
-    (key, public)
 }
 
 /// Headers of a POST of `body` to `url`, signed with `key` at `NOW`.

@@ -46,6 +46,23 @@ pub fn public_jwk(jwk: &Value) -> Value {
     jwk
 }
 
+/// A conformance test key from keys.json: the signing key (its private scalar is kept under a
+/// test-only name) and its published JWK.
+pub fn test_key(kid: &str) -> (adcp_webhooks::keys::SigningKey, Value) {
+    let keys = load(&vectors_dir().join("keys.json"));
+    let jwk = keys["keys"]
+        .as_array()
+        .and_then(|all| all.iter().find(|k| k["kid"] == kid))
+        .unwrap_or_else(|| panic!("kid {kid} in keys.json"))
+        .clone();
+    let opts = adcp_webhooks::keys::JwkOptions {
+        private_field: "_private_d_for_test_only".into(),
+        ..adcp_webhooks::keys::JwkOptions::default()
+    };
+    let key = adcp_webhooks::keys::SigningKey::from_jwk_with(&jwk, &opts).expect("test key loads");
+    (key, public_jwk(&jwk))
+}
+
 /// The key set a vector presents, as a JWKS document: the keys it names from keys.json
 /// (public members only), with `jwks_override` entries replacing them.
 pub fn jwks_json_for(vector: &Value) -> Value {
