@@ -56,7 +56,7 @@ ON CONFLICT (scope, idem_key) DO UPDATE SET
     forget_at = CASE WHEN d.forget_at <= $5 THEN excluded.forget_at ELSE d.forget_at END
 RETURNING d.digest, d.state, d.token, d.lease_until";
 
-/// A [`DedupStore`] in PostgreSQL: several receiver replicas (library or `receive`
+/// A [`DedupStore`](super::DedupStore) in PostgreSQL: several receiver replicas (library or `receive`
 /// processes) on one database behave as one receiver. Cheap to clone (a connection pool).
 ///
 /// [`open`](Self::open) creates the table (`receiver_dedup`) by a migration recorded in

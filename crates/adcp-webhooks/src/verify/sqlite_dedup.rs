@@ -46,7 +46,7 @@ ON CONFLICT (scope, idem_key) DO UPDATE SET
     forget_at = CASE WHEN forget_at <= ?5 THEN excluded.forget_at ELSE forget_at END
 RETURNING digest, state, token, lease_until";
 
-/// A [`DedupStore`] in a SQLite database file. Cheap to clone (a connection pool inside).
+/// A [`DedupStore`](super::DedupStore) in a SQLite database file. Cheap to clone (a connection pool inside).
 ///
 /// The table (`receiver_dedup`) is created by a migration when the store is opened, recorded
 /// in `receiver_schema_migrations`, so the file may also hold an outbox. A claim is one
