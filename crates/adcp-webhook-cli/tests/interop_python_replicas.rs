@@ -291,6 +291,16 @@ fn scenarios(python: &Path, store: &str) {
     app.nothing_more();
     drop(py);
 
+    let (code, metrics) = b.get("/metrics");
+    assert_eq!(code, 200, "{metrics}");
+    for line in [
+        "adcp_receiver_rejections_total{code=\"webhook_signature_replayed\"} 1",
+        "adcp_receiver_rejections_total{code=\"idempotency_conflict\"} 1",
+        "adcp_receiver_requests_total{outcome=\"conflict\"} 1",
+    ] {
+        assert!(metrics.contains(line), "{line} in\n{metrics}");
+    }
+
     assert!(a.stop().success());
     assert!(b.stop().success());
     assert_eq!(

@@ -523,6 +523,33 @@ fn forwarding_replicas(store: &str) {
     assert_eq!(send(&b, &b3).0, 200);
     app.nothing_more();
 
+    // What a monitoring system scrapes: the same story in counters.
+    let scrape = |r: &Receiver| {
+        let (status, text) = r.get("/metrics");
+        assert_eq!(status, 200, "{text}");
+        assert!(text.contains("text/plain; version=0.0.4"), "{text}");
+        text
+    };
+    let text = scrape(&a);
+    for line in [
+        "adcp_receiver_requests_total{outcome=\"accepted\"} 3",
+        "adcp_receiver_requests_total{outcome=\"duplicate\"} 1",
+        "adcp_receiver_forwards_total{result=\"acknowledged\"} 2",
+        "adcp_receiver_forwards_total{result=\"error_status\"} 1",
+        "adcp_receiver_handling_seconds_count 4",
+        "adcp_receiver_forward_seconds_count 3",
+    ] {
+        assert!(text.contains(line), "{line} in\n{text}");
+    }
+    let text = scrape(&b);
+    for line in [
+        "adcp_receiver_requests_total{outcome=\"duplicate\"} 2",
+        "adcp_receiver_requests_total{outcome=\"in_progress\"} 1",
+        "adcp_receiver_forwards_total{result=\"acknowledged\"} 1",
+    ] {
+        assert!(text.contains(line), "{line} in\n{text}");
+    }
+
     assert!(a.stop().success());
     assert!(b.stop().success());
     let outcomes = |name: &str| -> Vec<String> {
