@@ -4,6 +4,7 @@
 //! its own, and what they share is in [`common`].
 
 mod cmd_bench;
+mod cmd_console;
 mod cmd_keygen;
 mod cmd_outbox;
 mod cmd_send;
@@ -44,6 +45,8 @@ enum Command {
     Outbox(cmd_outbox::OutboxArgs),
     /// Run the whole flow against an in-process receiver that checks every signature.
     Demo,
+    /// Serve the operator console (a web UI) over an outbox.
+    Console(Box<cmd_console::ConsoleArgs>),
     /// Measure delivery throughput and latency against a receiver; prints one JSON line.
     Bench(cmd_bench::BenchArgs),
 }
@@ -73,6 +76,7 @@ fn main() -> ExitCode {
             Command::Outbox(a) => cmd_outbox::run(a).await,
             Command::Demo => demo::run().await,
             Command::Bench(a) => cmd_bench::run(a).await,
+            Command::Console(a) => cmd_console::run(*a).await,
         }
     });
     match result {

@@ -55,6 +55,8 @@
 pub struct ReadmeDoctests;
 
 pub mod clock;
+#[cfg(feature = "console")]
+pub mod console;
 #[cfg(feature = "outbox")]
 pub mod delivery;
 pub mod destination;

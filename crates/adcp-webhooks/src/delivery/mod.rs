@@ -454,6 +454,25 @@ impl Outbox {
         Ok(n > 0)
     }
 
+    /// Requeue these dead (or pending) deliveries: due now, with a fresh attempt budget and
+    /// horizon; delivered ones are left alone. Returns how many were requeued.
+    pub async fn requeue_many(&self, ids: Vec<DeliveryId>) -> Result<u64, OutboxError> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let now = self.inner.time.now_ms();
+        let deadline = now.saturating_add(duration_ms(self.inner.policy.horizon()));
+        let n = self
+            .inner
+            .store
+            .requeue(RequeueSelection::Ids(ids), now, deadline)
+            .await?;
+        if n > 0 {
+            self.inner.wake.notify_one();
+        }
+        Ok(n)
+    }
+
     /// Requeue every dead letter. Returns how many.
     pub async fn requeue_all_dead(&self) -> Result<u64, OutboxError> {
         let now = self.inner.time.now_ms();

@@ -210,6 +210,94 @@ macro_rules! forward_outbox_store {
             )
         }
     };
+    (@one $to:tt search) => {
+        fn search(
+            &self,
+            query: $crate::delivery::store::console::SearchQuery,
+        ) -> $crate::delivery::store::BoxFuture<
+            '_,
+            Result<Vec<$crate::delivery::store::DeliverySummary>, $crate::delivery::store::StoreError>,
+        > {
+            $crate::forward_outbox_store!(@call self $to search search_deliveries(query))
+        }
+    };
+    (@one $to:tt count_matching) => {
+        fn count_matching(
+            &self,
+            filter: $crate::delivery::store::console::DeliveryFilter,
+        ) -> $crate::delivery::store::BoxFuture<
+            '_,
+            Result<u64, $crate::delivery::store::StoreError>,
+        > {
+            $crate::forward_outbox_store!(@call self $to count_matching count_deliveries(filter))
+        }
+    };
+    (@one $to:tt attempts_feed) => {
+        fn attempts_feed(
+            &self,
+            query: $crate::delivery::store::console::AttemptQuery,
+        ) -> $crate::delivery::store::BoxFuture<
+            '_,
+            Result<Vec<$crate::delivery::store::console::AttemptEvent>, $crate::delivery::store::StoreError>,
+        > {
+            $crate::forward_outbox_store!(@call self $to attempts_feed attempt_feed(query))
+        }
+    };
+    (@one $to:tt attempt_buckets) => {
+        fn attempt_buckets(
+            &self,
+            since_ms: i64, bucket_ms: i64,
+        ) -> $crate::delivery::store::BoxFuture<
+            '_,
+            Result<Vec<(String, $crate::delivery::store::console::AttemptBucket)>, $crate::delivery::store::StoreError>,
+        > {
+            $crate::forward_outbox_store!(@call self $to attempt_buckets attempt_buckets_since(since_ms, bucket_ms))
+        }
+    };
+    (@one $to:tt destination_health) => {
+        fn destination_health(
+            &self,
+            now_ms: i64,
+        ) -> $crate::delivery::store::BoxFuture<
+            '_,
+            Result<Vec<$crate::delivery::store::console::DestinationHealth>, $crate::delivery::store::StoreError>,
+        > {
+            $crate::forward_outbox_store!(@call self $to destination_health health_of_destinations(now_ms))
+        }
+    };
+    (@one $to:tt reset_breaker) => {
+        fn reset_breaker(
+            &self,
+            key: String,
+        ) -> $crate::delivery::store::BoxFuture<
+            '_,
+            Result<bool, $crate::delivery::store::StoreError>,
+        > {
+            $crate::forward_outbox_store!(@call self $to reset_breaker reset_destination_breaker(key))
+        }
+    };
+    (@one $to:tt record_audit) => {
+        fn record_audit(
+            &self,
+            entry: $crate::delivery::store::console::AuditEntry,
+        ) -> $crate::delivery::store::BoxFuture<
+            '_,
+            Result<(), $crate::delivery::store::StoreError>,
+        > {
+            $crate::forward_outbox_store!(@call self $to record_audit append_audit(entry))
+        }
+    };
+    (@one $to:tt audit_log) => {
+        fn audit_log(
+            &self,
+            before: Option<i64>, limit: u32,
+        ) -> $crate::delivery::store::BoxFuture<
+            '_,
+            Result<Vec<$crate::delivery::store::console::AuditEntry>, $crate::delivery::store::StoreError>,
+        > {
+            $crate::forward_outbox_store!(@call self $to audit_log read_audit(before, limit))
+        }
+    };
     // Engines have no inherent `watch`: they write their own, or keep the trait's default.
     (@one ($field:ident) watch) => {
         fn watch(
@@ -236,7 +324,8 @@ macro_rules! delegate_outbox_store {
         impl $crate::delivery::store::OutboxStore for $store {
             $crate::forward_outbox_store!(inherent:
                 enqueue, lease, complete, release, next_due, counts, list, get, requeue, purge,
-                destinations, set_destination_enabled);
+                destinations, set_destination_enabled, search, count_matching, attempts_feed,
+                attempt_buckets, destination_health, reset_breaker, record_audit, audit_log);
             $($extra)*
         }
     };

@@ -273,6 +273,10 @@ fn db_err(e: sqlx::Error) -> StoreError {
 
 row_codecs!(PgRow, sqlx::Postgres);
 
+/// The console's statements use this engine's placeholders.
+const DIALECT: super::console::Dialect = super::console::Dialect::Postgres;
+super::console::console_reads!(PostgresStore);
+
 impl PostgresStore {
     /// Relay `NOTIFY`s on [`NOTIFY_CHANNEL`] to `wake` until dropped, reconnecting after a
     /// lost connection (and waking once then, since a notification may have been missed).

@@ -18,6 +18,11 @@ pub(super) const MIGRATIONS: &[(i64, &str, &str)] = &[
         "transactional enqueue",
         include_str!("../../../../migrations/postgres/0002_transactional_enqueue.sql"),
     ),
+    (
+        3,
+        "console",
+        include_str!("../../../../migrations/postgres/0003_console.sql"),
+    ),
 ];
 
 /// The advisory lock every migration takes, so concurrent migrations run one at a time.

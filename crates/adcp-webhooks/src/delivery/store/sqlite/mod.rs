@@ -242,4 +242,8 @@ fn ids_json(ids: impl IntoIterator<Item = i64>) -> String {
 
 row_codecs!(SqliteRow, sqlx::Sqlite);
 
+/// The console's statements use this engine's placeholders.
+const DIALECT: super::console::Dialect = super::console::Dialect::Sqlite;
+super::console::console_reads!(SqliteStore);
+
 delegate_outbox_store!(SqliteStore {});

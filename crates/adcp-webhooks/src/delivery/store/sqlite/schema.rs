@@ -9,6 +9,7 @@ use sqlx::migrate::{Migration, MigrationType, Migrator};
 const MIGRATION_0001: &str = include_str!("../../../../migrations/sqlite/0001_outbox.sql");
 const MIGRATION_0002: &str = include_str!("../../../../migrations/sqlite/0002_shared_limits.sql");
 const MIGRATION_0003: &str = include_str!("../../../../migrations/sqlite/0003_content_digest.sql");
+const MIGRATION_0004: &str = include_str!("../../../../migrations/sqlite/0004_console.sql");
 
 impl SqliteStore {
     pub(super) async fn migrate(&self) -> Result<(), StoreError> {
@@ -32,6 +33,13 @@ impl SqliteStore {
                 "content digest".into(),
                 MigrationType::Simple,
                 MIGRATION_0003.into_sql_str(),
+                false,
+            ),
+            Migration::new(
+                4,
+                "console".into(),
+                MigrationType::Simple,
+                MIGRATION_0004.into_sql_str(),
                 false,
             ),
         ]);

@@ -1,0 +1,16 @@
+-- The operator console (feature `console`). The deliveries page lists newest first by id
+-- (keyset on the primary key); filtering by destination walks (destination, id) and by state
+-- walks (state, id) (0001), so a page costs an index range however many rows are stored.
+CREATE INDEX outbox_deliveries_destination_id ON outbox_deliveries (destination, id);
+-- Attempts by time: the live tail, rates over the last hour and day, latency percentiles.
+CREATE INDEX outbox_attempts_started ON outbox_attempts (started_at);
+
+-- Every action taken in the console: who, what, when and how many rows.
+CREATE TABLE outbox_audit (
+    id     INTEGER PRIMARY KEY AUTOINCREMENT,
+    at     INTEGER NOT NULL,
+    actor  TEXT NOT NULL,
+    action TEXT NOT NULL,
+    target TEXT NOT NULL,
+    rows   INTEGER NOT NULL
+) STRICT;

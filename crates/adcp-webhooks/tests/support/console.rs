@@ -1,0 +1,143 @@
+//! Seeding an outbox for the console tests, and serving the console on a loopback port.
+
+#![allow(dead_code)]
+
+use adcp_webhooks::console::{ConsoleConfig, router};
+use adcp_webhooks::delivery::Outbox;
+use adcp_webhooks::delivery::classify::ErrorClass;
+use adcp_webhooks::delivery::store::{
+    AttemptRecord, Completion, DeliveryId, DisableRules, Health, LeaseRequest, NewDelivery,
+    OutboxStore, Outcome,
+};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::task::JoinHandle;
+
+/// The system time in Unix milliseconds.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// One webhook to store: its URL, destination key, body and idempotency key.
+pub fn delivery(url: &str, destination: &str, body: &str, key: &str, now: i64) -> NewDelivery {
+    NewDelivery {
+        url: url.to_owned(),
+        destination: destination.to_owned(),
+        body: bytes::Bytes::copy_from_slice(body.as_bytes()),
+        idempotency_key: key.to_owned(),
+        kind: "mcp".to_owned(),
+        extra_headers: Vec::new(),
+        created_at_ms: now,
+        first_attempt_at_ms: now,
+        deadline_ms: now + 86_400_000,
+        content_digest: None,
+    }
+}
+
+/// Store `items`, then lease them all and record one attempt each that answered `status`
+/// and sent them to the dead letters (`dead`) or delivered them. Returns their ids.
+pub async fn seed(
+    store: &Arc<dyn OutboxStore>,
+    items: Vec<NewDelivery>,
+    status: u16,
+    dead: bool,
+) -> Vec<DeliveryId> {
+    let n = items.len();
+    let mut ids = Vec::with_capacity(n);
+    for chunk in items.chunks(500) {
+        let stored = store.enqueue(chunk.to_vec()).await.expect("enqueue");
+        ids.extend(stored.iter().map(|e| e.id));
+    }
+    let now = now_ms();
+    let mut completions = Vec::new();
+    while completions.len() < n {
+        let leased = store
+            .lease(LeaseRequest {
+                now_ms: now + 1,
+                limit: 500,
+                lease_ms: 60_000,
+                per_destination: 100_000,
+                exclude: Vec::new(),
+            })
+            .await
+            .expect("lease");
+        assert!(!leased.is_empty(), "every seeded delivery can be leased");
+        for l in leased {
+            let (class, outcome, health) = if dead {
+                (
+                    ErrorClass::Http4xx,
+                    Outcome::Dead {
+                        code: "rejected".into(),
+                        reason: format!("the receiver answered {status}"),
+                    },
+                    Health::Neutral,
+                )
+            } else {
+                (ErrorClass::Ok, Outcome::Delivered, Health::Success)
+            };
+            completions.push(Completion {
+                id: l.id,
+                token: l.token,
+                destination: l.destination,
+                attempt: AttemptRecord {
+                    started_at_ms: now,
+                    latency_ms: 12,
+                    status: Some(status),
+                    class,
+                    error: dead.then(|| format!("HTTP {status}")),
+                    response_body: Some(bytes::Bytes::from_static(b"{\"error\":\"nope\"}")),
+                },
+                outcome,
+                health,
+            });
+        }
+    }
+    for chunk in completions.chunks(500) {
+        store
+            .complete(chunk.to_vec(), DisableRules::default(), now + 2)
+            .await
+            .expect("complete");
+    }
+    ids
+}
+
+/// A console served on a loopback port until dropped.
+pub struct Served {
+    /// `http://127.0.0.1:PORT`.
+    pub base: String,
+    /// The address.
+    pub addr: SocketAddr,
+    task: JoinHandle<()>,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Serve the console over `outbox` on `127.0.0.1:0`.
+pub async fn serve(outbox: Outbox, config: ConsoleConfig) -> Served {
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+        .await
+        .expect("bind a loopback port for the console");
+    let addr = listener.local_addr().expect("local address");
+    let app = router(outbox, config);
+    let task = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    Served {
+        base: format!("http://{addr}"),
+        addr,
+        task,
+    }
+}
+
+/// The value of the first `name="csrf"` field in a page.
+pub fn csrf_of(html: &str) -> Option<String> {
+    let at = html.find("name=\"csrf\" value=\"")? + "name=\"csrf\" value=\"".len();
+    let rest = html.get(at..)?;
+    Some(rest.get(..rest.find('"')?)?.to_owned())
+}
