@@ -161,6 +161,27 @@ running_pg_port() {
     as_pg_user sed -n 4p "$PG_DIR/data/postmaster.pid"
 }
 
+# The operator console's browser tests drive Debian's headless Chromium through its
+# chromedriver (crates/adcp-webhooks/tests/console_browser.rs); under CI=1 they fail without
+# them. Installed once; nothing is downloaded at test time.
+install_chromium() {
+    if [[ -x /usr/bin/chromium && -x /usr/bin/chromedriver ]]; then
+        echo "chromium and chromedriver are installed"
+        return 0
+    fi
+    if [[ "$(id -u)" != 0 ]] || ! command -v apt-get >/dev/null 2>&1; then
+        echo "error: chromium and chromedriver are not installed and this is not root with" \
+            "apt-get; install the chromium and chromium-driver packages, then rerun" >&2
+        return 1
+    fi
+    echo "installing Chromium and its driver from the Debian packages"
+    export DEBIAN_FRONTEND=noninteractive
+    if ! apt-get install -y -q --no-install-recommends chromium chromium-driver >/dev/null; then
+        apt-get update -q >/dev/null
+        apt-get install -y -q --no-install-recommends chromium chromium-driver >/dev/null
+    fi
+}
+
 start_postgres() {
     install_postgres
     local bin port major
@@ -266,6 +287,7 @@ run_tests() {
 main() {
     step "Python interop environment (adcp $ADCP_SDK_VERSION)" setup_python
     step "PostgreSQL on loopback" start_postgres
+    step "Chromium for the console's browser tests" install_chromium
     step "Cargo.lock" check_lockfile
     step "cargo fmt --check" check_fmt
     step "cargo clippy -D warnings" check_clippy

@@ -10,7 +10,13 @@ use support::{Receiver, bin};
 #[test]
 fn a_non_loopback_address_without_token_is_refused() {
     let out = bin()
-        .args(["console", "--listen", "0.0.0.0:0", "--db", "no-such-outbox.db"])
+        .args([
+            "console",
+            "--listen",
+            "0.0.0.0:0",
+            "--db",
+            "no-such-outbox.db",
+        ])
         .env_remove("ADCP_CONSOLE_TOKEN")
         .output()
         .expect("run console");
@@ -62,7 +68,10 @@ fn with_a_token_a_visitor_gets_only_the_login_form() {
     let console = Receiver { child, addr };
     let (status, page) = console.get("/");
     assert_eq!(status, 303, "{page}");
-    assert!(page.to_ascii_lowercase().contains("location: /login"), "{page}");
+    assert!(
+        page.to_ascii_lowercase().contains("location: /login"),
+        "{page}"
+    );
     let (status, page) = console.get("/deliveries");
     assert_eq!(status, 303, "{page}");
     let (status, page) = console.get("/login");

@@ -20,14 +20,22 @@ pub fn now_ms() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
-/// One webhook to store: its URL, destination key, body and idempotency key.
+/// One webhook to store (a raw JSON object): its URL, destination key, body (the
+/// idempotency key is added as its first member) and idempotency key.
 pub fn delivery(url: &str, destination: &str, body: &str, key: &str, now: i64) -> NewDelivery {
+    let rest = body.trim().strip_prefix('{').unwrap_or("}");
+    let sep = if rest.trim_start().starts_with('}') {
+        ""
+    } else {
+        ","
+    };
+    let body = format!("{{\"idempotency_key\":\"{key}\"{sep}{rest}");
     NewDelivery {
         url: url.to_owned(),
         destination: destination.to_owned(),
-        body: bytes::Bytes::copy_from_slice(body.as_bytes()),
+        body: bytes::Bytes::from(body),
         idempotency_key: key.to_owned(),
-        kind: "mcp".to_owned(),
+        kind: "raw".to_owned(),
         extra_headers: Vec::new(),
         created_at_ms: now,
         first_attempt_at_ms: now,
@@ -43,6 +51,23 @@ pub async fn seed(
     items: Vec<NewDelivery>,
     status: u16,
     dead: bool,
+) -> Vec<DeliveryId> {
+    let health = if dead {
+        Health::Neutral
+    } else {
+        Health::Success
+    };
+    seed_with(store, items, status, dead, health).await
+}
+
+/// As [`seed`], with what the attempts say about their destination (e.g. a failure that
+/// opened its breaker).
+pub async fn seed_with(
+    store: &Arc<dyn OutboxStore>,
+    items: Vec<NewDelivery>,
+    status: u16,
+    dead: bool,
+    health: Health,
 ) -> Vec<DeliveryId> {
     let n = items.len();
     let mut ids = Vec::with_capacity(n);
@@ -65,17 +90,16 @@ pub async fn seed(
             .expect("lease");
         assert!(!leased.is_empty(), "every seeded delivery can be leased");
         for l in leased {
-            let (class, outcome, health) = if dead {
+            let (class, outcome) = if dead {
                 (
                     ErrorClass::Http4xx,
                     Outcome::Dead {
                         code: "rejected".into(),
                         reason: format!("the receiver answered {status}"),
                     },
-                    Health::Neutral,
                 )
             } else {
-                (ErrorClass::Ok, Outcome::Delivered, Health::Success)
+                (ErrorClass::Ok, Outcome::Delivered)
             };
             completions.push(Completion {
                 id: l.id,

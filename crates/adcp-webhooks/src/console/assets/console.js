@@ -7,6 +7,9 @@
     var rows = document.getElementById("tail-rows");
     if (!section || !rows || !window.EventSource) return;
     var source = new EventSource(section.getAttribute("data-events"));
+    source.addEventListener("open", function () {
+      section.setAttribute("data-connected", "1");
+    });
     source.addEventListener("attempt", function (e) {
       var a = JSON.parse(e.data);
       var tr = document.createElement("tr");
