@@ -6,6 +6,7 @@
 mod console;
 #[path = "support/stores.rs"]
 mod stores;
+mod support;
 
 use adcp_webhooks::console::{CONTENT_SECURITY_POLICY, ConsoleConfig};
 use adcp_webhooks::delivery::store::console::{DeliveryFilter, Page, SearchQuery};
@@ -676,4 +677,66 @@ async fn sealed_bodies_are_not_shown_without_the_key() {
     let op = Operator::login(&with_key).await;
     let (_, html) = op.get(&format!("/deliveries/{}", ids[0])).await;
     assert!(html.contains("s3cr3t-value"));
+}
+
+#[tokio::test]
+async fn a_test_webhook_is_signed_and_sent_to_the_destination() {
+    use adcp_webhooks::WebhookSender;
+    use adcp_webhooks::destination::DestinationPolicy;
+    use adcp_webhooks::keys::{Algorithm, KeyPurpose, SigningKey};
+    use support::{Behaviour, Reply, TestReceiver};
+    let receiver = TestReceiver::start(Behaviour::Respond(Reply::status(204))).await;
+    let db = TestDb::new(Engine::Sqlite).await;
+    let store = db.open().await;
+    seed(
+        &store,
+        vec![delivery(
+            &receiver.url("/hook"),
+            "buyer-a",
+            "{}",
+            "whk_test_send_0001",
+            now_ms(),
+        )],
+        200,
+        false,
+    )
+    .await;
+    let key = SigningKey::generate(
+        Algorithm::Ed25519,
+        "console-test-kid",
+        KeyPurpose::WebhookSigning,
+    )
+    .expect("keygen");
+    let sender = WebhookSender::builder(key)
+        .destination_policy(DestinationPolicy::permissive())
+        .build()
+        .expect("sender");
+    let served = serve(
+        Outbox::builder(Arc::clone(&store)).build(),
+        ConsoleConfig::default().auth_token(TOKEN).sender(sender),
+    )
+    .await;
+    let op = Operator::login(&served).await;
+    let (_, page) = op.get("/destinations").await;
+    assert!(
+        !page.contains("No signing key"),
+        "with a key the button is enabled"
+    );
+    let r = op.post("/destinations/test", &[("key", "buyer-a")]).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let text = r.text().await.expect("text");
+    assert!(text.contains("answered 204"), "{text}");
+    let got = receiver.requests();
+    assert_eq!(got.len(), 1);
+    let header = |name: &str| {
+        got[0]
+            .headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    };
+    assert!(header("signature-input").is_some_and(|v| v.contains("console-test-kid")));
+    assert!(String::from_utf8_lossy(&got[0].body).contains("adcp_webhooks.console_test"));
+    let (_, audit) = op.get("/audit").await;
+    assert!(audit.contains("send test webhook"));
 }

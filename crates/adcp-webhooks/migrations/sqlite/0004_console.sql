@@ -2,6 +2,9 @@
 -- (keyset on the primary key); filtering by destination walks (destination, id) and by state
 -- walks (state, id) (0001), so a page costs an index range however many rows are stored.
 CREATE INDEX outbox_deliveries_destination_id ON outbox_deliveries (destination, id);
+-- The support question ("we never got op_123's webhook"): by idempotency key, whatever the
+-- URL (the unique key leads with the URL).
+CREATE INDEX outbox_deliveries_idempotency_key ON outbox_deliveries (idempotency_key);
 -- Attempts by time: the live tail, rates over the last hour and day, latency percentiles.
 CREATE INDEX outbox_attempts_started ON outbox_attempts (started_at);
 

@@ -25,6 +25,8 @@ use std::sync::{Arc, Mutex};
 pub(crate) const COOKIE: &str = "adcp_console_session";
 /// How long a session lasts.
 const SESSION_MS: i64 = 12 * 3_600_000;
+/// The most sessions kept at once.
+const MAX_SESSIONS: usize = 10_000;
 /// The largest form body accepted.
 const MAX_FORM_BYTES: usize = 64 * 1024;
 
@@ -54,6 +56,16 @@ impl Sessions {
         };
         let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
         map.retain(|_, s| s.expires_ms > now_ms);
+        if map.len() >= MAX_SESSIONS {
+            // Bounded memory whatever the number of visitors: the oldest session goes.
+            if let Some(oldest) = map
+                .iter()
+                .min_by_key(|(_, s)| s.expires_ms)
+                .map(|(k, _)| k.clone())
+            {
+                map.remove(&oldest);
+            }
+        }
         map.insert(id.clone(), session.clone());
         (id, session)
     }

@@ -33,6 +33,7 @@
 mod actions;
 mod auth;
 mod bulk;
+mod delivery;
 mod destinations;
 mod html;
 mod pages;
@@ -165,9 +166,9 @@ pub fn router(outbox: Outbox, config: ConsoleConfig) -> Router {
         .route("/login", get(auth::login_form).post(auth::login))
         .route("/logout", post(auth::logout))
         .route("/deliveries", get(pages::deliveries))
-        .route("/deliveries/{id}", get(pages::detail))
-        .route("/deliveries/{id}/raw", get(pages::raw))
-        .route("/deliveries/{id}/json", get(pages::json))
+        .route("/deliveries/{id}", get(delivery::detail))
+        .route("/deliveries/{id}/raw", get(delivery::raw))
+        .route("/deliveries/{id}/json", get(delivery::json))
         .route("/deliveries/{id}/requeue", post(actions::requeue))
         .route("/deliveries/{id}/retry", post(actions::retry))
         .route("/destinations", get(destinations::listing))

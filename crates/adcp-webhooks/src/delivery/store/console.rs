@@ -10,7 +10,16 @@
 //! destination filter `(destination, id)` (migration `console`). The attempt feed and the
 //! rates walk `outbox_attempts (started_at)` or its primary key.
 
-use super::{AttemptRecord, DeliveryId, DeliveryState};
+use super::{AttemptRecord, BoxFuture, DeliveryId, DeliveryState, StoreError};
+
+/// The answer of a console method a store does not implement.
+pub(crate) fn unsupported<T: Send + 'static>(
+    method: &str,
+) -> BoxFuture<'static, Result<T, StoreError>> {
+    let detail =
+        format!("this outbox store does not implement {method} (the operator console needs it)");
+    Box::pin(async move { Err(StoreError::Database(detail.into())) })
+}
 
 /// Which deliveries an operator is looking at. Every field narrows; `None` matches all.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

@@ -632,67 +632,59 @@ pub trait OutboxStore: Send + Sync + fmt::Debug {
     /// Deliveries matching a filter, one keyset page (see [`console`]).
     fn search(
         &self,
-        query: SearchQuery,
+        _query: SearchQuery,
     ) -> BoxFuture<'_, Result<Vec<DeliverySummary>, StoreError>> {
-        let _ = query;
-        unsupported("search")
+        console::unsupported("search")
     }
 
     /// How many deliveries match a filter.
-    fn count_matching(&self, filter: DeliveryFilter) -> BoxFuture<'_, Result<u64, StoreError>> {
-        let _ = filter;
-        unsupported("count_matching")
+    fn count_matching(&self, _filter: DeliveryFilter) -> BoxFuture<'_, Result<u64, StoreError>> {
+        console::unsupported("count_matching")
     }
 
     /// Logged attempts: after a sequence number oldest first, or else the newest first.
     fn attempts_feed(
         &self,
-        query: AttemptQuery,
+        _query: AttemptQuery,
     ) -> BoxFuture<'_, Result<Vec<AttemptEvent>, StoreError>> {
-        let _ = query;
-        unsupported("attempts_feed")
+        console::unsupported("attempts_feed")
     }
 
     /// Attempts since `since_ms` per destination key and `bucket_ms`-long time bucket.
     fn attempt_buckets(
         &self,
-        since_ms: i64,
-        bucket_ms: i64,
+        _since_ms: i64,
+        _bucket_ms: i64,
     ) -> BoxFuture<'_, Result<Vec<(String, AttemptBucket)>, StoreError>> {
-        let _ = (since_ms, bucket_ms);
-        unsupported("attempt_buckets")
+        console::unsupported("attempt_buckets")
     }
 
     /// Every destination's last success, last failure and leases in flight at `now_ms`.
     fn destination_health(
         &self,
-        now_ms: i64,
+        _now_ms: i64,
     ) -> BoxFuture<'_, Result<Vec<DestinationHealth>, StoreError>> {
-        let _ = now_ms;
-        unsupported("destination_health")
+        console::unsupported("destination_health")
     }
 
     /// Close a destination's breaker and forget its failure run (its disabled flag and its
     /// deliveries are left alone). Returns false when the destination is unknown.
-    fn reset_breaker(&self, key: String) -> BoxFuture<'_, Result<bool, StoreError>> {
-        let _ = key;
-        unsupported("reset_breaker")
+    fn reset_breaker(&self, _key: String) -> BoxFuture<'_, Result<bool, StoreError>> {
+        console::unsupported("reset_breaker")
     }
 
     /// Append an entry to the operators' audit log.
-    fn record_audit(&self, entry: AuditEntry) -> BoxFuture<'_, Result<(), StoreError>> {
-        let _ = entry;
-        unsupported("record_audit")
+    fn record_audit(&self, _entry: AuditEntry) -> BoxFuture<'_, Result<(), StoreError>> {
+        console::unsupported("record_audit")
     }
 
     /// The newest audit entries with ids below `before` (`None`: the newest).
     fn audit_log(
         &self,
-        before: Option<i64>,
-        limit: u32,
+        _before: Option<i64>,
+        _limit: u32,
     ) -> BoxFuture<'_, Result<Vec<AuditEntry>, StoreError>> {
-        let _ = (before, limit);
-        unsupported("audit_log")
+        console::unsupported("audit_log")
     }
 
     /// A background task that calls `wake.notify_one()` whenever another process may have
@@ -702,11 +694,4 @@ pub trait OutboxStore: Send + Sync + fmt::Debug {
         let _ = wake;
         None
     }
-}
-
-/// The answer of a console method a store does not implement.
-fn unsupported<T: Send + 'static>(method: &str) -> BoxFuture<'static, Result<T, StoreError>> {
-    let detail =
-        format!("this outbox store does not implement {method} (the operator console needs it)");
-    Box::pin(async move { Err(StoreError::Database(detail.into())) })
 }
