@@ -72,6 +72,8 @@ fn pages(rows: i64) -> Vec<(&'static str, String)> {
             "deliveries, idempotency key",
             format!("/deliveries?key=whk_bench_{:010}", rows / 3),
         ),
+        ("delivery detail", format!("/deliveries/{}", rows / 3)),
+        ("overview (counts from the (state, id) index)", "/".into()),
     ]
 }
 

@@ -11,15 +11,17 @@ use crate::delivery::store::{
     PurgeSelection, RequeueSelection, StateCounts, StoreError,
 };
 
+// One indexed count per state (`(state, id)`, migration 3), so counting never reads the rows
+// themselves (bodies included).
 const COUNTS_SQL: &str = "SELECT \
-       count(*) FILTER (WHERE d.state = 'pending') AS pending, \
-       count(*) FILTER (WHERE d.state = 'pending' AND d.lease_token IS NOT NULL \
-         AND d.lease_expires_at > $1) AS in_flight, \
-       count(*) FILTER (WHERE d.state = 'pending' AND d.attempts > 0) AS retrying, \
-       count(*) FILTER (WHERE d.state = 'pending' AND t.disabled) AS paused, \
-       count(*) FILTER (WHERE d.state = 'delivered') AS delivered, \
-       count(*) FILTER (WHERE d.state = 'dead') AS dead \
-     FROM outbox_deliveries d JOIN outbox_destinations t ON t.key = d.destination";
+       (SELECT count(*) FROM outbox_deliveries WHERE state = 'pending') AS pending, \
+       (SELECT count(*) FROM outbox_deliveries WHERE state = 'pending' AND lease_token IS NOT NULL \
+         AND lease_expires_at > $1) AS in_flight, \
+       (SELECT count(*) FROM outbox_deliveries WHERE state = 'pending' AND attempts > 0) AS retrying, \
+       (SELECT count(*) FROM outbox_deliveries d JOIN outbox_destinations t ON t.key = d.destination \
+         WHERE d.state = 'pending' AND t.disabled) AS paused, \
+       (SELECT count(*) FROM outbox_deliveries WHERE state = 'delivered') AS delivered, \
+       (SELECT count(*) FROM outbox_deliveries WHERE state = 'dead') AS dead";
 
 const LIST_SQL: &str = concat!(
     "SELECT ",

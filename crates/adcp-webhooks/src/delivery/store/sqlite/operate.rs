@@ -11,15 +11,17 @@ use crate::delivery::store::{
     PurgeSelection, RequeueSelection, StateCounts, StoreError,
 };
 
+// One indexed count per state (the `(state, id)` index covers them), so counting never reads
+// the rows themselves (bodies included).
 const COUNTS_SQL: &str = "SELECT \
-       COALESCE(SUM(d.state = 'pending'), 0) AS pending, \
-       COALESCE(SUM(d.state = 'pending' AND d.lease_token IS NOT NULL AND d.lease_expires_at > ?), 0) \
-         AS in_flight, \
-       COALESCE(SUM(d.state = 'pending' AND d.attempts > 0), 0) AS retrying, \
-       COALESCE(SUM(d.state = 'pending' AND t.disabled = 1), 0) AS paused, \
-       COALESCE(SUM(d.state = 'delivered'), 0) AS delivered, \
-       COALESCE(SUM(d.state = 'dead'), 0) AS dead \
-     FROM outbox_deliveries d JOIN outbox_destinations t ON t.key = d.destination";
+       (SELECT COUNT(*) FROM outbox_deliveries WHERE state = 'pending') AS pending, \
+       (SELECT COUNT(*) FROM outbox_deliveries WHERE state = 'pending' AND lease_token IS NOT NULL \
+         AND lease_expires_at > ?1) AS in_flight, \
+       (SELECT COUNT(*) FROM outbox_deliveries WHERE state = 'pending' AND attempts > 0) AS retrying, \
+       (SELECT COUNT(*) FROM outbox_deliveries d JOIN outbox_destinations t ON t.key = d.destination \
+         WHERE d.state = 'pending' AND t.disabled = 1) AS paused, \
+       (SELECT COUNT(*) FROM outbox_deliveries WHERE state = 'delivered') AS delivered, \
+       (SELECT COUNT(*) FROM outbox_deliveries WHERE state = 'dead') AS dead";
 
 const LIST_SQL: &str = concat!(
     "SELECT ",
