@@ -367,6 +367,14 @@ async fn filters_and_pages(engine: Engine) {
     assert_eq!(rows(&by_key), 1);
     let (_, by_body) = op.get("/deliveries?q=%22ok_3%22").await;
     assert!(by_body.contains("whk_ok_000003") && !by_body.contains("whk_ok_000004"));
+    let (status, overview) = op.get("/").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        overview.contains("<span>Dead letters</span><strong>100</strong>"),
+        "{overview}"
+    );
+    assert!(overview.contains("<span>Delivered</span><strong>40</strong>"));
+    assert!(overview.contains("<span>Pending</span><strong>0</strong>"));
     let (status, bad) = op.get("/deliveries?status=abc").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(bad.contains("is not an HTTP status"));
@@ -437,8 +445,35 @@ async fn actions_change_destinations(engine: Engine) {
         page.contains("Send test webhook</button> <span class=\"note\">No signing key"),
         "without a key the test button says why it is disabled"
     );
+    // A pending delivery offers Retry now, which makes it due at once.
+    let waiting = store
+        .enqueue(vec![delivery(
+            "http://127.0.0.1:9/w",
+            "buyer-a",
+            "{}",
+            "whk_waiting_000001",
+            now_ms() + 3_600_000,
+        )])
+        .await
+        .expect("enqueue")[0]
+        .id;
+    let (_, page) = op.get(&format!("/deliveries/{waiting}")).await;
+    assert!(page.contains(">Retry now</button>") && !page.contains(">Requeue</button>"));
+    let r = op.post(&format!("/deliveries/{waiting}/retry"), &[]).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let due = store
+        .get(waiting)
+        .await
+        .expect("get")
+        .expect("exists")
+        .summary
+        .next_attempt_at_ms;
+    assert!(
+        due.is_some_and(|t| t <= now_ms()),
+        "due now after Retry now: {due:?}"
+    );
     let (_, audit) = op.get("/audit").await;
-    for action in ["disable", "enable", "reset breaker"] {
+    for action in ["disable", "enable", "reset breaker", "retry now"] {
         assert!(
             audit.contains(&format!("<td>{action}</td>")),
             "{action} is audited"
