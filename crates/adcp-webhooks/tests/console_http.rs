@@ -775,3 +775,95 @@ async fn a_test_webhook_is_signed_and_sent_to_the_destination() {
     let (_, audit) = op.get("/audit").await;
     assert!(audit.contains("send test webhook"));
 }
+
+/// A store whose requeues wait at a gate the test opens, so a bulk requeue can be caught
+/// between batches without any timing.
+#[derive(Debug)]
+struct GatedRequeue {
+    inner: Arc<dyn OutboxStore>,
+    entered: tokio::sync::Notify,
+    open: tokio::sync::Semaphore,
+}
+
+impl OutboxStore for GatedRequeue {
+    fn requeue(
+        &self,
+        selection: adcp_webhooks::delivery::store::RequeueSelection,
+        now_ms: i64,
+        deadline_ms: i64,
+    ) -> adcp_webhooks::delivery::store::BoxFuture<
+        '_,
+        Result<u64, adcp_webhooks::delivery::store::StoreError>,
+    > {
+        Box::pin(async move {
+            self.entered.notify_one();
+            let _permit = self.open.acquire().await.expect("the gate");
+            self.inner.requeue(selection, now_ms, deadline_ms).await
+        })
+    }
+    adcp_webhooks::forward_outbox_store!((inner):
+        enqueue, lease, complete, release, next_due, counts, list, get, purge, destinations,
+        set_destination_enabled, watch, search, count_matching, attempts_feed, attempt_buckets,
+        destination_health, reset_breaker, record_audit, audit_log);
+}
+
+#[tokio::test]
+async fn a_bulk_requeue_stops_after_the_batch_in_progress_when_cancelled() {
+    let db = TestDb::new(Engine::Sqlite).await;
+    let plain = db.open().await;
+    seed(&plain, items(250, "buyer-a", "cancel", now_ms()), 500, true).await;
+    let gated = Arc::new(GatedRequeue {
+        inner: Arc::clone(&plain),
+        entered: tokio::sync::Notify::new(),
+        open: tokio::sync::Semaphore::new(0),
+    });
+    let store: Arc<dyn OutboxStore> = gated.clone();
+    let served = serve(
+        Outbox::builder(store).build(),
+        ConsoleConfig::default().auth_token(TOKEN),
+    )
+    .await;
+    let op = Operator::login(&served).await;
+    let r = op
+        .post("/bulk/requeue", &[("state", "dead"), ("expected", "250")])
+        .await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let job = r
+        .headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .expect("the job's page")
+        .to_owned();
+    // The first batch is at the gate: cancel, then let it through.
+    tokio::time::timeout(Duration::from_secs(20), gated.entered.notified())
+        .await
+        .expect("the job reached its first batch");
+    let (_, running) = op.get(&job).await;
+    assert!(running.contains("<span id=\"job-status\">Running</span>"));
+    assert!(running.contains(">Cancel</button>"));
+    let cancel = op.post(&format!("{job}/cancel"), &[]).await;
+    assert_eq!(cancel.status(), StatusCode::SEE_OTHER);
+    gated.open.add_permits(10);
+    let start = Instant::now();
+    loop {
+        let (_, page) = op.get(&job).await;
+        if page.contains("<span id=\"job-status\">Cancelled</span>") {
+            assert!(
+                page.contains("<strong id=\"job-requeued\">100</strong>"),
+                "{page}"
+            );
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the job stops: {page}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let counts = plain.counts(now_ms()).await.expect("counts");
+    assert_eq!(
+        (counts.pending, counts.dead),
+        (100, 150),
+        "one batch of 100, then it stopped"
+    );
+}
