@@ -30,7 +30,23 @@ pub struct Browser {
 }
 
 impl Drop for Browser {
+    /// Close the session first (chromedriver then closes Chromium, which would otherwise
+    /// outlive the driver), also when a test failed; then stop the driver.
     fn drop(&mut self) {
+        if !self.session.is_empty() {
+            let addr = self.driver_url.trim_start_matches("http://").to_owned();
+            if let Ok(mut s) = std::net::TcpStream::connect(&addr) {
+                use std::io::{Read, Write};
+                let _ = s.set_read_timeout(Some(Duration::from_secs(20)));
+                let _ = write!(
+                    s,
+                    "DELETE /session/{} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n",
+                    self.session
+                );
+                let mut answer = Vec::new();
+                let _ = s.read_to_end(&mut answer);
+            }
+        }
         let _ = self.driver.kill();
         let _ = self.driver.wait();
     }
@@ -252,10 +268,5 @@ impl Browser {
             std::fs::create_dir_all(dir).expect("screenshot dir");
         }
         std::fs::write(path, png).expect("write the screenshot");
-    }
-
-    /// Close the session.
-    pub async fn quit(self) {
-        let _ = self.call("DELETE", "", None).await;
     }
 }
