@@ -14,6 +14,7 @@ mod schema;
 use super::StoreError;
 use super::codec::row_codecs;
 use super::forward::delegate_outbox_store;
+use super::group::Grouping;
 use super::{
     AttemptInfo, AttemptRecord, DeliveryDetail, DeliveryId, DeliveryState, DeliverySummary,
     DestinationInfo, LeaseToken, LeasedDelivery, StateCounts,
@@ -23,6 +24,7 @@ use sqlx::sqlite::{
     SqliteSynchronous,
 };
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// The default database file, in the working directory.
@@ -141,6 +143,8 @@ pub struct SqliteStore {
     /// outcomes, which means a webhook is attempted again, never that one is lost. That trade
     /// removes one disk flush from every lease and every batch of outcomes.
     work: SqlitePool,
+    /// Concurrent enqueues share one commit (one disk flush) per group.
+    group: Grouping,
 }
 
 impl SqliteStore {
@@ -187,7 +191,13 @@ impl SqliteStore {
                 .await
                 .map_err(open_err)?
         };
-        let store = Self { pool, work };
+        let group = {
+            let pool = pool.clone();
+            Grouping::new(Arc::new(move |batches| {
+                Box::pin(enqueue::write_group(pool.clone(), batches))
+            }))
+        };
+        let store = Self { pool, work, group };
         if options.read_only {
             store.check_schema(&options.target).await?;
         } else {
