@@ -274,7 +274,8 @@ mod tests {
             .await
             .expect("open");
         let pool = store.pool().clone();
-        a_conflict_fails_only_its_own_caller(&store, |b| write_group(pool, b)).await;
+        a_conflict_fails_only_its_own_caller(&store, |b| write_group(pool, Default::default(), b))
+            .await;
         store.close().await;
         let _ = std::fs::remove_dir_all(&dir);
     }

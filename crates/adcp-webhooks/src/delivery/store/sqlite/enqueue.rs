@@ -1,7 +1,7 @@
 //! Enqueueing: a batch of webhooks in one transaction, on the store's own connection or on
 //! one the caller owns.
 
-use super::{SqliteStore, db_err};
+use super::{SqliteStore, WriteGate, db_err};
 use crate::delivery::store::codec::headers_to_json;
 use crate::delivery::store::group::{GroupResults, for_each_caller};
 use crate::delivery::store::{DeliveryId, Enqueued, NewDelivery, StoreError};
@@ -22,9 +22,11 @@ impl SqliteStore {
 /// Every caller whose rows were written shares the commit's outcome.
 pub(crate) async fn write_group(
     pool: SqlitePool,
+    gate: WriteGate,
     mut batches: Vec<Vec<NewDelivery>>,
 ) -> GroupResults {
     let n = batches.len();
+    let _turn = gate.lock().await;
     let mut tx = match pool.begin_with("BEGIN IMMEDIATE").await {
         Ok(tx) => tx,
         Err(e) => {
