@@ -47,7 +47,9 @@ impl ParsedWebhook {
     ///    types `product.*`, `signal.*` and `wholesale_feed.bulk_change` are
     ///    [`WebhookKind::WholesaleFeed`]);
     /// 3. `task_id` and `status` are present: MCP task status, or
-    ///    [`WebhookKind::MediaBuyDelivery`] when `task_type` is `media_buy_delivery`;
+    ///    [`WebhookKind::MediaBuyDelivery`] when `task_type` is `media_buy_delivery` and the
+    ///    `result` is a delivery report (has `notification_type`); other `media_buy_delivery`
+    ///    webhooks (a `submitted` status without a report, a failure) stay MCP;
     /// 4. `rights_id` and `brand_id`: revocation;
     /// 5. `batch_id` and `artifacts`: artifact batch.
     ///
@@ -84,7 +86,12 @@ impl ParsedWebhook {
             }
         }
         if has("task_id") && has("status") {
-            if object.get("task_type").and_then(Value::as_str) == Some("media_buy_delivery") {
+            let report = object
+                .get("result")
+                .is_some_and(|r| r.get("notification_type").is_some());
+            if report
+                && object.get("task_type").and_then(Value::as_str) == Some("media_buy_delivery")
+            {
                 return Some(WebhookKind::MediaBuyDelivery);
             }
             Some(WebhookKind::Mcp)
