@@ -286,7 +286,8 @@ impl ConstField for DeliveryTaskType {
 /// `now`, `idempotency_key` a fresh `whk_<uuid>`; no `notification_id` (reports are deduplicated
 /// by `idempotency_key`) and no `protocol` (the SDKs' table has none for this task type) unless
 /// set. `operation_id` and `token` come from the buyer's `reporting_webhook` registration,
-/// echoed verbatim.
+/// echoed verbatim. (The Python SDK reads `operation_id` from a `ReportingWebhook` field that
+/// `core/reporting-webhook.json` does not name; here it is a constructor argument.)
 ///
 /// ```
 /// use adcp_webhooks::payload::{encode, MediaBuyDeliveryReport, MediaBuyDeliveryWebhook, ReportingPeriod};

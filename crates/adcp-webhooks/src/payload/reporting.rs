@@ -1,6 +1,9 @@
 //! Reporting notifications (experimental in AdCP 3.2): `reporting.ledger_changed`,
 //! `reporting.status_changed` and `reporting.delivery_ready`. Each is an invalidation: the
 //! receiver repairs through `get_reporting_status`.
+//!
+//! The official Python SDK 9.2.0 has no sender for these three (its sellers use `send_raw`,
+//! whose schema check does not cover them); these types hold the 3.2.4 schemas' rules.
 
 use time::OffsetDateTime;
 

@@ -173,6 +173,9 @@ struct EventWire<'a> {
 /// `previous_wholesale_feed_version`, when set, is not empty and differs from it (it names the
 /// feed before this change).
 ///
+/// The Python SDK's `prepare_wholesale_feed` cannot set `ext`; the schema allows it, and so does
+/// this type.
+///
 /// ```
 /// use adcp_webhooks::payload::{encode, WholesaleFeedEvent, WholesaleFeedWebhook};
 /// use serde_json::json;
