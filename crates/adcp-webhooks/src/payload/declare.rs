@@ -279,6 +279,27 @@ impl BodyWriter {
         }
     }
 
+    /// [`time`](Self::time) by reference, for declarations that write every field the same way.
+    pub(crate) fn tm(
+        &mut self,
+        name: &'static str,
+        t: &OffsetDateTime,
+    ) -> Result<&mut Self, PayloadError> {
+        self.time(name, *t)
+    }
+
+    /// A timestamp the schema requires but allows to be `null`: written as `null` when unset.
+    pub(crate) fn nullable_tm(
+        &mut self,
+        name: &'static str,
+        t: &Option<OffsetDateTime>,
+    ) -> Result<&mut Self, PayloadError> {
+        match t {
+            Some(t) => self.time(name, *t),
+            None => self.field(name, &Value::Null),
+        }
+    }
+
     /// Writes the fields the schema does not name, after checking that none repeats a field
     /// written (or left unset) before.
     pub(crate) fn extra(&mut self, extra: &Map<String, Value>) -> Result<&mut Self, PayloadError> {

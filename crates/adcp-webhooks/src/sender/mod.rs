@@ -13,8 +13,12 @@ use crate::clock::{Clock, NonceSource, RandomNonce, SystemClock};
 use crate::destination::{DestinationError, DestinationPolicy, PolicyResolver};
 use crate::keys::{KeyError, SigningKey};
 use crate::payload::{
-    ArtifactWebhook, CollectionListChanged, IdempotencyKey, McpWebhook, PayloadError,
-    PropertyListChanged, RawWebhook, RevocationNotification, WebhookKind, WebhookPayload,
+    AccountChangeRecorded, AccountStatusChanged, ArtifactWebhook, CapabilitiesChanged,
+    CollectionListChanged, CreativeAssignmentChanged, CreativePurged, CreativeStatusChanged,
+    IdempotencyKey, IndicatorsChanged, McpWebhook, MediaBuyDeliveryWebhook, PayloadError,
+    PrincipalChanged, PropertyListChanged, RawWebhook, ReportingDeliveryReady,
+    ReportingLedgerChanged, ReportingStatusChanged, RevocationNotification, WebhookKind,
+    WebhookPayload, WholesaleFeedWebhook,
 };
 use crate::prepared::{IntoWebhookUrl, PrepareError};
 use crate::signing::{self, SignError, SignOptions, SignedHeaders, UrlError};
@@ -335,6 +339,20 @@ impl WebhookSenderBuilder {
     }
 }
 
+/// The named `send_<kind>` helpers: each is [`WebhookSender::send`] for one payload type.
+macro_rules! send_helpers {
+    ($( $(#[$doc:meta])* $name:ident($ty:ty); )+) => {$(
+        $(#[$doc])*
+        pub async fn $name<U: IntoWebhookUrl>(
+            &self,
+            url: U,
+            webhook: $ty,
+        ) -> Result<DeliveryResult, SendError> {
+            self.send(url, &webhook).await
+        }
+    )+};
+}
+
 impl WebhookSender {
     /// A sender with default options for `key`.
     pub fn new(key: SigningKey) -> Result<Self, SendError> {
@@ -547,6 +565,35 @@ impl WebhookSender {
         webhook: PropertyListChanged,
     ) -> Result<DeliveryResult, SendError> {
         self.send(url, &webhook).await
+    }
+
+    send_helpers! {
+        /// Send an `account.status_changed` notification.
+        send_account_status_changed(AccountStatusChanged);
+        /// Send an `account.change_recorded` notification.
+        send_account_change_recorded(AccountChangeRecorded);
+        /// Send a `capabilities.changed` notification.
+        send_capabilities_changed(CapabilitiesChanged);
+        /// Send a `principal.changed` notification.
+        send_principal_changed(PrincipalChanged);
+        /// Send a `creative.status_changed` notification.
+        send_creative_status_changed(CreativeStatusChanged);
+        /// Send a `creative.assignment_changed` notification.
+        send_creative_assignment_changed(CreativeAssignmentChanged);
+        /// Send a `creative.purged` notification.
+        send_creative_purged(CreativePurged);
+        /// Send an `indicators.changed` notification.
+        send_indicators_changed(IndicatorsChanged);
+        /// Send a `reporting.ledger_changed` notification.
+        send_reporting_ledger_changed(ReportingLedgerChanged);
+        /// Send a `reporting.status_changed` notification.
+        send_reporting_status_changed(ReportingStatusChanged);
+        /// Send a `reporting.delivery_ready` notification.
+        send_reporting_delivery_ready(ReportingDeliveryReady);
+        /// Send a wholesale feed event (`product.*`, `signal.*`, `wholesale_feed.bulk_change`).
+        send_wholesale_feed(WholesaleFeedWebhook);
+        /// Send a scheduled delivery report (an MCP webhook of `media_buy_delivery`).
+        send_media_buy_delivery(MediaBuyDeliveryWebhook);
     }
 
     /// Send any JSON object with an explicit idempotency key injected into it.
