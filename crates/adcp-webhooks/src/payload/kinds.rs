@@ -11,7 +11,7 @@ use serde_json::Value;
 use super::declare::TypedPayload;
 use super::{
     ArtifactWebhook, CollectionListChanged, IdempotencyKey, McpWebhook, PayloadError,
-    PropertyListChanged, RawWebhook, RevocationNotification, WebhookPayload,
+    PropertyListChanged, RawWebhook, RevocationNotification, WebhookChallenge, WebhookPayload,
 };
 
 /// Generates the kind enum and the two enums over the payload types from the list of kinds:
@@ -179,11 +179,12 @@ macro_rules! webhook_kinds {
                 }
             }
 
-            /// The body's idempotency key: always present for the typed kinds, `None` for
-            /// [`ParsedWebhook::Unknown`] (whose fields are not checked).
+            /// The body's idempotency key: present for the typed kinds but the destination
+            /// challenge (which has none), `None` for [`ParsedWebhook::Unknown`] (whose fields
+            /// are not checked).
             pub fn idempotency_key(&self) -> Option<&IdempotencyKey> {
                 match self {
-                    $(ParsedWebhook::$variant(p) => p.idempotency_key.as_ref(),)+
+                    $(ParsedWebhook::$variant(p) => TypedPayload::received_key(p),)+
                     ParsedWebhook::Unknown(_) => None,
                 }
             }
@@ -243,4 +244,5 @@ webhook_kinds! {
         "collection-list-changed" | "collection_list_changed";
     PropertyListChanged(PropertyListChanged): "governance property-list-changed webhook",
         "property-list-changed" | "property_list_changed";
+    WebhookChallenge(WebhookChallenge): "destination challenge", "webhook-challenge" | "webhook_challenge";
 }

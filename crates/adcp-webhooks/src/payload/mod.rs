@@ -12,6 +12,7 @@
 //! | [`WebhookKind::Artifact`] | [`ArtifactWebhook`] | `content-standards/artifact-webhook-payload.json` |
 //! | [`WebhookKind::CollectionListChanged`] | [`CollectionListChanged`] | `collection/collection-list-changed-webhook.json` |
 //! | [`WebhookKind::PropertyListChanged`] | [`PropertyListChanged`] | `property/property-list-changed-webhook.json` |
+//! | [`WebhookKind::WebhookChallenge`] | [`WebhookChallenge`] | `core/webhook-challenge.json`, `core/agent-webhook-challenge.json` |
 //! | [`WebhookKind::Raw`] | [`RawWebhook`] | any JSON object |
 //!
 //! Required fields are constructor arguments; optional ones are `with_*` builder methods.
@@ -44,6 +45,8 @@
 
 // Each typed kind is declared with the shared pieces in `declare` (its module docs say how,
 // and its test module declares a whole kind as an example).
+mod challenge;
+mod challenge_response;
 mod declare;
 mod enums;
 mod key;
@@ -60,6 +63,10 @@ use bytes::Bytes;
 use serde_json::{Map, Value};
 use time::OffsetDateTime;
 
+pub use challenge::{
+    AGENT_CHALLENGE_EVENT_TYPE, ChallengeEchoError, ChallengeValue, DeliveryAuth, EchoField,
+    WEBHOOK_CHALLENGE_TYPE, WebhookChallenge, WebhookChallengeResponse, check_challenge_echo,
+};
 pub use enums::{AdcpProtocol, RightUse, TaskStatus, TaskType, UnknownTaskStatus};
 pub use key::{
     IDEMPOTENCY_KEY_MAX_LEN, IDEMPOTENCY_KEY_MIN_LEN, IdempotencyKey, IdempotencyKeyError,
