@@ -7,8 +7,8 @@
 use adcp_webhooks::clock::{Clock, FixedClock, SystemClock};
 use adcp_webhooks::verify::axum::{outcome_response, process};
 use adcp_webhooks::verify::{
-    Outcome, PostgresDedupStore, ReceivedRequest, Rejection, SqliteDedupStore, StaticJwks,
-    TargetUri, VerifyError, WebhookReceiver, WebhookVerifier,
+    ForwardResult, Outcome, PostgresDedupStore, ReceivedRequest, ReceiverMetrics, Rejection,
+    SqliteDedupStore, StaticJwks, TargetUri, VerifyError, WebhookReceiver, WebhookVerifier,
 };
 use axum::response::IntoResponse as _;
 use clap::Args;
@@ -228,6 +228,7 @@ struct ReceiveState {
     receiver: WebhookReceiver,
     log: LogSink,
     forward: Option<Forward>,
+    metrics: Arc<ReceiverMetrics>,
 }
 
 /// Where `receive --forward` posts verified first deliveries.
@@ -357,9 +358,11 @@ pub async fn run_receive(args: ReceiveArgs) -> Result<(), String> {
         receiver,
         log: Arc::new(Mutex::new(sink)),
         forward,
+        metrics: Arc::new(ReceiverMetrics::default()),
     };
     let app = axum::Router::new()
         .route("/healthz", axum::routing::get(healthz))
+        .route("/metrics", axum::routing::get(metrics))
         .fallback(handle)
         .with_state(state);
     let listener = tokio::net::TcpListener::bind(args.listen)
@@ -391,10 +394,27 @@ async fn healthz() -> axum::response::Response {
         .into_response()
 }
 
+/// `GET /metrics`: the receiver's counters in the Prometheus text format (see
+/// `ReceiverMetrics`).
+async fn metrics(
+    axum::extract::State(state): axum::extract::State<ReceiveState>,
+) -> axum::response::Response {
+    (
+        axum::http::StatusCode::OK,
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        state.metrics.render_prometheus(),
+    )
+        .into_response()
+}
+
 async fn handle(
     axum::extract::State(state): axum::extract::State<ReceiveState>,
     request: axum::extract::Request,
 ) -> axum::response::Response {
+    let started = std::time::Instant::now();
     let processed = process(&state.receiver, request).await;
     let mut outcome = processed.outcome;
     // What the application answered, with --forward: Ok(status) or Err(why).
@@ -404,20 +424,29 @@ async fn handle(
         let acted = match &state.forward {
             None => true,
             Some(fwd) => {
+                let forward_started = std::time::Instant::now();
                 let answer = fwd.send(webhook, processed.body.clone()).await;
-                let ok = matches!(answer, Ok(s) if (200..300).contains(&s));
+                let result = match answer {
+                    Ok(s) if (200..300).contains(&s) => ForwardResult::Acknowledged,
+                    Ok(_) => ForwardResult::ErrorStatus,
+                    Err(_) => ForwardResult::NoAnswer,
+                };
+                state
+                    .metrics
+                    .record_forward(result, forward_started.elapsed().as_secs_f64());
                 forwarded = Some(answer);
-                ok
+                result == ForwardResult::Acknowledged
             }
         };
         if acted {
             if let Err(e) = state.receiver.acknowledge_async(webhook).await {
+                state.metrics.record_store_error();
                 outcome = Outcome::Rejected(Rejection::StoreUnavailable(e));
             }
-        } else {
+        } else if state.receiver.release_async(webhook).await.is_err() {
             // Release so the sender's retry is forwarded again; a store error leaves the claim
             // to run out with its lease, with the same effect later.
-            let _ = state.receiver.release_async(webhook).await;
+            state.metrics.record_store_error();
         }
     }
     let failed_forward = matches!(&forwarded, Some(Ok(s)) if !(200..300).contains(s))
@@ -449,6 +478,9 @@ async fn handle(
         // A log write failure must not turn a delivery into an error for the sender.
         let _ = writeln!(log, "{line}").and_then(|()| log.flush());
     }
+    state
+        .metrics
+        .record(&outcome, started.elapsed().as_secs_f64());
     if failed_forward {
         // The claim is released: the sender's next retry is forwarded again. Retry-After gives
         // the application a moment rather than an immediate second call.

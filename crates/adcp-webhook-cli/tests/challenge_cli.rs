@@ -2,86 +2,15 @@
 //! our own `receive`), 1 when the endpoint failed it (unknown key, wrong echo, 500, not JSON,
 //! nobody listening), 2 on bad input; and `receive` answers a challenge without forwarding it.
 
+mod support;
+
 use serde_json::Value;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener};
+use std::io::{Read, Write};
+use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
-
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_adcp-webhook"))
-}
-
-fn keygen(dir: &Path, kid: &str) -> (std::path::PathBuf, std::path::PathBuf) {
-    let (pem, jwks) = (
-        dir.join(format!("{kid}.pem")),
-        dir.join(format!("{kid}.jwks")),
-    );
-    let out = bin()
-        .args(["keygen", "--alg", "ed25519", "--kid", kid, "--out"])
-        .arg(&pem)
-        .arg("--jwks")
-        .arg(&jwks)
-        .output()
-        .expect("keygen");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (pem, jwks)
-}
-
-/// Stops `receive` when the test ends.
-struct Server(Child);
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.0.id().to_string())
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if matches!(self.0.try_wait(), Ok(Some(_))) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.0.kill();
-    }
-}
-
-/// `receive` on `127.0.0.1:0`; the address it printed once bound.
-fn start_receive(jwks: &Path, log: &Path, extra: &[&str]) -> (Server, SocketAddr) {
-    let mut child = bin()
-        .args(["receive", "--listen", "127.0.0.1:0", "--jwks"])
-        .arg(jwks)
-        .arg("--log")
-        .arg(log)
-        .args(extra)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start receive");
-    let mut stderr = BufReader::new(child.stderr.take().expect("stderr"));
-    let server = Server(child);
-    let addr = loop {
-        let mut line = String::new();
-        assert!(
-            stderr.read_line(&mut line).expect("stderr") > 0,
-            "receive exited"
-        );
-        if let Some(rest) = line.split("listening on http://").nth(1) {
-            break rest.split_whitespace().next().unwrap().parse().unwrap();
-        }
-    };
-    std::thread::spawn(move || {
-        let mut rest = String::new();
-        let _ = stderr.read_to_string(&mut rest);
-    });
-    (server, addr)
-}
+use std::process::Output;
+use std::time::Duration;
+use support::{Receiver, bin, keygen, log_lines};
 
 /// A loopback endpoint that answers every request (at most `max`) with `status` and `body`.
 fn fixed_endpoint(status: u16, body: &'static str, max: usize) -> String {
@@ -159,8 +88,8 @@ fn challenge_exits_0_only_on_a_right_echo() {
     let (stranger, _) = keygen(dir.path(), "stranger");
     let log = dir.path().join("receive.log");
     // --forward to a port nobody listens on: a forwarded delivery would get 503.
-    let (server, addr) = start_receive(&jwks, &log, &["--forward", "http://127.0.0.1:9/app"]);
-    let url = format!("http://{addr}/hooks");
+    let server = Receiver::start_with(&jwks, &log, &["--forward", "http://127.0.0.1:9/app"]);
+    let url = format!("http://{}/hooks", server.addr);
 
     let ok = challenge(&url, &pem, "seller-1", &LOCAL);
     assert_eq!(
@@ -182,13 +111,15 @@ fn challenge_exits_0_only_on_a_right_echo() {
         (false.into(), 401.into())
     );
     assert_eq!(out["reason"], "http_status");
-    drop(server);
+    let (status, metrics) = server.get("/metrics");
+    assert_eq!(status, 200);
+    assert!(
+        metrics.contains("adcp_receiver_requests_total{outcome=\"challenge\"} 1\n"),
+        "{metrics}"
+    );
+    assert!(server.stop().success());
 
-    let lines: Vec<Value> = std::fs::read_to_string(&log)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let lines = log_lines(&log);
     assert_eq!(lines.len(), 2, "{lines:?}");
     assert_eq!(lines[0]["outcome"], "challenge");
     assert_eq!(lines[0]["kind"], "webhook-challenge");

@@ -11,14 +11,14 @@
 
 #[path = "../../../tests/interop/harness.rs"]
 mod harness;
+mod support;
 
 use harness::run_py;
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
-use std::time::{Duration, Instant};
+use support::{Receiver, bin, keygen, log_lines};
 
 fn main() -> ExitCode {
     harness::run_interop(&[
@@ -33,27 +33,13 @@ fn main() -> ExitCode {
     ])
 }
 
-/// Ends the child when the test ends, however it ends.
+/// Kills the Python endpoint when the test ends, however it ends.
 struct Killed(Child);
 impl Drop for Killed {
     fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.0.id().to_string())
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if matches!(self.0.try_wait(), Ok(Some(_))) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
         let _ = self.0.kill();
+        let _ = self.0.wait();
     }
-}
-
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_adcp-webhook"))
 }
 
 fn scratch(name: &str) -> PathBuf {
@@ -63,62 +49,13 @@ fn scratch(name: &str) -> PathBuf {
     dir
 }
 
-fn keygen(dir: &Path, kid: &str) -> (PathBuf, PathBuf) {
-    let (pem, jwks) = (
-        dir.join(format!("{kid}.pem")),
-        dir.join(format!("{kid}.jwks")),
-    );
-    let out = bin()
-        .args(["keygen", "--alg", "ed25519", "--kid", kid, "--out"])
-        .arg(&pem)
-        .arg("--jwks")
-        .arg(&jwks)
-        .output()
-        .expect("keygen");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (pem, jwks)
-}
-
-fn start_receive(jwks: &Path, log: &Path) -> (Killed, SocketAddr) {
-    let mut child = bin()
-        .args(["receive", "--listen", "127.0.0.1:0", "--jwks"])
-        .arg(jwks)
-        .arg("--log")
-        .arg(log)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start receive");
-    let mut stderr = BufReader::new(child.stderr.take().expect("stderr"));
-    let server = Killed(child);
-    let addr = loop {
-        let mut line = String::new();
-        assert!(
-            stderr.read_line(&mut line).expect("stderr") > 0,
-            "receive exited"
-        );
-        if let Some(rest) = line.split("listening on http://").nth(1) {
-            break rest.split_whitespace().next().unwrap().parse().unwrap();
-        }
-    };
-    std::thread::spawn(move || {
-        let mut rest = String::new();
-        let _ = stderr.read_to_string(&mut rest);
-    });
-    (server, addr)
-}
-
 fn python_sdk_challenge_accepts_our_receive_echo(python: &Path) {
     let dir = scratch("challenge-receive");
     let (pem, jwks) = keygen(&dir, "py-seller");
     let (stranger, _) = keygen(&dir, "py-stranger");
     let log = dir.join("receive.log");
-    let (server, addr) = start_receive(&jwks, &log);
-    let url = format!("http://{addr}/hooks");
+    let server = Receiver::start(&jwks, &log);
+    let url = format!("http://{}/hooks", server.addr);
     let case = |id: &str, key: &Path, kid: &str| {
         json!({ "id": id, "url": url, "key_pem": std::fs::read_to_string(key).unwrap(),
                 "kid": kid, "alg": "ed25519", "account_id": "acct_py_1",
@@ -139,13 +76,9 @@ fn python_sdk_challenge_accepts_our_receive_echo(python: &Path) {
     assert_eq!(results[1]["ok"], false);
     assert_eq!(results[1]["reason"], "http_status", "{out}");
     assert_eq!(results[1]["status_code"], 401);
-    drop(server);
+    assert!(server.stop().success());
 
-    let lines: Vec<Value> = std::fs::read_to_string(&log)
-        .expect("log")
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("JSON line"))
-        .collect();
+    let lines = log_lines(&log);
     assert_eq!(lines.len(), 2, "{lines:?}");
     assert_eq!(lines[0]["outcome"], "challenge");
     assert_eq!(lines[0]["kind"], "webhook-challenge");

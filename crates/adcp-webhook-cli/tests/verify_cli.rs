@@ -1,17 +1,14 @@
 //! `adcp-webhook verify` and `adcp-webhook receive` as a user runs them.
 
+mod support;
+
 use serde_json::Value;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
-
-fn bin() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_adcp-webhook"));
-    c.env_remove("ADCP_KEY_PASSPHRASE");
-    c
-}
+use std::process::{Output, Stdio};
+use std::time::Duration;
+use support::{App, Receiver, bin, log_lines, with_postgres_database};
 
 fn vectors() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -196,108 +193,6 @@ fn sign_output_pipes_into_verify() {
     );
 }
 
-/// A running `receive` server, stopped with SIGTERM on drop.
-struct Receiver {
-    child: std::process::Child,
-    addr: String,
-}
-
-impl Receiver {
-    fn start(jwks: &Path, log: &Path) -> Self {
-        Self::start_with(jwks, log, &[])
-    }
-
-    fn start_with(jwks: &Path, log: &Path, extra: &[&str]) -> Self {
-        let mut child = bin()
-            .args(["receive", "--listen", "127.0.0.1:0", "--jwks"])
-            .arg(jwks)
-            .arg("--log")
-            .arg(log)
-            .args(extra)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn receive");
-        // The address the server bound, from its stderr line `... listening on http://ADDR`.
-        let mut stderr = BufReader::new(child.stderr.take().unwrap());
-        let mut seen = String::new();
-        let addr = loop {
-            let mut line = String::new();
-            let read = stderr.read_line(&mut line).unwrap();
-            assert!(
-                read > 0,
-                "receive exited without saying where it listens:\n{seen}"
-            );
-            if let Some(addr) = line
-                .split("listening on http://")
-                .nth(1)
-                .and_then(|s| s.split_whitespace().next())
-            {
-                break addr.to_owned();
-            }
-            seen.push_str(&line);
-        };
-        // Keep draining stderr so the server never blocks on it.
-        std::thread::spawn(move || {
-            let mut rest = String::new();
-            let _ = stderr.read_to_string(&mut rest);
-        });
-        Self { child, addr }
-    }
-
-    /// POST `body` with `headers`, returning (status, raw response).
-    fn get(&self, path: &str) -> (u16, String) {
-        let req = format!(
-            "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
-            self.addr
-        );
-        self.exchange(req.as_bytes(), b"")
-    }
-
-    /// Send a request head and body on a fresh connection; the status and the whole answer.
-    fn exchange(&self, head: &[u8], body: &[u8]) -> (u16, String) {
-        let mut s = TcpStream::connect(&self.addr).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        s.write_all(head).unwrap();
-        s.write_all(body).unwrap();
-        let mut resp = String::new();
-        s.read_to_string(&mut resp).unwrap();
-        let status = resp
-            .split_whitespace()
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(0);
-        (status, resp)
-    }
-
-    fn post(&self, path: &str, headers: &[(String, String)], body: &[u8]) -> (u16, String) {
-        let mut req = format!(
-            "POST {path} HTTP/1.1\r\nHost: {}\r\nContent-Length: {}\r\nConnection: close\r\n",
-            self.addr,
-            body.len()
-        );
-        for (k, v) in headers {
-            req.push_str(&format!("{k}: {v}\r\n"));
-        }
-        req.push_str("\r\n");
-        self.exchange(req.as_bytes(), body)
-    }
-
-    fn stop(mut self) -> std::process::ExitStatus {
-        let pid = self.child.id().to_string();
-        let _ = Command::new("kill").args(["-TERM", &pid]).status();
-        // A hang guard, not a timing check: a clean stop takes milliseconds.
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(Instant::now() < deadline, "receive did not stop on SIGTERM");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
 /// Sign `body` for `url` with `key_pem`/`kid` through the CLI's own `sign` command.
 fn signed(key_pem: &Path, kid: &str, url: &str, body: &str) -> Vec<(String, String)> {
     let o = bin()
@@ -410,14 +305,6 @@ fn receive_accepts_dedupes_rejects_and_logs_one_line_per_request() {
     );
 }
 
-fn log_lines(log: &Path) -> Vec<Value> {
-    std::fs::read_to_string(log)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("each log line is JSON"))
-        .collect()
-}
-
 /// Two `receive` processes on one `--store` behave as one receiver: a resend to the other
 /// replica is a duplicate, the same key with another body a 409 there, and a restarted
 /// replica still knows the key.
@@ -514,122 +401,6 @@ fn two_receive_processes_on_one_sqlite_store_behave_as_one_receiver() {
 #[test]
 fn two_receive_processes_on_one_postgres_store_behave_as_one_receiver() {
     with_postgres_database(two_replicas_on_one_store);
-}
-
-/// Run `f` with the URL of a fresh database on `ADCP_TEST_POSTGRES_URL`, dropped afterwards.
-fn with_postgres_database(f: impl FnOnce(&str) + std::panic::UnwindSafe) {
-    let admin = std::env::var("ADCP_TEST_POSTGRES_URL").expect(
-        "ADCP_TEST_POSTGRES_URL is not set: this test needs a PostgreSQL server (an admin URL \
-         such as postgres://postgres@127.0.0.1:5432/postgres)",
-    );
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    let name = format!("adcp_rx_{}_{nanos}", std::process::id());
-    let (base, _) = admin
-        .rsplit_once('/')
-        .expect("the admin URL has a database path");
-    let url = format!("{base}/{name}");
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let admin_sql = |sql: String| {
-        rt.block_on(async {
-            use sqlx::Connection as _;
-            let mut conn = sqlx::postgres::PgConnection::connect(&admin).await.unwrap();
-            sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
-                .execute(&mut conn)
-                .await
-                .unwrap();
-            let _ = conn.close().await;
-        })
-    };
-    admin_sql(format!("CREATE DATABASE {name}"));
-    let run = std::panic::catch_unwind(|| f(&url));
-    admin_sql(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
-    if let Err(panic) = run {
-        std::panic::resume_unwind(panic);
-    }
-}
-
-/// A loopback application behind `receive --forward`: records each request (head and body)
-/// and answers with the next scripted behaviour (`ok` 204 by default, `fail` 500, `block`
-/// waits for a signal, then 204).
-struct App {
-    addr: String,
-    seen: std::sync::mpsc::Receiver<(String, Vec<u8>)>,
-    script: std::sync::mpsc::Sender<&'static str>,
-    unblock: std::sync::mpsc::Sender<()>,
-}
-
-impl App {
-    fn start() -> Self {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap().to_string();
-        let (seen_tx, seen) = std::sync::mpsc::channel();
-        let (script, script_rx) = std::sync::mpsc::channel::<&'static str>();
-        let (unblock, unblock_rx) = std::sync::mpsc::channel::<()>();
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(mut stream) = stream else { return };
-                let mut reader = BufReader::new(stream.try_clone().unwrap());
-                let mut head = String::new();
-                loop {
-                    let mut line = String::new();
-                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                        break;
-                    }
-                    head.push_str(&line);
-                }
-                let len = head
-                    .lines()
-                    .find_map(|l| {
-                        let (k, v) = l.split_once(':')?;
-                        k.eq_ignore_ascii_case("content-length")
-                            .then(|| v.trim().parse::<usize>().ok())?
-                    })
-                    .unwrap_or(0);
-                let mut body = vec![0; len];
-                reader.read_exact(&mut body).unwrap();
-                let behaviour = script_rx.try_recv().unwrap_or("ok");
-                if seen_tx.send((head, body)).is_err() {
-                    return;
-                }
-                if behaviour == "block" {
-                    let _ = unblock_rx.recv_timeout(Duration::from_secs(60));
-                }
-                let status = if behaviour == "fail" {
-                    "500 Internal Server Error"
-                } else {
-                    "204 No Content"
-                };
-                let _ = stream.write_all(
-                    format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
-                        .as_bytes(),
-                );
-            }
-        });
-        Self {
-            addr,
-            seen,
-            script,
-            unblock,
-        }
-    }
-
-    fn next(&self) -> (String, Vec<u8>) {
-        self.seen
-            .recv_timeout(Duration::from_secs(30))
-            .expect("the application got a request")
-    }
-
-    fn nothing_more(&self) {
-        assert!(
-            self.seen.try_recv().is_err(),
-            "the application got another request"
-        );
-    }
 }
 
 /// `receive --forward` on two replicas sharing one store: the application sees each event
@@ -751,6 +522,33 @@ fn forwarding_replicas(store: &str) {
     assert_eq!(first.0, 200);
     assert_eq!(send(&b, &b3).0, 200);
     app.nothing_more();
+
+    // What a monitoring system scrapes: the same story in counters.
+    let scrape = |r: &Receiver| {
+        let (status, text) = r.get("/metrics");
+        assert_eq!(status, 200, "{text}");
+        assert!(text.contains("text/plain; version=0.0.4"), "{text}");
+        text
+    };
+    let text = scrape(&a);
+    for line in [
+        "adcp_receiver_requests_total{outcome=\"accepted\"} 3",
+        "adcp_receiver_requests_total{outcome=\"duplicate\"} 1",
+        "adcp_receiver_forwards_total{result=\"acknowledged\"} 2",
+        "adcp_receiver_forwards_total{result=\"error_status\"} 1",
+        "adcp_receiver_handling_seconds_count 4",
+        "adcp_receiver_forward_seconds_count 3",
+    ] {
+        assert!(text.contains(line), "{line} in\n{text}");
+    }
+    let text = scrape(&b);
+    for line in [
+        "adcp_receiver_requests_total{outcome=\"duplicate\"} 2",
+        "adcp_receiver_requests_total{outcome=\"in_progress\"} 1",
+        "adcp_receiver_forwards_total{result=\"acknowledged\"} 1",
+    ] {
+        assert!(text.contains(line), "{line} in\n{text}");
+    }
 
     assert!(a.stop().success());
     assert!(b.stop().success());

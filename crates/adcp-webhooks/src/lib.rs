@@ -61,6 +61,7 @@ pub mod destination;
 pub mod keys;
 pub mod payload;
 pub mod prepared;
+mod prometheus;
 pub mod redact;
 #[doc(hidden)]
 pub mod sample;

@@ -1,7 +1,7 @@
 //! Property tests of the dedup state machine: any interleaving of claim / acknowledge /
 //! release / clock advance from two replicas sharing one store matches a reference model,
 //! acknowledges at most one processing per key, and a released or expired claim can always be
-//! claimed again. The clock is a number passed in; nothing sleeps.
+//! claimed again with the same body (another body stays a conflict). The clock is a number passed in; nothing sleeps.
 
 use adcp_webhooks::verify::{BodyDigest, ClaimToken, DedupClaim, InMemoryDedupStore};
 use proptest::prelude::*;
@@ -50,6 +50,10 @@ enum Model {
     Done {
         body: u8,
     },
+    /// Released by its claimant: the body is remembered, the key claimable at once.
+    Released {
+        body: u8,
+    },
 }
 
 proptest! {
@@ -72,8 +76,10 @@ proptest! {
                     let got = store.claim_now(SCOPE, KEYS[key], &digests[usize::from(body)], now, LEASE);
                     let expected_kind = match &model[key] {
                         Model::Absent => "fresh",
-                        Model::Claimed { body: b, .. } | Model::Done { body: b } if *b != body => "conflict",
+                        Model::Claimed { body: b, .. } | Model::Done { body: b } | Model::Released { body: b }
+                            if *b != body => "conflict",
                         Model::Done { .. } => "done",
+                        Model::Released { .. } => "fresh",
                         Model::Claimed { lease_until, .. } if *lease_until > now => "in_progress",
                         Model::Claimed { .. } => "fresh",
                     };
@@ -114,7 +120,8 @@ proptest! {
                             let Model::Claimed { body, .. } = model[key] else { unreachable!() };
                             model[key] = Model::Done { body };
                         } else {
-                            model[key] = Model::Absent;
+                            let Model::Claimed { body, .. } = model[key] else { unreachable!() };
+                            model[key] = Model::Released { body };
                         }
                     }
                 }
@@ -127,7 +134,7 @@ proptest! {
         now += LEASE;
         for (key, m) in model.iter().enumerate() {
             let body = match m {
-                Model::Claimed { body, .. } | Model::Done { body } => *body,
+                Model::Claimed { body, .. } | Model::Done { body } | Model::Released { body } => *body,
                 Model::Absent => 0,
             };
             let got = store.claim_now(SCOPE, KEYS[key], &digests[usize::from(body)], now, LEASE);

@@ -98,6 +98,11 @@ async fn the_state_machine_holds(db: TestDb) {
     );
     assert!(s.release(S, "k", &t1).await.unwrap());
     assert!(!s.acknowledge(S, "k", &t1, 11).await.unwrap(), "released");
+    // A released key keeps its body: another body is still a conflict.
+    assert_eq!(
+        s.claim(S, "k", &other, 11, 300).await.unwrap(),
+        DedupClaim::Conflict
+    );
     let t2 = fresh(s.claim(S, "k", &d, 12, 300).await.unwrap());
     // The lease ran out at 312: the claim is taken over and the old token is void.
     let t3 = fresh(s.claim(S, "k", &d, 312, 300).await.unwrap());
@@ -114,7 +119,8 @@ async fn the_state_machine_holds(db: TestDb) {
         DedupClaim::Conflict
     );
     assert!(!s.release(S, "k", &t3).await.unwrap(), "done is final");
-    // Retention: 1,000 s from the first claim at 12; then the key is new, whatever the body.
+    // Retention: 1,000 s from the first claim at 0 (a release keeps the row); then the key is
+    // new, whatever the body.
     fresh(s.claim(S, "k", &other, 1_012, 300).await.unwrap());
 }
 

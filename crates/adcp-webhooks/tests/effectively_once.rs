@@ -266,8 +266,11 @@ mod axum_layer {
                 }
             }
         };
-        let router =
-            axum::Router::new().route("/hooks", post(handler).layer(WebhookLayer::new(receiver)));
+        let metrics = Arc::new(adcp_webhooks::verify::ReceiverMetrics::default());
+        let router = axum::Router::new().route(
+            "/hooks",
+            post(handler).layer(WebhookLayer::new(receiver).metrics(Arc::clone(&metrics))),
+        );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(listener, router).await });
@@ -332,6 +335,16 @@ mod axum_layer {
         assert_eq!(dup.status(), 200);
         assert_eq!(dup.text().await.unwrap(), r#"{"status":"duplicate"}"#);
         assert_eq!(calls.load(Ordering::SeqCst), 1);
+        // The layer counted each request once, by what it answered.
+        for outcome in ["accepted", "in_progress", "conflict", "duplicate"] {
+            assert_eq!(metrics.requests(outcome), 1, "{outcome}");
+        }
+        let text = metrics.render_prometheus();
+        assert!(text.contains("adcp_receiver_rejections_total{code=\"idempotency_conflict\"} 1"));
+        assert!(
+            text.contains("adcp_receiver_handling_seconds_count 4"),
+            "{text}"
+        );
     }
 
     use std::time::Duration;

@@ -860,8 +860,66 @@ async fn one_destinations_backlog_never_hides_anothers_work(db: TestDb) {
     assert_eq!(keys.last().copied(), Some("whk_busy_00000000000007"));
 }
 
+/// Many tasks enqueueing one webhook at a time through one store (which groups concurrent
+/// enqueues into shared commits): each caller gets its own answer, a conflicting caller alone
+/// is refused, and every accepted webhook is stored once.
+async fn concurrent_enqueues_each_get_their_own_answer(db: TestDb) {
+    let store = db.open().await;
+    store
+        .enqueue(vec![new(
+            "https://a.example/hook",
+            "whk_concurrent_stored_1",
+            "{\"v\":1}",
+        )])
+        .await
+        .unwrap();
+    let mut tasks = Vec::new();
+    for t in 0..8 {
+        let store = std::sync::Arc::clone(&store);
+        tasks.push(tokio::spawn(async move {
+            let mut mine = Vec::new();
+            for i in 0..40 {
+                let key = format!("whk_concurrent_{t}_{i:04}_x");
+                let got = store
+                    .enqueue(vec![new("https://a.example/hook", &key, "{}")])
+                    .await
+                    .unwrap();
+                mine.push((got[0].id, key));
+                if t == 3 && i == 20 {
+                    let refused = store
+                        .enqueue(vec![new(
+                            "https://a.example/hook",
+                            "whk_concurrent_stored_1",
+                            "{\"v\":2}",
+                        )])
+                        .await;
+                    assert!(
+                        matches!(refused, Err(StoreError::IdempotencyConflict { .. })),
+                        "{refused:?}"
+                    );
+                }
+            }
+            mine
+        }));
+    }
+    let mut ids = std::collections::HashSet::new();
+    for task in tasks {
+        for (id, key) in task.await.unwrap() {
+            assert!(ids.insert(id), "one id per webhook");
+            let row = store.get(id).await.unwrap().expect("stored");
+            assert_eq!(
+                row.summary.idempotency_key, key,
+                "each caller gets its own row"
+            );
+        }
+    }
+    assert_eq!(ids.len(), 320);
+    assert_eq!(store.counts(T0).await.unwrap().pending, 321);
+}
+
 on_every_engine!(
     enqueue_is_durable_and_idempotent_per_url_and_key,
+    concurrent_enqueues_each_get_their_own_answer,
     leases_hide_work_until_they_expire_and_fence_late_writers,
     lease_spreads_a_batch_over_destinations_and_skips_excluded_ones,
     outcomes_dead_letters_requeue_and_purge,

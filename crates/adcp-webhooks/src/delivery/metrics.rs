@@ -7,6 +7,8 @@
 use crate::delivery::breaker::BreakerState;
 use crate::delivery::classify::ErrorClass;
 use crate::delivery::store::StateCounts;
+pub use crate::prometheus::Histogram;
+use crate::prometheus::counter;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
@@ -19,68 +21,6 @@ pub const ATTEMPT_LATENCY_BUCKETS: [f64; 12] = [
 pub const DELIVERY_LATENCY_BUCKETS: [f64; 12] = [
     0.05, 0.1, 0.5, 1.0, 5.0, 30.0, 60.0, 300.0, 1800.0, 3600.0, 21_600.0, 86_400.0,
 ];
-
-/// A fixed-bucket histogram over atomics.
-#[derive(Debug)]
-pub struct Histogram {
-    bounds: &'static [f64],
-    buckets: Vec<AtomicU64>,
-    count: AtomicU64,
-    sum_micros: AtomicU64,
-}
-
-impl Histogram {
-    /// A histogram with these upper bounds (seconds, ascending).
-    pub fn new(bounds: &'static [f64]) -> Self {
-        Self {
-            bounds,
-            buckets: bounds.iter().map(|_| AtomicU64::new(0)).collect(),
-            count: AtomicU64::new(0),
-            sum_micros: AtomicU64::new(0),
-        }
-    }
-
-    /// Record one observation, in seconds.
-    pub fn observe(&self, seconds: f64) {
-        let seconds = if seconds.is_finite() {
-            seconds.max(0.0)
-        } else {
-            0.0
-        };
-        if let Some(i) = self.bounds.iter().position(|b| seconds <= *b)
-            && let Some(bucket) = self.buckets.get(i)
-        {
-            bucket.fetch_add(1, Ordering::Relaxed);
-        }
-        self.count.fetch_add(1, Ordering::Relaxed);
-        // Microsecond resolution keeps the sum exact in an integer.
-        let micros = (seconds * 1e6).min(u64::MAX as f64) as u64;
-        self.sum_micros.fetch_add(micros, Ordering::Relaxed);
-    }
-
-    /// Observations recorded.
-    pub fn count(&self) -> u64 {
-        self.count.load(Ordering::Relaxed)
-    }
-
-    fn render(&self, out: &mut String, name: &str, help: &str) {
-        let _ = writeln!(out, "# HELP {name} {help}");
-        let _ = writeln!(out, "# TYPE {name} histogram");
-        let mut cumulative = 0;
-        for (bound, bucket) in self.bounds.iter().zip(&self.buckets) {
-            cumulative += bucket.load(Ordering::Relaxed);
-            let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {cumulative}");
-        }
-        let count = self.count();
-        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
-        let _ = writeln!(
-            out,
-            "{name}_sum {}",
-            self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6
-        );
-        let _ = writeln!(out, "{name}_count {count}");
-    }
-}
 
 /// Delivery counters, gauges and histograms for one process.
 #[derive(Debug)]
@@ -240,13 +180,6 @@ fn escape_label(value: &str) -> String {
         }
     }
     out
-}
-
-fn counter(out: &mut String, name: &str, help: &str, value: u64) {
-    let _ = writeln!(
-        out,
-        "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
-    );
 }
 
 /// Render everything in the Prometheus text exposition format (version 0.0.4).

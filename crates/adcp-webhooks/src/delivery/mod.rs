@@ -49,7 +49,7 @@ pub use store::{
     OutboxStore, StateCounts, StoreError,
 };
 pub use target::{OutboxTarget, TargetError};
-pub use worker::{PURGE_BATCH, PURGE_MAX_BATCHES, WorkerConfig, WorkerReport};
+pub use worker::{MAX_READY_WAIT, PURGE_BATCH, PURGE_MAX_BATCHES, WorkerConfig, WorkerReport};
 
 use crate::clock::Clock;
 use crate::payload::{IdempotencyKey, WebhookPayload};

@@ -33,6 +33,7 @@
 //! # Ok(app) }
 //! ```
 
+use super::ReceiverMetrics;
 use super::receiver::{AcceptedWebhook, IncomingRequest, Outcome, Rejection, WebhookReceiver};
 use axum::body::{Body, Bytes};
 use axum::extract::FromRequestParts;
@@ -156,12 +157,38 @@ pub fn outcome_response(outcome: &Outcome) -> Response<Body> {
 #[derive(Debug, Clone)]
 pub struct WebhookLayer {
     receiver: WebhookReceiver,
+    metrics: Option<Arc<ReceiverMetrics>>,
 }
 
 impl WebhookLayer {
     /// A layer around `receiver`.
     pub fn new(receiver: WebhookReceiver) -> Self {
-        Self { receiver }
+        Self {
+            receiver,
+            metrics: None,
+        }
+    }
+
+    /// Count every request's outcome and handling time (including the handler's) in
+    /// `metrics`; serve [`ReceiverMetrics::render_prometheus`] on a scrape route.
+    ///
+    /// ```
+    /// use adcp_webhooks::verify::axum::WebhookLayer;
+    /// use adcp_webhooks::verify::{ReceiverMetrics, StaticJwks, WebhookReceiver, WebhookVerifier};
+    /// use axum::{Router, routing::{get, post}};
+    /// use std::sync::Arc;
+    ///
+    /// let receiver = WebhookReceiver::builder(WebhookVerifier::new(StaticJwks::default())).build();
+    /// let metrics = Arc::new(ReceiverMetrics::default());
+    /// let scrape = Arc::clone(&metrics);
+    /// let app: Router = Router::new()
+    ///     .route("/adcp/webhook", post(|| async { "ok" })
+    ///         .layer(WebhookLayer::new(receiver).metrics(metrics)))
+    ///     .route("/metrics", get(move || async move { scrape.render_prometheus() }));
+    /// ```
+    pub fn metrics(mut self, metrics: Arc<ReceiverMetrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 }
 
@@ -171,6 +198,7 @@ impl<S> tower::Layer<S> for WebhookLayer {
         WebhookService {
             inner,
             receiver: self.receiver.clone(),
+            metrics: self.metrics.clone(),
         }
     }
 }
@@ -180,6 +208,7 @@ impl<S> tower::Layer<S> for WebhookLayer {
 pub struct WebhookService<S> {
     inner: S,
     receiver: WebhookReceiver,
+    metrics: Option<Arc<ReceiverMetrics>>,
 }
 
 impl<S> tower::Service<Request<Body>> for WebhookService<S>
@@ -203,13 +232,18 @@ where
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let receiver = self.receiver.clone();
+        let metrics = self.metrics.clone();
         Box::pin(async move {
+            let started = std::time::Instant::now();
             let Processed {
                 outcome,
                 mut parts,
                 body,
             } = process(&receiver, request).await;
             let Outcome::Accepted(webhook) = outcome else {
+                if let Some(m) = &metrics {
+                    m.record(&outcome, started.elapsed().as_secs_f64());
+                }
                 return Ok(outcome_response(&outcome));
             };
             let webhook: Arc<AcceptedWebhook> = Arc::from(webhook);
@@ -219,10 +253,16 @@ where
                 .await?;
             // A store error here is not the sender's to see: the handler has answered. An
             // unacknowledged claim runs out with its lease and the sender's retry is processed.
-            if response.status().is_success() {
-                let _ = receiver.acknowledge_async(&webhook).await;
+            let stored = if response.status().is_success() {
+                receiver.acknowledge_async(&webhook).await
             } else {
-                let _ = receiver.release_async(&webhook).await;
+                receiver.release_async(&webhook).await
+            };
+            if let Some(m) = &metrics {
+                if stored.is_err() {
+                    m.record_store_error();
+                }
+                m.record_accepted(started.elapsed().as_secs_f64());
             }
             Ok(response)
         })

@@ -10,14 +10,18 @@
 //! ```text
 //!            claim                      acknowledge (by the claimant)
 //!  (absent) -------> claimed (leased) ---------------------------------> done
-//!     ^                 |   ^
-//!     |   release       |   | claim after the lease expired (a crashed handler):
-//!     +-----------------+   +-- a new claimant, a new token
+//!                     ^   |   ^
+//!    claim (same body)|   |   | claim after the lease expired (a crashed handler):
+//!                     |   v   +-- a new claimant, a new token
+//!                   released
 //! ```
 //!
 //! A claim of a key that is claimed and within its lease is [`DedupClaim::InProgress`] (answer
 //! 503 with `Retry-After`); of a key that is done, [`DedupClaim::Done`] (answer 200, do not act
 //! again); of a key remembered with another body digest, [`DedupClaim::Conflict`] (answer 409).
+//! A released key keeps its body digest (as if its lease had just run out): the sender's retry
+//! of the same bytes is claimed at once, while another body under the key is still a conflict,
+//! as it is while the key is claimed or done.
 //! Only the holder of the [`ClaimToken`] a fresh claim returned can acknowledge or release, so
 //! a handler whose lease expired and was taken over cannot settle the new claimant's work.
 //!
@@ -153,8 +157,10 @@ pub trait DedupStore: Send + Sync + std::fmt::Debug {
         now: i64,
     ) -> DedupFuture<'a, Result<bool, DedupStoreError>>;
 
-    /// Forget the claim `token` holds: acting on the delivery failed, so the sender's retry must
-    /// be processed, not swallowed. Returns `false` when `token` no longer holds the claim.
+    /// Give up the claim `token` holds: acting on the delivery failed, so the sender's retry must
+    /// be processed, not swallowed. The key keeps its body digest, so the retry (the same bytes)
+    /// is claimable at once and another body is still a [`DedupClaim::Conflict`]. Returns
+    /// `false` when `token` no longer holds the claim.
     fn release<'a>(
         &'a self,
         scope: &'a str,
@@ -266,6 +272,8 @@ pub struct InMemoryDedupStore {
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum State {
     Claimed { token: u64, lease_until: i64 },
+    // Released by its claimant: claimable again at once with the same body.
+    Released,
     Done,
 }
 
@@ -284,8 +292,8 @@ struct Inner {
     ttl: i64,
     capacity: usize,
     entries: HashMap<Slot, Entry>,
-    // Insertion order: (forget_at, seq, slot). An entry released and claimed again gets a new
-    // `seq`; stale queue items are recognised by it and skipped.
+    // Insertion order: (forget_at, seq, slot), one item per entry; an entry is removed only
+    // when its item leaves the front. `seq` ties the item to the entry it was queued for.
     order: VecDeque<(i64, u64, Slot)>,
     next_seq: u64,
     tokens: AtomicU64,
@@ -392,9 +400,9 @@ impl Inner {
                     let left = u64::try_from(l - now).unwrap_or(1).max(1);
                     return DedupClaim::InProgress { retry_after: left };
                 }
-                State::Claimed { .. } => {
-                    // The lease ran out: a crashed or stuck handler. Take the claim over,
-                    // keeping the retention of the first claim.
+                State::Claimed { .. } | State::Released => {
+                    // Released, or the lease ran out (a crashed or stuck handler): take the
+                    // claim over, keeping the retention of the first claim.
                     entry.state = State::Claimed { token, lease_until };
                     return DedupClaim::Fresh {
                         token: ClaimToken(token.to_string()),
@@ -415,13 +423,6 @@ impl Inner {
             },
         );
         self.order.push_back((forget_at, seq, slot));
-        // Released keys leave their queue slot behind; keep the queue from growing without
-        // bound under a claim/release loop.
-        if self.order.len() > self.capacity.saturating_mul(2) {
-            let entries = &self.entries;
-            self.order
-                .retain(|(_, seq, slot)| entries.get(slot).is_some_and(|e| e.seq == *seq));
-        }
         DedupClaim::Fresh {
             token: ClaimToken(token.to_string()),
         }
@@ -438,11 +439,7 @@ impl Inner {
         if token.as_str().parse::<u64>() != Ok(held) {
             return false;
         }
-        if ack {
-            entry.state = State::Done;
-        } else {
-            self.entries.remove(&slot);
-        }
+        entry.state = if ack { State::Done } else { State::Released };
         true
     }
 }
@@ -583,7 +580,7 @@ mod tests {
         assert!(s.acknowledge_now("a", "k", &t3, 313));
         assert_eq!(s.claim_now("a", "k", &d, 314, 300), DedupClaim::Done);
         assert!(!s.release_now("a", "k", &t3), "done is final");
-        // Retention (1,000 s from the first claim at 12) ends.
+        // Retention (1,000 s from the first claim at 0; a release keeps the entry) ends.
         fresh(s.claim_now("a", "k", &d, 1_013, 300));
     }
 

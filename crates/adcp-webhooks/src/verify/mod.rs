@@ -54,6 +54,7 @@ mod checklist;
 mod dedup;
 mod error;
 mod jwks;
+mod metrics;
 mod outcome;
 #[cfg(feature = "postgres")]
 mod postgres_dedup;
@@ -76,6 +77,7 @@ pub use error::{ErrorCode, Step, UnknownErrorCode, VerifyError};
 pub use jwks::{
     ACCEPTED_ADCP_USES, JwksError, KeyFuture, KeySource, PublishedKey, RefreshOutcome, StaticJwks,
 };
+pub use metrics::{ForwardResult, HANDLING_LATENCY_BUCKETS, ReceiverMetrics};
 #[cfg(feature = "postgres")]
 pub use postgres_dedup::PostgresDedupStore;
 pub use receiver::{

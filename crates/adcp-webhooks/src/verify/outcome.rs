@@ -130,6 +130,28 @@ impl Outcome {
         }
     }
 
+    /// The machine-readable code of a conflict or a rejection, as logs and metrics name it:
+    /// `idempotency_conflict`, a signature [`ErrorCode`](super::ErrorCode)
+    /// (`webhook_signature_*`), `webhook_body_malformed`, `bad_request`, `payload_too_large`,
+    /// `method_not_allowed` or `store_unavailable`; `None` for the other outcomes.
+    pub fn error_code(&self) -> Option<&'static str> {
+        match self {
+            Self::Conflict(_) => Some("idempotency_conflict"),
+            Self::Rejected(r) => Some(match r {
+                Rejection::Signature(e) => e.code().as_str(),
+                Rejection::MalformedBody(_) => "webhook_body_malformed",
+                Rejection::BadRequest(_) => "bad_request",
+                Rejection::PayloadTooLarge { .. } => "payload_too_large",
+                Rejection::MethodNotAllowed(_) => "method_not_allowed",
+                Rejection::StoreUnavailable(_) => "store_unavailable",
+            }),
+            Self::Accepted(_)
+            | Self::Duplicate(_)
+            | Self::InProgress { .. }
+            | Self::Challenge(_) => None,
+        }
+    }
+
     /// The `WWW-Authenticate` header value, on a signature rejection.
     pub fn www_authenticate(&self) -> Option<String> {
         match self {
@@ -177,50 +199,42 @@ impl Outcome {
         if let Some(secs) = self.retry_after() {
             rec.insert("retry_after".into(), json!(secs));
         }
-        if let Self::Conflict(_) = self {
-            rec.insert("error_code".into(), json!("idempotency_conflict"));
-            rec.insert(
-                "message".into(),
-                json!("this idempotency_key was received before with a different body"),
-            );
+        if let Some(code) = self.error_code() {
+            rec.insert("error_code".into(), json!(code));
         }
-        if let Self::Rejected(r) = self {
-            match r {
-                Rejection::Signature(e) => {
-                    rec.insert("error_code".into(), json!(e.code().as_str()));
-                    rec.insert("failed_step".into(), json!(e.step().number()));
-                    if let Some(sub) = e.step().sub_step() {
-                        rec.insert("sub_step".into(), json!(sub.to_string()));
-                    }
-                    if let Some(k) = e.keyid() {
-                        rec.insert("keyid".into(), json!(k));
-                    }
-                    rec.insert("message".into(), json!(e.message()));
-                }
-                Rejection::MalformedBody(m) => {
-                    rec.insert("error_code".into(), json!("webhook_body_malformed"));
-                    rec.insert("message".into(), json!(m));
-                }
-                Rejection::BadRequest(m) => {
-                    rec.insert("error_code".into(), json!("bad_request"));
-                    rec.insert("message".into(), json!(m));
-                }
-                Rejection::PayloadTooLarge { limit } => {
-                    rec.insert("error_code".into(), json!("payload_too_large"));
-                    rec.insert(
-                        "message".into(),
-                        json!(format!("body exceeds {limit} bytes")),
-                    );
-                }
-                Rejection::MethodNotAllowed(m) => {
-                    rec.insert("error_code".into(), json!("method_not_allowed"));
-                    rec.insert("message".into(), json!(format!("method {m} is not POST")));
-                }
-                Rejection::StoreUnavailable(e) => {
-                    rec.insert("error_code".into(), json!("store_unavailable"));
-                    rec.insert("message".into(), json!(e.to_string()));
-                }
+        match self {
+            Self::Conflict(_) => {
+                rec.insert(
+                    "message".into(),
+                    json!("this idempotency_key was received before with a different body"),
+                );
             }
+            Self::Rejected(Rejection::Signature(e)) => {
+                rec.insert("failed_step".into(), json!(e.step().number()));
+                if let Some(sub) = e.step().sub_step() {
+                    rec.insert("sub_step".into(), json!(sub.to_string()));
+                }
+                if let Some(k) = e.keyid() {
+                    rec.insert("keyid".into(), json!(k));
+                }
+                rec.insert("message".into(), json!(e.message()));
+            }
+            Self::Rejected(Rejection::MalformedBody(m) | Rejection::BadRequest(m)) => {
+                rec.insert("message".into(), json!(m));
+            }
+            Self::Rejected(Rejection::PayloadTooLarge { limit }) => {
+                rec.insert(
+                    "message".into(),
+                    json!(format!("body exceeds {limit} bytes")),
+                );
+            }
+            Self::Rejected(Rejection::MethodNotAllowed(m)) => {
+                rec.insert("message".into(), json!(format!("method {m} is not POST")));
+            }
+            Self::Rejected(Rejection::StoreUnavailable(e)) => {
+                rec.insert("message".into(), json!(e.to_string()));
+            }
+            _ => {}
         }
         Value::Object(rec)
     }

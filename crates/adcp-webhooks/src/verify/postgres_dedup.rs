@@ -252,7 +252,9 @@ impl PostgresDedupStore {
             "UPDATE receiver_dedup SET state = 'done', token = NULL, lease_until = NULL
              WHERE scope = $1 AND idem_key = $2 AND state = 'claimed' AND token = $3"
         } else {
-            "DELETE FROM receiver_dedup
+            // Released: the row stays claimed with no holder and a lease already over, so
+            // the same body is claimed at once and another body is still a conflict.
+            "UPDATE receiver_dedup SET token = NULL, lease_until = 0
              WHERE scope = $1 AND idem_key = $2 AND state = 'claimed' AND token = $3"
         };
         let done = sqlx::query(sql)

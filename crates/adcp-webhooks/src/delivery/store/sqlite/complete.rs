@@ -16,6 +16,7 @@ impl SqliteStore {
         now: i64,
     ) -> Result<Vec<CompleteStatus>, StoreError> {
         let mut statuses = Vec::with_capacity(batch.len());
+        let _turn = self.gate.lock().await;
         let mut tx = self
             .work
             .begin_with("BEGIN IMMEDIATE")
