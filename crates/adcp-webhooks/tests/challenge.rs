@@ -635,6 +635,38 @@ async fn endpoint_with_headers(receiver: WebhookReceiver) -> (String, tokio::tas
     (url, task)
 }
 
+#[cfg(feature = "sqlite")]
+#[tokio::test]
+async fn the_outbox_refuses_a_challenge_whose_echo_it_could_not_check() {
+    use adcp_webhooks::delivery::{EnqueueOptions, Outbox, OutboxError};
+    let dir = std::env::temp_dir().join(format!("adcp-challenge-outbox-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let outbox = Outbox::open(dir.join("outbox.db").to_str().unwrap())
+        .await
+        .expect("open");
+    let challenge = account_challenge(DeliveryAuth::Rfc9421);
+    let err = outbox
+        .enqueue(
+            "https://buyer.example/hooks",
+            &challenge,
+            EnqueueOptions::default(),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            OutboxError::Prepare(SendError::Payload(PayloadError::InvalidField { field, .. }))
+                if field == "type"
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("challenge_destination"), "{err}");
+    drop(outbox);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[cfg(feature = "axum")]
 mod axum_layer {
     use super::*;

@@ -328,7 +328,7 @@ impl<'de> serde::Deserialize<'de> for DeliveryAuth {
 /// [`new`](Self::new) (account level) and [`agent`](Self::agent) take every field the schemas
 /// require and draw a fresh [`ChallengeValue`]. Send it with
 /// [`WebhookSender::challenge_destination`](crate::WebhookSender::challenge_destination),
-/// which also checks the echo.
+/// which also checks the echo; the outbox refuses it, since it could not check the echo.
 ///
 /// ```
 /// use adcp_webhooks::payload::{encode, DeliveryAuth, WebhookChallenge};
