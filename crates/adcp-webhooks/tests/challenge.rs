@@ -124,7 +124,15 @@ fn the_bodies_we_build_validate_against_the_challenge_schemas() {
         "https://seller.example/adcp",
         DeliveryAuth::Rfc9421,
     );
-    let json = assert_valid("core/agent-webhook-challenge.json", &body_of(&agent));
+    let agent_body = body_of(&agent);
+    let json = assert_valid("core/agent-webhook-challenge.json", &agent_body);
+    match ParsedWebhook::parse(&agent_body).expect("parses") {
+        ParsedWebhook::WebhookChallenge(back) => {
+            assert!(back.is_agent_level());
+            assert_eq!(back, agent);
+        }
+        other => panic!("parsed as {:?}", other.kind()),
+    }
     assert_eq!(json["scope"], "agent");
     assert_eq!(json["event_types"], json!(["capabilities.changed"]));
     assert!(json.get("account_id").is_none());
