@@ -66,7 +66,8 @@ pub struct ReceiveArgs {
     /// (the body bytes unchanged, with `X-AdCP-Verified-Keyid`, `X-AdCP-Idempotency-Key` and
     /// `X-AdCP-Webhook-Kind`; no signature headers). The sender gets 200 only once the
     /// application answered 2xx; an application error or timeout gets it 503 and releases the
-    /// claim, so its retry is forwarded again.
+    /// claim, so its retry is forwarded again. A verified destination challenge is answered
+    /// here with its echo, never forwarded.
     #[arg(long, value_name = "URL")]
     pub forward: Option<String>,
     /// How long the application may take to answer a forwarded webhook (shorter than

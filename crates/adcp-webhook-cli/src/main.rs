@@ -4,6 +4,7 @@
 //! its own, and what they share is in [`common`].
 
 mod cmd_bench;
+mod cmd_challenge;
 mod cmd_keygen;
 mod cmd_outbox;
 mod cmd_send;
@@ -36,6 +37,8 @@ enum Command {
     Sign(cmd_sign::SignArgs),
     /// Build, sign and POST one webhook; prints the delivery result.
     Send(Box<cmd_send::SendArgs>),
+    /// Send a signed destination challenge and check the echo; exit 0 only if it is right.
+    Challenge(Box<cmd_challenge::ChallengeArgs>),
     /// Verify a signed request document {"method","url","headers","body"} read from stdin.
     Verify(cmd_verify::VerifyArgs),
     /// Run a verifying webhook receiver that logs one JSON line per request.
@@ -68,6 +71,7 @@ fn main() -> ExitCode {
             Command::Keygen(a) => cmd_keygen::run(a),
             Command::Sign(a) => cmd_sign::run(a),
             Command::Send(a) => cmd_send::run(*a).await,
+            Command::Challenge(a) => cmd_challenge::run(*a).await,
             Command::Verify(a) => cmd_verify::run_verify(a).map(|c| ExitCode::from(c as u8)),
             Command::Receive(a) => cmd_verify::run_receive(a).await.map(|()| ExitCode::SUCCESS),
             Command::Outbox(a) => cmd_outbox::run(a).await,

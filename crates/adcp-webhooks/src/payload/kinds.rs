@@ -14,8 +14,8 @@ use super::{
     CollectionListChanged, CreativeAssignmentChanged, CreativePurged, CreativeStatusChanged,
     IdempotencyKey, IndicatorsChanged, McpWebhook, MediaBuyDeliveryWebhook, PayloadError,
     PrincipalChanged, PropertyListChanged, RawWebhook, ReportingDeliveryReady,
-    ReportingLedgerChanged, ReportingStatusChanged, RevocationNotification, WebhookPayload,
-    WholesaleFeedWebhook,
+    ReportingLedgerChanged, ReportingStatusChanged, RevocationNotification, WebhookChallenge,
+    WebhookPayload, WholesaleFeedWebhook,
 };
 
 /// Generates the kind enum and the two enums over the payload types from the list of kinds:
@@ -183,11 +183,12 @@ macro_rules! webhook_kinds {
                 }
             }
 
-            /// The body's idempotency key: always present for the typed kinds, `None` for
-            /// [`ParsedWebhook::Unknown`] (whose fields are not checked).
+            /// The body's idempotency key: present for the typed kinds but the destination
+            /// challenge (which has none), `None` for [`ParsedWebhook::Unknown`] (whose fields
+            /// are not checked).
             pub fn idempotency_key(&self) -> Option<&IdempotencyKey> {
                 match self {
-                    $(ParsedWebhook::$variant(p) => p.idempotency_key.as_ref(),)+
+                    $(ParsedWebhook::$variant(p) => TypedPayload::received_key(p),)+
                     ParsedWebhook::Unknown(_) => None,
                 }
             }
@@ -273,4 +274,5 @@ webhook_kinds! {
         "wholesale-feed" | "wholesale_feed";
     MediaBuyDelivery(MediaBuyDeliveryWebhook): "media buy delivery report (MCP task webhook)",
         "media-buy-delivery" | "media_buy_delivery";
+    WebhookChallenge(WebhookChallenge): "destination challenge", "webhook-challenge" | "webhook_challenge";
 }

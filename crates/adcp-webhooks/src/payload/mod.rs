@@ -25,6 +25,7 @@
 //! | [`WebhookKind::ReportingDeliveryReady`] | [`ReportingDeliveryReady`] | `core/reporting-delivery-ready-webhook.json` |
 //! | [`WebhookKind::WholesaleFeed`] | [`WholesaleFeedWebhook`] | `core/wholesale-feed-webhook.json` |
 //! | [`WebhookKind::MediaBuyDelivery`] | [`MediaBuyDeliveryWebhook`] | `core/mcp-webhook-payload.json` + `media-buy/media-buy-delivery-webhook-result.json` |
+//! | [`WebhookKind::WebhookChallenge`] | [`WebhookChallenge`] | `core/webhook-challenge.json`, `core/agent-webhook-challenge.json` |
 //! | [`WebhookKind::Raw`] | [`RawWebhook`] | any JSON object |
 //!
 //! Required fields are constructor arguments; optional ones are `with_*` builder methods.
@@ -58,6 +59,8 @@
 // Each typed kind is declared with the shared pieces in `declare` (its module docs say how,
 // and its test module declares a whole kind as an example).
 mod account;
+mod challenge;
+mod challenge_response;
 mod creative;
 mod declare;
 mod delivery;
@@ -83,6 +86,10 @@ pub use account::{
     AccountChangeRecorded, AccountSetup, AccountStatus, AccountStatusChanged, AccountStatusReason,
     CapabilitiesChangeReason, CapabilitiesChanged, ChangedResource, PrincipalChangeReason,
     PrincipalChanged,
+};
+pub use challenge::{
+    AGENT_CHALLENGE_EVENT_TYPE, ChallengeEchoError, ChallengeValue, DeliveryAuth, EchoField,
+    WEBHOOK_CHALLENGE_TYPE, WebhookChallenge, WebhookChallengeResponse, check_challenge_echo,
 };
 pub use creative::{
     AssignmentChangeKind, CreativeAssignmentChanged, CreativeEventReason, CreativePurged,

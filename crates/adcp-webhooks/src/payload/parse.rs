@@ -41,6 +41,7 @@ impl ParsedWebhook {
 
     /// The kind a JSON object looks like, by the fields that set the kinds apart:
     ///
+    /// 0. `type` is `"webhook.challenge"`: destination challenge;
     /// 1. `event` is `"collection_list_changed"` or `"property_list_changed"`;
     /// 2. `notification_type` names an AdCP 3.2 notification (`account.status_changed`,
     ///    `creative.purged`, `reporting.delivery_ready`, ...; the nine wholesale feed event
@@ -58,6 +59,9 @@ impl ParsedWebhook {
     /// including a `notification_type` AdCP 3.2 does not define: such a body stays raw JSON.
     pub fn classify(object: &Map<String, Value>) -> Option<WebhookKind> {
         let has = |k: &str| object.contains_key(k);
+        if object.get("type").and_then(Value::as_str) == Some(super::WEBHOOK_CHALLENGE_TYPE) {
+            return Some(WebhookKind::WebhookChallenge);
+        }
         match object.get("event").and_then(Value::as_str) {
             Some(COLLECTION_LIST_CHANGED_EVENT) => return Some(WebhookKind::CollectionListChanged),
             Some(PROPERTY_LIST_CHANGED_EVENT) => return Some(WebhookKind::PropertyListChanged),
@@ -152,6 +156,8 @@ fn parse_object_as(
                 format!("is {}; it must be a string", json_type_name(other)),
             ));
         }
+        // A kind whose schema has no key (the destination challenge).
+        None if !required_fields(kind).contains(&"idempotency_key") => {}
         None => return Err(PayloadError::MissingIdempotencyKey { kind }),
     }
     match kind {

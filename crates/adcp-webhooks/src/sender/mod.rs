@@ -36,7 +36,9 @@ pub use crate::prepared::{
 /// The signing options of every attempt: the profile's defaults.
 static OPTIONS: LazyLock<SignOptions> = LazyLock::new(SignOptions::default);
 
+mod challenge;
 mod retry;
+pub use challenge::{ChallengeError, ChallengeProof};
 pub use retry::{RetryObserver, RetryOptions, RetryOutcome, is_retryable_status};
 
 /// A signed request, ready for any HTTP client: POST `body` to `url` with exactly `headers`.

@@ -82,7 +82,7 @@ pub use metrics::{ForwardResult, HANDLING_LATENCY_BUCKETS, ReceiverMetrics};
 pub use postgres_dedup::PostgresDedupStore;
 pub use receiver::{
     AcceptedWebhook, DEFAULT_MAX_BODY_BYTES, IncomingRequest, Outcome, Rejection, TargetUri,
-    WebhookReceiver, WebhookReceiverBuilder,
+    VerifiedChallenge, WebhookReceiver, WebhookReceiverBuilder,
 };
 #[cfg(feature = "send")]
 pub use remote::{

@@ -190,8 +190,10 @@ mod tests {
             .split(',')
             .map(|k| k.trim().trim_matches('\''))
             .collect();
+        // A destination challenge is never queued (its echo must be checked as it is sent).
         let known: Vec<&str> = crate::payload::WebhookKind::ALL
             .iter()
+            .filter(|k| **k != crate::payload::WebhookKind::WebhookChallenge)
             .map(|k| k.as_str())
             .collect();
         assert_eq!(listed, known);
