@@ -54,10 +54,15 @@ const HOW_TO_RUN: &str = "install SoftHSM2 (`apt-get install softhsm2`; `bash sc
 /// One PKCS#11 test: its name and its body, which gets the module path.
 pub type SoftHsmTest = (&'static str, fn(&Path));
 
+/// The SoftHSM2 module when SoftHSM2 is usable here (module and `softhsm2-util` present).
+pub fn available() -> Option<PathBuf> {
+    module().filter(|_| util_present())
+}
+
 /// The `main` of a PKCS#11 test binary.
 pub fn run_softhsm(tests: &[SoftHsmTest]) -> ExitCode {
     let args = Arguments::from_args();
-    let module = module().filter(|_| util_present());
+    let module = available();
     let skip = module.is_none() && !in_ci();
     if skip && !args.list {
         eprintln!(

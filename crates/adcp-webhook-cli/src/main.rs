@@ -4,6 +4,7 @@
 //! its own, and what they share is in [`common`].
 
 mod cmd_bench;
+mod cmd_jwks;
 mod cmd_keygen;
 mod cmd_outbox;
 mod cmd_send;
@@ -32,6 +33,8 @@ struct Cli {
 enum Command {
     /// Generate a signing key: writes the private PEM (mode 0600), prints the public JWK.
     Keygen(cmd_keygen::KeygenArgs),
+    /// Print the public key set {"keys":[...]} of the keys given (what a jwks_uri serves).
+    Jwks(cmd_jwks::JwksArgs),
     /// Sign a webhook request without sending it; prints {"method","url","headers","body"}.
     Sign(cmd_sign::SignArgs),
     /// Build, sign and POST one webhook; prints the delivery result.
@@ -66,6 +69,7 @@ fn main() -> ExitCode {
     let result = rt.block_on(async move {
         match cli.command {
             Command::Keygen(a) => cmd_keygen::run(a),
+            Command::Jwks(a) => cmd_jwks::run(a),
             Command::Sign(a) => cmd_sign::run(a),
             Command::Send(a) => cmd_send::run(*a).await,
             Command::Verify(a) => cmd_verify::run_verify(a).map(|c| ExitCode::from(c as u8)),
