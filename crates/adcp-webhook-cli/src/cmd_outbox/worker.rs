@@ -23,8 +23,13 @@ pub struct RunArgs {
     /// Private key that signs: a PEM (with --kid), a private JWK file, or a key in a PKCS#11
     /// token (`pkcs11:...`, with --pkcs11-module). Re-read on SIGHUP: point it at the next
     /// key (replace the file, or move a symlink) and send SIGHUP to rotate without a restart.
-    #[arg(long, value_name = "FILE|URI")]
-    key: String,
+    #[arg(long, value_name = "FILE|URI", required_unless_present = "key_ring")]
+    key: Option<String>,
+    /// A key ring file instead of --key/--publish: {"active": {"key": FILE|URI, "kid": KID},
+    /// "publish": [{"key": FILE|URI}, ...]}. Re-read on SIGHUP: edit it, then send SIGHUP, to
+    /// publish a new key, switch to it, or retire the old one (see docs/keys.md).
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["key", "publish", "kid"])]
+    key_ring: Option<PathBuf>,
     /// A key published beside the signing one (the next key before it signs, the previous one
     /// after): a public or private JWK, a JWK Set, a PEM or a pkcs11: URI. Repeatable; re-read
     /// on SIGHUP.
@@ -115,11 +120,15 @@ async fn termination() {
     }
 }
 
-/// The key set `--key` and `--publish` name, read afresh.
+/// The key set `--key-ring`, or `--key` and `--publish`, name, read afresh.
 fn key_set(a: &RunArgs) -> Result<KeySet, String> {
+    if let Some(ring) = &a.key_ring {
+        return keyfile::load_ring_file(ring, a.pkcs11_module.as_deref());
+    }
+    let key = a.key.as_deref().ok_or("pass --key or --key-ring")?;
     keyfile::load_key_set(
         keyfile::KeyRef {
-            key: &a.key,
+            key,
             kid: a.kid.as_deref(),
             alg: a.alg,
             module: a.pkcs11_module.as_deref(),

@@ -33,6 +33,8 @@ mod pem;
 #[cfg(feature = "pkcs11")]
 mod pkcs11;
 mod pkcs11_uri;
+#[cfg(feature = "axum")]
+pub mod publish;
 mod ring;
 
 use std::fmt;
