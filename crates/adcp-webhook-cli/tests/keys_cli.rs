@@ -367,3 +367,132 @@ fn a_worker_rotates_its_keys_on_sighup_without_losing_or_misigning_a_webhook() {
     assert_eq!(keys.len(), N, "no webhook lost");
     assert!(rx.try_recv().is_err(), "no extra deliveries");
 }
+
+#[test]
+fn receive_discovers_the_senders_keys_from_its_agent_url() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (pem, jwks_file, _) = keygen(dir.path(), "seller-agent-1", "ed25519");
+    let jwks: Value =
+        serde_json::from_slice(&std::fs::read(&jwks_file).expect("read")).expect("json");
+    let chain = |base: &str| {
+        vec![
+            (
+                "/.well-known/brand.json".to_owned(),
+                json!({ "agents": [{ "type": "sales", "url": format!("{base}/mcp"), "jwks_uri": format!("{base}/keys.json") }] }),
+            ),
+            ("/keys.json".to_owned(), jwks.clone()),
+        ]
+    };
+    // Serve a chain whose brand.json names the server itself: bind, then fill in.
+    let server = {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let base = format!("http://{}", listener.local_addr().expect("addr"));
+        let docs: BTreeMap<String, String> = chain(&base)
+            .into_iter()
+            .map(|(p, v)| (p, v.to_string()))
+            .collect();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+                let mut line = String::new();
+                reader.read_line(&mut line).ok();
+                let path = line.split_whitespace().nth(1).unwrap_or("/").to_owned();
+                loop {
+                    let mut h = String::new();
+                    if reader.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
+                        break;
+                    }
+                }
+                let body = docs.get(&path).cloned().unwrap_or_default();
+                let status = if docs.contains_key(&path) {
+                    "200 OK"
+                } else {
+                    "404 Not Found"
+                };
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        });
+        base
+    };
+
+    // Without --allow-private-destinations the loopback chain is refused: exit 2, saying why.
+    let out = bin()
+        .args([
+            "receive",
+            "--listen",
+            "127.0.0.1:0",
+            "--allow-http",
+            "--agent-url",
+        ])
+        .arg(format!("{server}/mcp"))
+        .output()
+        .expect("receive");
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("brand.json refused by the destination policy"),
+        "{stderr}"
+    );
+
+    // Allowed on loopback: the keys are found and a signed send is accepted.
+    let log = dir.path().join("receive.log");
+    let mut child = bin()
+        .args([
+            "receive",
+            "--listen",
+            "127.0.0.1:0",
+            "--agent-url",
+            &format!("{server}/mcp"),
+        ])
+        .args(["--allow-http", "--allow-private-destinations", "--log"])
+        .arg(&log)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("receive");
+    let mut stderr = BufReader::new(child.stderr.take().expect("stderr"));
+    let mut seen = String::new();
+    let addr = loop {
+        let mut line = String::new();
+        if stderr.read_line(&mut line).unwrap_or(0) == 0 {
+            let _ = child.kill();
+            panic!("receive exited: {seen}");
+        }
+        if let Some(a) = line.split("listening on http://").nth(1) {
+            break a.split_whitespace().next().expect("addr").to_owned();
+        }
+        seen.push_str(&line);
+    };
+    assert!(seen.contains(&format!("{server}/keys.json")), "{seen}");
+    let sent = ok_json(
+        bin()
+            .args([
+                "send",
+                "mcp",
+                "--task-id",
+                "t1",
+                "--task-type",
+                "create_media_buy",
+            ])
+            .args(["--status", "completed", "--operation-id", "op1", "--key"])
+            .arg(&pem)
+            .args([
+                "--kid",
+                "seller-agent-1",
+                "--url",
+                &format!("http://{addr}/hook"),
+            ])
+            .args(["--allow-http", "--allow-private-destinations"])
+            .output()
+            .expect("send"),
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(sent["ok"], true, "{sent}");
+    assert_eq!(sent["status"], 200, "{sent}");
+}
