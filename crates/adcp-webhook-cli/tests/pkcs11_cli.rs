@@ -255,6 +255,41 @@ fn keygen_jwks_send_and_outbox_run_sign_inside_the_token(module: &Path) {
     let p256_key = VerifyingKey::from_jwk(&p256).expect("published key");
     assert_eq!(verify(&received, &base, &p256_key), "webhook-2026-p256");
 
+    // sign (no sending), by the P-256 key in the token.
+    let doc = ok_json(
+        bin(&token)
+            .args(["sign", "--key", &token.uri("webhook-2026-p256")])
+            .arg("--pkcs11-module")
+            .arg(module)
+            .args(["--url", "https://buyer.example/hook"])
+            .args([
+                "--body",
+                r#"{"idempotency_key":"whk_pkcs11_sign_0001","n":1}"#,
+            ])
+            .output()
+            .expect("run sign"),
+    );
+    let headers: Vec<(String, String)> = doc["headers"]
+        .as_object()
+        .expect("headers")
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_str().expect("value").to_owned()))
+        .collect();
+    let pairs: Vec<(&str, &str)> = headers
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let checked = verify_webhook_signature(
+        "POST",
+        "https://buyer.example/hook",
+        &pairs[..],
+        doc["body"].as_str().expect("body").as_bytes(),
+        &p256_key,
+        DEFAULT_LABEL,
+    )
+    .expect("sign's output verifies");
+    assert_eq!(checked.keyid, "webhook-2026-p256");
+
     // outbox run, signed by the Ed25519 key in the token.
     let dir = tempfile::tempdir().expect("tempdir");
     let db = dir.path().join("outbox.db");
