@@ -283,3 +283,45 @@ async fn the_next_attempt_after_a_rotation_is_signed_with_the_new_key() {
     assert!(verifies(&requests[1], &url, &new));
     assert!(!verifies(&requests[1], &url, &old));
 }
+
+/// The worker's metrics name the active kid, and follow a rotation.
+async fn the_metrics_name_the_active_kid(db: TestDb) {
+    use adcp_webhooks::delivery::metrics::render_prometheus;
+    let receiver = TestReceiver::start(Behaviour::ok()).await;
+    let outbox = Outbox::builder(db.open().await).build();
+    outbox
+        .enqueue(&receiver.url("/m"), &raw(9), EnqueueOptions::default())
+        .await
+        .expect("enqueue");
+    let old = SigningKey::generate(
+        Algorithm::Ed25519,
+        "metrics-old",
+        KeyPurpose::WebhookSigning,
+    )
+    .expect("key");
+    let new = SigningKey::generate(
+        Algorithm::Ed25519,
+        "metrics-new",
+        KeyPurpose::WebhookSigning,
+    )
+    .expect("key");
+    assert_eq!(outbox.metrics().active_kid(), None, "no worker has run");
+    let ring = KeyRing::from(old.clone());
+    run_until(&outbox, sender(ring.clone()), |o| {
+        o.metrics().outcomes(OutcomeKind::Delivered) >= 1
+    })
+    .await;
+    let text = render_prometheus(outbox.metrics(), None, &[]);
+    assert!(
+        text.contains("adcp_outbox_signing_key_info{kid=\"metrics-old\"} 1"),
+        "{text}"
+    );
+    ring.rotate(KeySet::new(Arc::new(new), [old.public_jwk()]).expect("set"));
+    let text = render_prometheus(outbox.metrics(), None, &[]);
+    assert!(
+        text.contains("adcp_outbox_signing_key_info{kid=\"metrics-new\"} 1"),
+        "{text}"
+    );
+}
+
+on_every_engine!(the_metrics_name_the_active_kid);
