@@ -3,7 +3,7 @@
 
 use adcp_webhooks::keys::{Algorithm, Jwks, KeySet, PublicJwk, SigningKey};
 use adcp_webhooks::signing::WebhookSigner;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 /// Environment variable naming the PKCS#11 module when `--pkcs11-module` is not given.
@@ -92,67 +92,6 @@ pub fn load_key_set(active: KeyRef<'_>, publish: &[String]) -> Result<KeySet, St
     KeySet::new(signer, others).map_err(|e| e.to_string())
 }
 
-/// A key ring file (`outbox run --key-ring FILE`): the signing key and the keys published beside
-/// it, re-read on SIGHUP. Relative paths are relative to the file.
-///
-/// ```json
-/// {"active": {"key": "seller-2026-02.pem", "kid": "seller-2026-02"},
-///  "publish": [{"key": "seller-2026-01.jwks.json"}]}
-/// ```
-#[derive(Debug, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RingFile {
-    active: RingEntry,
-    #[serde(default)]
-    publish: Vec<RingEntry>,
-}
-
-#[derive(Debug, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RingEntry {
-    key: String,
-    #[serde(default)]
-    kid: Option<String>,
-}
-
-/// The key set a key ring file describes.
-pub fn load_ring_file(path: &Path, module: Option<&Path>) -> Result<KeySet, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read the key ring file {}: {e}", path.display()))?;
-    let ring: RingFile = serde_json::from_str(&text).map_err(|e| {
-        format!(
-            "{} is not a key ring file ({e}); expected {{\"active\": {{\"key\": FILE|URI, \"kid\": KID}}, \"publish\": [...]}}",
-            path.display()
-        )
-    })?;
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let resolve = |key: &str| -> String {
-        if key.starts_with("pkcs11:") || Path::new(key).is_absolute() {
-            key.to_owned()
-        } else {
-            dir.join(key).to_string_lossy().into_owned()
-        }
-    };
-    let active_key = resolve(&ring.active.key);
-    let signer = load_signer(KeyRef {
-        key: &active_key,
-        kid: ring.active.kid.as_deref(),
-        alg: None,
-        module,
-    })?;
-    let mut others = Vec::new();
-    for entry in &ring.publish {
-        let key = resolve(&entry.key);
-        others.extend(load_public(KeyRef {
-            key: &key,
-            kid: entry.kid.as_deref(),
-            alg: None,
-            module,
-        })?);
-    }
-    KeySet::new(signer, others).map_err(|e| format!("{}: {e}", path.display()))
-}
-
 /// A JWK Set of every key named, refusing one kid for two different keys.
 pub fn public_set(keys: &[KeyRef<'_>]) -> Result<Jwks, String> {
     let mut set: Vec<PublicJwk> = Vec::new();
@@ -174,7 +113,11 @@ pub fn public_set(keys: &[KeyRef<'_>]) -> Result<Jwks, String> {
 }
 
 #[cfg(feature = "pkcs11")]
-fn pkcs11_module(r: KeyRef<'_>, uri: &adcp_webhooks::keys::Pkcs11Uri) -> Result<PathBuf, String> {
+fn pkcs11_module(
+    r: KeyRef<'_>,
+    uri: &adcp_webhooks::keys::Pkcs11Uri,
+) -> Result<std::path::PathBuf, String> {
+    use std::path::PathBuf;
     r.module
         .map(Path::to_path_buf)
         .or_else(|| uri.module_path.clone())

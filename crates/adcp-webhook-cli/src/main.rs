@@ -6,6 +6,7 @@
 mod cmd_bench;
 mod cmd_jwks;
 mod cmd_keygen;
+mod cmd_keys;
 mod cmd_outbox;
 mod cmd_send;
 mod cmd_sign;
@@ -14,6 +15,7 @@ mod common;
 mod demo;
 mod keyfile;
 mod payload_args;
+mod ring_file;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -35,6 +37,8 @@ enum Command {
     Keygen(cmd_keygen::KeygenArgs),
     /// Print the public key set {"keys":[...]} of the keys given (what a jwks_uri serves).
     Jwks(cmd_jwks::JwksArgs),
+    /// Rotate keys in a key ring file (outbox run --key-ring): show, stage, switch, retire.
+    Keys(cmd_keys::KeysArgs),
     /// Sign a webhook request without sending it; prints {"method","url","headers","body"}.
     Sign(cmd_sign::SignArgs),
     /// Build, sign and POST one webhook; prints the delivery result.
@@ -70,6 +74,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Keygen(a) => cmd_keygen::run(a),
             Command::Jwks(a) => cmd_jwks::run(a),
+            Command::Keys(a) => cmd_keys::run(a),
             Command::Sign(a) => cmd_sign::run(a),
             Command::Send(a) => cmd_send::run(*a).await,
             Command::Verify(a) => cmd_verify::run_verify(a).map(|c| ExitCode::from(c as u8)),

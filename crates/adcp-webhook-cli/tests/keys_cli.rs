@@ -217,26 +217,40 @@ fn verifying_kid(r: &Received, base: &str, published: &[&VerifyingKey]) -> Optio
 fn a_worker_rotates_its_keys_on_sighup_without_losing_or_misigning_a_webhook() {
     const N: usize = 60;
     let dir = tempfile::tempdir().expect("tempdir");
-    let (k1_pem, k1_jwks, k1) = keygen(dir.path(), "seller-2026-01", "ed25519");
-    let (k2_pem, k2_jwks, k2) = keygen(dir.path(), "seller-2026-02", "es256");
+    let (k1_pem, _, k1) = keygen(dir.path(), "seller-2026-01", "ed25519");
+    let (k2_pem, _, k2) = keygen(dir.path(), "seller-2026-02", "es256");
     let (k3_pem, _, k3) = keygen(dir.path(), "seller-2026-03", "ed25519");
+    // Stage 1: k1 signs (a ring file with a path relative to it), then k2 is published ahead
+    // of its switch (`keys stage`).
     let ring = dir.path().join("ring.json");
-    let write_ring = |active: &Path, kid: &str, publish: &[&Path]| {
-        let publish: Vec<Value> = publish
-            .iter()
-            .map(|p| json!({ "key": p.file_name().expect("name").to_string_lossy() }))
-            .collect();
-        let doc = json!({
-            "active": { "key": active.file_name().expect("name").to_string_lossy(), "kid": kid },
-            "publish": publish,
-        });
-        // Written whole, then renamed: a reload never reads half a file.
-        let tmp = dir.path().join("ring.json.tmp");
-        std::fs::write(&tmp, doc.to_string()).expect("write ring");
-        std::fs::rename(&tmp, &ring).expect("rename ring");
+    let first = json!({ "active": {
+        "key": k1_pem.file_name().expect("name").to_string_lossy(),
+        "kid": "seller-2026-01",
+    }});
+    std::fs::write(&ring, first.to_string()).expect("write ring");
+    let keys = |args: &[&str]| {
+        ok_json(
+            bin()
+                .arg("keys")
+                .args(args)
+                .arg("--key-ring")
+                .arg(&ring)
+                .output()
+                .expect("keys"),
+        )
     };
-    // Stage 1: k1 signs, k2 is published ahead of its switch.
-    write_ring(&k1_pem, "seller-2026-01", &[&k2_jwks]);
+    let staged = keys(&[
+        "stage",
+        "--key",
+        k2_pem.to_str().expect("path"),
+        "--kid",
+        "seller-2026-02",
+    ]);
+    assert_eq!(staged["active_kid"], "seller-2026-01");
+    assert_eq!(
+        staged["published_kids"],
+        json!(["seller-2026-01", "seller-2026-02"])
+    );
 
     let (release_1, hold_1) = mpsc::channel();
     let (release_2, hold_2) = mpsc::channel();
@@ -305,7 +319,7 @@ fn a_worker_rotates_its_keys_on_sighup_without_losing_or_misigning_a_webhook() {
     };
     // Request 20 is held while the ring switches to k2 (k1 still published for it).
     take_until(20, &mut seen);
-    write_ring(&k2_pem, "seller-2026-02", &[&k1_jwks]);
+    keys(&["switch", "--kid", "seller-2026-02"]);
     assert!(
         Command::new("kill")
             .args(["-HUP", &pid])
@@ -321,7 +335,29 @@ fn a_worker_rotates_its_keys_on_sighup_without_losing_or_misigning_a_webhook() {
     release_1.send(()).expect("release");
     // Request 40 is held while the ring switches to k3, retiring k1.
     take_until(40, &mut seen);
-    write_ring(&k3_pem, "seller-2026-03", &[&k2_jwks]);
+    keys(&[
+        "stage",
+        "--key",
+        k3_pem.to_str().expect("path"),
+        "--kid",
+        "seller-2026-03",
+    ]);
+    keys(&["switch", "--kid", "seller-2026-03"]);
+    let err = bin()
+        .args(["keys", "retire", "--kid", "seller-2026-03", "--key-ring"])
+        .arg(&ring)
+        .output()
+        .expect("keys");
+    assert_eq!(
+        err.status.code(),
+        Some(2),
+        "the signing key cannot be retired"
+    );
+    let retired = keys(&["retire", "--kid", "seller-2026-01"]);
+    assert_eq!(
+        retired["published_kids"],
+        json!(["seller-2026-03", "seller-2026-02"])
+    );
     assert!(
         Command::new("kill")
             .args(["-HUP", &pid])

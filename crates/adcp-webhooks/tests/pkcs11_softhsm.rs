@@ -19,7 +19,7 @@ use std::process::ExitCode;
 use std::sync::{Arc, OnceLock};
 
 fn main() -> ExitCode {
-    softhsm::run_softhsm(&[
+    let code = softhsm::run_softhsm(&[
         (
             "keys_generated_in_the_token_sign_webhooks_that_verify",
             keys_generated_in_the_token_sign_webhooks_that_verify,
@@ -32,12 +32,18 @@ fn main() -> ExitCode {
             "pin_key_token_and_module_errors_are_typed",
             pin_key_token_and_module_errors_are_typed,
         ),
-    ])
+    ]);
+    // The token outlives the tests (a static is never dropped): remove its directory here.
+    if let Some(token) = TOKEN.get() {
+        let _ = std::fs::remove_dir_all(&token.dir);
+    }
+    code
 }
 
 /// One token per process: SoftHSM reads its configuration when first initialized.
+static TOKEN: OnceLock<Token> = OnceLock::new();
+
 fn token() -> &'static Token {
-    static TOKEN: OnceLock<Token> = OnceLock::new();
     TOKEN.get_or_init(|| {
         let token = Token::new("seller");
         token.use_in_process();

@@ -123,7 +123,7 @@ async fn termination() {
 /// The key set `--key-ring`, or `--key` and `--publish`, name, read afresh.
 fn key_set(a: &RunArgs) -> Result<KeySet, String> {
     if let Some(ring) = &a.key_ring {
-        return keyfile::load_ring_file(ring, a.pkcs11_module.as_deref());
+        return crate::ring_file::RingFile::read(ring)?.key_set(ring, a.pkcs11_module.as_deref());
     }
     let key = a.key.as_deref().ok_or("pass --key or --key-ring")?;
     keyfile::load_key_set(
