@@ -7,6 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 /// Environment variable naming the PKCS#11 module when `--pkcs11-module` is not given.
+#[cfg(feature = "pkcs11")]
 pub const PKCS11_MODULE_ENV: &str = "ADCP_PKCS11_MODULE";
 
 /// Where to find a signing key: `--key`, `--kid`, `--alg` and `--pkcs11-module` as given.
