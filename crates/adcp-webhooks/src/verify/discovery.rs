@@ -114,7 +114,10 @@ pub struct DiscoveredKeys {
     pub keys: RemoteJwks,
 }
 
-/// Discovers an agent's webhook-signing key set from its URL. See the [module docs](self).
+/// Discovers an agent's webhook-signing key set from its URL: `brand.json` (default
+/// `<agent origin>/.well-known/brand.json`) → the `agents[]` entry whose `url` is the agent
+/// URL → its `jwks_uri` (default `<agent origin>/.well-known/jwks.json`), every hop under the
+/// destination policy. The key set it returns refetches on an unknown kid (rotation).
 #[derive(Debug, Clone)]
 pub struct AgentKeyDiscovery {
     agent_url: String,
