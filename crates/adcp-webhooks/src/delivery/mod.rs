@@ -397,6 +397,7 @@ impl Outbox {
         config: WorkerConfig,
         shutdown: impl std::future::Future<Output = ()> + Send,
     ) -> Result<WorkerReport, OutboxError> {
+        self.inner.metrics.set_signing_keys(sender.keys().clone());
         let shared = worker::Shared {
             store: Arc::clone(&self.inner.store),
             policy: self.inner.policy.clone(),
