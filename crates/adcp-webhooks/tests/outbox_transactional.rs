@@ -585,7 +585,10 @@ mod postgres {
             .await;
             if *kind == adcp_webhooks::payload::WebhookKind::WebhookChallenge {
                 let e = result.expect_err("a challenge is not queued");
-                assert!(e.to_string().contains("unknown kind webhook-challenge"), "{e}");
+                assert!(
+                    e.to_string().contains("unknown kind webhook-challenge"),
+                    "{e}"
+                );
                 continue;
             }
             let id = result.unwrap_or_else(|e| panic!("{kind}: {e}"));
