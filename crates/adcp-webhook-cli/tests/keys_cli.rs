@@ -3,6 +3,8 @@
 //! without a restart: every delivery verifies against the keys published at that moment, none
 //! is lost, and the kid switches at each rotation.
 
+mod support;
+
 use adcp_webhooks::keys::{SigningKey, VerifyingKey};
 use adcp_webhooks::signing::{DEFAULT_LABEL, verify_webhook_signature};
 use serde_json::{Value, json};
@@ -155,30 +157,7 @@ fn receiver(hold_at: Vec<(usize, mpsc::Receiver<()>)>) -> (String, mpsc::Receive
             let Ok(mut stream) = stream else { continue };
             stream.set_read_timeout(Some(Duration::from_secs(30))).ok();
             let mut reader = BufReader::new(stream.try_clone().expect("clone"));
-            loop {
-                let mut line = String::new();
-                if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                    break;
-                }
-                let target = line.split_whitespace().nth(1).unwrap_or("/").to_owned();
-                let mut headers = BTreeMap::new();
-                loop {
-                    let mut h = String::new();
-                    if reader.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
-                        break;
-                    }
-                    if let Some((k, v)) = h.trim_end().split_once(':') {
-                        headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_owned());
-                    }
-                }
-                let len = headers
-                    .get("content-length")
-                    .and_then(|l| l.parse().ok())
-                    .unwrap_or(0);
-                let mut body = vec![0; len];
-                if reader.read_exact(&mut body).is_err() {
-                    break;
-                }
+            while let Some((target, headers, body)) = support::read_request(&mut reader) {
                 n += 1;
                 let _ = tx.send((target, headers, body));
                 if let Some(release) = holds.remove(&n) {

@@ -11,6 +11,7 @@
 mod harness;
 #[path = "../../../tests/interop/softhsm.rs"]
 mod softhsm;
+mod support;
 
 use adcp_webhooks::keys::VerifyingKey;
 use adcp_webhooks::signing::{DEFAULT_LABEL, verify_webhook_signature};
@@ -20,7 +21,7 @@ use libtest_mimic::{Arguments, Failed, Trial};
 use serde_json::{Value, json};
 use softhsm::Token;
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Write};
 use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Command, ExitCode, Output};
@@ -127,30 +128,7 @@ fn capture() -> (String, mpsc::Receiver<Received>) {
             std::thread::spawn(move || {
                 stream.set_read_timeout(Some(Duration::from_secs(10))).ok();
                 let mut reader = BufReader::new(stream.try_clone().expect("clone"));
-                loop {
-                    let mut line = String::new();
-                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                        return;
-                    }
-                    let target = line.split_whitespace().nth(1).unwrap_or("/").to_owned();
-                    let mut headers = BTreeMap::new();
-                    loop {
-                        let mut h = String::new();
-                        if reader.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
-                            break;
-                        }
-                        if let Some((k, v)) = h.trim_end().split_once(':') {
-                            headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_owned());
-                        }
-                    }
-                    let len = headers
-                        .get("content-length")
-                        .and_then(|l| l.parse().ok())
-                        .unwrap_or(0);
-                    let mut body = vec![0; len];
-                    if reader.read_exact(&mut body).is_err() {
-                        return;
-                    }
+                while let Some((target, headers, body)) = support::read_request(&mut reader) {
                     if write!(stream, "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").is_err() {
                         return;
                     }
