@@ -89,8 +89,7 @@ pub async fn run(a: SendArgs) -> Result<ExitCode, String> {
         .destination_policy(t.destinations.policy())
         .build()
         .map_err(|e| e.to_string())?;
-    let payload = a.kind.payload()?;
-    let mut prepared = sender.prepare(&url, &payload).map_err(|e| e.to_string())?;
+    let mut prepared = a.kind.prepare(&url)?;
     for h in &t.headers {
         let (k, v) = parse_header(h)?;
         prepared = prepared.with_header(&k, &v).map_err(|e| e.to_string())?;

@@ -1,6 +1,7 @@
 //! Flags for each webhook kind, turned into the kind's JSON object (wire field names) and
 //! handed to the library's typed payloads: the CLI holds no payload rules of its own.
 
+use adcp_webhooks::PreparedWebhook;
 use adcp_webhooks::payload::{AnyWebhook, WebhookKind};
 use clap::{Args, Subcommand};
 use serde_json::{Map, Value};
@@ -482,6 +483,33 @@ impl KindArgs {
         let kind = self.kind();
         AnyWebhook::from_value(kind, Value::Object(self.object()?))
             .map_err(|e| format!("invalid {kind} webhook: {e}"))
+    }
+
+    /// The webhook to send to `url`: every value `--payload-file` and the flags give is kept
+    /// exactly as given (a timestamp keeps its spelling, an object its contents); the library
+    /// fills in what they leave out (the idempotency key, the fire time, the discriminator) and
+    /// checks the whole body as the kind, before and after the values are put back.
+    pub fn prepare(&self, url: &str) -> Result<PreparedWebhook, String> {
+        let kind = self.kind();
+        let given = self.object()?;
+        let invalid = |e: &dyn std::fmt::Display| format!("invalid {kind} webhook: {e}");
+        let typed =
+            AnyWebhook::from_value(kind, Value::Object(given.clone())).map_err(|e| invalid(&e))?;
+        let filled = PreparedWebhook::new(url, &typed).map_err(|e| e.to_string())?;
+        let mut body: Map<String, Value> =
+            serde_json::from_slice(filled.body()).map_err(|e| invalid(&e))?;
+        body.extend(given);
+        let body = Value::Object(body);
+        AnyWebhook::from_value(kind, body.clone()).map_err(|e| invalid(&e))?;
+        let bytes = serde_json::to_vec(&body).map_err(|e| invalid(&e))?;
+        PreparedWebhook::from_parts(
+            filled.webhook_url().clone(),
+            bytes.into(),
+            filled.idempotency_key().clone(),
+            kind,
+            Vec::new(),
+        )
+        .map_err(|e| e.to_string())
     }
 }
 
