@@ -478,13 +478,6 @@ impl KindArgs {
         })
     }
 
-    /// Build the typed payload, exactly as the library would from the same JSON.
-    pub fn payload(&self) -> Result<AnyWebhook, String> {
-        let kind = self.kind();
-        AnyWebhook::from_value(kind, Value::Object(self.object()?))
-            .map_err(|e| format!("invalid {kind} webhook: {e}"))
-    }
-
     /// The webhook to send to `url`: every value `--payload-file` and the flags give is kept
     /// exactly as given (a timestamp keeps its spelling, an object its contents); the library
     /// fills in what they leave out (the idempotency key, the fire time, the discriminator) and
