@@ -16,7 +16,14 @@
 #
 # Knobs (environment): BENCH_RUNS (3), BENCH_N (10000 webhooks per throughput phase), BENCH_C
 # (32 requests in flight per worker), BENCH_PORT (18082), BENCH_KEEP_UP_SECS (5),
-# BENCH_PG_RATE (1000 webhooks/s), BENCH_SKIP_BUILD=1 to use the existing release binary.
+# BENCH_PG_RATE (1000 webhooks/s), BENCH_SKIP_BUILD=1 to use the existing release binary,
+# BENCH_CONFIGS (a space-separated subset of the configuration names below, default all),
+# BENCH_BASE_BIN=PATH to also run every configuration with another build of adcp-webhook
+# (labelled "[base]"), interleaved with this one, for a before/after comparison in one run.
+#
+# Every run starts with a direct signed send of the same webhooks to the same sink
+# ("direct send"), so the outbox's rates are read as ratios against a baseline measured in
+# the same run.
 # Loopback only; not part of scripts/test.sh or CI: it measures, it does not test.
 set -euo pipefail
 
@@ -143,28 +150,28 @@ if [[ "${BENCH_SKIP_BUILD:-0}" != 1 ]]; then
     cargo build --release -p adcp-webhook-cli
 fi
 BIN="$ROOT/target/release/adcp-webhook"
-BENCH=("$BIN" bench --url "$URL" -n "$N" -c "$C" --allow-http --allow-private-destinations
-    --keep-up-secs "$KEEP_UP_SECS")
 
 PG_VERSION="$(psql_admin -c 'SHOW server_version')"
 note "PostgreSQL $PG_VERSION at $(masked "$ADMIN_URL")"
 
-run_sqlite() { # label, then bench flags
-    local label="$1" db="$WORK/outbox-$RANDOM$RANDOM.db"
-    shift
-    "${BENCH[@]}" --outbox "sqlite:$db" "$@" >"$WORK/line.json" ||
+run_sqlite() { # bin, label, then bench flags
+    local bin="$1" label="$2" db="$WORK/outbox-$RANDOM$RANDOM.db"
+    shift 2
+    "$bin" bench --url "$URL" -n "$N" -c "$C" --allow-http --allow-private-destinations \
+        --keep-up-secs "$KEEP_UP_SECS" --outbox "sqlite:$db" "$@" >"$WORK/line.json" ||
         echo "warning: $label exited with status $? (the line records what failed)" >&2
     record "$label" "" "" <"$WORK/line.json"
     rm -f "$db" "$db-wal" "$db-shm"
 }
 
-run_postgres() { # label, then bench flags
-    local label="$1" name="adcp_outbox_bench_$$_$RANDOM$RANDOM" cpu0 cpu1
-    shift
+run_postgres() { # bin, label, then bench flags
+    local bin="$1" label="$2" name="adcp_outbox_bench_$$_$RANDOM$RANDOM" cpu0 cpu1
+    shift 2
     psql_admin -c "CREATE DATABASE $name" >/dev/null
     CREATED+=("$name")
     cpu0="$(server_cpu)"
-    "${BENCH[@]}" --outbox "$(db_url "$name")" --outbox-migrate "$@" \
+    "$bin" bench --url "$URL" -n "$N" -c "$C" --allow-http --allow-private-destinations \
+        --keep-up-secs "$KEEP_UP_SECS" --outbox "$(db_url "$name")" --outbox-migrate "$@" \
         >"$WORK/line.json" ||
         echo "warning: $label exited with status $? (the line records what failed)" >&2
     cpu1="$(server_cpu)"
@@ -172,15 +179,44 @@ run_postgres() { # label, then bench flags
     drop_db "$name"
 }
 
+run_direct() { # bin, label
+    "$1" bench --url "$URL" -n "$N" -c "$C" --allow-http --allow-private-destinations \
+        >"$WORK/line.json" || echo "warning: $2 exited with status $?" >&2
+    record "$2" "" "" <"$WORK/line.json"
+}
+
+# name|engine|label|flags
+CONFIGS=(
+    "sqlite-1|sqlite|sqlite, 1 per enqueue, 1 worker|--enqueue-batch 1"
+    "sqlite-1x8|sqlite|sqlite, 1 per enqueue, 8 enqueuers, 1 worker|--enqueue-batch 1 --enqueuers 8"
+    "sqlite-100|sqlite|sqlite, 100 per enqueue, 1 worker|--enqueue-batch 100"
+    "postgres-1|postgres|postgres, 1 per enqueue, 1 worker|--enqueue-batch 1"
+    "postgres-1x8|postgres|postgres, 1 per enqueue, 8 enqueuers, 1 worker|--enqueue-batch 1 --enqueuers 8"
+    "postgres-100|postgres|postgres, 100 per enqueue, 1 worker|--enqueue-batch 100"
+    "postgres-100-rate|postgres|postgres, 100 per enqueue, 1 worker, $PG_RATE/s|--enqueue-batch 100 --rate $PG_RATE"
+    "postgres-100x2|postgres|postgres, 100 per enqueue, 2 workers|--enqueue-batch 100 --workers 2"
+)
+WANTED="${BENCH_CONFIGS:-}"
+BINS=("$BIN")
+[[ -n "${BENCH_BASE_BIN:-}" ]] && BINS+=("$BENCH_BASE_BIN")
+tag() { [[ "$1" == "$BIN" ]] && echo "" || echo " [base]"; }
+
 note "SQLite and PostgreSQL, $RUNS runs each, interleaved"
 for i in $(seq "$RUNS"); do
     echo "-- run $i of $RUNS" >&2
-    run_sqlite "sqlite, 1 per enqueue, 1 worker" --enqueue-batch 1
-    run_sqlite "sqlite, 100 per enqueue, 1 worker" --enqueue-batch 100
-    run_postgres "postgres, 1 per enqueue, 1 worker" --enqueue-batch 1
-    run_postgres "postgres, 100 per enqueue, 1 worker" --enqueue-batch 100
-    run_postgres "postgres, 100 per enqueue, 1 worker, $PG_RATE/s" --enqueue-batch 100 --rate "$PG_RATE"
-    run_postgres "postgres, 100 per enqueue, 2 workers" --enqueue-batch 100 --workers 2
+    for bin in "${BINS[@]}"; do
+        run_direct "$bin" "direct send$(tag "$bin")"
+    done
+    for entry in "${CONFIGS[@]}"; do
+        IFS='|' read -r name engine label flags <<<"$entry"
+        if [[ -n "$WANTED" && " $WANTED " != *" $name "* ]]; then
+            continue
+        fi
+        for bin in "${BINS[@]}"; do
+            # shellcheck disable=SC2086 # flags are words
+            "run_$engine" "$bin" "$label$(tag "$bin")" $flags
+        done
+    done
 done
 
 cleanup

@@ -48,13 +48,24 @@ def main():
     a = ap.parse_args()
 
     groups = OrderedDict()
+    direct_rates = OrderedDict()
+    # The direct send measured last for each build ("" or " [base]"): every outbox line is
+    # divided by the one of its own run and build.
+    last_direct = {}
     with open(a.results) as f:
         for raw in f:
             raw = raw.strip()
             if not raw:
                 continue
             rec = json.loads(raw)
-            groups.setdefault(rec["label"], []).append(rec)
+            label = rec["label"]
+            build = " [base]" if label.endswith(" [base]") else ""
+            if label.startswith("direct send"):
+                last_direct[build] = rec["result"].get("per_sec")
+                direct_rates.setdefault(label, []).append(rec["result"].get("per_sec"))
+                continue
+            rec["direct"] = last_direct.get(build)
+            groups.setdefault(label, []).append(rec)
 
     out = []
     if a.date or a.machine:
@@ -88,6 +99,12 @@ def main():
                 "failed": sum(r.get("failed") or 0 for r in rs),
                 "enqueue": median(r.get("enqueue_per_sec") for r in rs),
                 "drain": median(r.get("delivery_per_sec") for r in rs),
+                "x_direct": median(
+                    rec["result"].get("delivery_per_sec") / rec["direct"]
+                    if rec.get("direct") and rec["result"].get("delivery_per_sec")
+                    else None
+                    for rec in recs
+                ),
                 "drain_all": [r.get("delivery_per_sec") for r in rs],
                 "offered": median(dig(r, "phases", "keep_up", "offered_per_sec") for r in rs),
                 "kept": f"{sum(1 for k in kept if k)}/{len(kept)}",
@@ -125,16 +142,23 @@ def main():
             }
         )
 
+    for label, rates in direct_rates.items():
+        out.append(
+            f"{label}: median {fmt(median(rates))} webhooks/s (runs: "
+            f"{', '.join(fmt(x) for x in rates)}), the baseline of the \"× direct\" column."
+        )
+        out.append("")
     out.append(
-        "| configuration | runs | enqueue webhooks/s | drain deliveries/s | keep-up offered/s "
+        "| configuration | runs | enqueue webhooks/s | drain deliveries/s | drain × direct (median of per-run ratios) | keep-up offered/s "
         "| kept up | enqueue→first attempt p50 ms | p99 ms | SQL round trips per delivery "
         "(enqueue+lease+complete) | commits per delivery | SQL statements per webhook while keeping up "
         "| drain runs (deliveries/s) |"
     )
-    out.append("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    out.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         out.append(
             f"| {r['label']} | {r['runs']} | {fmt(r['enqueue'])} | {fmt(r['drain'])} "
+            f"| {fmt(r['x_direct'], 3)} "
             f"| {fmt(r['offered'])} | {r['kept']} | {fmt(r['p50'])} | {fmt(r['p99'])} "
             f"| {fmt(r['rt'], 3)} | {fmt(r['commits'], 3)} | {fmt(r['rt_keep'], 2)} "
             f"| {', '.join(fmt(x) for x in r['drain_all'])} |"

@@ -36,8 +36,9 @@ readonly PY_REQUIREMENTS="$REPO_ROOT/tests/interop/requirements.txt"
 # Records which requirements file the venv was built from, so an edited pin list
 # triggers a reinstall while an unchanged one costs nothing.
 readonly VENV_STAMP="$VENV_DIR/.interop-requirements.sha256"
-# Library features the tests need that are off by default (the PostgreSQL outbox store).
-readonly TEST_FEATURES="adcp-webhooks/postgres"
+# Library features the tests need that are off by default (the PostgreSQL outbox store, the
+# PKCS#11 signer).
+readonly TEST_FEATURES="adcp-webhooks/postgres,adcp-webhooks/pkcs11"
 
 # Tests that need an outside resource (the Python SDK) fail without it instead of skipping.
 export CI=1
@@ -137,6 +138,40 @@ install_postgres() {
         echo "error: the postgresql package installed no server binary" >&2
         return 1
     }
+}
+
+# SoftHSM2 for the PKCS#11 tests: the Debian package, installed when missing (needs root and
+# apt). The tests make their own tokens in temporary directories (SOFTHSM2_CONF), so nothing
+# else is set up here; with CI set they fail if it is absent.
+softhsm_module() {
+    local m
+    for m in /usr/lib/softhsm/libsofthsm2.so /usr/lib/*/softhsm/libsofthsm2.so; do
+        [[ -f "$m" ]] && { printf '%s\n' "$m"; return 0; }
+    done
+    return 1
+}
+
+install_softhsm() {
+    if command -v softhsm2-util >/dev/null 2>&1 && softhsm_module >/dev/null; then
+        echo "SoftHSM2: $(softhsm2-util --version) ($(softhsm_module))"
+        return 0
+    fi
+    if [[ "$(id -u)" != 0 ]] || ! command -v apt-get >/dev/null 2>&1; then
+        echo "error: SoftHSM2 is not installed and this is not root with apt-get;" \
+            "install the softhsm2 package, then rerun" >&2
+        return 1
+    fi
+    echo "installing SoftHSM2 from the Debian packages"
+    export DEBIAN_FRONTEND=noninteractive
+    if ! apt-get install -y -q --no-install-recommends softhsm2 >/dev/null; then
+        apt-get update -q >/dev/null
+        apt-get install -y -q --no-install-recommends softhsm2 >/dev/null
+    fi
+    softhsm_module >/dev/null || {
+        echo "error: the softhsm2 package installed no libsofthsm2.so" >&2
+        return 1
+    }
+    echo "SoftHSM2: $(softhsm2-util --version) ($(softhsm_module))"
 }
 
 # Runs a PostgreSQL program as the user that owns the cluster.
@@ -288,6 +323,7 @@ main() {
     step "Python interop environment (adcp $ADCP_SDK_VERSION)" setup_python
     step "PostgreSQL on loopback" start_postgres
     step "Chromium for the console's browser tests" install_chromium
+    step "SoftHSM2 (PKCS#11 tests)" install_softhsm
     step "Cargo.lock" check_lockfile
     step "cargo fmt --check" check_fmt
     step "cargo clippy -D warnings" check_clippy

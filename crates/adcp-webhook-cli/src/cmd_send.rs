@@ -25,9 +25,13 @@ pub struct SendArgs {
 /// (`send mcp --key k.pem --url ...`).
 #[derive(Args, Debug, Clone)]
 pub struct SendTarget {
-    /// Private key: a PEM (with --kid) or a private JWK file.
-    #[arg(long, value_name = "FILE", global = true)]
-    key: Option<PathBuf>,
+    /// Private key: a PEM (with --kid), a private JWK file, or a key in a PKCS#11 token
+    /// (`pkcs11:token=...;object=...?pin-source=file:...`, with --pkcs11-module).
+    #[arg(long, value_name = "FILE|URI", global = true)]
+    key: Option<String>,
+    /// The PKCS#11 module (shared library) for a `pkcs11:` key.
+    #[arg(long, value_name = "PATH", env = "ADCP_PKCS11_MODULE", global = true)]
+    pkcs11_module: Option<PathBuf>,
     /// Key id (required with a PEM; overrides a JWK's kid).
     #[arg(long, global = true)]
     kid: Option<String>,
@@ -73,15 +77,19 @@ pub async fn run(a: SendArgs) -> Result<ExitCode, String> {
     let key_path = t
         .key
         .as_ref()
-        .ok_or("pass --key with a PEM (and --kid) or a private JWK file")?;
-    let key = keyfile::load_signing_key(key_path, t.kid.as_deref(), t.alg)?;
-    let sender = WebhookSender::builder(key)
+        .ok_or("pass --key with a PEM (and --kid), a private JWK file or a pkcs11: URI")?;
+    let signer = keyfile::load_signer(keyfile::KeyRef {
+        key: key_path,
+        kid: t.kid.as_deref(),
+        alg: t.alg,
+        module: t.pkcs11_module.as_deref(),
+    })?;
+    let sender = WebhookSender::builder(signer)
         .timeout(Duration::from_secs(t.timeout_secs.max(1)))
         .destination_policy(t.destinations.policy())
         .build()
         .map_err(|e| e.to_string())?;
-    let payload = a.kind.payload()?;
-    let mut prepared = sender.prepare(&url, &payload).map_err(|e| e.to_string())?;
+    let mut prepared = a.kind.prepare(&url)?;
     for h in &t.headers {
         let (k, v) = parse_header(h)?;
         prepared = prepared.with_header(&k, &v).map_err(|e| e.to_string())?;

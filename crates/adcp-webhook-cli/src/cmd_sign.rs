@@ -13,9 +13,13 @@ use std::process::ExitCode;
 /// The signing key flags of `sign`.
 #[derive(Args, Debug, Clone)]
 pub struct KeyArgs {
-    /// Private key: a PEM (with --kid) or a private JWK file.
-    #[arg(long, value_name = "FILE")]
-    key: PathBuf,
+    /// Private key: a PEM (with --kid), a private JWK file, or a key in a PKCS#11 token
+    /// (`pkcs11:...`, with --pkcs11-module).
+    #[arg(long, value_name = "FILE|URI")]
+    key: String,
+    /// The PKCS#11 module (shared library) for a `pkcs11:` key.
+    #[arg(long, value_name = "PATH", env = "ADCP_PKCS11_MODULE")]
+    pkcs11_module: Option<PathBuf>,
     /// Key id (required with a PEM; overrides a JWK's kid).
     #[arg(long)]
     kid: Option<String>,
@@ -56,8 +60,13 @@ pub struct SignArgs {
 /// Run `sign`.
 pub fn run(a: SignArgs) -> Result<ExitCode, String> {
     use adcp_webhooks::clock::{RandomNonce, SystemClock};
-    use adcp_webhooks::signing::{SignOptions, sign_webhook};
-    let key = keyfile::load_signing_key(&a.key.key, a.key.kid.as_deref(), a.key.alg)?;
+    use adcp_webhooks::signing::{SignOptions, prepare_signature};
+    let signer = keyfile::load_signer(keyfile::KeyRef {
+        key: &a.key.key,
+        kid: a.key.kid.as_deref(),
+        alg: a.key.alg,
+        module: a.key.pkcs11_module.as_deref(),
+    })?;
     let body = match (&a.body, &a.body_file) {
         (Some(b), _) => b.clone().into_bytes(),
         (None, Some(f)) => {
@@ -79,17 +88,27 @@ pub fn run(a: SignArgs) -> Result<ExitCode, String> {
         nonce: a.nonce.clone(),
         ..SignOptions::default()
     };
-    let signed = sign_webhook(
+    let pending = prepare_signature(
         "POST",
         url.wire_str(),
         &headers,
         &body,
-        &key,
+        signer.kid(),
+        signer.algorithm(),
         &options,
         &SystemClock,
         &RandomNonce,
     )
     .map_err(|e| e.to_string())?;
+    // An in-memory key answers at once; a token is waited for on this thread.
+    let signature = match signer.sign(pending.base()).into_ready() {
+        Ok(result) => result,
+        Err(later) => {
+            tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(later))
+        }
+    }
+    .map_err(|e| e.to_string())?;
+    let signed = pending.finish(&signature).map_err(|e| e.to_string())?;
     let mut map = serde_json::Map::new();
     for (k, v) in headers
         .iter()

@@ -36,8 +36,18 @@ pub struct VerifyArgs {
 #[derive(Args, Debug)]
 pub struct ReceiveArgs {
     /// The sender's public key set {"keys":[...]}.
-    #[arg(long, value_name = "FILE")]
-    pub jwks: PathBuf,
+    #[arg(long, value_name = "FILE", required_unless_present = "agent_url")]
+    pub jwks: Option<PathBuf>,
+    /// Discover the sender's keys from its agent URL instead of --jwks: its operator's
+    /// brand.json (`<origin>/.well-known/brand.json`) names the agent's jwks_uri, fetched
+    /// under the destination policy and refetched when a new kid appears (rotation).
+    #[arg(long, value_name = "URL", conflicts_with = "jwks")]
+    pub agent_url: Option<String>,
+    /// With --agent-url: read this brand.json instead of the well-known one.
+    #[arg(long, value_name = "URL", requires = "agent_url")]
+    pub brand_json_url: Option<String>,
+    #[command(flatten)]
+    pub discovery: crate::common::DestinationArgs,
     /// Address to listen on (plain HTTP), e.g. 127.0.0.1:8080; port 0 picks a free port.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
@@ -66,7 +76,8 @@ pub struct ReceiveArgs {
     /// (the body bytes unchanged, with `X-AdCP-Verified-Keyid`, `X-AdCP-Idempotency-Key` and
     /// `X-AdCP-Webhook-Kind`; no signature headers). The sender gets 200 only once the
     /// application answered 2xx; an application error or timeout gets it 503 and releases the
-    /// claim, so its retry is forwarded again.
+    /// claim, so its retry is forwarded again. A verified destination challenge is answered
+    /// here with its echo, never forwarded.
     #[arg(long, value_name = "URL")]
     pub forward: Option<String>,
     /// How long the application may take to answer a forwarded webhook (shorter than
@@ -265,15 +276,40 @@ impl Forward {
     }
 }
 
-/// Run `receive` until SIGINT or SIGTERM.
-pub async fn run_receive(args: ReceiveArgs) -> Result<(), String> {
-    let jwks = StaticJwks::from_file(&args.jwks).map_err(|e| e.to_string())?;
+/// The verifier of `receive`: the keys of --jwks, or those discovered from --agent-url.
+async fn receive_verifier(args: &ReceiveArgs) -> Result<WebhookVerifier, String> {
+    if let Some(agent) = &args.agent_url {
+        let mut discovery = adcp_webhooks::verify::AgentKeyDiscovery::new(agent.clone())
+            .map_err(|e| e.to_string())?
+            .destination_policy(args.discovery.policy())
+            .allow_insecure_http(args.discovery.allow_http);
+        if let Some(url) = &args.brand_json_url {
+            discovery = discovery.brand_json_url(url.clone());
+        }
+        let found = discovery.discover().await.map_err(|e| e.to_string())?;
+        eprintln!(
+            "keys of {} from {} (via {})",
+            found.agent_url, found.jwks_uri, found.brand_json_url
+        );
+        return Ok(WebhookVerifier::new(found.keys));
+    }
+    let path = args
+        .jwks
+        .as_ref()
+        .ok_or("pass --jwks FILE or --agent-url URL")?;
+    let jwks = StaticJwks::from_file(path).map_err(|e| e.to_string())?;
     if jwks.is_empty() {
         return Err(format!(
             "{} holds no keys; every webhook would be rejected",
-            args.jwks.display()
+            path.display()
         ));
     }
+    Ok(WebhookVerifier::new(jwks))
+}
+
+/// Run `receive` until SIGINT or SIGTERM.
+pub async fn run_receive(args: ReceiveArgs) -> Result<(), String> {
+    let verifier = receive_verifier(&args).await?;
     let target = match &args.public_url {
         Some(url) => {
             if !(url.starts_with("https://") || url.starts_with("http://")) {
@@ -315,7 +351,7 @@ pub async fn run_receive(args: ReceiveArgs) -> Result<(), String> {
             })
         }
     };
-    let mut builder = WebhookReceiver::builder(WebhookVerifier::new(jwks))
+    let mut builder = WebhookReceiver::builder(verifier)
         .target_uri(target)
         .claim_lease_secs(lease_secs);
     if let Some(name) = &args.sender {

@@ -1,6 +1,7 @@
 //! Flags for each webhook kind, turned into the kind's JSON object (wire field names) and
 //! handed to the library's typed payloads: the CLI holds no payload rules of its own.
 
+use adcp_webhooks::PreparedWebhook;
 use adcp_webhooks::payload::{AnyWebhook, WebhookKind};
 use clap::{Args, Subcommand};
 use serde_json::{Map, Value};
@@ -19,6 +20,32 @@ pub enum KindArgs {
     CollectionListChanged(ListChangedArgs),
     /// Governance property-list-changed webhook.
     PropertyListChanged(ListChangedArgs),
+    /// account.status_changed notification.
+    AccountStatusChanged(AccountStatusChangedArgs),
+    /// account.change_recorded notification.
+    AccountChangeRecorded(AccountChangeRecordedArgs),
+    /// capabilities.changed notification.
+    CapabilitiesChanged(CapabilitiesChangedArgs),
+    /// principal.changed notification.
+    PrincipalChanged(PrincipalChangedArgs),
+    /// creative.status_changed notification.
+    CreativeStatusChanged(CreativeStatusChangedArgs),
+    /// creative.assignment_changed notification.
+    CreativeAssignmentChanged(CreativeAssignmentChangedArgs),
+    /// creative.purged notification.
+    CreativePurged(CreativePurgedArgs),
+    /// indicators.changed notification.
+    IndicatorsChanged(IndicatorsChangedArgs),
+    /// reporting.ledger_changed notification.
+    ReportingLedgerChanged(ReportingLedgerChangedArgs),
+    /// reporting.status_changed notification.
+    ReportingStatusChanged(ReportingStatusChangedArgs),
+    /// reporting.delivery_ready notification.
+    ReportingDeliveryReady(ReportingDeliveryReadyArgs),
+    /// Wholesale feed event (product.*, signal.*, wholesale_feed.bulk_change).
+    WholesaleFeed(WholesaleFeedArgs),
+    /// Scheduled media buy delivery report (MCP webhook of media_buy_delivery).
+    MediaBuyDelivery(MediaBuyDeliveryArgs),
     /// Any JSON object, with an explicit idempotency key injected into it.
     Raw(RawArgs),
 }
@@ -153,6 +180,157 @@ pub struct RawArgs {
     pub body: Option<String>,
 }
 
+/// Declares the flags of a kind whose fields map one to one onto wire fields: `str` flags
+/// give a string, `json` flags a JSON value (`--issue-ids '["i_1"]'`, `--delivery-config-version 3`),
+/// `nullable` flags a string or the word `null`. Each flag overrides the same field of
+/// `--payload-file`; fields left out of both get the library's defaults (`idempotency_key`,
+/// `fired_at` or `timestamp`, the discriminator) or are refused as missing.
+macro_rules! kind_args {
+    ($(
+        $(#[$doc:meta])*
+        $name:ident {
+            str: [$($s:ident),* $(,)?],
+            json: [$($j:ident),* $(,)?],
+            nullable: [$($n:ident),* $(,)?] $(,)?
+        }
+    )+) => {$(
+        $(#[$doc])*
+        #[derive(Args, Debug, Clone)]
+        pub struct $name {
+            #[command(flatten)]
+            pub common: CommonPayloadArgs,
+            $(
+                #[allow(missing_docs)]
+                #[arg(long, help = concat!("Sets `", stringify!($s), "`."))]
+                pub $s: Option<String>,
+            )*
+            $(
+                #[allow(missing_docs)]
+                #[arg(long, value_name = "JSON", help = concat!("Sets `", stringify!($j), "`, as JSON."))]
+                pub $j: Option<String>,
+            )*
+            $(
+                #[allow(missing_docs)]
+                #[arg(long, help = concat!("Sets `", stringify!($n), "` (RFC 3339), or `null`."))]
+                pub $n: Option<String>,
+            )*
+        }
+
+        impl $name {
+            fn object(&self) -> Result<Map<String, Value>, String> {
+                let mut o = base_object(&self.common)?;
+                $( set_str(&mut o, stringify!($s), &self.$s); )*
+                $( set_json(&mut o, stringify!($j), &self.$j)?; )*
+                $(
+                    if let Some(v) = &self.$n {
+                        let v = if v == "null" { Value::Null } else { Value::String(v.clone()) };
+                        o.insert(stringify!($n).into(), v);
+                    }
+                )*
+                Ok(o)
+            }
+        }
+    )+};
+}
+
+kind_args! {
+    /// account.status_changed fields.
+    AccountStatusChangedArgs {
+        str: [notification_id, subscriber_id, fired_at, account_id, previous_status, status,
+              observed_at, reason_code, reason_detail],
+        json: [setup],
+        nullable: [],
+    }
+    /// account.change_recorded fields.
+    AccountChangeRecordedArgs {
+        str: [notification_id, subscriber_id, fired_at, account_id, change_id, recorded_at,
+              action, through_cursor],
+        json: [resource],
+        nullable: [],
+    }
+    /// capabilities.changed fields.
+    CapabilitiesChangedArgs {
+        str: [notification_id, subscriber_id, fired_at, agent_url, changed_at, reason,
+              capabilities_version],
+        json: [changed_paths],
+        nullable: [],
+    }
+    /// principal.changed fields.
+    PrincipalChangedArgs {
+        str: [notification_id, subscriber_id, fired_at, agent_url, changed_at, reason,
+              destination_id],
+        json: [],
+        nullable: [],
+    }
+    /// creative.status_changed fields.
+    CreativeStatusChangedArgs {
+        str: [notification_id, subscriber_id, fired_at, account_id, creative_id, reason_code,
+              initiator, revision_id, reason_detail],
+        json: [transition],
+        nullable: [],
+    }
+    /// creative.assignment_changed fields.
+    CreativeAssignmentChangedArgs {
+        str: [notification_id, subscriber_id, fired_at, account_id, media_buy_id, package_id,
+              creative_id, change_kind, observed_at],
+        json: [],
+        nullable: [],
+    }
+    /// creative.purged fields.
+    CreativePurgedArgs {
+        str: [notification_id, subscriber_id, fired_at, account_id, creative_id, purge_kind,
+              purged_at, reason_code, initiator, reason_detail],
+        json: [],
+        nullable: [],
+    }
+    /// indicators.changed fields.
+    IndicatorsChangedArgs {
+        str: [notification_id, subscriber_id, fired_at, account_id, relationship_kind,
+              media_buy_id, package_id, creative_id, change_kind, observed_at],
+        json: [changed_indicator_types],
+        nullable: [],
+    }
+    /// reporting.ledger_changed fields.
+    ReportingLedgerChangedArgs {
+        str: [notification_id, subscriber_id, fired_at, account_id, change_kind,
+              reporting_revision_id, supersedes_reporting_revision_id, finality,
+              reporting_adjustment_id, adjusts_reporting_revision_id],
+        json: [],
+        nullable: [],
+    }
+    /// reporting.status_changed fields.
+    ReportingStatusChangedArgs {
+        str: [notification_id, subscriber_id, fired_at, account_id, delivery_config_id,
+              feed_purpose, health, previous_health, reporting_obligation_id],
+        json: [delivery_config_version, issue_ids],
+        nullable: [],
+    }
+    /// reporting.delivery_ready fields.
+    ReportingDeliveryReadyArgs {
+        str: [notification_id, subscriber_id, fired_at, account_id, delivery_config_id,
+              feed_purpose, reporting_revision_id, reporting_materialization_id, readiness,
+              finality],
+        json: [delivery_config_version],
+        nullable: [data_through],
+    }
+    /// Wholesale feed fields (notification_type and notification_id default to the event's
+    /// event_type and event_id).
+    WholesaleFeedArgs {
+        str: [notification_id, notification_type, subscriber_id, fired_at, account_id,
+              wholesale_feed_version, previous_wholesale_feed_version, cache_scope,
+              product_payload_view],
+        json: [event],
+        nullable: [],
+    }
+    /// Delivery report fields (task_type is media_buy_delivery; status defaults to completed).
+    MediaBuyDeliveryArgs {
+        str: [task_id, operation_id, status, timestamp, message, token, notification_id,
+              context_id, protocol],
+        json: [result],
+        nullable: [],
+    }
+}
+
 fn base_object(common: &CommonPayloadArgs) -> Result<Map<String, Value>, String> {
     let mut obj = match &common.payload_file {
         Some(path) => {
@@ -196,6 +374,19 @@ impl KindArgs {
             Self::Artifact(_) => WebhookKind::Artifact,
             Self::CollectionListChanged(_) => WebhookKind::CollectionListChanged,
             Self::PropertyListChanged(_) => WebhookKind::PropertyListChanged,
+            Self::AccountStatusChanged(_) => WebhookKind::AccountStatusChanged,
+            Self::AccountChangeRecorded(_) => WebhookKind::AccountChangeRecorded,
+            Self::CapabilitiesChanged(_) => WebhookKind::CapabilitiesChanged,
+            Self::PrincipalChanged(_) => WebhookKind::PrincipalChanged,
+            Self::CreativeStatusChanged(_) => WebhookKind::CreativeStatusChanged,
+            Self::CreativeAssignmentChanged(_) => WebhookKind::CreativeAssignmentChanged,
+            Self::CreativePurged(_) => WebhookKind::CreativePurged,
+            Self::IndicatorsChanged(_) => WebhookKind::IndicatorsChanged,
+            Self::ReportingLedgerChanged(_) => WebhookKind::ReportingLedgerChanged,
+            Self::ReportingStatusChanged(_) => WebhookKind::ReportingStatusChanged,
+            Self::ReportingDeliveryReady(_) => WebhookKind::ReportingDeliveryReady,
+            Self::WholesaleFeed(_) => WebhookKind::WholesaleFeed,
+            Self::MediaBuyDelivery(_) => WebhookKind::MediaBuyDelivery,
             Self::Raw(_) => WebhookKind::Raw,
         }
     }
@@ -248,6 +439,19 @@ impl KindArgs {
                 o
             }
             Self::CollectionListChanged(a) | Self::PropertyListChanged(a) => list_object(a)?,
+            Self::AccountStatusChanged(a) => a.object()?,
+            Self::AccountChangeRecorded(a) => a.object()?,
+            Self::CapabilitiesChanged(a) => a.object()?,
+            Self::PrincipalChanged(a) => a.object()?,
+            Self::CreativeStatusChanged(a) => a.object()?,
+            Self::CreativeAssignmentChanged(a) => a.object()?,
+            Self::CreativePurged(a) => a.object()?,
+            Self::IndicatorsChanged(a) => a.object()?,
+            Self::ReportingLedgerChanged(a) => a.object()?,
+            Self::ReportingStatusChanged(a) => a.object()?,
+            Self::ReportingDeliveryReady(a) => a.object()?,
+            Self::WholesaleFeed(a) => a.object()?,
+            Self::MediaBuyDelivery(a) => a.object()?,
             Self::Raw(a) => {
                 let mut o = match &a.body {
                     Some(body) => match serde_json::from_str::<Value>(body) {
@@ -274,11 +478,31 @@ impl KindArgs {
         })
     }
 
-    /// Build the typed payload, exactly as the library would from the same JSON.
-    pub fn payload(&self) -> Result<AnyWebhook, String> {
+    /// The webhook to send to `url`: every value `--payload-file` and the flags give is kept
+    /// exactly as given (a timestamp keeps its spelling, an object its contents); the library
+    /// fills in what they leave out (the idempotency key, the fire time, the discriminator) and
+    /// checks the whole body as the kind, before and after the values are put back.
+    pub fn prepare(&self, url: &str) -> Result<PreparedWebhook, String> {
         let kind = self.kind();
-        AnyWebhook::from_value(kind, Value::Object(self.object()?))
-            .map_err(|e| format!("invalid {kind} webhook: {e}"))
+        let given = self.object()?;
+        let invalid = |e: &dyn std::fmt::Display| format!("invalid {kind} webhook: {e}");
+        let typed =
+            AnyWebhook::from_value(kind, Value::Object(given.clone())).map_err(|e| invalid(&e))?;
+        let filled = PreparedWebhook::new(url, &typed).map_err(|e| e.to_string())?;
+        let mut body: Map<String, Value> =
+            serde_json::from_slice(filled.body()).map_err(|e| invalid(&e))?;
+        body.extend(given);
+        let body = Value::Object(body);
+        AnyWebhook::from_value(kind, body.clone()).map_err(|e| invalid(&e))?;
+        let bytes = serde_json::to_vec(&body).map_err(|e| invalid(&e))?;
+        PreparedWebhook::from_parts(
+            filled.webhook_url().clone(),
+            bytes.into(),
+            filled.idempotency_key().clone(),
+            kind,
+            Vec::new(),
+        )
+        .map_err(|e| e.to_string())
     }
 }
 

@@ -1,10 +1,12 @@
 //! The `adcp-webhook` binary as a user runs it.
 
+mod support;
+
 use adcp_webhooks::keys::VerifyingKey;
 use adcp_webhooks::signing::verify_webhook_signature;
 use serde_json::Value;
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Write};
 use std::net::TcpListener;
 use std::process::{Command, Output};
 use std::sync::mpsc;
@@ -280,25 +282,7 @@ fn receiver(statuses: Vec<u16>) -> (String, mpsc::Receiver<Received>) {
             };
             stream.set_read_timeout(Some(Duration::from_secs(10))).ok();
             let mut reader = BufReader::new(stream.try_clone().expect("clone"));
-            let mut line = String::new();
-            reader.read_line(&mut line).ok();
-            let target = line.split_whitespace().nth(1).unwrap_or("/").to_owned();
-            let mut headers = BTreeMap::new();
-            loop {
-                let mut h = String::new();
-                if reader.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
-                    break;
-                }
-                if let Some((k, v)) = h.trim_end().split_once(':') {
-                    headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_owned());
-                }
-            }
-            let len = headers
-                .get("content-length")
-                .and_then(|l| l.parse().ok())
-                .unwrap_or(0);
-            let mut body = vec![0; len];
-            reader.read_exact(&mut body).ok();
+            let (target, headers, body) = support::read_request(&mut reader).unwrap_or_default();
             let _ = write!(
                 stream,
                 "HTTP/1.1 {status} X\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok"

@@ -860,8 +860,164 @@ async fn one_destinations_backlog_never_hides_anothers_work(db: TestDb) {
     assert_eq!(keys.last().copied(), Some("whk_busy_00000000000007"));
 }
 
+/// Many tasks enqueueing one webhook at a time through one store (which groups concurrent
+/// enqueues into shared commits): each caller gets its own answer, a conflicting caller alone
+/// is refused, and every accepted webhook is stored once.
+async fn concurrent_enqueues_each_get_their_own_answer(db: TestDb) {
+    let store = db.open().await;
+    store
+        .enqueue(vec![new(
+            "https://a.example/hook",
+            "whk_concurrent_stored_1",
+            "{\"v\":1}",
+        )])
+        .await
+        .unwrap();
+    let mut tasks = Vec::new();
+    for t in 0..8 {
+        let store = std::sync::Arc::clone(&store);
+        tasks.push(tokio::spawn(async move {
+            let mut mine = Vec::new();
+            for i in 0..40 {
+                let key = format!("whk_concurrent_{t}_{i:04}_x");
+                let got = store
+                    .enqueue(vec![new("https://a.example/hook", &key, "{}")])
+                    .await
+                    .unwrap();
+                mine.push((got[0].id, key));
+                if t == 3 && i == 20 {
+                    let refused = store
+                        .enqueue(vec![new(
+                            "https://a.example/hook",
+                            "whk_concurrent_stored_1",
+                            "{\"v\":2}",
+                        )])
+                        .await;
+                    assert!(
+                        matches!(refused, Err(StoreError::IdempotencyConflict { .. })),
+                        "{refused:?}"
+                    );
+                }
+            }
+            mine
+        }));
+    }
+    let mut ids = std::collections::HashSet::new();
+    for task in tasks {
+        for (id, key) in task.await.unwrap() {
+            assert!(ids.insert(id), "one id per webhook");
+            let row = store.get(id).await.unwrap().expect("stored");
+            assert_eq!(
+                row.summary.idempotency_key, key,
+                "each caller gets its own row"
+            );
+        }
+    }
+    assert_eq!(ids.len(), 320);
+    assert_eq!(store.counts(T0).await.unwrap().pending, 321);
+}
+
+/// A batch of successes (the common case, written set-based on SQLite) records exactly what
+/// one completion at a time would: each attempt logged with its number, status and response
+/// excerpt, each delivery delivered, the destinations' failure runs reset; a delivery that the
+/// worker of an earlier lease delivered meanwhile reports its lease lost but keeps the attempt
+/// in its log.
+async fn a_batch_of_successes_records_each_attempt(db: TestDb) {
+    let store = db.open().await;
+    store
+        .enqueue(
+            (1..=4)
+                .map(|i| {
+                    let host = if i % 2 == 0 { "b" } else { "a" };
+                    new(
+                        &format!("https://{host}.example/hook"),
+                        &format!("whk_batch_ok_{i:010}"),
+                        "{}",
+                    )
+                })
+                .collect(),
+        )
+        .await
+        .unwrap();
+    let leased = store.lease(lease_req(T0, 10)).await.unwrap();
+    assert_eq!(leased.len(), 4);
+    // Destination b has a failure run to reset.
+    let failing = failed_completion(&leased[1], T0 + 1, None);
+    assert_eq!(
+        store
+            .complete(vec![failing], DisableRules::default(), T0 + 1)
+            .await
+            .unwrap(),
+        [CompleteStatus::Applied]
+    );
+    let retaken = store.lease(lease_req(T0 + 40_000, 10)).await.unwrap();
+    assert_eq!(retaken.len(), 4, "every lease ran out at T0 + 30 s");
+    // One of them is delivered first, by the worker whose lease ran out (the receiver has it).
+    let stale = leased
+        .iter()
+        .find(|d| d.id == retaken[0].id)
+        .expect("the same delivery");
+    assert_ne!(stale.token, retaken[0].token);
+    let first = ok_completion(stale, T0 + 40_001);
+    assert_eq!(
+        store
+            .complete(vec![first], DisableRules::default(), T0 + 40_001)
+            .await
+            .unwrap(),
+        [CompleteStatus::Applied]
+    );
+    let mut before = Vec::new();
+    for d in &retaken {
+        before.push(store.get(d.id).await.unwrap().unwrap().attempts.len());
+    }
+    let batch: Vec<Completion> = retaken
+        .iter()
+        .enumerate()
+        .map(|(i, d)| {
+            let mut c = ok_completion(d, T0 + 40_010 + i as i64);
+            c.attempt.response_body = Some(Bytes::from(format!("ok {i}")));
+            c
+        })
+        .collect();
+    let statuses = store
+        .complete(batch, DisableRules::default(), T0 + 40_020)
+        .await
+        .unwrap();
+    assert_eq!(
+        statuses,
+        [
+            CompleteStatus::LeaseLost,
+            CompleteStatus::Applied,
+            CompleteStatus::Applied,
+            CompleteStatus::Applied
+        ]
+    );
+    for (i, d) in retaken.iter().enumerate() {
+        let detail = store.get(d.id).await.unwrap().expect("stored");
+        assert_eq!(detail.summary.state, DeliveryState::Delivered, "{i}");
+        assert_eq!(
+            detail.attempts.len(),
+            before[i] + 1,
+            "{i}: one more attempt logged"
+        );
+        let last = detail.attempts.last().expect("attempts logged");
+        assert_eq!(usize::try_from(last.number).unwrap(), detail.attempts.len());
+        assert_eq!(last.record.status, Some(200));
+        assert_eq!(last.record.started_at_ms, T0 + 40_010 + i as i64);
+        assert_eq!(
+            last.record.response_body.as_deref(),
+            Some(format!("ok {i}").as_bytes())
+        );
+    }
+    for dest in store.destinations().await.unwrap() {
+        assert_eq!(dest.consecutive_failures, 0, "{}", dest.key);
+    }
+}
+
 on_every_engine!(
     enqueue_is_durable_and_idempotent_per_url_and_key,
+    a_batch_of_successes_records_each_attempt,
+    concurrent_enqueues_each_get_their_own_answer,
     leases_hide_work_until_they_expire_and_fence_late_writers,
     lease_spreads_a_batch_over_destinations_and_skips_excluded_ones,
     outcomes_dead_letters_requeue_and_purge,

@@ -568,6 +568,37 @@ mod postgres {
             detail.extra_headers,
             vec![("X-Tenant".to_owned(), "t1".to_owned())]
         );
+        // Every kind the library queues is accepted, under its name; a destination challenge
+        // is refused, as the library refuses it (its echo can only be checked by the sender
+        // that waits for the answer: `challenge_destination`).
+        for (i, kind) in adcp_webhooks::payload::WebhookKind::ALL.iter().enumerate() {
+            let key = format!("whk_sql_every_kind_{i:04}");
+            let body = format!(r#"{{"idempotency_key":"{key}"}}"#);
+            let result: Result<i64, _> = sqlx::query_scalar(
+                "SELECT adcp_outbox_enqueue(url => $1, body => $2, idempotency_key => $3, kind => $4)",
+            )
+            .bind("https://buyer.example/kinds")
+            .bind(&body)
+            .bind(&key)
+            .bind(kind.as_str())
+            .fetch_one(&pool)
+            .await;
+            if *kind == adcp_webhooks::payload::WebhookKind::WebhookChallenge {
+                let e = result.expect_err("a challenge is not queued");
+                assert!(
+                    e.to_string().contains("unknown kind webhook-challenge"),
+                    "{e}"
+                );
+                continue;
+            }
+            let id = result.unwrap_or_else(|e| panic!("{kind}: {e}"));
+            let detail = store
+                .get(adcp_webhooks::delivery::DeliveryId(id))
+                .await
+                .expect("get")
+                .expect("row");
+            assert_eq!(detail.summary.kind, kind.as_str());
+        }
     }
 
     #[tokio::test]

@@ -108,7 +108,8 @@ fn envelope_vectors_positives_accepted_retry_is_duplicate_negatives_rejected_bef
         panic!("first delivery: {first:?}")
     };
     assert_eq!(first.status(), 200);
-    assert_eq!(accepted.payload.kind(), WebhookKind::Mcp);
+    // A delivery report: the MCP webhook of media_buy_delivery with the report as result.
+    assert_eq!(accepted.payload.kind(), WebhookKind::MediaBuyDelivery);
     assert_eq!(
         accepted.idempotency_key,
         positives[0]["payload"]["idempotency_key"].as_str().unwrap()

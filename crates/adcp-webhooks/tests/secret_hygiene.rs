@@ -352,7 +352,7 @@ async fn senders_verifiers_and_their_logs_never_show_the_key() {
         secrets.debug("WebhookSenderBuilder", &builder);
         let sender = builder.build().expect("sender");
         secrets.debug("WebhookSender", &sender);
-        secrets.debug("WebhookSender::key", sender.key());
+        secrets.debug("WebhookSender::keys", sender.keys());
 
         // A delivery that fails once, a resend, and what they hand back.
         let webhook = McpWebhook::new("task_h", "create_media_buy", TaskStatus::Completed, "op_h");

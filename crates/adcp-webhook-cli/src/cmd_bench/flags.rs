@@ -93,8 +93,8 @@ pub struct BenchArgs {
     /// --url), as a seller with many buyers would.
     #[arg(long = "destinations", default_value_t = 1, requires = "outbox")]
     pub(super) destination_keys: usize,
-    /// The per-destination concurrency cap, across all workers (default: workers × -c, so
-    /// the cap does not bind).
+    /// The per-destination cap on leased deliveries, across all workers (default: workers ×
+    /// 2 × -c, so the cap does not bind: each worker leases up to -c ahead of its -c slots).
     #[arg(long, requires = "outbox")]
     pub(super) per_destination: Option<u32>,
     /// The workers' longest idle sleep between looks for work, in milliseconds.

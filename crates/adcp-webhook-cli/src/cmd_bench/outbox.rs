@@ -203,7 +203,10 @@ impl<'a> OutboxBench<'a> {
         let c = args.concurrency;
         let cap = args
             .per_destination
-            .unwrap_or_else(|| u32::try_from(args.workers.saturating_mul(c)).unwrap_or(u32::MAX))
+            // Each worker leases up to -c deliveries ahead of its -c slots.
+            .unwrap_or_else(|| {
+                u32::try_from(args.workers.saturating_mul(c).saturating_mul(2)).unwrap_or(u32::MAX)
+            })
             .max(1);
         let lease_batch = args.lease_batch.unwrap_or_else(|| {
             u32::try_from(c)

@@ -89,8 +89,8 @@ pub(super) async fn enqueue(db: &OutboxTarget, a: EnqueueArgs) -> Result<ExitCod
     )
     .await?;
     let Some(path) = &t.jsonl else {
-        let payload = a.kind.payload()?;
-        let queued = match outbox.enqueue(&url, &payload, options).await {
+        let prepared = a.kind.prepare(&url)?;
+        let queued = match outbox.enqueue_prepared(prepared, options).await {
             Ok(queued) => queued,
             Err(e) => match conflict(&e) {
                 Some(key) => {

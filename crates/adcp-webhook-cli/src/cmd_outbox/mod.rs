@@ -67,7 +67,7 @@ pub enum OutboxCommand {
     Enqueue(Box<EnqueueArgs>),
     /// Deliver queued webhooks until SIGINT/SIGTERM (or, with --exit-when-idle, until none
     /// is pending). Run several against one PostgreSQL database to share the work.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Print the number of webhooks in each state as JSON.
     Status,
     /// List the webhooks that were given up on, with the reason.
@@ -128,7 +128,7 @@ pub async fn run(args: OutboxArgs) -> Result<ExitCode, String> {
     match args.command {
         OutboxCommand::Migrate => setup::migrate(db).await,
         OutboxCommand::Enqueue(a) => enqueue::enqueue(db, *a).await,
-        OutboxCommand::Run(a) => worker::run_worker(db, a).await,
+        OutboxCommand::Run(a) => worker::run_worker(db, *a).await,
         OutboxCommand::Status => operate::status(db).await,
         OutboxCommand::DeadLetters(a) => operate::dead_letters(db, a).await,
         OutboxCommand::Inspect(a) => operate::inspect(db, a).await,

@@ -8,7 +8,7 @@ use adcp_webhooks::delivery::store::encrypted::{BodyKey, EncryptedStore};
 use adcp_webhooks::delivery::{
     Backoff, BreakerConfig, Outbox, OutboxTarget, RetryPolicy, WorkerConfig,
 };
-use adcp_webhooks::keys::Algorithm;
+use adcp_webhooks::keys::{Algorithm, KeyRing, KeySet};
 use adcp_webhooks::sender::WebhookSender;
 use clap::Args;
 use serde_json::json;
@@ -18,11 +18,26 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// `outbox run`
-#[derive(Args, Debug)]
+#[derive(Args, Debug, Clone)]
 pub struct RunArgs {
-    /// Private key: a PEM (with --kid) or a private JWK file.
-    #[arg(long, value_name = "FILE")]
-    key: PathBuf,
+    /// Private key that signs: a PEM (with --kid), a private JWK file, or a key in a PKCS#11
+    /// token (`pkcs11:...`, with --pkcs11-module). Re-read on SIGHUP: point it at the next
+    /// key (replace the file, or move a symlink) and send SIGHUP to rotate without a restart.
+    #[arg(long, value_name = "FILE|URI", required_unless_present = "key_ring")]
+    key: Option<String>,
+    /// A key ring file instead of --key/--publish: {"active": {"key": FILE|URI, "kid": KID},
+    /// "publish": [{"key": FILE|URI}, ...]}. Re-read on SIGHUP: edit it, then send SIGHUP, to
+    /// publish a new key, switch to it, or retire the old one (see docs/keys.md).
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["key", "publish", "kid"])]
+    key_ring: Option<PathBuf>,
+    /// A key published beside the signing one (the next key before it signs, the previous one
+    /// after): a public or private JWK, a JWK Set, a PEM or a pkcs11: URI. Repeatable; re-read
+    /// on SIGHUP.
+    #[arg(long, value_name = "FILE|URI")]
+    publish: Vec<String>,
+    /// The PKCS#11 module (shared library) for a `pkcs11:` key.
+    #[arg(long, value_name = "PATH", env = "ADCP_PKCS11_MODULE")]
+    pkcs11_module: Option<PathBuf>,
     /// Key id (required with a PEM; overrides a JWK's kid).
     #[arg(long)]
     kid: Option<String>,
@@ -105,10 +120,81 @@ async fn termination() {
     }
 }
 
+/// The key set `--key-ring`, or `--key` and `--publish`, name, read afresh.
+fn key_set(a: &RunArgs) -> Result<KeySet, String> {
+    if let Some(ring) = &a.key_ring {
+        return crate::ring_file::RingFile::read(ring)?.key_set(ring, a.pkcs11_module.as_deref());
+    }
+    let key = a.key.as_deref().ok_or("pass --key or --key-ring")?;
+    keyfile::load_key_set(
+        keyfile::KeyRef {
+            key,
+            kid: a.kid.as_deref(),
+            alg: a.alg,
+            module: a.pkcs11_module.as_deref(),
+        },
+        &a.publish,
+    )
+}
+
+/// One JSON line on stderr naming the keys in use.
+fn log_keys(event: &str, ring: &KeyRing) {
+    let set = ring.current();
+    eprintln!(
+        "{}",
+        json!({
+            "event": event,
+            "active_kid": set.active().kid(),
+            "published_kids": set.published().iter().map(|k| k.kid.as_str()).collect::<Vec<_>>(),
+        })
+    );
+}
+
+/// On each SIGHUP, re-read the keys and swap them into `ring`: the next attempt of every
+/// queued webhook signs with the new active key; attempts already signing finish with theirs.
+/// A reload that fails keeps the keys in use and says why.
+fn reload_on_sighup(a: &RunArgs, ring: KeyRing) -> Result<(), String> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut hup =
+            signal(SignalKind::hangup()).map_err(|e| format!("cannot watch SIGHUP: {e}"))?;
+        let args = a.clone();
+        tokio::spawn(async move {
+            while hup.recv().await.is_some() {
+                // Reading keys may block on a file or a token: off the async threads.
+                let loaded = {
+                    let args = args.clone();
+                    tokio::task::spawn_blocking(move || key_set(&args)).await
+                };
+                match loaded {
+                    Ok(Ok(set)) => {
+                        ring.rotate(set);
+                        log_keys("keys_reloaded", &ring);
+                    }
+                    Ok(Err(e)) => eprintln!(
+                        "{}",
+                        json!({"event": "keys_reload_failed", "error": e, "active_kid": ring.active_kid()})
+                    ),
+                    Err(e) => eprintln!(
+                        "{}",
+                        json!({"event": "keys_reload_failed", "error": e.to_string()})
+                    ),
+                }
+            }
+        });
+    }
+    #[cfg(not(unix))]
+    let _ = (a, ring);
+    Ok(())
+}
+
 pub(super) async fn run_worker(db: &OutboxTarget, a: RunArgs) -> Result<ExitCode, String> {
-    let key = keyfile::load_signing_key(&a.key, a.kid.as_deref(), a.alg)?;
+    let ring = KeyRing::new(key_set(&a)?);
+    log_keys("keys_loaded", &ring);
+    reload_on_sighup(&a, ring.clone())?;
     let timeout = Duration::from_secs(a.timeout_secs.max(1));
-    let sender = WebhookSender::builder(key)
+    let sender = WebhookSender::builder(ring)
         .timeout(timeout)
         .destination_policy(a.destinations.policy())
         .build()

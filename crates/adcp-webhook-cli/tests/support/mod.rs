@@ -281,3 +281,32 @@ pub fn keygen(dir: &Path, kid: &str) -> (PathBuf, PathBuf) {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     (pem, jwks)
 }
+
+/// One HTTP/1.1 request read off a connection: its target, its headers (names lowercased) and
+/// its body (by `Content-Length`). `None` when the connection closed or broke first.
+pub fn read_request(
+    reader: &mut impl BufRead,
+) -> Option<(String, std::collections::BTreeMap<String, String>, Vec<u8>)> {
+    let mut line = String::new();
+    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+        return None;
+    }
+    let target = line.split_whitespace().nth(1).unwrap_or("/").to_owned();
+    let mut headers = std::collections::BTreeMap::new();
+    loop {
+        let mut h = String::new();
+        if reader.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
+            break;
+        }
+        if let Some((k, v)) = h.trim_end().split_once(':') {
+            headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_owned());
+        }
+    }
+    let len = headers
+        .get("content-length")
+        .and_then(|l| l.parse().ok())
+        .unwrap_or(0);
+    let mut body = vec![0; len];
+    reader.read_exact(&mut body).ok()?;
+    Some((target, headers, body))
+}

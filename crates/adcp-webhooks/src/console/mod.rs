@@ -118,10 +118,7 @@ impl fmt::Debug for ConsoleConfig {
             )
             .field("base_path", &self.base_path)
             .field("secure_cookie", &self.secure_cookie)
-            .field(
-                "sender",
-                &self.sender.as_ref().map(|s| s.key().kid().to_owned()),
-            )
+            .field("sender", &self.sender.is_some())
             .finish()
     }
 }

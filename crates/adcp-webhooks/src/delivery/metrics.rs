@@ -39,6 +39,8 @@ pub struct Metrics {
     in_flight: AtomicI64,
     attempt_latency: Histogram,
     delivery_latency: Histogram,
+    /// The signing keys of the running worker, read at each scrape (a rotation shows at once).
+    signing_keys: std::sync::RwLock<Option<crate::keys::KeyRing>>,
 }
 
 impl Default for Metrics {
@@ -58,6 +60,7 @@ impl Default for Metrics {
             in_flight: AtomicI64::new(0),
             attempt_latency: Histogram::new(&ATTEMPT_LATENCY_BUCKETS),
             delivery_latency: Histogram::new(&DELIVERY_LATENCY_BUCKETS),
+            signing_keys: std::sync::RwLock::new(None),
         }
     }
 }
@@ -76,6 +79,24 @@ pub enum OutcomeKind {
 }
 
 impl Metrics {
+    /// Report these signing keys (the worker's): `adcp_outbox_signing_key_info` names the
+    /// active kid.
+    pub fn set_signing_keys(&self, keys: crate::keys::KeyRing) {
+        *self
+            .signing_keys
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(keys);
+    }
+
+    /// The kid signing new attempts, once a worker has run.
+    pub fn active_kid(&self) -> Option<String> {
+        self.signing_keys
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .as_ref()
+            .map(crate::keys::KeyRing::active_kid)
+    }
+
     /// Count an attempt of this class that took `seconds`.
     pub fn record_attempt(&self, class: ErrorClass, seconds: f64) {
         if let Some(i) = ErrorClass::ALL.iter().position(|c| *c == class)
@@ -313,6 +334,13 @@ pub fn render_prometheus(
             out,
             "adcp_outbox_destination_in_flight{{destination=\"{}\"}} {in_flight}",
             escape_label(key)
+        );
+    }
+    if let Some(kid) = metrics.active_kid() {
+        let _ = writeln!(
+            out,
+            "# HELP adcp_outbox_signing_key_info The key signing new attempts (its kid), always 1.\n# TYPE adcp_outbox_signing_key_info gauge\nadcp_outbox_signing_key_info{{kid=\"{}\"}} 1",
+            escape_label(&kid)
         );
     }
     metrics.attempt_latency.render(

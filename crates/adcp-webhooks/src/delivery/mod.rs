@@ -49,7 +49,7 @@ pub use store::{
     OutboxStore, StateCounts, StoreError,
 };
 pub use target::{OutboxTarget, TargetError};
-pub use worker::{PURGE_BATCH, PURGE_MAX_BATCHES, WorkerConfig, WorkerReport};
+pub use worker::{MAX_READY_WAIT, PURGE_BATCH, PURGE_MAX_BATCHES, WorkerConfig, WorkerReport};
 
 use crate::clock::Clock;
 use crate::payload::{IdempotencyKey, WebhookPayload};
@@ -397,6 +397,7 @@ impl Outbox {
         config: WorkerConfig,
         shutdown: impl std::future::Future<Output = ()> + Send,
     ) -> Result<WorkerReport, OutboxError> {
+        self.inner.metrics.set_signing_keys(sender.keys().clone());
         let shared = worker::Shared {
             store: Arc::clone(&self.inner.store),
             policy: self.inner.policy.clone(),

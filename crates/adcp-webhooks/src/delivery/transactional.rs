@@ -35,8 +35,8 @@ use super::schedule::duration_ms;
 use super::store::NewDelivery;
 use super::store::encrypted::{BodyKey, Sealer};
 use super::{EnqueueOptions, EnqueuedWebhook, OutboxError, RetryPolicy};
-use crate::payload::IdempotencyKey;
-use crate::sender::PreparedWebhook;
+use crate::payload::{IdempotencyKey, PayloadError};
+use crate::sender::{PreparedWebhook, SendError};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -189,6 +189,16 @@ pub(crate) fn build_rows(
     let mut rows = Vec::with_capacity(items.len());
     let mut keys = Vec::with_capacity(items.len());
     for (mut prepared, options) in items {
+        if prepared.kind() == crate::payload::WebhookKind::WebhookChallenge {
+            return Err(SendError::Payload(PayloadError::InvalidField {
+                kind: prepared.kind(),
+                field: "type".into(),
+                reason: "is webhook.challenge, which is not queued: send it with \
+                         WebhookSender::challenge_destination, which checks the echo"
+                    .into(),
+            })
+            .into());
+        }
         for (name, value) in &options.extra_headers {
             prepared = prepared.with_header(name, value)?;
         }

@@ -1,8 +1,10 @@
 //! The worker pool: lease due deliveries, attempt them, record the outcome.
 //!
-//! One loop leases work in batches (never more than there are free request slots, and never
-//! for a destination whose breaker is open or whose concurrency cap is reached) and spawns
-//! one task per delivery. Each task signs afresh, POSTs the stored bytes, classifies the
+//! One loop leases work in batches (never for a destination whose breaker is open or whose
+//! concurrency cap is reached) and spawns one task per delivery as request slots free up.
+//! Leasing runs ahead of the slots by at most [`WorkerConfig::concurrency`] deliveries, and
+//! the lease call runs while attempts run, so a freed slot starts its next delivery without
+//! waiting for a store round trip. Each task signs afresh, POSTs the stored bytes, classifies the
 //! answer and hands the outcome to a writer task that records outcomes in batches, one
 //! transaction per batch.
 //!
@@ -36,7 +38,7 @@ use crate::delivery::store::{
 };
 use crate::payload::{IdempotencyKey, WebhookKind};
 use crate::sender::{PreparedWebhook, WebhookSender};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{Notify, Semaphore, mpsc};
@@ -105,10 +107,18 @@ impl Default for WorkerConfig {
     }
 }
 
+/// How long a leased delivery may wait in the worker for a free request slot (leasing runs
+/// ahead of the slots) and still be attempted with its full request timeout; one that waited
+/// longer is handed back, due at once, and leased afresh.
+pub const MAX_READY_WAIT: Duration = Duration::from_secs(5);
+
 impl WorkerConfig {
-    /// The lease every delivery is taken under: request timeout plus margin.
+    /// The lease every delivery is taken under: the request timeout, the margin, and
+    /// [`MAX_READY_WAIT`].
     pub fn lease_duration(&self) -> Duration {
-        self.request_timeout.saturating_add(self.lease_margin)
+        self.request_timeout
+            .saturating_add(self.lease_margin)
+            .saturating_add(MAX_READY_WAIT)
     }
 }
 
@@ -140,6 +150,11 @@ pub(crate) struct Shared {
 
 type Leases = Arc<Mutex<HashMap<DeliveryId, LeaseToken>>>;
 
+/// A lease call running beside the attempts.
+type LeaseCall = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<Vec<LeasedDelivery>, StoreError>> + Send>,
+>;
+
 struct Finished {
     completion: Completion,
     outcome: OutcomeKind,
@@ -168,79 +183,117 @@ pub(crate) async fn run(
     let lease_ms = duration_ms(config.lease_duration());
     tokio::pin!(shutdown);
 
+    // Leased deliveries waiting for a free slot: leasing runs ahead of the slots by up to
+    // `concurrency` deliveries, and the lease call runs while attempts run, so a slot that
+    // frees starts its next delivery at once instead of waiting for a store round trip.
+    let mut ready: VecDeque<LeasedDelivery> = VecDeque::new();
+    let mut leasing: Option<LeaseCall> = None;
+    // False after a lease that found nothing (or failed), until a wake-up or the idle wait.
+    let mut may_lease = true;
+    let prefetch = config.concurrency.max(1);
+    let ready_wait_ms = duration_ms(MAX_READY_WAIT);
     loop {
         while tasks.try_join_next().is_some() {}
-        let free = slots.available_permits();
-        let mut leased = 0;
-        if free > 0 {
+        let mut overflow = Vec::new();
+        while !ready.is_empty() {
+            let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+                break;
+            };
+            let Some(delivery) = ready.pop_front() else {
+                break;
+            };
+            let now = shared.time.now_ms();
+            if delivery.lease_expires_ms.saturating_sub(now) < lease_ms - ready_wait_ms {
+                // Waited too long for a slot to get its full request timeout: lease afresh.
+                overflow.push((delivery.id, delivery.token));
+                continue;
+            }
+            let permit = match shared.breakers.try_acquire(&delivery.destination, now) {
+                Ok(p) => p,
+                Err(_) => {
+                    // More for this destination than it may take now (its breaker opened, or
+                    // its in-process cap is reached): hand the lease back.
+                    overflow.push((delivery.id, delivery.token));
+                    continue;
+                }
+            };
+            lock(&leases).insert(delivery.id, delivery.token);
+            report.attempts += 1;
+            let job = Job {
+                shared: shared.clone(),
+                sender: sender.clone(),
+                timeout: config.request_timeout,
+                margin: config.lease_margin,
+                leases: Arc::clone(&leases),
+                tx: tx.clone(),
+            };
+            let wake = Arc::clone(&shared.wake);
+            tasks.spawn(async move {
+                job.attempt(delivery, permit).await;
+                // Free the slot before waking the loop, or it may wake to find every slot
+                // still taken and sleep a whole poll interval.
+                drop(slot);
+                wake.notify_one();
+            });
+        }
+        if !overflow.is_empty() {
+            release(&shared, overflow, &mut report).await;
+        }
+        let room = (slots.available_permits() + prefetch).saturating_sub(ready.len());
+        if leasing.is_none() && may_lease && room > 0 {
             let now = shared.time.now_ms();
             let request = LeaseRequest {
                 now_ms: now,
-                limit: u32::try_from(free)
+                limit: u32::try_from(room)
                     .unwrap_or(u32::MAX)
                     .min(config.batch_size.max(1)),
                 lease_ms,
                 per_destination: shared.breakers.config().max_concurrency.max(1),
                 exclude: shared.breakers.exclusions(now),
             };
-            match shared.store.lease(request).await {
-                Ok(batch) => {
-                    leased = batch.len();
-                    let mut overflow = Vec::new();
-                    for delivery in batch {
-                        let permit = match shared
-                            .breakers
-                            .try_acquire(&delivery.destination, shared.time.now_ms())
-                        {
-                            Ok(p) => p,
-                            Err(_) => {
-                                // The batch held more for this destination than it may take now.
-                                overflow.push((delivery.id, delivery.token));
-                                continue;
-                            }
-                        };
-                        let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
-                            overflow.push((delivery.id, delivery.token));
-                            continue;
-                        };
-                        lock(&leases).insert(delivery.id, delivery.token);
-                        report.attempts += 1;
-                        let job = Job {
-                            shared: shared.clone(),
-                            sender: sender.clone(),
-                            timeout: config.request_timeout,
-                            margin: config.lease_margin,
-                            leases: Arc::clone(&leases),
-                            tx: tx.clone(),
-                        };
-                        let wake = Arc::clone(&shared.wake);
-                        tasks.spawn(async move {
-                            job.attempt(delivery, permit).await;
-                            // Free the slot before waking the loop, or it may wake to find
-                            // every slot still taken and sleep a whole poll interval.
-                            drop(slot);
-                            wake.notify_one();
-                        });
-                    }
-                    if !overflow.is_empty() {
-                        release(&shared, overflow, &mut report).await;
-                    }
-                }
-                Err(e) => {
-                    shared.metrics.record_store_error();
-                    tracing::warn!(error = %e, "outbox worker: leasing due deliveries failed; retrying");
-                }
-            }
+            let store = Arc::clone(&shared.store);
+            leasing = Some(Box::pin(async move { store.lease(request).await }));
         }
-        if leased > 0 && slots.available_permits() > 0 {
-            continue;
-        }
-        let wait = idle_wait(&shared, &config, free > 0 && leased == 0).await;
+        // Nothing to lease for now: sleep until the next delivery is due (at most the poll
+        // interval) unless woken. With a lease in flight or every slot busy, its answer or a
+        // finishing attempt wakes the loop; the poll interval bounds the wait regardless.
+        let wait = if leasing.is_none() && !may_lease {
+            idle_wait(&shared, &config, true).await
+        } else {
+            config.poll_interval.max(Duration::from_millis(1))
+        };
         tokio::select! {
             () = &mut shutdown => break,
-            () = shared.wake.notified() => {}
-            () = tokio::time::sleep(wait) => {}
+            result = async {
+                match leasing.as_mut() {
+                    Some(call) => call.await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                leasing = None;
+                match result {
+                    Ok(batch) if !batch.is_empty() => ready.extend(batch),
+                    Ok(_) => may_lease = false,
+                    Err(e) => {
+                        may_lease = false;
+                        shared.metrics.record_store_error();
+                        tracing::warn!(error = %e, "outbox worker: leasing due deliveries failed; retrying");
+                    }
+                }
+            }
+            () = shared.wake.notified() => may_lease = true,
+            () = tokio::time::sleep(wait) => may_lease = true,
         }
+    }
+    // Stop leasing: a lease call in flight is finished so its rows can be handed back at once.
+    if let Some(call) = leasing.take()
+        && let Ok(Ok(batch)) = tokio::time::timeout(config.shutdown_grace, call).await
+    {
+        ready.extend(batch);
+    }
+    let unstarted: Vec<_> = ready.drain(..).map(|d| (d.id, d.token)).collect();
+    if !unstarted.is_empty() {
+        release(&shared, unstarted, &mut report).await;
     }
 
     if let Some(watcher) = watcher {

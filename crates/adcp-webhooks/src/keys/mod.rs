@@ -30,6 +30,12 @@ mod jwk;
 mod material;
 mod pbe;
 mod pem;
+#[cfg(feature = "pkcs11")]
+mod pkcs11;
+mod pkcs11_uri;
+#[cfg(feature = "axum")]
+pub mod publish;
+mod ring;
 
 use std::fmt;
 use std::str::FromStr;
@@ -37,6 +43,10 @@ use std::sync::Arc;
 
 pub use error::KeyError;
 pub use jwk::{JwkOptions, Jwks, PublicJwk};
+#[cfg(feature = "pkcs11")]
+pub use pkcs11::{PIN_ENV as PKCS11_PIN_ENV, Pkcs11Error, Pkcs11Module, Pkcs11Signer};
+pub use pkcs11_uri::{PinSource, Pkcs11Uri, Pkcs11UriError};
+pub use ring::{KeyRing, KeySet};
 
 use material::{PrivateMaterial, PublicMaterial};
 

@@ -48,6 +48,15 @@ pub(crate) trait TypedPayload {
     /// Checks the rules serde cannot hold, then writes every field after `idempotency_key` in
     /// wire order (timestamps unset by the caller take `now`).
     fn write_fields(&self, w: &mut BodyWriter, now: OffsetDateTime) -> Result<(), PayloadError>;
+
+    /// The key a receiver deduplicates a received body of this kind by: its
+    /// `idempotency_key`. A kind without one (the destination challenge) answers `None`.
+    fn received_key(&self) -> Option<&IdempotencyKey>
+    where
+        Self: super::WebhookPayload,
+    {
+        super::WebhookPayload::idempotency_key(self)
+    }
 }
 
 /// Implements [`WebhookPayload`](super::WebhookPayload) for types that implement
@@ -184,7 +193,8 @@ impl<'de, C: ConstField> serde::Deserialize<'de> for Const<C> {
     }
 }
 
-/// Writes a body: compact JSON, fields in the order given, `idempotency_key` first.
+/// Writes a body: compact JSON, fields in the order given, `idempotency_key` first (when the
+/// kind has one).
 ///
 /// Writes the same bytes `serde_json` writes for a struct of those fields (a field left
 /// `None` is left out), and records every field name it is given, so that [`extra`](Self::extra)
@@ -198,14 +208,21 @@ pub(crate) struct BodyWriter {
 impl BodyWriter {
     /// A body of `kind` that starts with `key`.
     pub(crate) fn new(kind: WebhookKind, key: &IdempotencyKey) -> Result<Self, PayloadError> {
-        let mut w = Self {
-            kind,
-            buf: Vec::with_capacity(512),
-            named: Vec::with_capacity(16),
-        };
-        w.buf.push(b'{');
+        let mut w = Self::without_key(kind);
         w.field("idempotency_key", key)?;
         Ok(w)
+    }
+
+    /// A body of `kind` without an `idempotency_key` (the destination challenge's schema
+    /// has none).
+    pub(crate) fn without_key(kind: WebhookKind) -> Self {
+        let mut buf = Vec::with_capacity(512);
+        buf.push(b'{');
+        Self {
+            kind,
+            buf,
+            named: Vec::with_capacity(16),
+        }
     }
 
     fn name(&mut self, name: &str) -> Result<(), PayloadError> {
@@ -276,6 +293,27 @@ impl BodyWriter {
         match t {
             Some(t) => self.time(name, t),
             None => self.opt::<str>(name, None),
+        }
+    }
+
+    /// [`time`](Self::time) by reference, for declarations that write every field the same way.
+    pub(crate) fn tm(
+        &mut self,
+        name: &'static str,
+        t: &OffsetDateTime,
+    ) -> Result<&mut Self, PayloadError> {
+        self.time(name, *t)
+    }
+
+    /// A timestamp the schema requires but allows to be `null`: written as `null` when unset.
+    pub(crate) fn nullable_tm(
+        &mut self,
+        name: &'static str,
+        t: &Option<OffsetDateTime>,
+    ) -> Result<&mut Self, PayloadError> {
+        match t {
+            Some(t) => self.time(name, *t),
+            None => self.field(name, &Value::Null),
         }
     }
 

@@ -1,8 +1,6 @@
 //! The enumerations MCP and revocation webhooks carry: task status, task type, protocol, right use.
 
-use std::convert::Infallible;
 use std::fmt;
-use std::hash::{Hash, Hasher};
 use std::str::FromStr;
 
 /// Defines an "open" string enum: one variant per value of an AdCP 3.2.4 schema enum, plus
@@ -59,8 +57,8 @@ macro_rules! open_enum {
             }
         }
 
-        impl FromStr for $name {
-            type Err = Infallible;
+        impl std::str::FromStr for $name {
+            type Err = std::convert::Infallible;
             fn from_str(s: &str) -> Result<Self, Self::Err> {
                 Ok(Self::from(s))
             }
@@ -84,14 +82,14 @@ macro_rules! open_enum {
             }
         }
 
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.write_str(self.as_str())
             }
         }
 
-        impl fmt::Debug for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        impl std::fmt::Debug for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 match self {
                     $name::Other(s) => f.debug_tuple("Other").field(s).finish(),
                     known => f.write_str(known.as_str()),
@@ -107,8 +105,8 @@ macro_rules! open_enum {
 
         impl Eq for $name {}
 
-        impl Hash for $name {
-            fn hash<H: Hasher>(&self, state: &mut H) {
+        impl std::hash::Hash for $name {
+            fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
                 self.as_str().hash(state);
             }
         }
@@ -126,6 +124,8 @@ macro_rules! open_enum {
         }
     };
 }
+
+pub(crate) use open_enum;
 
 open_enum! {
     /// The AdCP operation a task webhook reports on (`enums/task-type.json`).

@@ -10,8 +10,12 @@ use serde_json::Value;
 
 use super::declare::TypedPayload;
 use super::{
-    ArtifactWebhook, CollectionListChanged, IdempotencyKey, McpWebhook, PayloadError,
-    PropertyListChanged, RawWebhook, RevocationNotification, WebhookPayload,
+    AccountChangeRecorded, AccountStatusChanged, ArtifactWebhook, CapabilitiesChanged,
+    CollectionListChanged, CreativeAssignmentChanged, CreativePurged, CreativeStatusChanged,
+    IdempotencyKey, IndicatorsChanged, McpWebhook, MediaBuyDeliveryWebhook, PayloadError,
+    PrincipalChanged, PropertyListChanged, RawWebhook, ReportingDeliveryReady,
+    ReportingLedgerChanged, ReportingStatusChanged, RevocationNotification, WebhookChallenge,
+    WebhookPayload, WholesaleFeedWebhook,
 };
 
 /// Generates the kind enum and the two enums over the payload types from the list of kinds:
@@ -179,11 +183,12 @@ macro_rules! webhook_kinds {
                 }
             }
 
-            /// The body's idempotency key: always present for the typed kinds, `None` for
-            /// [`ParsedWebhook::Unknown`] (whose fields are not checked).
+            /// The body's idempotency key: present for the typed kinds but the destination
+            /// challenge (which has none), `None` for [`ParsedWebhook::Unknown`] (whose fields
+            /// are not checked).
             pub fn idempotency_key(&self) -> Option<&IdempotencyKey> {
                 match self {
-                    $(ParsedWebhook::$variant(p) => p.idempotency_key.as_ref(),)+
+                    $(ParsedWebhook::$variant(p) => TypedPayload::received_key(p),)+
                     ParsedWebhook::Unknown(_) => None,
                 }
             }
@@ -243,4 +248,31 @@ webhook_kinds! {
         "collection-list-changed" | "collection_list_changed";
     PropertyListChanged(PropertyListChanged): "governance property-list-changed webhook",
         "property-list-changed" | "property_list_changed";
+    AccountStatusChanged(AccountStatusChanged): "account status-changed notification",
+        "account-status-changed" | "account.status_changed";
+    AccountChangeRecorded(AccountChangeRecorded): "account change-recorded notification",
+        "account-change-recorded" | "account.change_recorded";
+    CapabilitiesChanged(CapabilitiesChanged): "capabilities-changed notification",
+        "capabilities-changed" | "capabilities.changed";
+    PrincipalChanged(PrincipalChanged): "principal-changed notification",
+        "principal-changed" | "principal.changed";
+    CreativeStatusChanged(CreativeStatusChanged): "creative status-changed notification",
+        "creative-status-changed" | "creative.status_changed";
+    CreativeAssignmentChanged(CreativeAssignmentChanged): "creative assignment-changed notification",
+        "creative-assignment-changed" | "creative.assignment_changed";
+    CreativePurged(CreativePurged): "creative purged notification",
+        "creative-purged" | "creative.purged";
+    IndicatorsChanged(IndicatorsChanged): "indicators-changed notification",
+        "indicators-changed" | "indicators.changed";
+    ReportingLedgerChanged(ReportingLedgerChanged): "reporting ledger-changed notification",
+        "reporting-ledger-changed" | "reporting.ledger_changed";
+    ReportingStatusChanged(ReportingStatusChanged): "reporting status-changed notification",
+        "reporting-status-changed" | "reporting.status_changed";
+    ReportingDeliveryReady(ReportingDeliveryReady): "reporting delivery-ready notification",
+        "reporting-delivery-ready" | "reporting.delivery_ready";
+    WholesaleFeed(WholesaleFeedWebhook): "wholesale feed webhook",
+        "wholesale-feed" | "wholesale_feed";
+    MediaBuyDelivery(MediaBuyDeliveryWebhook): "media buy delivery report (MCP task webhook)",
+        "media-buy-delivery" | "media_buy_delivery";
+    WebhookChallenge(WebhookChallenge): "destination challenge", "webhook-challenge" | "webhook_challenge";
 }

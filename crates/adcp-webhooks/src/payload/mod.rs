@@ -12,6 +12,20 @@
 //! | [`WebhookKind::Artifact`] | [`ArtifactWebhook`] | `content-standards/artifact-webhook-payload.json` |
 //! | [`WebhookKind::CollectionListChanged`] | [`CollectionListChanged`] | `collection/collection-list-changed-webhook.json` |
 //! | [`WebhookKind::PropertyListChanged`] | [`PropertyListChanged`] | `property/property-list-changed-webhook.json` |
+//! | [`WebhookKind::AccountStatusChanged`] | [`AccountStatusChanged`] | `core/account-status-changed-webhook.json` |
+//! | [`WebhookKind::AccountChangeRecorded`] | [`AccountChangeRecorded`] | `core/account-change-recorded-webhook.json` |
+//! | [`WebhookKind::CapabilitiesChanged`] | [`CapabilitiesChanged`] | `core/capabilities-changed-webhook.json` |
+//! | [`WebhookKind::PrincipalChanged`] | [`PrincipalChanged`] | `core/principal-changed-webhook.json` |
+//! | [`WebhookKind::CreativeStatusChanged`] | [`CreativeStatusChanged`] | `creative/creative-status-changed-webhook.json` |
+//! | [`WebhookKind::CreativeAssignmentChanged`] | [`CreativeAssignmentChanged`] | `creative/creative-assignment-changed-webhook.json` |
+//! | [`WebhookKind::CreativePurged`] | [`CreativePurged`] | `creative/creative-purged-webhook.json` |
+//! | [`WebhookKind::IndicatorsChanged`] | [`IndicatorsChanged`] | `core/indicators-changed-webhook.json` |
+//! | [`WebhookKind::ReportingLedgerChanged`] | [`ReportingLedgerChanged`] | `core/reporting-ledger-changed-webhook.json` |
+//! | [`WebhookKind::ReportingStatusChanged`] | [`ReportingStatusChanged`] | `core/reporting-status-changed-webhook.json` |
+//! | [`WebhookKind::ReportingDeliveryReady`] | [`ReportingDeliveryReady`] | `core/reporting-delivery-ready-webhook.json` |
+//! | [`WebhookKind::WholesaleFeed`] | [`WholesaleFeedWebhook`] | `core/wholesale-feed-webhook.json` |
+//! | [`WebhookKind::MediaBuyDelivery`] | [`MediaBuyDeliveryWebhook`] | `core/mcp-webhook-payload.json` + `media-buy/media-buy-delivery-webhook-result.json` |
+//! | [`WebhookKind::WebhookChallenge`] | [`WebhookChallenge`] | `core/webhook-challenge.json`, `core/agent-webhook-challenge.json` |
 //! | [`WebhookKind::Raw`] | [`RawWebhook`] | any JSON object |
 //!
 //! Required fields are constructor arguments; optional ones are `with_*` builder methods.
@@ -44,22 +58,47 @@
 
 // Each typed kind is declared with the shared pieces in `declare` (its module docs say how,
 // and its test module declares a whole kind as an example).
+mod account;
+mod challenge;
+mod challenge_response;
+mod creative;
 mod declare;
+mod delivery;
 mod enums;
 mod key;
 mod kinds;
 mod lists;
 mod mcp;
 mod notifications;
+mod notify;
 mod parse;
 mod raw;
+mod reporting;
 pub mod strict_json;
 mod timestamp;
+mod wholesale;
 
 use bytes::Bytes;
 use serde_json::{Map, Value};
 use time::OffsetDateTime;
 
+pub use account::{
+    AccountChangeRecorded, AccountSetup, AccountStatus, AccountStatusChanged, AccountStatusReason,
+    CapabilitiesChangeReason, CapabilitiesChanged, ChangedResource, PrincipalChangeReason,
+    PrincipalChanged,
+};
+pub use challenge::{
+    AGENT_CHALLENGE_EVENT_TYPE, ChallengeEchoError, ChallengeValue, DeliveryAuth, EchoField,
+    WEBHOOK_CHALLENGE_TYPE, WebhookChallenge, WebhookChallengeResponse, check_challenge_echo,
+};
+pub use creative::{
+    AssignmentChangeKind, CreativeAssignmentChanged, CreativeEventReason, CreativePurged,
+    CreativeStatus, CreativeStatusChanged, CreativeTransition, IndicatorChangeKind, IndicatorType,
+    IndicatorsChanged, Initiator, PurgeKind, RelationshipKind,
+};
+pub use delivery::{
+    DeliveryNotificationType, MediaBuyDeliveryReport, MediaBuyDeliveryWebhook, ReportingPeriod,
+};
 pub use enums::{AdcpProtocol, RightUse, TaskStatus, TaskType, UnknownTaskStatus};
 pub use key::{
     IDEMPOTENCY_KEY_MAX_LEN, IDEMPOTENCY_KEY_MIN_LEN, IdempotencyKey, IdempotencyKeyError,
@@ -75,6 +114,14 @@ pub use notifications::{
     Artifact, ArtifactDelivery, ArtifactPagination, ArtifactWebhook, RevocationNotification,
 };
 pub use raw::RawWebhook;
+pub use reporting::{
+    FeedPurpose, LedgerChangeKind, Readiness, ReportingDeliveryReady, ReportingFinality,
+    ReportingHealth, ReportingLedgerChanged, ReportingStatusChanged,
+};
+pub use wholesale::{
+    CacheScope, ProductPayloadView, WholesaleEntityType, WholesaleEventType, WholesaleFeedEvent,
+    WholesaleFeedWebhook,
+};
 
 /// Largest body [`encode`] produces: 10 MiB, the official Python SDK's cap
 /// (`_MAX_BODY_BYTES`). Bigger payloads belong behind a reference the receiver fetches.
@@ -82,7 +129,7 @@ pub const MAX_BODY_BYTES: usize = 10 * 1024 * 1024;
 
 /// A webhook payload that can be serialized into the body bytes that get signed and sent.
 ///
-/// Implemented by the six payload types and [`AnyWebhook`]; object safe, so
+/// Implemented by every payload type and [`AnyWebhook`]; object safe, so
 /// `Box<dyn WebhookPayload + Send + Sync>` works.
 pub trait WebhookPayload {
     /// Which kind of webhook this is.

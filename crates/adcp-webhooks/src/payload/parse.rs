@@ -5,7 +5,7 @@ use serde_json::{Map, Value};
 use super::kinds::required_fields;
 use super::{
     COLLECTION_LIST_CHANGED_EVENT, IdempotencyKey, PROPERTY_LIST_CHANGED_EVENT, ParsedWebhook,
-    PayloadError, TaskStatus, WebhookKind, json_type_name,
+    PayloadError, TaskStatus, WebhookKind, WholesaleEventType, json_type_name,
 };
 
 impl ParsedWebhook {
@@ -41,21 +41,63 @@ impl ParsedWebhook {
 
     /// The kind a JSON object looks like, by the fields that set the kinds apart:
     ///
+    /// 0. `type` is `"webhook.challenge"`: destination challenge;
     /// 1. `event` is `"collection_list_changed"` or `"property_list_changed"`;
-    /// 2. `task_id` and `status` are present: MCP task status;
-    /// 3. `rights_id` and `brand_id`: revocation;
-    /// 4. `batch_id` and `artifacts`: artifact batch.
+    /// 2. `notification_type` names an AdCP 3.2 notification (`account.status_changed`,
+    ///    `creative.purged`, `reporting.delivery_ready`, ...; the nine wholesale feed event
+    ///    types `product.*`, `signal.*` and `wholesale_feed.bulk_change` are
+    ///    [`WebhookKind::WholesaleFeed`]);
+    /// 3. `task_id` and `status` are present: MCP task status, or
+    ///    [`WebhookKind::MediaBuyDelivery`] when `task_type` is `media_buy_delivery` and the
+    ///    `result` is a delivery report (has `notification_type`); other `media_buy_delivery`
+    ///    webhooks (a `submitted` status without a report, a failure) stay MCP;
+    /// 4. `rights_id` and `brand_id`: revocation;
+    /// 5. `batch_id` and `artifacts`: artifact batch.
     ///
-    /// Rules 3 and 4 are those of the official Python SDK's notification envelope check,
-    /// which also keys list webhooks by `event`. `None` for anything else.
+    /// Rules 1, 2, 4 and 5 are those of the official Python SDK's notification envelope check
+    /// (`_notification_envelope.validate_notification_body`). `None` for anything else,
+    /// including a `notification_type` AdCP 3.2 does not define: such a body stays raw JSON.
     pub fn classify(object: &Map<String, Value>) -> Option<WebhookKind> {
         let has = |k: &str| object.contains_key(k);
+        if object.get("type").and_then(Value::as_str) == Some(super::WEBHOOK_CHALLENGE_TYPE) {
+            return Some(WebhookKind::WebhookChallenge);
+        }
         match object.get("event").and_then(Value::as_str) {
             Some(COLLECTION_LIST_CHANGED_EVENT) => return Some(WebhookKind::CollectionListChanged),
             Some(PROPERTY_LIST_CHANGED_EVENT) => return Some(WebhookKind::PropertyListChanged),
             _ => {}
         }
+        if let Some(t) = object.get("notification_type").and_then(Value::as_str) {
+            let kind = match t {
+                "account.status_changed" => Some(WebhookKind::AccountStatusChanged),
+                "account.change_recorded" => Some(WebhookKind::AccountChangeRecorded),
+                "capabilities.changed" => Some(WebhookKind::CapabilitiesChanged),
+                "principal.changed" => Some(WebhookKind::PrincipalChanged),
+                "creative.status_changed" => Some(WebhookKind::CreativeStatusChanged),
+                "creative.assignment_changed" => Some(WebhookKind::CreativeAssignmentChanged),
+                "creative.purged" => Some(WebhookKind::CreativePurged),
+                "indicators.changed" => Some(WebhookKind::IndicatorsChanged),
+                "reporting.ledger_changed" => Some(WebhookKind::ReportingLedgerChanged),
+                "reporting.status_changed" => Some(WebhookKind::ReportingStatusChanged),
+                "reporting.delivery_ready" => Some(WebhookKind::ReportingDeliveryReady),
+                other if WholesaleEventType::from(other).is_known() => {
+                    Some(WebhookKind::WholesaleFeed)
+                }
+                _ => None,
+            };
+            if kind.is_some() {
+                return kind;
+            }
+        }
         if has("task_id") && has("status") {
+            let report = object
+                .get("result")
+                .is_some_and(|r| r.get("notification_type").is_some());
+            if report
+                && object.get("task_type").and_then(Value::as_str) == Some("media_buy_delivery")
+            {
+                return Some(WebhookKind::MediaBuyDelivery);
+            }
             Some(WebhookKind::Mcp)
         } else if has("rights_id") && has("brand_id") {
             Some(WebhookKind::Revocation)
@@ -114,10 +156,12 @@ fn parse_object_as(
                 format!("is {}; it must be a string", json_type_name(other)),
             ));
         }
+        // A kind whose schema has no key (the destination challenge).
+        None if !required_fields(kind).contains(&"idempotency_key") => {}
         None => return Err(PayloadError::MissingIdempotencyKey { kind }),
     }
     match kind {
-        WebhookKind::Mcp => {
+        WebhookKind::Mcp | WebhookKind::MediaBuyDelivery => {
             let status = object.get("status").and_then(Value::as_str);
             if status.and_then(|s| s.parse::<TaskStatus>().ok()).is_none() {
                 return Err(invalid(

@@ -11,13 +11,17 @@
 
 use crate::clock::{Clock, NonceSource, RandomNonce, SystemClock};
 use crate::destination::{DestinationError, DestinationPolicy, PolicyResolver};
-use crate::keys::{KeyError, SigningKey};
+use crate::keys::{KeyError, KeyRing, SigningKey};
 use crate::payload::{
-    ArtifactWebhook, CollectionListChanged, IdempotencyKey, McpWebhook, PayloadError,
-    PropertyListChanged, RawWebhook, RevocationNotification, WebhookKind, WebhookPayload,
+    AccountChangeRecorded, AccountStatusChanged, ArtifactWebhook, CapabilitiesChanged,
+    CollectionListChanged, CreativeAssignmentChanged, CreativePurged, CreativeStatusChanged,
+    IdempotencyKey, IndicatorsChanged, McpWebhook, MediaBuyDeliveryWebhook, PayloadError,
+    PrincipalChanged, PropertyListChanged, RawWebhook, ReportingDeliveryReady,
+    ReportingLedgerChanged, ReportingStatusChanged, RevocationNotification, WebhookKind,
+    WebhookPayload, WholesaleFeedWebhook,
 };
 use crate::prepared::{IntoWebhookUrl, PrepareError};
-use crate::signing::{self, SignError, SignOptions, SignedHeaders, UrlError};
+use crate::signing::{self, SignError, SignOptions, SignedHeaders, SignerError, UrlError};
 use crate::transport::{HttpResponse, Transport, TransportConfig, TransportError};
 use bytes::Bytes;
 use http::header::{HeaderMap, HeaderName, HeaderValue};
@@ -29,10 +33,15 @@ pub use crate::prepared::{
     CONTENT_TYPE, MAX_EXTRA_HEADER_VALUE, PreparedWebhook, RESERVED_HEADERS, WebhookUrl,
 };
 
+/// How long a signing provider that signs over I/O may take, unless the builder says otherwise.
+pub const DEFAULT_SIGN_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// The signing options of every attempt: the profile's defaults.
 static OPTIONS: LazyLock<SignOptions> = LazyLock::new(SignOptions::default);
 
+mod challenge;
 mod retry;
+pub use challenge::{ChallengeError, ChallengeProof};
 pub use retry::{RetryObserver, RetryOptions, RetryOutcome, is_retryable_status};
 
 /// A signed request, ready for any HTTP client: POST `body` to `url` with exactly `headers`.
@@ -202,6 +211,14 @@ impl SendError {
         }
     }
 
+    /// The signing provider's failure, when the attempt failed there (nothing was sent).
+    pub fn signer_error(&self) -> Option<&SignerError> {
+        match self {
+            Self::Sign(SignError::Signer(e)) => Some(e),
+            _ => None,
+        }
+    }
+
     /// The prepared webhook to retry after a transport failure.
     pub fn prepared(&self) -> Option<&PreparedWebhook> {
         match self {
@@ -213,8 +230,10 @@ impl SendError {
 
 /// Sends signed AdCP webhooks.
 ///
-/// Owns one signing key and one pooled HTTP client; cheap to clone (an `Arc` inside) and safe
-/// to use from many tasks at once.
+/// Owns its signing keys (a [`KeyRing`]: one in-memory key, or any
+/// [`WebhookSigner`](crate::signing::WebhookSigner) such as an HSM, rotatable at run time) and
+/// one pooled HTTP client; cheap to clone (an `Arc` inside) and safe to use from many tasks at
+/// once.
 ///
 /// ```no_run
 /// # async fn demo(jwk: serde_json::Value) -> Result<(), Box<dyn std::error::Error>> {
@@ -235,7 +254,8 @@ pub struct WebhookSender {
 
 #[derive(Debug)]
 struct Inner {
-    key: SigningKey,
+    keys: KeyRing,
+    sign_timeout: Duration,
     transport: Transport,
     clock: Arc<dyn Clock>,
     nonces: Arc<dyn NonceSource>,
@@ -246,7 +266,8 @@ struct Inner {
 /// Options for a [`WebhookSender`]; start with [`WebhookSender::builder`].
 #[derive(Debug)]
 pub struct WebhookSenderBuilder {
-    key: SigningKey,
+    keys: KeyRing,
+    sign_timeout: Duration,
     transport: Option<Transport>,
     config: TransportConfig,
     clock: Arc<dyn Clock>,
@@ -291,6 +312,13 @@ impl WebhookSenderBuilder {
         self.transport = Some(Transport::from_client(client, self.config.clone()));
         self
     }
+    /// The longest wait for a signing provider that signs over I/O (an HSM, a KMS; default
+    /// 5 s). Past it the attempt fails with [`SignerError::TimedOut`], a retryable error, and
+    /// nothing is sent. An in-memory key signs at once and is never timed.
+    pub fn sign_timeout(mut self, timeout: Duration) -> Self {
+        self.sign_timeout = timeout;
+        self
+    }
     /// Read `created` from this clock (tests, replays).
     pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = clock;
@@ -310,7 +338,7 @@ impl WebhookSenderBuilder {
     pub fn build(self) -> Result<WebhookSender, SendError> {
         // What does not change between attempts (method, window, label, keyid) is checked
         // once, here.
-        signing::check_request("POST", &self.key, &OPTIONS)?;
+        signing::check_request_for("POST", &self.keys.active_kid(), &OPTIONS)?;
         let resolver = self
             .resolver
             .unwrap_or_else(|| PolicyResolver::new(self.policy));
@@ -324,7 +352,8 @@ impl WebhookSenderBuilder {
         };
         Ok(WebhookSender {
             inner: Arc::new(Inner {
-                key: self.key,
+                keys: self.keys,
+                sign_timeout: self.sign_timeout,
                 transport,
                 clock: self.clock,
                 nonces: self.nonces,
@@ -335,16 +364,32 @@ impl WebhookSenderBuilder {
     }
 }
 
+/// The named `send_<kind>` helpers: each is [`WebhookSender::send`] for one payload type.
+macro_rules! send_helpers {
+    ($( $(#[$doc:meta])* $name:ident($ty:ty); )+) => {$(
+        $(#[$doc])*
+        pub async fn $name<U: IntoWebhookUrl>(
+            &self,
+            url: U,
+            webhook: $ty,
+        ) -> Result<DeliveryResult, SendError> {
+            self.send(url, &webhook).await
+        }
+    )+};
+}
+
 impl WebhookSender {
     /// A sender with default options for `key`.
     pub fn new(key: SigningKey) -> Result<Self, SendError> {
         Self::builder(key).build()
     }
 
-    /// A builder for a sender with non-default options.
-    pub fn builder(key: SigningKey) -> WebhookSenderBuilder {
+    /// A builder for a sender with non-default options, signing with `keys`: a
+    /// [`SigningKey`], a [`KeyRing`], or an `Arc<dyn WebhookSigner>`.
+    pub fn builder(keys: impl Into<KeyRing>) -> WebhookSenderBuilder {
         WebhookSenderBuilder {
-            key,
+            keys: keys.into(),
+            sign_timeout: DEFAULT_SIGN_TIMEOUT,
             transport: None,
             config: TransportConfig::default(),
             clock: Arc::new(SystemClock),
@@ -374,9 +419,10 @@ impl WebhookSender {
         Self::new(SigningKey::from_pem(pem, kid, None)?)
     }
 
-    /// The signing key (its `Debug` shows only kid and algorithm).
-    pub fn key(&self) -> &SigningKey {
-        &self.inner.key
+    /// The signing keys: [`KeyRing::rotate`] on them switches the key of the next attempt.
+    /// (Their `Debug` shows only key ids.)
+    pub fn keys(&self) -> &KeyRing {
+        &self.inner.keys
     }
 
     /// Serialize `payload` once and bind it to `url`, without signing or sending.
@@ -393,17 +439,48 @@ impl WebhookSender {
     /// Sign `prepared` for one attempt (fresh `created` and `nonce`) without sending it: for
     /// callers who POST with their own HTTP stack. The destination policy's checks that need
     /// no DNS (scheme, port, an IP-literal host) are applied first.
+    ///
+    /// Synchronous: for a key that signs at once (in memory). A provider that signs over I/O
+    /// fails with [`SignerError::NotImmediate`]; use [`sign_async`](Self::sign_async).
     pub fn sign(&self, prepared: &PreparedWebhook) -> Result<SignedRequest, SendError> {
+        self.inner
+            .resolver
+            .policy()
+            .check_url(prepared.webhook_url().canonical())?;
+        let signer = self.inner.keys.active();
+        let pending = self.pending(prepared, signer.as_ref())?;
+        let sig = signer
+            .sign(pending.base())
+            .now_or_never()
+            .ok_or_else(|| SignerError::NotImmediate {
+                kid: signer.kid().to_owned(),
+            })
+            .and_then(|r| r)
+            .map_err(SignError::from)?;
+        let signed = pending.finish(&sig)?;
+        Ok(self.signed_request(prepared, signed))
+    }
+
+    /// [`sign`](Self::sign) for any signing provider, waiting (at most the signing timeout)
+    /// for one that signs over I/O.
+    pub async fn sign_async(&self, prepared: &PreparedWebhook) -> Result<SignedRequest, SendError> {
+        self.inner
+            .resolver
+            .policy()
+            .check_url(prepared.webhook_url().canonical())?;
+        let signed = self.sign_attempt(prepared).await?;
+        Ok(self.signed_request(prepared, signed))
+    }
+
+    fn signed_request(&self, prepared: &PreparedWebhook, signed: SignedHeaders) -> SignedRequest {
         let url = prepared.webhook_url();
-        self.inner.resolver.policy().check_url(url.canonical())?;
-        let signed = self.sign_attempt(prepared)?;
         let mut headers = Vec::with_capacity(4 + prepared.extra_headers().len());
         headers.push(("Content-Type".to_owned(), CONTENT_TYPE.to_owned()));
         headers.extend(prepared.extra_headers().iter().cloned());
         headers.push(("Content-Digest".to_owned(), signed.content_digest));
         headers.push(("Signature-Input".to_owned(), signed.signature_input));
         headers.push(("Signature".to_owned(), signed.signature));
-        Ok(SignedRequest {
+        SignedRequest {
             method: "POST",
             url: url.wire_str().to_owned(),
             headers,
@@ -411,22 +488,47 @@ impl WebhookSender {
             idempotency_key: prepared.idempotency_key().clone(),
             nonce: signed.nonce,
             created: signed.created,
-        })
+        }
     }
 
-    /// The signature headers of one attempt, over the canonical form of the wire URL worked
-    /// out when the webhook was prepared.
-    fn sign_attempt(&self, prepared: &PreparedWebhook) -> Result<SignedHeaders, SendError> {
-        Ok(signing::sign_canonical(
+    /// The signature base of one attempt under `signer`, over the canonical form of the wire
+    /// URL worked out when the webhook was prepared.
+    fn pending<'a>(
+        &self,
+        prepared: &PreparedWebhook,
+        signer: &'a dyn signing::WebhookSigner,
+    ) -> Result<signing::PendingSignature<'a>, SendError> {
+        Ok(signing::prepare_canonical(
             "POST",
             prepared.webhook_url().canonical(),
             CONTENT_TYPE,
             prepared.body(),
-            &self.inner.key,
+            signer.kid(),
+            signer.algorithm(),
             &OPTIONS,
             self.inner.clock.as_ref(),
             self.inner.nonces.as_ref(),
         )?)
+    }
+
+    /// The signature headers of one attempt, signed by the ring's active signer. A signer that
+    /// answers at once (an in-memory key) is not timed; any other gets the signing timeout.
+    async fn sign_attempt(&self, prepared: &PreparedWebhook) -> Result<SignedHeaders, SendError> {
+        let signer = self.inner.keys.active();
+        let pending = self.pending(prepared, signer.as_ref())?;
+        let sig = match signer.sign(pending.base()).into_ready() {
+            Ok(result) => result,
+            Err(later) => tokio::time::timeout(self.inner.sign_timeout, later)
+                .await
+                .unwrap_or_else(|_| {
+                    Err(SignerError::TimedOut {
+                        kid: signer.kid().to_owned(),
+                        after: self.inner.sign_timeout,
+                    })
+                }),
+        }
+        .map_err(SignError::from)?;
+        Ok(pending.finish(&sig)?)
     }
 
     /// Sign and POST `prepared` once.
@@ -441,7 +543,7 @@ impl WebhookSender {
     ) -> Result<DeliveryResult, SendError> {
         let url = prepared.webhook_url();
         self.inner.resolver.check(url.canonical()).await?;
-        let signed = self.sign_attempt(prepared)?;
+        let signed = self.sign_attempt(prepared).await?;
         let nonce = signed.nonce.clone();
         let headers = signed_header_map(signed)?;
         let sent = self
@@ -547,6 +649,35 @@ impl WebhookSender {
         webhook: PropertyListChanged,
     ) -> Result<DeliveryResult, SendError> {
         self.send(url, &webhook).await
+    }
+
+    send_helpers! {
+        /// Send an `account.status_changed` notification.
+        send_account_status_changed(AccountStatusChanged);
+        /// Send an `account.change_recorded` notification.
+        send_account_change_recorded(AccountChangeRecorded);
+        /// Send a `capabilities.changed` notification.
+        send_capabilities_changed(CapabilitiesChanged);
+        /// Send a `principal.changed` notification.
+        send_principal_changed(PrincipalChanged);
+        /// Send a `creative.status_changed` notification.
+        send_creative_status_changed(CreativeStatusChanged);
+        /// Send a `creative.assignment_changed` notification.
+        send_creative_assignment_changed(CreativeAssignmentChanged);
+        /// Send a `creative.purged` notification.
+        send_creative_purged(CreativePurged);
+        /// Send an `indicators.changed` notification.
+        send_indicators_changed(IndicatorsChanged);
+        /// Send a `reporting.ledger_changed` notification.
+        send_reporting_ledger_changed(ReportingLedgerChanged);
+        /// Send a `reporting.status_changed` notification.
+        send_reporting_status_changed(ReportingStatusChanged);
+        /// Send a `reporting.delivery_ready` notification.
+        send_reporting_delivery_ready(ReportingDeliveryReady);
+        /// Send a wholesale feed event (`product.*`, `signal.*`, `wholesale_feed.bulk_change`).
+        send_wholesale_feed(WholesaleFeedWebhook);
+        /// Send a scheduled delivery report (an MCP webhook of `media_buy_delivery`).
+        send_media_buy_delivery(MediaBuyDeliveryWebhook);
     }
 
     /// Send any JSON object with an explicit idempotency key injected into it.

@@ -28,9 +28,11 @@ pub fn is_retryable_status(status: u16) -> bool {
     matches!(status, 408 | 429 | 500..=599)
 }
 
-/// Whether a failed attempt may succeed when repeated: only when no answer came back.
+/// Whether a failed attempt may succeed when repeated: when no answer came back, or the
+/// signing provider failed or stalled (nothing was sent).
 fn is_retryable_error(error: &SendError) -> bool {
     matches!(error, SendError::Transport { .. })
+        || error.signer_error().is_some_and(|e| e.is_retryable())
 }
 
 /// Called before each wait: the attempt that just failed (from 1), its result, and how long

@@ -36,12 +36,14 @@
 
 pub mod canonical;
 mod headers;
+pub mod provider;
 pub mod structured;
 
 pub use canonical::{
     CanonicalUrl, Scheme, UrlError, UrlErrorReason, canonicalize_authority, canonicalize_url,
 };
 pub use headers::HeaderSource;
+pub use provider::{BoxSignFuture, SignFuture, SignerError, WebhookSigner, ecdsa_der_to_raw};
 pub use structured::{
     ParamValue, SignatureInput, StructuredError, content_digest, parse_content_digest,
     parse_signature, parse_signature_input,
@@ -150,6 +152,9 @@ pub enum SignError {
     /// The signature base could not be written.
     #[error(transparent)]
     Base(#[from] BaseError),
+    /// The signing provider produced no signature (retryable; see [`SignerError`]).
+    #[error(transparent)]
+    Signer(#[from] SignerError),
 }
 
 /// Sign a webhook request per `adcp/webhook-signing/v1`.
@@ -192,22 +197,27 @@ pub(crate) fn check_request(
     key: &SigningKey,
     options: &SignOptions,
 ) -> Result<(), SignError> {
+    check_request_for(method, key.kid(), options)
+}
+
+/// [`check_request`] for a key known by its id.
+pub(crate) fn check_request_for(
+    method: &str,
+    kid: &str,
+    options: &SignOptions,
+) -> Result<(), SignError> {
     check_method(method)?;
     if options.expires_in == 0 || options.expires_in > MAX_WINDOW_SECS {
         return Err(SignError::BadWindow(options.expires_in));
     }
     structured::check_sf_key(&options.label)?;
-    structured::check_sf_string("keyid", key.kid())?;
+    structured::check_sf_string("keyid", kid)?;
     Ok(())
 }
 
 /// [`sign_webhook`] for a URL canonicalized once up front (the sender keeps it with the
 /// prepared webhook, so each attempt skips re-parsing it). The caller has run
 /// [`check_request`].
-///
-/// Writes `@signature-params` and the signature base with the same writers the verifier uses
-/// ([`signature_base`]), from borrowed values: no intermediate owned component and parameter
-/// lists.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn sign_canonical(
     method: &str,
@@ -219,6 +229,144 @@ pub(crate) fn sign_canonical(
     clock: &dyn Clock,
     nonces: &dyn NonceSource,
 ) -> Result<SignedHeaders, SignError> {
+    let pending = prepare_canonical(
+        method,
+        canonical,
+        content_type,
+        body,
+        key.kid(),
+        key.algorithm(),
+        options,
+        clock,
+        nonces,
+    )?;
+    let sig = key.sign(pending.base())?;
+    pending.finish(&sig)
+}
+
+/// A signature base waiting for its signature: the first half of signing, for a key that
+/// lives elsewhere (an HSM, a KMS; see [`WebhookSigner`]).
+///
+/// [`prepare_signature`] writes it; hand [`base`](Self::base) to the key, then
+/// [`finish`](Self::finish) with the 64 signature bytes to get the headers. Pure: no I/O.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingSignature<'a> {
+    base: String,
+    /// `label=params`: the `Signature-Input` value, written up front.
+    signature_input: String,
+    label_len: usize,
+    digest: String,
+    created: i64,
+    expires: i64,
+    nonce: String,
+    kid: &'a str,
+    alg: Algorithm,
+}
+
+impl PendingSignature<'_> {
+    /// The exact bytes to sign.
+    pub fn base(&self) -> &[u8] {
+        self.base.as_bytes()
+    }
+
+    /// The headers, given the raw signature of [`base`](Self::base): 64 bytes (Ed25519, or
+    /// ES256 as `r||s`). Any other length is refused, so a malformed signature is never sent.
+    pub fn finish(self, sig: &[u8]) -> Result<SignedHeaders, SignError> {
+        if sig.len() != self.alg.signature_len() {
+            return Err(SignError::Signer(SignerError::MalformedSignature {
+                kid: self.kid.to_owned(),
+                alg: self.alg,
+                len: sig.len(),
+            }));
+        }
+        let label = &self.signature_input[..self.label_len];
+        let mut signature = String::with_capacity(label.len() + 92);
+        signature.push_str(label);
+        signature.push_str("=:");
+        URL_SAFE_NO_PAD.encode_string(sig, &mut signature);
+        signature.push(':');
+        Ok(SignedHeaders {
+            content_digest: self.digest,
+            signature_input: self.signature_input,
+            signature,
+            created: self.created,
+            expires: self.expires,
+            nonce: self.nonce,
+            signature_base: self.base,
+        })
+    }
+}
+
+/// The first half of [`sign_webhook`], for a key held by a [`WebhookSigner`]: every check and
+/// the signature base, for the key `kid` of algorithm `alg`. Sign
+/// [`PendingSignature::base`] and pass the signature to [`PendingSignature::finish`].
+///
+/// ```
+/// use adcp_webhooks::clock::{FixedClock, FixedNonce};
+/// use adcp_webhooks::keys::{Algorithm, KeyPurpose, SigningKey};
+/// use adcp_webhooks::signing::{prepare_signature, sign_webhook, SignOptions};
+///
+/// let key = SigningKey::generate(Algorithm::Ed25519, "hsm-2026", KeyPurpose::WebhookSigning)?;
+/// let headers = [("Content-Type", "application/json")];
+/// let (clock, nonce) = (FixedClock::new(1_776_520_800), FixedNonce("KXYnfEfJ0PBRZXQyVXfVQA".into()));
+/// let pending = prepare_signature(
+///     "POST", "https://buyer.example/hook", &headers[..], b"{}", key.kid(), key.algorithm(),
+///     &SignOptions::default(), &clock, &nonce,
+/// )?;
+/// let signature = key.sign(pending.base())?; // in real use: the HSM or KMS signs here
+/// let signed = pending.finish(&signature)?;
+/// let direct = sign_webhook("POST", "https://buyer.example/hook", &headers[..], b"{}", &key,
+///     &SignOptions::default(), &clock, &nonce)?;
+/// assert_eq!(signed.signature_base, direct.signature_base);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[allow(clippy::too_many_arguments)]
+pub fn prepare_signature<'a, H: HeaderSource + ?Sized>(
+    method: &str,
+    url: &str,
+    headers: &H,
+    body: &[u8],
+    kid: &'a str,
+    alg: Algorithm,
+    options: &SignOptions,
+    clock: &dyn Clock,
+    nonces: &dyn NonceSource,
+) -> Result<PendingSignature<'a>, SignError> {
+    check_request_for(method, kid, options)?;
+    let canonical = canonicalize_url(url)?;
+    let content_type = headers
+        .combined("content-type")
+        .ok_or(SignError::MissingContentType)?;
+    prepare_canonical(
+        method,
+        &canonical,
+        &content_type,
+        body,
+        kid,
+        alg,
+        options,
+        clock,
+        nonces,
+    )
+}
+
+/// [`prepare_signature`] for a canonical URL; the caller has run [`check_request_for`].
+///
+/// Writes `@signature-params` and the signature base with the same writers the verifier uses
+/// ([`signature_base`]), from borrowed values: no intermediate owned component and parameter
+/// lists.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn prepare_canonical<'a>(
+    method: &str,
+    canonical: &CanonicalUrl,
+    content_type: &str,
+    body: &[u8],
+    kid: &'a str,
+    alg: Algorithm,
+    options: &SignOptions,
+    clock: &dyn Clock,
+    nonces: &dyn NonceSource,
+) -> Result<PendingSignature<'a>, SignError> {
     let nonce = match &options.nonce {
         Some(n) => n.clone(),
         None => nonces.nonce(),
@@ -228,19 +376,25 @@ pub(crate) fn sign_canonical(
     let expires = created.saturating_add(i64::from(options.expires_in));
     let digest = content_digest(body);
 
-    let mut params = String::with_capacity(160 + nonce.len() + key.kid().len());
+    // `label=` then the parameters: the Signature-Input value, whose parameter part is also
+    // the last line of the base.
+    let label_len = options.label.len();
+    let mut signature_input = String::with_capacity(label_len + 161 + nonce.len() + kid.len());
+    signature_input.push_str(&options.label);
+    signature_input.push('=');
     structured::write_signature_params(
-        &mut params,
+        &mut signature_input,
         COVERED_COMPONENTS,
         [
             ("created", ParamRef::Integer(created)),
             ("expires", ParamRef::Integer(expires)),
             ("nonce", ParamRef::String(&nonce)),
-            ("keyid", ParamRef::String(key.kid())),
-            ("alg", ParamRef::String(key.algorithm().rfc9421_name())),
+            ("keyid", ParamRef::String(kid)),
+            ("alg", ParamRef::String(alg.rfc9421_name())),
             ("tag", ParamRef::String(WEBHOOK_TAG)),
         ],
     );
+    let params = &signature_input[label_len + 1..];
     let mut base = String::with_capacity(
         160 + canonical.target_uri.len() + canonical.authority.len() + digest.len() + params.len(),
     );
@@ -256,26 +410,18 @@ pub(crate) fn sign_canonical(
         canonical,
         COVERED_COMPONENTS,
         header,
-        &params,
+        params,
     )?;
-    let sig = key.sign(base.as_bytes())?;
-    let mut signature = String::with_capacity(options.label.len() + 92);
-    signature.push_str(&options.label);
-    signature.push_str("=:");
-    URL_SAFE_NO_PAD.encode_string(&sig, &mut signature);
-    signature.push(':');
-    let mut signature_input = String::with_capacity(options.label.len() + 1 + params.len());
-    signature_input.push_str(&options.label);
-    signature_input.push('=');
-    signature_input.push_str(&params);
-    Ok(SignedHeaders {
-        content_digest: digest,
+    Ok(PendingSignature {
+        base,
         signature_input,
-        signature,
+        label_len,
+        digest,
         created,
         expires,
         nonce,
-        signature_base: base,
+        kid,
+        alg,
     })
 }
 

@@ -9,6 +9,8 @@
 //! - on a duplicate (the key was acknowledged), answers 200 without calling the handler;
 //! - while another delivery of the key is being handled, answers 503 with `Retry-After`;
 //! - on the same key with a different body, answers 409 `{"error":"idempotency_conflict"}`;
+//! - on a verified destination challenge, answers 200 with its echo
+//!   (`{"challenge":"<value>"}`) without calling the handler;
 //! - otherwise answers 401 with `WWW-Authenticate: Signature error="<code>"`, or 400 / 405 /
 //!   413, or 503 when the dedup store is unavailable.
 //!
@@ -107,7 +109,8 @@ pub async fn process(receiver: &WebhookReceiver, request: Request<Body>) -> Proc
 }
 
 /// The response a receiver answers with when the application does not produce one: 200 for
-/// accepted and duplicate deliveries (with `{"status":"accepted"|"duplicate"}`), 503 with
+/// accepted and duplicate deliveries (with `{"status":"accepted"|"duplicate"}`), 200 with the
+/// echo (`{"challenge":"<value>"}`) for a verified destination challenge, 503 with
 /// `Retry-After` and `{"status":"in_progress"}` for a delivery in progress, otherwise the
 /// status with `{"error":"<code>"}` (`idempotency_conflict` on a 409) and, on a 401, the
 /// `WWW-Authenticate` challenge.
@@ -115,6 +118,14 @@ pub fn outcome_response(outcome: &Outcome) -> Response<Body> {
     let status =
         StatusCode::from_u16(outcome.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let body = match outcome {
+        Outcome::Challenge(c) => {
+            return (
+                status,
+                [(header::CONTENT_TYPE, "application/json")],
+                c.echo_body(),
+            )
+                .into_response();
+        }
         Outcome::Accepted(_) => serde_json::json!({ "status": "accepted" }),
         Outcome::Duplicate(_) => serde_json::json!({ "status": "duplicate" }),
         Outcome::InProgress { .. } => serde_json::json!({ "status": "in_progress" }),

@@ -12,11 +12,12 @@ pub const HANDLING_LATENCY_BUCKETS: [f64; 12] = [
 ];
 
 /// The outcome names, in [`Outcome::name`]'s words.
-const OUTCOMES: [&str; 5] = [
+const OUTCOMES: [&str; 6] = [
     "accepted",
     "duplicate",
     "in_progress",
     "conflict",
+    "challenge",
     "rejected",
 ];
 

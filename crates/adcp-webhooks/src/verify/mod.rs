@@ -52,6 +52,8 @@
 pub mod axum;
 mod checklist;
 mod dedup;
+#[cfg(feature = "send")]
+mod discovery;
 mod error;
 mod jwks;
 mod metrics;
@@ -73,6 +75,8 @@ pub use dedup::{
     DEFAULT_DEDUP_TTL_SECS, DedupClaim, DedupFuture, DedupStore, DedupStoreError,
     InMemoryDedupStore,
 };
+#[cfg(feature = "send")]
+pub use discovery::{AgentKeyDiscovery, DiscoveredKeys, DiscoveryError, MAX_BRAND_JSON_BYTES};
 pub use error::{ErrorCode, Step, UnknownErrorCode, VerifyError};
 pub use jwks::{
     ACCEPTED_ADCP_USES, JwksError, KeyFuture, KeySource, PublishedKey, RefreshOutcome, StaticJwks,
@@ -82,7 +86,7 @@ pub use metrics::{ForwardResult, HANDLING_LATENCY_BUCKETS, ReceiverMetrics};
 pub use postgres_dedup::PostgresDedupStore;
 pub use receiver::{
     AcceptedWebhook, DEFAULT_MAX_BODY_BYTES, IncomingRequest, Outcome, Rejection, TargetUri,
-    WebhookReceiver, WebhookReceiverBuilder,
+    VerifiedChallenge, WebhookReceiver, WebhookReceiverBuilder,
 };
 #[cfg(feature = "send")]
 pub use remote::{

@@ -4,7 +4,27 @@
 use super::VerifiedWebhook;
 use super::dedup::{BodyDigest, ClaimToken, DedupStoreError};
 use super::error::VerifyError;
-use crate::payload::ParsedWebhook;
+use crate::payload::{ParsedWebhook, WebhookChallenge};
+
+/// A destination challenge whose signature verified: answer it with 200 and
+/// [`echo_body`](Self::echo_body). It is not dispatched and claims no idempotency key.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct VerifiedChallenge {
+    /// What the signature established.
+    pub verified: VerifiedWebhook,
+    /// The challenge.
+    pub challenge: WebhookChallenge,
+}
+
+impl VerifiedChallenge {
+    /// The response body proving control of the URL: `{"challenge":"<value>"}`
+    /// (`core/webhook-challenge-response.json`), sent with `Content-Type: application/json`.
+    pub fn echo_body(&self) -> Vec<u8> {
+        self.challenge.echo().to_body()
+    }
+}
+
 /// A webhook that verified and parsed.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -67,16 +87,19 @@ pub enum Outcome {
     /// Genuine, but this `idempotency_key` is remembered with a different body: answer 409
     /// `idempotency_conflict` and do not act.
     Conflict(Box<AcceptedWebhook>),
+    /// Genuine destination challenge: answer 200 with
+    /// [`VerifiedChallenge::echo_body`]; nothing to dispatch or acknowledge.
+    Challenge(Box<VerifiedChallenge>),
     /// Not accepted.
     Rejected(Rejection),
 }
 
 impl Outcome {
-    /// The HTTP status to answer with: 200 for accepted and duplicate deliveries, 503 in
-    /// progress, 409 conflict, and the rejection's status.
+    /// The HTTP status to answer with: 200 for accepted and duplicate deliveries and for a
+    /// challenge, 503 in progress, 409 conflict, and the rejection's status.
     pub fn status(&self) -> u16 {
         match self {
-            Self::Accepted(_) | Self::Duplicate(_) => 200,
+            Self::Accepted(_) | Self::Duplicate(_) | Self::Challenge(_) => 200,
             Self::InProgress { .. } | Self::Rejected(Rejection::StoreUnavailable(_)) => 503,
             Self::Conflict(_) => 409,
             Self::Rejected(Rejection::Signature(_)) => 401,
@@ -94,14 +117,15 @@ impl Outcome {
         }
     }
 
-    /// The outcome's name in logs: `accepted`, `duplicate`, `in_progress`, `conflict` or
-    /// `rejected`.
+    /// The outcome's name in logs: `accepted`, `duplicate`, `in_progress`, `conflict`,
+    /// `challenge` or `rejected`.
     pub fn name(&self) -> &'static str {
         match self {
             Self::Accepted(_) => "accepted",
             Self::Duplicate(_) => "duplicate",
             Self::InProgress { .. } => "in_progress",
             Self::Conflict(_) => "conflict",
+            Self::Challenge(_) => "challenge",
             Self::Rejected(_) => "rejected",
         }
     }
@@ -121,7 +145,10 @@ impl Outcome {
                 Rejection::MethodNotAllowed(_) => "method_not_allowed",
                 Rejection::StoreUnavailable(_) => "store_unavailable",
             }),
-            Self::Accepted(_) | Self::Duplicate(_) | Self::InProgress { .. } => None,
+            Self::Accepted(_)
+            | Self::Duplicate(_)
+            | Self::InProgress { .. }
+            | Self::Challenge(_) => None,
         }
     }
 
@@ -133,20 +160,21 @@ impl Outcome {
         }
     }
 
-    /// The verified webhook, for every outcome but a rejection.
+    /// The verified webhook, for every outcome but a challenge and a rejection.
     pub fn webhook(&self) -> Option<&AcceptedWebhook> {
         match self {
             Self::Accepted(w)
             | Self::Duplicate(w)
             | Self::Conflict(w)
             | Self::InProgress { webhook: w, .. } => Some(w),
-            Self::Rejected(_) => None,
+            Self::Challenge(_) | Self::Rejected(_) => None,
         }
     }
 
     /// A one-line JSON record for logs: `outcome` ([`name`](Self::name)), `status`, and
     /// `kind`, `idempotency_key`, `keyid`, `retry_after`, or `error_code`, `failed_step`,
-    /// `message`. Never the body, the signature or the claim token.
+    /// `message` (a challenge: `kind`, `keyid`, `subscriber_id`, `account_id`). Never the
+    /// body, the signature or the claim token.
     pub fn log_record(&self) -> serde_json::Value {
         use serde_json::{Value, json};
         let mut rec = serde_json::Map::new();
@@ -156,6 +184,17 @@ impl Outcome {
             rec.insert("kind".into(), json!(w.payload.kind().as_str()));
             rec.insert("idempotency_key".into(), json!(w.idempotency_key));
             rec.insert("keyid".into(), json!(w.verified.keyid));
+        }
+        if let Self::Challenge(c) = self {
+            rec.insert(
+                "kind".into(),
+                json!(crate::payload::WebhookKind::WebhookChallenge.as_str()),
+            );
+            rec.insert("keyid".into(), json!(c.verified.keyid));
+            rec.insert("subscriber_id".into(), json!(c.challenge.subscriber_id));
+            if let Some(account) = &c.challenge.account_id {
+                rec.insert("account_id".into(), json!(account));
+            }
         }
         if let Some(secs) = self.retry_after() {
             rec.insert("retry_after".into(), json!(secs));

@@ -9,7 +9,7 @@ use super::dedup::{
     InMemoryDedupStore, ready_now,
 };
 use super::error::{ErrorCode, Step, VerifyError};
-pub use super::outcome::{AcceptedWebhook, Outcome, Rejection};
+pub use super::outcome::{AcceptedWebhook, Outcome, Rejection, VerifiedChallenge};
 use super::shared_replay::SharedReplayStore;
 use super::{ReceivedRequest, VerifiedWebhook, WebhookVerifier};
 use crate::payload::{IdempotencyKey, ParsedWebhook, WebhookKind};
@@ -117,6 +117,13 @@ impl<H: HeaderSource + ?Sized> std::fmt::Debug for IncomingRequest<'_, H> {
 /// different body under the same key is [`Outcome::Conflict`] (409). If the process dies while
 /// holding a claim, the next delivery after the lease is processed. The axum layer does all
 /// of this around a handler: it acknowledges on a 2xx answer and releases otherwise.
+///
+/// # Destination challenges
+///
+/// A verified `webhook.challenge` body is [`Outcome::Challenge`]: answer it 200 with
+/// [`VerifiedChallenge::echo_body`] (the axum layer and `adcp-webhook receive` do). It is
+/// answered even by an endpoint set to [`expect_kind`](WebhookReceiverBuilder::expect_kind),
+/// is never dispatched and claims no key; an unverified one is rejected like any request.
 ///
 /// # What makes two deliveries "the same sender"
 ///
@@ -493,11 +500,25 @@ impl WebhookReceiver {
                 "Content-Type is not application/json; AdCP webhooks are JSON".into(),
             )));
         }
-        let parsed = match self.inner.kind {
-            None => ParsedWebhook::parse(request.body),
-            Some(kind) => ParsedWebhook::parse_as(kind, request.body),
-        };
+        let parsed =
+            match self.inner.kind {
+                None => ParsedWebhook::parse(request.body),
+                // An endpoint of one kind still answers the challenge to its URL.
+                Some(kind) => ParsedWebhook::parse_as(kind, request.body).or_else(|e| {
+                    match ParsedWebhook::parse(request.body) {
+                        Ok(c @ ParsedWebhook::WebhookChallenge(_)) => Ok(c),
+                        _ => Err(e),
+                    }
+                }),
+            };
         let payload = match parsed {
+            Ok(ParsedWebhook::WebhookChallenge(challenge)) => {
+                let answer = VerifiedChallenge {
+                    verified,
+                    challenge,
+                };
+                return Err(Outcome::Challenge(Box::new(answer)));
+            }
             Ok(p) => p,
             Err(e) => return Err(Outcome::Rejected(Rejection::MalformedBody(e.to_string()))),
         };

@@ -25,6 +25,8 @@ pub(crate) mod codec;
 pub mod console;
 pub mod encrypted;
 mod forward;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub(crate) mod group;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 #[cfg(feature = "sqlite")]

@@ -3,7 +3,9 @@
 
 use super::{PostgresStore, db_err, get};
 use crate::delivery::store::codec::{corrupt, headers_to_json};
+use crate::delivery::store::group::GroupResults;
 use crate::delivery::store::{DeliveryId, Enqueued, NewDelivery, StoreError};
+use sqlx::PgPool;
 
 /// One statement: the function inserts the destinations and the deliveries, reads every row
 /// back, and raises (undoing the statement) on a conflict.
@@ -15,12 +17,40 @@ const ENQUEUE_SQL: &str = "SELECT ord, id, created FROM outbox_enqueue_batch(\
 const CONFLICT_STATE: &str = "AC409";
 
 impl PostgresStore {
+    /// Through the group commit: concurrent callers share statements and commits (see
+    /// `group`).
     pub(super) async fn enqueue_batch(
         &self,
         batch: Vec<NewDelivery>,
     ) -> Result<Vec<Enqueued>, StoreError> {
-        enqueue_with(&self.pool, batch).await
+        self.group.enqueue(batch).await
     }
+}
+
+/// Write a group of callers' batches: a lone batch as one statement, as always; several as
+/// one statement over all their rows (one round trip, one commit and one `NOTIFY` for the
+/// group), each caller given its own slice of the rows. If that statement fails (a conflict
+/// in one caller's rows, say), nothing of it was stored, and each batch is written again on
+/// its own, so the failure is only its own caller's.
+pub(crate) async fn write_group(pool: PgPool, mut batches: Vec<Vec<NewDelivery>>) -> GroupResults {
+    if batches.len() == 1 {
+        let batch = batches.pop().unwrap_or_default();
+        return vec![enqueue_with(&pool, batch).await];
+    }
+    let all: Vec<NewDelivery> = batches.iter().flatten().cloned().collect();
+    if let Ok(mut rows) = enqueue_with(&pool, all).await {
+        let mut results = Vec::with_capacity(batches.len());
+        for batch in batches.iter().rev() {
+            results.push(Ok(rows.split_off(rows.len() - batch.len())));
+        }
+        results.reverse();
+        return results;
+    }
+    let mut results = Vec::with_capacity(batches.len());
+    for batch in batches {
+        results.push(enqueue_with(&pool, batch).await);
+    }
+    results
 }
 
 /// Store `batch` with exactly one statement on `executor` (a pool, or the caller's

@@ -53,6 +53,7 @@ pub use schema::MigrateReport;
 use super::StoreError;
 use super::codec::row_codecs;
 use super::forward::delegate_outbox_store;
+use super::group::Grouping;
 use super::{
     AttemptInfo, AttemptRecord, BoxFuture, DeliveryDetail, DeliveryId, DeliveryState,
     DeliverySummary, DestinationInfo, LeaseToken, LeasedDelivery, StateCounts,
@@ -147,6 +148,8 @@ pub struct PostgresStore {
     work: PgPool,
     target: String,
     migration: Option<MigrateReport>,
+    /// Concurrent enqueues share one statement and one commit per group.
+    group: Grouping,
 }
 
 impl PostgresStore {
@@ -192,11 +195,18 @@ impl PostgresStore {
         // One lease loop and one outcome writer per worker: a few connections suffice.
         let work = pool_options(options.max_connections.clamp(1, 4))
             .connect_lazy_with(connect.options([("synchronous_commit", "off")]));
+        let group = {
+            let pool = pool.clone();
+            Grouping::new(Arc::new(move |batches| {
+                Box::pin(enqueue::write_group(pool.clone(), batches))
+            }))
+        };
         let mut store = Self {
             pool,
             work,
             target,
             migration: None,
+            group,
         };
         if options.migrate {
             store.migration = Some(store.migrate().await?);

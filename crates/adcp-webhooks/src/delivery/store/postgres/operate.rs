@@ -11,7 +11,7 @@ use crate::delivery::store::{
     PurgeSelection, RequeueSelection, StateCounts, StoreError,
 };
 
-// One indexed count per state (`(state, id)`, migration 3), so counting never reads the rows
+// One indexed count per state (`(state, id)`, migration 4), so counting never reads the rows
 // themselves (bodies included).
 const COUNTS_SQL: &str = "SELECT \
        (SELECT count(*) FROM outbox_deliveries WHERE state = 'pending') AS pending, \

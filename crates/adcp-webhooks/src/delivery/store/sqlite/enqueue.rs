@@ -1,25 +1,79 @@
 //! Enqueueing: a batch of webhooks in one transaction, on the store's own connection or on
 //! one the caller owns.
 
-use super::{SqliteStore, db_err};
+use super::{SqliteStore, WriteGate, db_err};
 use crate::delivery::store::codec::headers_to_json;
+use crate::delivery::store::group::{GroupResults, for_each_caller};
 use crate::delivery::store::{DeliveryId, Enqueued, NewDelivery, StoreError};
-use sqlx::{Connection, SqliteConnection};
+use sqlx::{Connection, SqliteConnection, SqlitePool};
 
 impl SqliteStore {
+    /// Through the group commit: concurrent callers share transactions (see `group`).
     pub(super) async fn enqueue_batch(
         &self,
         batch: Vec<NewDelivery>,
     ) -> Result<Vec<Enqueued>, StoreError> {
-        let mut tx = self
-            .pool
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(db_err)?;
-        let out = insert_batch(&mut tx, batch).await?;
-        tx.commit().await.map_err(db_err)?;
-        Ok(out)
+        self.group.enqueue(batch).await
     }
+}
+
+/// Write a group of callers' batches in one `BEGIN IMMEDIATE` transaction: a lone batch
+/// directly, several each inside a savepoint, so a conflict undoes only its own caller's rows.
+/// Every caller whose rows were written shares the commit's outcome.
+pub(crate) async fn write_group(
+    pool: SqlitePool,
+    gate: WriteGate,
+    mut batches: Vec<Vec<NewDelivery>>,
+) -> GroupResults {
+    let n = batches.len();
+    let _turn = gate.lock().await;
+    let mut tx = match pool.begin_with("BEGIN IMMEDIATE").await {
+        Ok(tx) => tx,
+        Err(e) => {
+            let e = db_err(e);
+            return (0..n).map(|_| Err(for_each_caller(&e))).collect();
+        }
+    };
+    let mut results: GroupResults = Vec::with_capacity(n);
+    if n == 1 {
+        let batch = batches.pop().unwrap_or_default();
+        match insert_batch(&mut tx, batch).await {
+            Ok(out) => results.push(Ok(out)),
+            // Dropping the transaction rolls it back.
+            Err(e) => return vec![Err(e)],
+        }
+    } else {
+        for batch in batches {
+            results.push(
+                async {
+                    let mut savepoint = tx.begin().await.map_err(db_err)?;
+                    match insert_batch(&mut savepoint, batch).await {
+                        Ok(out) => {
+                            savepoint.commit().await.map_err(db_err)?;
+                            Ok(out)
+                        }
+                        Err(e) => {
+                            savepoint.rollback().await.map_err(db_err)?;
+                            Err(e)
+                        }
+                    }
+                }
+                .await,
+            );
+        }
+    }
+    if results.iter().all(Result::is_err) {
+        return results;
+    }
+    if let Err(e) = tx.commit().await {
+        let e = db_err(e);
+        for r in &mut results {
+            if r.is_ok() {
+                *r = Err(for_each_caller(&e));
+            }
+        }
+    }
+    results
 }
 
 /// Store `batch` through `conn`, all or none: inside a savepoint when `conn` is already in a

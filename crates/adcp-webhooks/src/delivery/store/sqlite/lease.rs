@@ -25,6 +25,7 @@ impl SqliteStore {
         // worker's work. Only pending rows hold a lease token, so live leases are counted
         // from the lease index alone; the CROSS JOIN keeps the destinations as the outer loop
         // (a plain JOIN lets the planner scan every delivery).
+        let _turn = self.gate.lock().await;
         let rows = sqlx::query(
             "UPDATE outbox_deliveries SET lease_token = ?1, lease_expires_at = ?2, next_attempt_at = ?2 \
              WHERE id IN ( \
@@ -75,6 +76,7 @@ impl SqliteStore {
             return Ok(0);
         }
         let mut released = 0;
+        let _turn = self.gate.lock().await;
         let mut tx = self
             .work
             .begin_with("BEGIN IMMEDIATE")

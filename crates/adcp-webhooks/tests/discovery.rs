@@ -1,0 +1,256 @@
+//! Discovering a seller's keys from its agent URL: a loopback `brand.json` → `jwks_uri` chain
+//! is followed under a policy that admits 127.0.0.1 only; a chain pointing at another private
+//! address, or any chain under the default policy, is refused; a rotated key is picked up
+//! without building anything again.
+
+use adcp_webhooks::clock::{RandomNonce, SystemClock};
+use adcp_webhooks::destination::DestinationPolicy;
+use adcp_webhooks::keys::{Algorithm, KeyPurpose, SigningKey};
+use adcp_webhooks::signing::{SignOptions, sign_webhook};
+use adcp_webhooks::verify::{AgentKeyDiscovery, DiscoveryError, ReceivedRequest, WebhookVerifier};
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Documents served by path on loopback; anything else is a 404.
+type Docs = Arc<Mutex<HashMap<String, Value>>>;
+
+async fn serve(docs: Docs) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut sock, _)) = listener.accept().await else {
+                return;
+            };
+            let docs = docs.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 8192];
+                let mut n = 0;
+                while !buf[..n].windows(4).any(|w| w == b"\r\n\r\n") && n < buf.len() {
+                    match sock.read(&mut buf[n..]).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(k) => n += k,
+                    }
+                }
+                let head = String::from_utf8_lossy(&buf[..n]);
+                let path = head.split_whitespace().nth(1).unwrap_or("/").to_owned();
+                let doc = docs.lock().expect("docs").get(&path).cloned();
+                let resp = match doc {
+                    Some(v) => {
+                        let body = v.to_string();
+                        format!(
+                            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                            body.len()
+                        )
+                    }
+                    None => {
+                        "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                            .to_owned()
+                    }
+                };
+                let _ = sock.write_all(resp.as_bytes()).await;
+                let _ = sock.shutdown().await;
+            });
+        }
+    });
+    format!("http://{addr}")
+}
+
+/// Loopback only: http, any port, private addresses refused except 127.0.0.1.
+fn loopback_policy() -> DestinationPolicy {
+    DestinationPolicy::strict()
+        .allow_http(true)
+        .allowed_ports([])
+        .allow_address(IpAddr::V4(Ipv4Addr::LOCALHOST))
+}
+
+fn key(kid: &str) -> SigningKey {
+    SigningKey::generate(Algorithm::Ed25519, kid, KeyPurpose::WebhookSigning).expect("key")
+}
+
+fn jwks(keys: &[&SigningKey]) -> Value {
+    json!({ "keys": keys.iter().map(|k| k.public_jwk().to_value()).collect::<Vec<_>>() })
+}
+
+async fn verifies(verifier: &WebhookVerifier, key: &SigningKey) -> Result<String, String> {
+    let url = "https://buyer.example/adcp/webhook";
+    let body = br#"{"idempotency_key":"whk_0123456789abcdef","operation_id":"op_1","task_id":"t1","task_type":"create_media_buy","status":"completed","timestamp":"2026-04-18T12:00:00Z"}"#;
+    let content_type = [("Content-Type", "application/json")];
+    let signed = sign_webhook(
+        "POST",
+        url,
+        &content_type[..],
+        body,
+        key,
+        &SignOptions::default(),
+        &SystemClock,
+        &RandomNonce,
+    )
+    .expect("sign");
+    let mut headers: Vec<(String, String)> =
+        vec![("Content-Type".into(), "application/json".into())];
+    headers.extend(
+        signed
+            .headers()
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string())),
+    );
+    verifier
+        .verify_async(&ReceivedRequest::new("POST", url, &headers, body))
+        .await
+        .map(|v| v.keyid)
+        .map_err(|e| e.to_string())
+}
+
+#[tokio::test]
+async fn the_brand_json_chain_is_followed_and_a_rotated_key_is_picked_up() {
+    let docs: Docs = Arc::default();
+    let base = serve(docs.clone()).await;
+    let (k1, k2) = (key("seller-2026-01"), key("seller-2026-02"));
+    docs.lock().expect("docs").extend([
+        (
+            "/.well-known/brand.json".to_owned(),
+            json!({
+                "house": { "domain": "seller.example", "agents": [
+                    { "type": "creative", "url": format!("{base}/creative") },
+                ]},
+                "brands": [{ "id": "b", "agents": [
+                    { "type": "sales", "url": format!("{base}/mcp"), "jwks_uri": format!("{base}/keys/webhooks.json") },
+                ]}],
+            }),
+        ),
+        ("/keys/webhooks.json".to_owned(), jwks(&[&k1])),
+    ]);
+    let found = AgentKeyDiscovery::new(format!("{base}/mcp"))
+        .expect("agent url")
+        .destination_policy(loopback_policy())
+        .allow_insecure_http(true)
+        .min_refetch_interval(Duration::ZERO)
+        .discover()
+        .await
+        .expect("discovered");
+    assert_eq!(found.jwks_uri, format!("{base}/keys/webhooks.json"));
+    assert_eq!(
+        found.brand_json_url,
+        format!("{base}/.well-known/brand.json")
+    );
+    let verifier = WebhookVerifier::new(found.keys.clone());
+    assert_eq!(
+        verifies(&verifier, &k1).await.as_deref(),
+        Ok("seller-2026-01")
+    );
+
+    // The seller rotates: the new key is published; a signature naming it brings it in.
+    docs.lock()
+        .expect("docs")
+        .insert("/keys/webhooks.json".to_owned(), jwks(&[&k2, &k1]));
+    assert_eq!(
+        verifies(&verifier, &k2).await.as_deref(),
+        Ok("seller-2026-02")
+    );
+    // A key the seller never published is still refused.
+    assert!(verifies(&verifier, &key("forged")).await.is_err());
+
+    // An entry without jwks_uri defaults to the agent origin's well-known key set.
+    docs.lock()
+        .expect("docs")
+        .insert("/.well-known/jwks.json".to_owned(), jwks(&[&k1]));
+    let found = AgentKeyDiscovery::new(format!("{base}/creative"))
+        .expect("agent url")
+        .destination_policy(loopback_policy())
+        .allow_insecure_http(true)
+        .discover()
+        .await
+        .expect("discovered");
+    assert_eq!(found.jwks_uri, format!("{base}/.well-known/jwks.json"));
+}
+
+#[tokio::test]
+async fn chains_to_private_addresses_unlisted_and_ambiguous_agents_are_refused() {
+    let docs: Docs = Arc::default();
+    let base = serve(docs.clone()).await;
+    let discover = |agent: String| async move {
+        AgentKeyDiscovery::new(agent)
+            .expect("agent url")
+            .destination_policy(loopback_policy())
+            .allow_insecure_http(true)
+            .discover()
+            .await
+    };
+    docs.lock().expect("docs").insert(
+        "/.well-known/brand.json".to_owned(),
+        json!({ "agents": [
+            { "type": "sales", "url": format!("{base}/internal"), "jwks_uri": "http://10.20.30.40/keys.json" },
+            { "type": "sales", "url": format!("{base}/metadata"), "jwks_uri": "http://169.254.169.254/latest/keys.json" },
+            { "type": "sales", "url": format!("{base}/twice"), "jwks_uri": format!("{base}/a.json") },
+            { "type": "buying", "url": format!("{base}/twice"), "jwks_uri": format!("{base}/b.json") },
+        ]}),
+    );
+    for agent in ["internal", "metadata"] {
+        let err = discover(format!("{base}/{agent}"))
+            .await
+            .expect_err("private");
+        assert!(
+            matches!(
+                err,
+                DiscoveryError::Refused {
+                    hop: "jwks_uri",
+                    ..
+                }
+            ),
+            "{agent}: {err:?}"
+        );
+    }
+    let err = discover(format!("{base}/absent"))
+        .await
+        .expect_err("unlisted");
+    assert!(matches!(err, DiscoveryError::NotListed { .. }), "{err:?}");
+    let err = discover(format!("{base}/twice"))
+        .await
+        .expect_err("ambiguous");
+    assert!(
+        matches!(err, DiscoveryError::Ambiguous { count: 2, .. }),
+        "{err:?}"
+    );
+
+    // Under the default (strict) policy the loopback chain is refused at its first hop.
+    let err = AgentKeyDiscovery::new(format!("{base}/internal"))
+        .expect("agent url")
+        .allow_insecure_http(true)
+        .discover()
+        .await
+        .expect_err("strict");
+    assert!(
+        matches!(
+            err,
+            DiscoveryError::Refused {
+                hop: "brand.json",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    // Plain http is refused unless allowed.
+    let err = AgentKeyDiscovery::new(format!("{base}/internal"))
+        .expect("agent url")
+        .destination_policy(loopback_policy())
+        .discover()
+        .await
+        .expect_err("http");
+    assert!(matches!(err, DiscoveryError::BadUrl { .. }), "{err:?}");
+    // A brand.json that is not the expected shape is a typed error.
+    docs.lock().expect("docs").insert(
+        "/.well-known/brand.json".to_owned(),
+        json!({ "agents": { "url": "x" } }),
+    );
+    let err = discover(format!("{base}/internal"))
+        .await
+        .expect_err("malformed");
+    assert!(matches!(err, DiscoveryError::Malformed { .. }), "{err:?}");
+}
