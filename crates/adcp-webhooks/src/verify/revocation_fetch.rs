@@ -372,16 +372,19 @@ impl RevocationFetcher {
         )
     }
 
-    /// Poll forever on the [`next_delay`](Self::next_delay) schedule, starting with a fetch
-    /// now. Failures are logged and retried with backoff. Abort the handle to stop.
+    /// Poll forever on the [`next_delay`](Self::next_delay) schedule: at once if nothing was
+    /// fetched yet, else after the next delay. Failures are logged and retried with backoff.
+    /// Abort the handle to stop.
     pub fn spawn(&self) -> tokio::task::JoinHandle<()> {
         let me = self.clone();
         tokio::spawn(async move {
             loop {
+                if me.fetch_count() > 0 {
+                    tokio::time::sleep(me.next_delay()).await;
+                }
                 if let Err(e) = me.refresh().await {
                     tracing::warn!(url = %me.inner.http.url, error = %e, "revocation list refresh failed; keeping the previous list");
                 }
-                tokio::time::sleep(me.next_delay()).await;
             }
         })
     }
