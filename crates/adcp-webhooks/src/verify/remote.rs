@@ -22,7 +22,7 @@ pub const DEFAULT_JWKS_TIMEOUT: Duration = Duration::from_secs(5);
 /// Lookups never block on the network: they answer from the cache. The fetches happen in
 /// [`WebhookVerifier::verify_async`](super::WebhookVerifier::verify_async) (or when you call
 /// [`refresh`](Self::refresh)). When a refresh fails, the last good key set stays in use.
-/// Fetches go through the crate's [`Transport`]: no redirects, no proxy from the environment,
+/// Fetches go through the crate's [`Transport`](crate::transport::Transport): no redirects, no proxy from the environment,
 /// a size- and time-limited response, and the [`DestinationPolicy`] (default strict: https,
 /// port 443, public addresses only, checked again on the addresses actually connected to), so a
 /// `jwks_uri` cannot be pointed at an internal service. They are serialized: a burst of

@@ -1,38 +1,4 @@
-//! A signed revocation list fetched from the issuer, verified, and kept fresh for the verifier.
-//!
-//! The AdCP revocation list (security profile, "Revocation") is a JWS (compact, or the general
-//! JSON serialization with exactly one signature) whose protected header carries
-//! `typ: "adcp-gov-revocation+jws"`, `alg` `EdDSA` or `ES256`, and the `kid` of the issuer's
-//! signing key, which is resolved from the issuer's JWKS (a [`KeySource`] you configure). The
-//! payload is `{"version": 1, "issuer": <origin>, "updated": <RFC 3339>, "next_update":
-//! <RFC 3339>, "revoked_kids": [...], "revoked_jtis": [...]}`; `revoked_jtis` concerns
-//! governance tokens and is ignored here.
-//!
-//! [`RevocationFetcher`] fetches it through the crate's transport under a
-//! [`DestinationPolicy`] (default strict: https, port 443, public addresses, no redirects, a
-//! bounded body and time), verifies the signature and the payload (issuer, `next_update` after
-//! `updated` by at least the 60 s polling floor, `updated` not in the future, never older than
-//! the list it replaces), and only then replaces the [`SharedRevocationList`] the verifier
-//! reads. Anything that fails keeps the previous list, and the previous list's deadline is
-//! never extended without a new verified list: a `304 Not Modified` counts as a successful
-//! poll (no backoff) but does not move `next_update`. Once `next_update` + grace has passed,
-//! every verification fails closed with `webhook_signature_revocation_stale`; before the first
-//! successful fetch the list is already stale.
-//!
-//! ```no_run
-//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-//! use adcp_webhooks::verify::{RemoteJwks, RevocationFetcher, StaticJwks, WebhookVerifier};
-//! let issuer_keys = StaticJwks::from_file("issuer-jwks.json")?;
-//! let revocations = RevocationFetcher::new(
-//!     "https://seller.example/.well-known/governance-revocations.json",
-//!     issuer_keys,
-//! )?;
-//! revocations.refresh().await?; // fail fast on a misconfiguration
-//! let _poller = revocations.spawn(); // polls on the bounded schedule from now on
-//! let verifier = WebhookVerifier::new(RemoteJwks::new("https://seller.example/jwks.json")?)
-//!     .revocation(revocations.list());
-//! # Ok(()) }
-//! ```
+//! The signed revocation-list fetcher: [`RevocationFetcher`].
 
 use super::fetch::{GetError, PolicedGet};
 use super::jwks::KeySource;
@@ -150,7 +116,43 @@ struct Inner {
     fetch: tokio::sync::Mutex<()>,
 }
 
-/// Fetches, verifies and refreshes a signed revocation list; see the [module docs](self).
+/// A signed revocation list fetched from the issuer, verified, and kept fresh for the verifier.
+///
+/// The AdCP revocation list (security profile, "Revocation") is a JWS (compact, or the general
+/// JSON serialization with exactly one signature) whose protected header carries
+/// `typ: "adcp-gov-revocation+jws"`, `alg` `EdDSA` or `ES256`, and the `kid` of the issuer's
+/// signing key, which is resolved from the issuer's JWKS (a [`KeySource`] you configure). The
+/// payload is `{"version": 1, "issuer": <origin>, "updated": <RFC 3339>, "next_update":
+/// <RFC 3339>, "revoked_kids": [...], "revoked_jtis": [...]}`; `revoked_jtis` concerns
+/// governance tokens and is ignored here.
+///
+/// [`RevocationFetcher`] fetches it through the crate's transport under a
+/// [`DestinationPolicy`](crate::destination::DestinationPolicy) (default strict: https, port 443, public addresses, no redirects, a
+/// bounded body and time), verifies the signature and the payload (issuer, `next_update` after
+/// `updated` by at least the 60 s polling floor, `updated` not in the future, never older than
+/// the list it replaces), and only then replaces the [`SharedRevocationList`] the verifier
+/// reads. Anything that fails keeps the previous list, and the previous list's deadline is
+/// never extended without a new verified list: a `304 Not Modified` counts as a successful
+/// poll (no backoff) but does not move `next_update`. Once `next_update` + grace has passed,
+/// every verification fails closed with `webhook_signature_revocation_stale`; before the first
+/// successful fetch the list is already stale.
+///
+/// ```no_run
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// use adcp_webhooks::verify::{RemoteJwks, RevocationFetcher, StaticJwks, WebhookVerifier};
+/// let issuer_keys = StaticJwks::from_file("issuer-jwks.json")?;
+/// let revocations = RevocationFetcher::new(
+///     "https://seller.example/.well-known/governance-revocations.json",
+///     issuer_keys,
+/// )?;
+/// revocations.refresh().await?; // fail fast on a misconfiguration
+/// let _poller = revocations.spawn(); // polls on the bounded schedule from now on
+/// let verifier = WebhookVerifier::builder(RemoteJwks::new("https://seller.example/jwks.json")?)
+///     .revocation(revocations.list())
+///     .build();
+/// # Ok(()) }
+/// ```
+///
 /// Cheap to clone; clones share the list and the schedule. It is itself a
 /// [`RevocationSource`], and [`list`](Self::list) gives the shared list it keeps updated.
 #[derive(Debug, Clone)]
@@ -311,7 +313,7 @@ impl RevocationFetcher {
     }
 
     /// The list the verifier reads: pass it to
-    /// [`WebhookVerifier::revocation`](super::WebhookVerifier::revocation).
+    /// [`WebhookVerifier::revocation`](super::WebhookVerifierBuilder::revocation).
     pub fn list(&self) -> SharedRevocationList {
         self.inner.list.clone()
     }
