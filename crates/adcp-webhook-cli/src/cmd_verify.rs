@@ -46,6 +46,14 @@ pub struct ReceiveArgs {
     /// With --agent-url: read this brand.json instead of the well-known one.
     #[arg(long, value_name = "URL", requires = "agent_url")]
     pub brand_json_url: Option<String>,
+    /// Refuse keys on the issuer's signed revocation list at this URL (a JWS, typ
+    /// `adcp-gov-revocation+jws`), polled under the destination policy; once it is past its
+    /// next_update plus grace, every webhook is refused (webhook_signature_revocation_stale).
+    #[arg(long, value_name = "URL", requires = "revocation_jwks")]
+    pub revocation_url: Option<String>,
+    /// With --revocation-url: the list issuer's public key set, whose key signs the list.
+    #[arg(long, value_name = "FILE", requires = "revocation_url")]
+    pub revocation_jwks: Option<PathBuf>,
     #[command(flatten)]
     pub discovery: crate::common::DestinationArgs,
     /// Address to listen on (plain HTTP), e.g. 127.0.0.1:8080; port 0 picks a free port.
@@ -278,6 +286,30 @@ impl Forward {
 
 /// The verifier of `receive`: the keys of --jwks, or those discovered from --agent-url.
 async fn receive_verifier(args: &ReceiveArgs) -> Result<WebhookVerifier, String> {
+    let keys = receive_keys(args).await?;
+    let Some(url) = &args.revocation_url else {
+        return Ok(WebhookVerifier::new(keys));
+    };
+    let path = args
+        .revocation_jwks
+        .as_ref()
+        .ok_or("pass --revocation-jwks FILE")?;
+    let issuer_keys = StaticJwks::from_file(path).map_err(|e| e.to_string())?;
+    let fetcher = adcp_webhooks::verify::RevocationFetcher::builder(url.clone(), issuer_keys)
+        .destination_policy(args.discovery.policy())
+        .allow_insecure_http(args.discovery.allow_http)
+        .build()
+        .map_err(|e| e.to_string())?;
+    let first = fetcher.refresh().await.map_err(|e| e.to_string())?;
+    eprintln!("revocation list from {url}: {first:?}");
+    drop(fetcher.spawn()); // polls for the life of the process
+    Ok(WebhookVerifier::builder(keys).revocation(fetcher).build())
+}
+
+/// The keys of --jwks, or those discovered from --agent-url.
+async fn receive_keys(
+    args: &ReceiveArgs,
+) -> Result<std::sync::Arc<dyn adcp_webhooks::verify::KeySource>, String> {
     if let Some(agent) = &args.agent_url {
         let mut discovery = adcp_webhooks::verify::AgentKeyDiscovery::new(agent.clone())
             .map_err(|e| e.to_string())?
@@ -291,7 +323,7 @@ async fn receive_verifier(args: &ReceiveArgs) -> Result<WebhookVerifier, String>
             "keys of {} from {} (via {})",
             found.agent_url, found.jwks_uri, found.brand_json_url
         );
-        return Ok(WebhookVerifier::new(found.keys));
+        return Ok(std::sync::Arc::new(found.keys));
     }
     let path = args
         .jwks
@@ -304,7 +336,7 @@ async fn receive_verifier(args: &ReceiveArgs) -> Result<WebhookVerifier, String>
             path.display()
         ));
     }
-    Ok(WebhookVerifier::new(jwks))
+    Ok(std::sync::Arc::new(jwks))
 }
 
 /// Run `receive` until SIGINT or SIGTERM.

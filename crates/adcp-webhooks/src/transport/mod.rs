@@ -292,17 +292,33 @@ impl Transport {
         url: &WebhookUrl,
         accept: &str,
     ) -> Result<HttpResponse, TransportError> {
-        let value = reqwest::header::HeaderValue::from_str(accept).map_err(|_| {
-            TransportError::InvalidHeader {
-                index: 0,
-                name: "accept".to_owned(),
-                reason: "the value is not a visible-ASCII header value".to_owned(),
-            }
-        })?;
+        self.get_with_headers(url, accept, &[]).await
+    }
+
+    /// [`get`](Self::get) with extra request headers (a conditional `If-None-Match`, say).
+    pub async fn get_with_headers(
+        &self,
+        url: &WebhookUrl,
+        accept: &str,
+        extra: &[(&str, &str)],
+    ) -> Result<HttpResponse, TransportError> {
         let mut outgoing = reqwest::Request::new(Method::GET, url.wire().clone());
-        outgoing
-            .headers_mut()
-            .insert(reqwest::header::ACCEPT, value);
+        let headers = outgoing.headers_mut();
+        for (index, (name, value)) in std::iter::once(&("accept", accept))
+            .chain(extra.iter())
+            .enumerate()
+        {
+            let bad = |reason: &str| TransportError::InvalidHeader {
+                index,
+                name: (*name).to_owned(),
+                reason: reason.to_owned(),
+            };
+            let name = reqwest::header::HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| bad("the name is not a valid header name"))?;
+            let value = reqwest::header::HeaderValue::from_str(value)
+                .map_err(|_| bad("the value is not a visible-ASCII header value"))?;
+            headers.insert(name, value);
+        }
         self.execute(outgoing, url.wire_str()).await
     }
 

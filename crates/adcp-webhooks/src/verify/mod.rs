@@ -55,6 +55,8 @@ mod dedup;
 #[cfg(feature = "send")]
 mod discovery;
 mod error;
+#[cfg(feature = "send")]
+mod fetch;
 mod jwks;
 mod metrics;
 mod outcome;
@@ -65,6 +67,8 @@ mod receiver;
 mod remote;
 mod replay;
 mod revocation;
+#[cfg(feature = "send")]
+mod revocation_fetch;
 mod shared_replay;
 #[cfg(feature = "sqlite")]
 mod sqlite_dedup;
@@ -98,6 +102,12 @@ pub use replay::{
 };
 pub use revocation::{
     RevocationList, RevocationListError, RevocationSource, RevocationStatus, SharedRevocationList,
+};
+#[cfg(feature = "send")]
+pub use revocation_fetch::{
+    DEFAULT_MAX_REVOCATION_LIST_BYTES, DEFAULT_REVOCATION_TIMEOUT, MAX_REVOCATION_POLL_INTERVAL,
+    MIN_REVOCATION_POLL_INTERVAL, REVOCATION_LIST_TYP, RevocationFetchError, RevocationFetcher,
+    RevocationFetcherBuilder, RevocationRefresh,
 };
 pub use shared_replay::SharedReplayStore;
 #[cfg(feature = "sqlite")]

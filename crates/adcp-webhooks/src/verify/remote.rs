@@ -1,9 +1,8 @@
 //! A JWKS fetched from the sender's `jwks_uri`, cached, and refetched when a new `kid` shows up.
 
+use super::fetch::{GetError, PolicedGet};
 use super::jwks::{JwksError, KeyFuture, KeySource, PublishedKey, RefreshOutcome, parse_jwks};
-use crate::destination::{DestinationPolicy, PolicyResolver};
-use crate::prepared::WebhookUrl;
-use crate::transport::{Transport, TransportConfig};
+use crate::destination::DestinationPolicy;
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -23,7 +22,7 @@ pub const DEFAULT_JWKS_TIMEOUT: Duration = Duration::from_secs(5);
 /// Lookups never block on the network: they answer from the cache. The fetches happen in
 /// [`WebhookVerifier::verify_async`](super::WebhookVerifier::verify_async) (or when you call
 /// [`refresh`](Self::refresh)). When a refresh fails, the last good key set stays in use.
-/// Fetches go through the crate's [`Transport`]: no redirects, no proxy from the environment,
+/// Fetches go through the crate's [`Transport`](crate::transport::Transport): no redirects, no proxy from the environment,
 /// a size- and time-limited response, and the [`DestinationPolicy`] (default strict: https,
 /// port 443, public addresses only, checked again on the addresses actually connected to), so a
 /// `jwks_uri` cannot be pointed at an internal service. They are serialized: a burst of
@@ -45,9 +44,7 @@ pub struct RemoteJwks {
 
 #[derive(Debug)]
 struct Inner {
-    url: WebhookUrl,
-    transport: Transport,
-    resolver: PolicyResolver,
+    http: PolicedGet,
     ttl: Duration,
     min_interval: Duration,
     now: MonotonicClock,
@@ -142,38 +139,24 @@ impl RemoteJwksBuilder {
 
     /// Check the URL and build the HTTP client. Nothing is fetched yet.
     pub fn build(self) -> Result<RemoteJwks, JwksError> {
-        let bad = |reason: String| JwksError::BadUrl {
-            url: crate::redact::redact_url(&self.url),
-            reason,
-        };
-        let url = WebhookUrl::parse(&self.url).map_err(|e| bad(e.to_string()))?;
-        match url.scheme() {
-            crate::signing::Scheme::Https => {}
-            crate::signing::Scheme::Http if self.allow_http => {}
-            crate::signing::Scheme::Http => {
-                return Err(bad(
-                    "use https (plain http is accepted only with allow_insecure_http, for tests)"
-                        .to_owned(),
-                ));
-            }
-        }
-        let policy = self.policy.allow_http(self.allow_http);
-        let resolver = PolicyResolver::new(policy);
-        let config = TransportConfig {
-            timeout: self.timeout,
-            connect_timeout: self.timeout,
-            max_response_body: self.max_bytes,
-            pool_max_idle_per_host: 1,
-            dns_resolver: Some(Arc::new(resolver.clone())),
-            ..TransportConfig::default()
-        };
-        let transport = Transport::new(config)
-            .map_err(|e| JwksError::Fetch(format!("cannot build the HTTP client: {e}")))?;
+        let http = PolicedGet::new(
+            &self.url,
+            self.allow_http,
+            self.policy,
+            self.timeout,
+            self.max_bytes,
+        )
+        .map_err(|e| match e {
+            GetError::BadUrl(reason) => JwksError::BadUrl {
+                url: crate::redact::redact_url(&self.url),
+                reason,
+            },
+            GetError::Refused(reason) => JwksError::Refused(reason),
+            GetError::Fetch(reason) => JwksError::Fetch(reason),
+        })?;
         Ok(RemoteJwks {
             inner: Arc::new(Inner {
-                url,
-                transport,
-                resolver,
+                http,
                 ttl: self.ttl,
                 min_interval: self.min_interval,
                 now: self.now,
@@ -207,7 +190,7 @@ impl RemoteJwks {
 
     /// The JWKS URL.
     pub fn url(&self) -> &str {
-        self.inner.url.as_str()
+        self.inner.http.url.as_str()
     }
 
     /// Fetch now, ignoring the TTL and the refetch interval. Returns the number of keys.
@@ -292,23 +275,15 @@ impl RemoteJwks {
 
     async fn download(&self) -> Result<HashMap<String, Arc<PublishedKey>>, JwksError> {
         let limit = self.inner.max_bytes;
-        let url = &self.inner.url;
-        self.inner
-            .resolver
-            .check(url.canonical())
-            .await
-            .map_err(|e| JwksError::Refused(e.to_string()))?;
         let resp = self
             .inner
-            .transport
-            .get(url, "application/jwk-set+json, application/json")
+            .http
+            .get("application/jwk-set+json, application/json", &[])
             .await
-            .map_err(
-                |e| match e.find_source::<crate::destination::DestinationError>() {
-                    Some(refused) => JwksError::Refused(refused.to_string()),
-                    None => JwksError::Fetch(e.to_string()),
-                },
-            )?;
+            .map_err(|e| match e {
+                GetError::Refused(reason) => JwksError::Refused(reason),
+                GetError::BadUrl(reason) | GetError::Fetch(reason) => JwksError::Fetch(reason),
+            })?;
         if resp.status != 200 {
             return Err(JwksError::Status(resp.status));
         }
@@ -329,7 +304,7 @@ impl KeySource for RemoteJwks {
     }
 
     fn identity(&self) -> Option<String> {
-        Some(self.inner.url.to_string())
+        Some(self.inner.http.url.to_string())
     }
 
     fn refresh_if_stale(&self) -> KeyFuture<'_, ()> {
@@ -343,7 +318,7 @@ impl KeySource for RemoteJwks {
                 return;
             }
             if let Err(e) = self.fetch_locked().await {
-                tracing::warn!(url = %self.inner.url, error = %e, "JWKS refresh failed; keeping the previous key set");
+                tracing::warn!(url = %self.inner.http.url, error = %e, "JWKS refresh failed; keeping the previous key set");
             }
         })
     }
@@ -363,7 +338,7 @@ impl KeySource for RemoteJwks {
             match self.fetch_locked().await {
                 Ok(_) => RefreshOutcome::Refreshed,
                 Err(e) => {
-                    tracing::warn!(url = %self.inner.url, error = %e, "JWKS refetch for an unknown kid failed");
+                    tracing::warn!(url = %self.inner.http.url, error = %e, "JWKS refetch for an unknown kid failed");
                     RefreshOutcome::Failed(e.to_string())
                 }
             }

@@ -124,6 +124,16 @@ impl RevocationList {
         self.revoked_kids.contains(keyid)
     }
 
+    /// How many key ids are revoked.
+    pub fn len(&self) -> usize {
+        self.revoked_kids.len()
+    }
+
+    /// Whether no key id is revoked.
+    pub fn is_empty(&self) -> bool {
+        self.revoked_kids.is_empty()
+    }
+
     /// The refresh deadline, Unix seconds.
     pub fn next_update(&self) -> i64 {
         self.next_update
