@@ -10,7 +10,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Value, json};
 use std::io::{Read, Write};
 use std::path::Path;
-use support::{Receiver, bin, keygen, log_lines};
+use support::{Receiver, bin, keygen, log_lines, signed};
 
 fn rfc3339(unix: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp(unix)
@@ -40,23 +40,6 @@ fn write_jwks(path: &Path, keys: &[Value]) {
 fn jwks_keys(path: &Path) -> Vec<Value> {
     let doc: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
     doc["keys"].as_array().unwrap().clone()
-}
-
-fn signed(pem: &Path, kid: &str, url: &str, body: &str) -> Vec<(String, String)> {
-    let o = bin()
-        .args(["sign", "--key"])
-        .arg(pem)
-        .args(["--kid", kid, "--url", url, "--body", body])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let doc: Value = serde_json::from_slice(&o.stdout).unwrap();
-    doc["headers"]
-        .as_object()
-        .unwrap()
-        .iter()
-        .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_owned()))
-        .collect()
 }
 
 #[test]

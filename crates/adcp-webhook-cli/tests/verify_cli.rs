@@ -8,7 +8,7 @@ use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 use std::time::Duration;
-use support::{App, Receiver, bin, log_lines, with_postgres_database};
+use support::{App, Receiver, bin, log_lines, signed, with_postgres_database};
 
 fn vectors() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -191,24 +191,6 @@ fn sign_output_pipes_into_verify() {
             .contains("status"),
         "{json}"
     );
-}
-
-/// Sign `body` for `url` with `key_pem`/`kid` through the CLI's own `sign` command.
-fn signed(key_pem: &Path, kid: &str, url: &str, body: &str) -> Vec<(String, String)> {
-    let o = bin()
-        .args(["sign", "--key"])
-        .arg(key_pem)
-        .args(["--kid", kid, "--url", url, "--body", body])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let doc: Value = serde_json::from_slice(&o.stdout).unwrap();
-    doc["headers"]
-        .as_object()
-        .unwrap()
-        .iter()
-        .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_owned()))
-        .collect()
 }
 
 #[test]

@@ -310,3 +310,21 @@ pub fn read_request(
     reader.read_exact(&mut body).ok()?;
     Some((target, headers, body))
 }
+
+/// Sign `body` for `url` with `key_pem`/`kid` through the CLI's own `sign` command.
+pub fn signed(key_pem: &Path, kid: &str, url: &str, body: &str) -> Vec<(String, String)> {
+    let o = bin()
+        .args(["sign", "--key"])
+        .arg(key_pem)
+        .args(["--kid", kid, "--url", url, "--body", body])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let doc: Value = serde_json::from_slice(&o.stdout).unwrap();
+    doc["headers"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_owned()))
+        .collect()
+}
