@@ -40,6 +40,7 @@ pub mod store;
 pub mod target;
 pub mod transactional;
 mod worker;
+mod worker_config;
 
 pub use breaker::{BreakerConfig, BreakerState};
 pub use classify::{Classification, DeadReason, Decision, ErrorClass};
@@ -49,7 +50,9 @@ pub use store::{
     OutboxStore, StateCounts, StoreError,
 };
 pub use target::{OutboxTarget, TargetError};
-pub use worker::{MAX_READY_WAIT, PURGE_BATCH, PURGE_MAX_BATCHES, WorkerConfig, WorkerReport};
+pub use worker_config::{
+    MAX_READY_WAIT, PURGE_BATCH, PURGE_MAX_BATCHES, WorkerConfig, WorkerReport,
+};
 
 use crate::clock::Clock;
 use crate::payload::{IdempotencyKey, WebhookPayload};

@@ -69,6 +69,8 @@ mod replay;
 mod revocation;
 #[cfg(feature = "send")]
 mod revocation_fetch;
+#[cfg(feature = "send")]
+mod revocation_list;
 mod shared_replay;
 #[cfg(feature = "sqlite")]
 mod sqlite_dedup;
