@@ -4,6 +4,7 @@
 //! is lost, and the kid switches at each rotation.
 
 mod support;
+use support::ok_json;
 
 use adcp_webhooks::keys::{SigningKey, VerifyingKey};
 use adcp_webhooks::signing::{DEFAULT_LABEL, verify_webhook_signature};
@@ -12,7 +13,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -22,17 +23,6 @@ fn bin() -> Command {
         .env_remove("ADCP_OUTBOX_DB")
         .env_remove("ADCP_PKCS11_MODULE");
     c
-}
-
-fn ok_json(o: Output) -> Value {
-    assert!(
-        o.status.success(),
-        "command failed ({}): {}\n{}",
-        o.status,
-        String::from_utf8_lossy(&o.stderr),
-        String::from_utf8_lossy(&o.stdout)
-    );
-    serde_json::from_slice(&o.stdout).expect("stdout is JSON")
 }
 
 /// `keygen`: the PEM, the one-key JWKS file and the public key.

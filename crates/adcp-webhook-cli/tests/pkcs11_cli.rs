@@ -12,6 +12,7 @@ mod harness;
 #[path = "../../../tests/interop/softhsm.rs"]
 mod softhsm;
 mod support;
+use support::ok_json;
 
 use adcp_webhooks::keys::VerifyingKey;
 use adcp_webhooks::signing::{DEFAULT_LABEL, verify_webhook_signature};
@@ -24,7 +25,7 @@ use std::collections::BTreeMap;
 use std::io::{BufReader, Write};
 use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Command, ExitCode, Output};
+use std::process::{Command, ExitCode};
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -88,17 +89,6 @@ fn bin(token: &Token) -> Command {
         .env_remove("ADCP_PKCS11_PIN")
         .env_remove("ADCP_OUTBOX_DB");
     c
-}
-
-fn ok_json(o: Output) -> Value {
-    assert!(
-        o.status.success(),
-        "command failed ({}): {}\n{}",
-        o.status,
-        String::from_utf8_lossy(&o.stderr),
-        String::from_utf8_lossy(&o.stdout)
-    );
-    serde_json::from_slice(&o.stdout).expect("stdout is JSON")
 }
 
 fn keygen(token: &Token, module: &Path, object: &str, alg: &str) -> Value {

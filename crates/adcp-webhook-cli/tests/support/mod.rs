@@ -328,3 +328,15 @@ pub fn signed(key_pem: &Path, kid: &str, url: &str, body: &str) -> Vec<(String, 
         .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_owned()))
         .collect()
 }
+
+/// The JSON a command printed on stdout, after checking it succeeded (its output shown when not).
+pub fn ok_json(o: std::process::Output) -> Value {
+    assert!(
+        o.status.success(),
+        "command failed ({}): {}\n{}",
+        o.status,
+        String::from_utf8_lossy(&o.stderr),
+        String::from_utf8_lossy(&o.stdout)
+    );
+    serde_json::from_slice(&o.stdout).expect("stdout is JSON")
+}
