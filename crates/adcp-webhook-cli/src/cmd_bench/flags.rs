@@ -75,6 +75,11 @@ pub struct BenchArgs {
     /// Tasks enqueueing at once in the enqueue phase, each with its own transactions.
     #[arg(long, default_value_t = 1, requires = "outbox")]
     pub(super) enqueuers: usize,
+    /// Append the id of every webhook the enqueue phase stored to FILE, one per line, as soon
+    /// as its enqueue returned (store mode): what a crash test compares with the database
+    /// after killing the process.
+    #[arg(long, value_name = "FILE", requires = "outbox")]
+    pub(super) ack_log: Option<std::path::PathBuf>,
     /// Outbox worker loops, each over its own store handle (connection pool) and HTTP
     /// client, as separate processes would be.
     #[arg(long, default_value_t = 1, requires = "outbox")]
@@ -145,6 +150,9 @@ impl BenchArgs {
         }
         if !(self.keep_up_secs.is_finite() && self.keep_up_secs >= 0.0) {
             return Err("--keep-up-secs must be 0 or more".into());
+        }
+        if self.ack_log.is_some() && self.enqueue_mode != EnqueueMode::Store {
+            return Err("--ack-log needs --enqueue-mode store".into());
         }
         Ok(())
     }

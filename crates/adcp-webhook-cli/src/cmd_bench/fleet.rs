@@ -232,13 +232,41 @@ async fn enqueue_chunk(
     chunk: &[Arc<McpWebhook>],
     first: usize,
     destinations: usize,
+    ack_log: Option<&AckLog>,
 ) -> Result<i64, String> {
     let items = chunk_items(url, chunk, first, destinations)?;
     let stored = outbox
         .enqueue_many(items)
         .await
         .map_err(|e| format!("enqueue failed: {e}"))?;
+    if let Some(log) = ack_log {
+        log.acknowledged(stored.iter().map(|e| e.id.0))?;
+    }
     Ok(stored.iter().map(|e| e.id.0).max().unwrap_or(0))
+}
+
+/// The `--ack-log` file: ids appended with one `write` per enqueue, straight to the kernel
+/// (no buffer in this process to lose when it is killed).
+pub(super) struct AckLog(std::sync::Mutex<std::fs::File>);
+
+impl AckLog {
+    /// Create (or truncate) the file.
+    pub(super) fn create(path: &std::path::Path) -> Result<Self, String> {
+        std::fs::File::create(path)
+            .map(|f| Self(std::sync::Mutex::new(f)))
+            .map_err(|e| format!("cannot create --ack-log {}: {e}", path.display()))
+    }
+
+    fn acknowledged(&self, ids: impl Iterator<Item = i64>) -> Result<(), String> {
+        use std::io::Write as _;
+        let lines: String = ids.map(|id| format!("{id}\n")).collect();
+        let mut file = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        file.write_all(lines.as_bytes())
+            .map_err(|e| format!("writing --ack-log failed: {e}"))
+    }
 }
 
 /// The prepared webhooks of one chunk, spread over the destination keys.
@@ -271,6 +299,8 @@ pub(super) struct Producer {
     pub(super) mode: EnqueueMode,
     /// Where the enqueue statements are counted.
     pub(super) timings: Arc<StoreTimings>,
+    /// Where acknowledged ids are written, with `--ack-log`.
+    pub(super) ack_log: Option<Arc<AckLog>>,
 }
 
 /// The enqueue phase: `enqueuers` tasks take `batch`-sized chunks and enqueue each in one
@@ -308,8 +338,15 @@ pub(super) async fn enqueue_all(
                 }
                 let id = match producer.mode {
                     EnqueueMode::Store => {
-                        enqueue_chunk(&producer.handle.outbox, &url, chunk, start, destinations)
-                            .await?
+                        enqueue_chunk(
+                            &producer.handle.outbox,
+                            &url,
+                            chunk,
+                            start,
+                            destinations,
+                            producer.ack_log.as_deref(),
+                        )
+                        .await?
                     }
                     EnqueueMode::Transactional => {
                         let items = chunk_items(&url, chunk, start, destinations)?;
@@ -371,7 +408,7 @@ pub(super) async fn offer(
         );
         tasks.spawn(async move {
             let _permit = permit;
-            let r = enqueue_chunk(&outbox, &url, &chunk, k * batch, destinations).await;
+            let r = enqueue_chunk(&outbox, &url, &chunk, k * batch, destinations, None).await;
             done.fetch_add(chunk.len(), Ordering::Relaxed);
             r
         });

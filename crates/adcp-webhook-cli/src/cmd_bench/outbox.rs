@@ -3,8 +3,8 @@
 use super::BenchArgs;
 use super::build_payloads;
 use super::fleet::{
-    Handle, Producer, close_all, enqueue_all, offer, open_handles, start_workers, stored_latencies,
-    wait_settled,
+    AckLog, Handle, Producer, close_all, enqueue_all, offer, open_handles, start_workers,
+    stored_latencies, wait_settled,
 };
 use super::pg_stats::{XactCounter, read_xacts};
 use super::report::{
@@ -287,10 +287,15 @@ impl<'a> OutboxBench<'a> {
         let progress = Progress::start(n);
         let cpu0 = process_cpu_ns();
         let t0 = Instant::now();
+        let ack_log = match &args.ack_log {
+            Some(path) => Some(Arc::new(AckLog::create(path)?)),
+            None => None,
+        };
         let via = Producer {
             handle: Arc::clone(&producer),
             mode,
             timings: Arc::clone(&timings),
+            ack_log,
         };
         let enqueued = enqueue_all(
             &via,

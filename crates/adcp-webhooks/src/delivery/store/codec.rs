@@ -57,7 +57,7 @@ pub(crate) fn recorded_response(body: Option<&bytes::Bytes>) -> Option<Vec<u8>> 
 }
 
 /// Row readers for one SQL engine's row type: `get`, `get_u32`, `get_status`,
-/// `summary_from_row`, `leased_from_row(s)`, `counts_from_row`, `detail_from_rows`,
+/// `summary_from_row`, `counts_from_row`, `detail_from_rows`,
 /// `destination_from_row` and `attempt_from_row`. Both SQL stores keep the same
 /// column names and 64-bit integer columns, so one definition reads both.
 macro_rules! row_codecs {
@@ -112,44 +112,6 @@ macro_rules! row_codecs {
                 dead_reason_code: get(row, "dead_reason_code")?,
                 dead_reason: get(row, "dead_reason")?,
             })
-        }
-
-        /// Reads a row the lease returned.
-        fn leased_from_row(
-            row: &$row,
-            token: LeaseToken,
-            lease_expires_ms: i64,
-        ) -> Result<LeasedDelivery, StoreError> {
-            let body: Vec<u8> = get(row, "body")?;
-            let headers: String = get(row, "extra_headers")?;
-            Ok(LeasedDelivery {
-                id: DeliveryId(get(row, "id")?),
-                token,
-                lease_expires_ms,
-                url: get(row, "url")?,
-                destination: get(row, "destination")?,
-                body: bytes::Bytes::from(body),
-                idempotency_key: get(row, "idempotency_key")?,
-                kind: get(row, "kind")?,
-                extra_headers: $crate::delivery::store::codec::headers_from_json(&headers)?,
-                attempts: get_u32(row, "attempts")?,
-                created_at_ms: get(row, "created_at")?,
-                deadline_ms: get(row, "deadline_at")?,
-            })
-        }
-
-        /// Reads the rows a lease returned, in id order.
-        fn leased_from_rows(
-            rows: &[$row],
-            token: LeaseToken,
-            lease_expires_ms: i64,
-        ) -> Result<Vec<LeasedDelivery>, StoreError> {
-            let mut out = rows
-                .iter()
-                .map(|row| leased_from_row(row, token, lease_expires_ms))
-                .collect::<Result<Vec<_>, _>>()?;
-            out.sort_by_key(|d| d.id);
-            Ok(out)
         }
 
         /// Reads the `pending`, `in_flight`, `retrying`, `paused`, `delivered` and `dead`

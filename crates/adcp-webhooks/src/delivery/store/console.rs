@@ -152,6 +152,7 @@ pub(crate) enum Bind {
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 /// The SQL engine a statement is built for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(not(feature = "postgres"), allow(dead_code))]
 pub(crate) enum Dialect {
     Sqlite,
     Postgres,

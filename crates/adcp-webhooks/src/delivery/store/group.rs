@@ -12,25 +12,37 @@
 //! stops when the queue is empty. A caller that stops waiting (its future dropped) may still
 //! have its rows committed, as a request already sent to a server may be: enqueueing again
 //! with the same idempotency key is then a repeat, not a second webhook.
+//!
+//! The PostgreSQL store groups through [`Grouping`]; the SQLite store groups on its connection
+//! thread (`sqlite::conn`), which shares this module's limit and error copies.
 
-use super::{Enqueued, NewDelivery, StoreError};
+use super::StoreError;
+#[cfg(feature = "postgres")]
+use super::{Enqueued, NewDelivery};
+#[cfg(feature = "postgres")]
 use std::future::Future;
+#[cfg(feature = "postgres")]
 use std::pin::Pin;
+#[cfg(feature = "postgres")]
 use std::sync::{Arc, Mutex, MutexGuard};
+#[cfg(feature = "postgres")]
 use tokio::sync::oneshot;
 
 /// The most webhooks written in one grouped transaction; requests beyond it wait for the next.
 pub(crate) const MAX_GROUP_ROWS: usize = 1_000;
 
+#[cfg(feature = "postgres")]
 /// One caller's batch and where its result goes.
 struct Request {
     batch: Vec<NewDelivery>,
     reply: oneshot::Sender<Result<Vec<Enqueued>, StoreError>>,
 }
 
+#[cfg(feature = "postgres")]
 /// One result per request of a group, in order.
 pub(crate) type GroupResults = Vec<Result<Vec<Enqueued>, StoreError>>;
 
+#[cfg(feature = "postgres")]
 /// What an engine supplies: write these requests' batches in one transaction (each request
 /// all or nothing on its own) and return one result per request, in order.
 pub(crate) type WriteGroup = Arc<
@@ -39,6 +51,7 @@ pub(crate) type WriteGroup = Arc<
         + Sync,
 >;
 
+#[cfg(feature = "postgres")]
 /// A store's group commit: the queue shared by its clones, and the engine's writer.
 #[derive(Clone)]
 pub(crate) struct Grouping {
@@ -46,12 +59,14 @@ pub(crate) struct Grouping {
     write: WriteGroup,
 }
 
+#[cfg(feature = "postgres")]
 impl std::fmt::Debug for Grouping {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         self.queue.fmt(f)
     }
 }
 
+#[cfg(feature = "postgres")]
 impl Grouping {
     /// Group commits written by `write`.
     pub(crate) fn new(write: WriteGroup) -> Self {
@@ -71,18 +86,21 @@ impl Grouping {
     }
 }
 
+#[cfg(feature = "postgres")]
 #[derive(Default)]
 struct Queue {
     waiting: Vec<Request>,
     writing: bool,
 }
 
+#[cfg(feature = "postgres")]
 /// The queue of enqueues waiting for the next grouped commit.
 #[derive(Default)]
 struct GroupCommit {
     queue: Mutex<Queue>,
 }
 
+#[cfg(feature = "postgres")]
 impl std::fmt::Debug for GroupCommit {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let q = self.lock();
@@ -93,6 +111,7 @@ impl std::fmt::Debug for GroupCommit {
     }
 }
 
+#[cfg(feature = "postgres")]
 impl GroupCommit {
     fn lock(&self) -> MutexGuard<'_, Queue> {
         self.queue
@@ -182,12 +201,13 @@ pub(crate) fn for_each_caller(e: &StoreError) -> StoreError {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::delivery::store::OutboxStore;
     use bytes::Bytes;
+    use std::future::Future;
 
-    fn new(key: &str, body: &str) -> NewDelivery {
+    pub(crate) fn new(key: &str, body: &str) -> NewDelivery {
         NewDelivery {
             url: "https://buyer.example/hook".to_owned(),
             destination: "https://buyer.example".to_owned(),
@@ -205,8 +225,10 @@ mod tests {
     /// Three callers in one group: the second repeats a stored key with another body. It alone
     /// is refused; the first and third are stored, each answered with its own rows, and a
     /// repeat inside the group is reported as one.
-    async fn a_conflict_fails_only_its_own_caller<F, Fut>(store: &dyn OutboxStore, write: F)
-    where
+    pub(crate) async fn a_conflict_fails_only_its_own_caller<F, Fut>(
+        store: &dyn OutboxStore,
+        write: F,
+    ) where
         F: FnOnce(Vec<Vec<NewDelivery>>) -> Fut,
         Fut: Future<Output = GroupResults>,
     {
@@ -257,27 +279,6 @@ mod tests {
         assert_eq!(counts.pending, 4, "{counts:?}");
         let stored = store.get(first[0].id).await.expect("read").expect("stored");
         assert_eq!(&stored.body[..], b"{\"v\":1}");
-    }
-
-    #[cfg(feature = "sqlite")]
-    #[tokio::test]
-    async fn sqlite_group_writes_each_caller_all_or_nothing() {
-        use crate::delivery::store::sqlite::{SqliteOptions, SqliteStore, enqueue::write_group};
-        let dir = std::env::temp_dir().join(format!(
-            "adcp-group-{}-{:?}",
-            std::process::id(),
-            std::thread::current().id()
-        ));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        let path = dir.join("outbox.db");
-        let store = SqliteStore::open(SqliteOptions::new(path.to_string_lossy()))
-            .await
-            .expect("open");
-        let pool = store.pool().clone();
-        a_conflict_fails_only_its_own_caller(&store, |b| write_group(pool, Default::default(), b))
-            .await;
-        store.close().await;
-        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[cfg(feature = "postgres")]

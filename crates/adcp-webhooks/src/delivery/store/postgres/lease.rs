@@ -1,7 +1,9 @@
 //! Leasing due deliveries, giving leases back, and the next due time.
 
-use super::{PostgresStore, db_err, leased_from_rows};
+use super::{PostgresStore, db_err, get, get_u32};
+use crate::delivery::store::codec::headers_from_json;
 use crate::delivery::store::{DeliveryId, LeaseRequest, LeaseToken, LeasedDelivery, StoreError};
+use sqlx::postgres::PgRow;
 
 impl PostgresStore {
     pub(super) async fn lease_batch(
@@ -66,4 +68,42 @@ impl PostgresStore {
         .await
         .map_err(db_err)
     }
+}
+
+/// Reads a row the lease returned.
+fn leased_from_row(
+    row: &PgRow,
+    token: LeaseToken,
+    lease_expires_ms: i64,
+) -> Result<LeasedDelivery, StoreError> {
+    let body: Vec<u8> = get(row, "body")?;
+    let headers: String = get(row, "extra_headers")?;
+    Ok(LeasedDelivery {
+        id: DeliveryId(get(row, "id")?),
+        token,
+        lease_expires_ms,
+        url: get(row, "url")?,
+        destination: get(row, "destination")?,
+        body: bytes::Bytes::from(body),
+        idempotency_key: get(row, "idempotency_key")?,
+        kind: get(row, "kind")?,
+        extra_headers: headers_from_json(&headers)?,
+        attempts: get_u32(row, "attempts")?,
+        created_at_ms: get(row, "created_at")?,
+        deadline_ms: get(row, "deadline_at")?,
+    })
+}
+
+/// Reads the rows a lease returned, in id order.
+fn leased_from_rows(
+    rows: &[PgRow],
+    token: LeaseToken,
+    lease_expires_ms: i64,
+) -> Result<Vec<LeasedDelivery>, StoreError> {
+    let mut out = rows
+        .iter()
+        .map(|row| leased_from_row(row, token, lease_expires_ms))
+        .collect::<Result<Vec<_>, _>>()?;
+    out.sort_by_key(|d| d.id);
+    Ok(out)
 }

@@ -56,7 +56,7 @@ use super::forward::delegate_outbox_store;
 use super::group::Grouping;
 use super::{
     AttemptInfo, AttemptRecord, BoxFuture, DeliveryDetail, DeliveryId, DeliveryState,
-    DeliverySummary, DestinationInfo, LeaseToken, LeasedDelivery, StateCounts,
+    DeliverySummary, DestinationInfo, StateCounts,
 };
 use sqlx::Connection;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgListener, PgPool, PgPoolOptions, PgRow};

@@ -1,79 +1,112 @@
-//! Enqueueing: a batch of webhooks in one transaction, on the store's own connection or on
-//! one the caller owns.
+//! Enqueueing: a batch of webhooks in one transaction, on the store's connection thread or
+//! on a connection the caller owns (its own transaction).
 
-use super::{SqliteStore, WriteGate, db_err};
+use super::conn::{Request, col, sqlite_err};
+use super::{SqliteStore, db_err};
 use crate::delivery::store::codec::headers_to_json;
-use crate::delivery::store::group::{GroupResults, for_each_caller};
 use crate::delivery::store::{DeliveryId, Enqueued, NewDelivery, StoreError};
-use sqlx::{Connection, SqliteConnection, SqlitePool};
+use sqlx::{Connection, SqliteConnection};
+
+const INSERT_DESTINATION: &str =
+    "INSERT INTO outbox_destinations (key) VALUES (?) ON CONFLICT (key) DO NOTHING";
+
+const INSERT_DELIVERY: &str = "INSERT INTO outbox_deliveries (destination, url, idempotency_key, kind, body, extra_headers, state, \
+     created_at, deadline_at, next_attempt_at, content_digest) \
+     VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?) \
+     ON CONFLICT (url, idempotency_key) DO NOTHING RETURNING id";
+
+const STORED_DIGEST: &str =
+    "SELECT id, content_digest FROM outbox_deliveries WHERE url = ? AND idempotency_key = ?";
 
 impl SqliteStore {
-    /// Through the group commit: concurrent callers share transactions (see `group`).
+    /// On the connection thread, which writes concurrent callers' batches in one transaction
+    /// (see `conn`).
     pub(super) async fn enqueue_batch(
         &self,
         batch: Vec<NewDelivery>,
     ) -> Result<Vec<Enqueued>, StoreError> {
-        self.group.enqueue(batch).await
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.conn.call(|reply| Request::Enqueue(batch, reply)).await
     }
 }
 
-/// Write a group of callers' batches in one `BEGIN IMMEDIATE` transaction: a lone batch
-/// directly, several each inside a savepoint, so a conflict undoes only its own caller's rows.
-/// Every caller whose rows were written shares the commit's outcome.
-pub(crate) async fn write_group(
-    pool: SqlitePool,
-    gate: WriteGate,
-    mut batches: Vec<Vec<NewDelivery>>,
-) -> GroupResults {
-    let n = batches.len();
-    let _turn = gate.lock().await;
-    let mut tx = match pool.begin_with("BEGIN IMMEDIATE").await {
-        Ok(tx) => tx,
-        Err(e) => {
-            let e = db_err(e);
-            return (0..n).map(|_| Err(for_each_caller(&e))).collect();
-        }
-    };
-    let mut results: GroupResults = Vec::with_capacity(n);
-    if n == 1 {
-        let batch = batches.pop().unwrap_or_default();
-        match insert_batch(&mut tx, batch).await {
-            Ok(out) => results.push(Ok(out)),
-            // Dropping the transaction rolls it back.
-            Err(e) => return vec![Err(e)],
-        }
-    } else {
-        for batch in batches {
-            results.push(
-                async {
-                    let mut savepoint = tx.begin().await.map_err(db_err)?;
-                    match insert_batch(&mut savepoint, batch).await {
-                        Ok(out) => {
-                            savepoint.commit().await.map_err(db_err)?;
-                            Ok(out)
-                        }
-                        Err(e) => {
-                            savepoint.rollback().await.map_err(db_err)?;
-                            Err(e)
-                        }
-                    }
-                }
-                .await,
-            );
-        }
+/// A repeat of a stored key: its id, or the conflict when its digest differs. Rows stored
+/// before digests were recorded have none: they count as repeats.
+fn repeat(
+    d: NewDelivery,
+    digest: &[u8; 32],
+    id: i64,
+    stored: Option<Vec<u8>>,
+) -> Result<Enqueued, StoreError> {
+    if stored.is_some_and(|s| s.as_slice() != digest.as_slice()) {
+        return Err(StoreError::IdempotencyConflict {
+            url: crate::redact::redact_url(&d.url),
+            idempotency_key: d.idempotency_key,
+        });
     }
-    if results.iter().all(Result::is_err) {
-        return results;
-    }
-    if let Err(e) = tx.commit().await {
-        let e = db_err(e);
-        for r in &mut results {
-            if r.is_ok() {
-                *r = Err(for_each_caller(&e));
-            }
+    Ok(Enqueued {
+        id: DeliveryId(id),
+        created: false,
+    })
+}
+
+/// Two statements per webhook (one when it goes to the same destination as the previous one;
+/// three for a repeat), on the connection thread inside its transaction. On a conflict the
+/// rows inserted so far are left for the thread's rollback.
+pub(super) fn insert_rows(
+    conn: &rusqlite::Connection,
+    batch: Vec<NewDelivery>,
+) -> Result<Vec<Enqueued>, StoreError> {
+    let mut out = Vec::with_capacity(batch.len());
+    let mut last_destination: Option<String> = None;
+    for d in batch {
+        let digest = d.digest();
+        if last_destination.as_deref() != Some(d.destination.as_str()) {
+            conn.prepare_cached(INSERT_DESTINATION)
+                .and_then(|mut s| s.execute([&d.destination]))
+                .map_err(sqlite_err)?;
+            last_destination = Some(d.destination.clone());
         }
+        let mut insert = conn.prepare_cached(INSERT_DELIVERY).map_err(sqlite_err)?;
+        let mut rows = insert
+            .query(rusqlite::params![
+                d.destination,
+                d.url,
+                d.idempotency_key,
+                d.kind,
+                d.body.as_ref(),
+                headers_to_json(&d.extra_headers),
+                d.created_at_ms,
+                d.deadline_ms,
+                d.first_attempt_at_ms,
+                &digest[..],
+            ])
+            .map_err(sqlite_err)?;
+        let inserted: Option<i64> = match rows.next().map_err(sqlite_err)? {
+            Some(row) => Some(col(row, 0)?),
+            None => None,
+        };
+        drop(rows);
+        if let Some(id) = inserted {
+            out.push(Enqueued {
+                id: DeliveryId(id),
+                created: true,
+            });
+            continue;
+        }
+        let (id, stored) = conn
+            .prepare_cached(STORED_DIGEST)
+            .and_then(|mut s| {
+                s.query_row(rusqlite::params![d.url, d.idempotency_key], |row| {
+                    Ok((row.get::<_, i64>(0)?, row.get::<_, Option<Vec<u8>>>(1)?))
+                })
+            })
+            .map_err(sqlite_err)?;
+        out.push(repeat(d, &digest, id, stored)?);
     }
-    results
+    Ok(out)
 }
 
 /// Store `batch` through `conn`, all or none: inside a savepoint when `conn` is already in a
@@ -92,9 +125,9 @@ pub(crate) async fn enqueue_on(
     Ok(out)
 }
 
-/// Two statements per webhook (three for a repeat): the destination row, the delivery, and
-/// for a key already stored, the stored row's id and digest. The caller commits or rolls
-/// back; on a conflict the rows inserted so far are left for that rollback.
+/// The same on a connection the caller owns, through sqlx: two statements per webhook (three
+/// for a repeat). The caller commits or rolls back; on a conflict the rows inserted so far are
+/// left for that rollback.
 async fn insert_batch(
     conn: &mut SqliteConnection,
     batch: Vec<NewDelivery>,
@@ -102,32 +135,25 @@ async fn insert_batch(
     let mut out = Vec::with_capacity(batch.len());
     for d in batch {
         let digest = d.digest();
-        sqlx::query(
-            "INSERT INTO outbox_destinations (key) VALUES (?) ON CONFLICT (key) DO NOTHING",
-        )
-        .bind(&d.destination)
-        .execute(&mut *conn)
-        .await
-        .map_err(db_err)?;
-        let inserted: Option<i64> = sqlx::query_scalar(
-            "INSERT INTO outbox_deliveries (destination, url, idempotency_key, kind, body, extra_headers, state, \
-             created_at, deadline_at, next_attempt_at, content_digest) \
-             VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?) \
-             ON CONFLICT (url, idempotency_key) DO NOTHING RETURNING id",
-        )
-        .bind(&d.destination)
-        .bind(&d.url)
-        .bind(&d.idempotency_key)
-        .bind(&d.kind)
-        .bind(d.body.as_ref())
-        .bind(headers_to_json(&d.extra_headers))
-        .bind(d.created_at_ms)
-        .bind(d.deadline_ms)
-        .bind(d.first_attempt_at_ms)
-        .bind(&digest[..])
-        .fetch_optional(&mut *conn)
-        .await
-        .map_err(db_err)?;
+        sqlx::query(INSERT_DESTINATION)
+            .bind(&d.destination)
+            .execute(&mut *conn)
+            .await
+            .map_err(db_err)?;
+        let inserted: Option<i64> = sqlx::query_scalar(INSERT_DELIVERY)
+            .bind(&d.destination)
+            .bind(&d.url)
+            .bind(&d.idempotency_key)
+            .bind(&d.kind)
+            .bind(d.body.as_ref())
+            .bind(headers_to_json(&d.extra_headers))
+            .bind(d.created_at_ms)
+            .bind(d.deadline_ms)
+            .bind(d.first_attempt_at_ms)
+            .bind(&digest[..])
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(db_err)?;
         if let Some(id) = inserted {
             out.push(Enqueued {
                 id: DeliveryId(id),
@@ -135,25 +161,13 @@ async fn insert_batch(
             });
             continue;
         }
-        let (id, stored): (i64, Option<Vec<u8>>) = sqlx::query_as(
-            "SELECT id, content_digest FROM outbox_deliveries WHERE url = ? AND idempotency_key = ?",
-        )
-        .bind(&d.url)
-        .bind(&d.idempotency_key)
-        .fetch_one(&mut *conn)
-        .await
-        .map_err(db_err)?;
-        // Rows stored before digests were recorded have none: they count as repeats.
-        if stored.is_some_and(|s| s.as_slice() != digest.as_slice()) {
-            return Err(StoreError::IdempotencyConflict {
-                url: crate::redact::redact_url(&d.url),
-                idempotency_key: d.idempotency_key,
-            });
-        }
-        out.push(Enqueued {
-            id: DeliveryId(id),
-            created: false,
-        });
+        let (id, stored): (i64, Option<Vec<u8>>) = sqlx::query_as(STORED_DIGEST)
+            .bind(&d.url)
+            .bind(&d.idempotency_key)
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(db_err)?;
+        out.push(repeat(d, &digest, id, stored)?);
     }
     Ok(out)
 }

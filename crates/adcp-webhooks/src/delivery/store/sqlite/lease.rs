@@ -1,33 +1,21 @@
 //! Leasing due deliveries, giving leases back, and the next due time.
 
-use super::{SqliteStore, db_err, leased_from_rows};
+use super::conn::{Request, col, sqlite_err};
+use super::{SqliteStore, db_err};
+use crate::delivery::store::codec::{headers_from_json, to_u32};
 use crate::delivery::store::{DeliveryId, LeaseRequest, LeaseToken, LeasedDelivery, StoreError};
+use rusqlite::Connection;
 
-impl SqliteStore {
-    pub(super) async fn lease_batch(
-        &self,
-        req: LeaseRequest,
-    ) -> Result<Vec<LeasedDelivery>, StoreError> {
-        if req.limit == 0 {
-            return Ok(Vec::new());
-        }
-        let token = LeaseToken::random();
-        let expires = req.now_ms.saturating_add(req.lease_ms.max(1));
-        let exclude =
-            serde_json::Value::Array(req.exclude.iter().map(|k| k.clone().into()).collect())
-                .to_string();
-        // Per destination: its earliest due rows, at most its room under the cap, read from
-        // the per-destination due index, so one destination's backlog never hides another's
-        // work and the cost follows the rows leased. The cap counts every live lease of the
-        // destination, whichever worker holds it (one write transaction at a time sees them
-        // all); a half-open breaker (open_until passed but not reset by a success) admits one
-        // probe. Pushing next_attempt_at to the lease expiry is what returns a crashed
-        // worker's work. Only pending rows hold a lease token, so live leases are counted
-        // from the lease index alone; the CROSS JOIN keeps the destinations as the outer loop
-        // (a plain JOIN lets the planner scan every delivery).
-        let _turn = self.gate.lock().await;
-        let rows = sqlx::query(
-            "UPDATE outbox_deliveries SET lease_token = ?1, lease_expires_at = ?2, next_attempt_at = ?2 \
+// Per destination: its earliest due rows, at most its room under the cap, read from
+// the per-destination due index, so one destination's backlog never hides another's
+// work and the cost follows the rows leased. The cap counts every live lease of the
+// destination, whichever worker holds it (one write transaction at a time sees them
+// all); a half-open breaker (open_until passed but not reset by a success) admits one
+// probe. Pushing next_attempt_at to the lease expiry is what returns a crashed
+// worker's work. Only pending rows hold a lease token, so live leases are counted
+// from the lease index alone; the CROSS JOIN keeps the destinations as the outer loop
+// (a plain JOIN lets the planner scan every delivery).
+const LEASE_SQL: &str = "UPDATE outbox_deliveries SET lease_token = ?1, lease_expires_at = ?2, next_attempt_at = ?2 \
              WHERE id IN ( \
                WITH room AS ( \
                    SELECT t.key, (CASE WHEN t.open_until > 0 THEN 1 ELSE ?5 END) - ( \
@@ -53,18 +41,17 @@ impl SqliteStore {
                ) \
                SELECT id FROM ranked WHERE rn <= free ORDER BY next_attempt_at, id LIMIT ?6) \
              RETURNING id, url, destination, idempotency_key, kind, body, extra_headers, attempts, created_at, \
-               deadline_at",
-        )
-        .bind(token.0)
-        .bind(expires)
-        .bind(req.now_ms)
-        .bind(exclude)
-        .bind(i64::from(req.per_destination.max(1)))
-        .bind(i64::from(req.limit))
-        .fetch_all(&self.work)
-        .await
-        .map_err(db_err)?;
-        leased_from_rows(&rows, token, expires)
+               deadline_at";
+
+impl SqliteStore {
+    pub(super) async fn lease_batch(
+        &self,
+        req: LeaseRequest,
+    ) -> Result<Vec<LeasedDelivery>, StoreError> {
+        if req.limit == 0 {
+            return Ok(Vec::new());
+        }
+        self.conn.call(|reply| Request::Lease(req, reply)).await
     }
 
     pub(super) async fn release_leases(
@@ -75,28 +62,9 @@ impl SqliteStore {
         if leases.is_empty() {
             return Ok(0);
         }
-        let mut released = 0;
-        let _turn = self.gate.lock().await;
-        let mut tx = self
-            .work
-            .begin_with("BEGIN IMMEDIATE")
+        self.conn
+            .call(|reply| Request::Release(leases, at_ms, reply))
             .await
-            .map_err(db_err)?;
-        for (id, token) in leases {
-            released += sqlx::query(
-                "UPDATE outbox_deliveries SET next_attempt_at = ?, lease_token = NULL, lease_expires_at = NULL \
-                 WHERE id = ? AND lease_token = ? AND state = 'pending'",
-            )
-            .bind(at_ms)
-            .bind(id.0)
-            .bind(token.0)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err)?
-            .rows_affected();
-        }
-        tx.commit().await.map_err(db_err)?;
-        Ok(released)
     }
 
     pub(super) async fn next_due_at(&self) -> Result<Option<i64>, StoreError> {
@@ -107,4 +75,68 @@ impl SqliteStore {
         .await
         .map_err(db_err)
     }
+}
+
+/// Lease due deliveries (on the connection thread, inside its transaction).
+pub(super) fn lease_rows(
+    conn: &Connection,
+    req: &LeaseRequest,
+) -> Result<Vec<LeasedDelivery>, StoreError> {
+    let token = LeaseToken::random();
+    let expires = req.now_ms.saturating_add(req.lease_ms.max(1));
+    let exclude = serde_json::Value::Array(req.exclude.iter().map(|k| k.clone().into()).collect())
+        .to_string();
+    let mut statement = conn.prepare_cached(LEASE_SQL).map_err(sqlite_err)?;
+    let mut rows = statement
+        .query(rusqlite::params![
+            token.0,
+            expires,
+            req.now_ms,
+            exclude,
+            i64::from(req.per_destination.max(1)),
+            i64::from(req.limit),
+        ])
+        .map_err(sqlite_err)?;
+    let mut leased = Vec::with_capacity(req.limit as usize);
+    while let Some(row) = rows.next().map_err(sqlite_err)? {
+        let body: Vec<u8> = col(row, 5)?;
+        let headers: String = col(row, 6)?;
+        leased.push(LeasedDelivery {
+            id: DeliveryId(col(row, 0)?),
+            token,
+            lease_expires_ms: expires,
+            url: col(row, 1)?,
+            destination: col(row, 2)?,
+            idempotency_key: col(row, 3)?,
+            kind: col(row, 4)?,
+            body: bytes::Bytes::from(body),
+            extra_headers: headers_from_json(&headers)?,
+            attempts: to_u32("attempts", col(row, 7)?)?,
+            created_at_ms: col(row, 8)?,
+            deadline_ms: col(row, 9)?,
+        });
+    }
+    leased.sort_by_key(|d| d.id);
+    Ok(leased)
+}
+
+/// Hand leases back, each due again at `at_ms` (on the connection thread).
+pub(super) fn release_rows(
+    conn: &Connection,
+    leases: &[(DeliveryId, LeaseToken)],
+    at_ms: i64,
+) -> Result<u64, StoreError> {
+    let mut statement = conn
+        .prepare_cached(
+            "UPDATE outbox_deliveries SET next_attempt_at = ?, lease_token = NULL, lease_expires_at = NULL \
+             WHERE id = ? AND lease_token = ? AND state = 'pending'",
+        )
+        .map_err(sqlite_err)?;
+    let mut released = 0;
+    for (id, token) in leases {
+        released += statement
+            .execute(rusqlite::params![at_ms, id.0, token.0])
+            .map_err(sqlite_err)? as u64;
+    }
+    Ok(released)
 }

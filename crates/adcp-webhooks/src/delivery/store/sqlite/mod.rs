@@ -6,6 +6,7 @@
 //! when a read lock cannot be upgraded.
 
 mod complete;
+mod conn;
 pub(crate) mod enqueue;
 mod lease;
 mod operate;
@@ -14,10 +15,9 @@ mod schema;
 use super::StoreError;
 use super::codec::row_codecs;
 use super::forward::delegate_outbox_store;
-use super::group::Grouping;
 use super::{
     AttemptInfo, AttemptRecord, DeliveryDetail, DeliveryId, DeliveryState, DeliverySummary,
-    DestinationInfo, LeaseToken, LeasedDelivery, StateCounts,
+    DestinationInfo, StateCounts,
 };
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
@@ -124,98 +124,77 @@ impl SqliteOptions {
             options = options.pragma("query_only", "ON");
         }
         if let Some(bytes) = self.max_size_bytes {
-            // SQLite counts pages; the schema sets no page size, so the default 4096 applies.
-            let pages = (bytes / 4096).max(1);
-            options = options.pragma("max_page_count", pages.to_string());
+            options = options.pragma("max_page_count", max_pages(bytes).to_string());
         }
         Ok(options)
     }
 }
 
-/// The SQLite outbox store. Cheap to clone (a connection pool inside).
+/// The SQLite outbox store. Cheap to clone (a connection pool and a connection thread inside).
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
-    /// Enqueues, operator commands and reads: every commit waits for the disk.
+    /// Operator commands, reads, and callers' own transactions: every commit waits for the
+    /// disk.
     pool: SqlitePool,
-    /// The worker's leases and outcomes. In WAL mode a commit here reaches the disk with the
-    /// next checkpoint or the next commit on `pool`, whichever comes first; a crashed process
-    /// loses nothing (the OS has the pages) and a power cut can only undo recent leases and
-    /// outcomes, which means a webhook is attempted again, never that one is lost. That trade
-    /// removes one disk flush from every lease and every batch of outcomes.
-    work: SqlitePool,
-    /// Concurrent enqueues share one commit (one disk flush) per group.
-    group: Grouping,
-    /// Taken around every write on the hot path (enqueue, lease, release, outcomes): SQLite
-    /// has one writer, and a writer that finds the lock taken sleeps in SQLite's busy handler
-    /// (1, 2, 5, 10 ms and longer) however soon the lock frees. Queueing this process's
-    /// writers here instead hands the lock over as soon as it is free. Other processes on the
-    /// same file still meet the busy handler.
-    gate: WriteGate,
+    /// The hot path (enqueue, lease, outcomes, release) on one connection thread with cached
+    /// statements, concurrent requests sharing transactions (see `conn`).
+    conn: Arc<conn::ConnThread>,
 }
-
-/// This process's turn at the database's one write lock (see `SqliteStore::gate`).
-pub(super) type WriteGate = Arc<tokio::sync::Mutex<()>>;
 
 impl SqliteStore {
     /// Open (creating if needed) the database and bring its schema up to date.
+    ///
+    /// An in-memory target (`sqlite::memory:`) is served from a private temporary file,
+    /// deleted when the last clone of the store is dropped: the store's connections must
+    /// share one database, which an in-memory database cannot be.
     pub async fn open(options: SqliteOptions) -> Result<Self, StoreError> {
-        let connect = options.connect_options(SqliteSynchronous::Full)?;
-        let in_memory = options.in_memory();
-        let connections = if in_memory {
-            1
+        let (options, remove_on_exit) = if options.in_memory() {
+            let path = std::env::temp_dir().join(format!(
+                "adcp-outbox-memory-{}-{:016x}.db",
+                std::process::id(),
+                rand::random::<u64>()
+            ));
+            let mut private = options;
+            private.target = path.to_string_lossy().into_owned();
+            (private, true)
         } else {
-            options.max_connections
+            (options, false)
         };
-        let pool_options = |connections: u32| {
-            SqlitePoolOptions::new()
-                .max_connections(connections)
-                .min_connections(1)
-                .acquire_timeout(options.busy_timeout + Duration::from_secs(5))
-                // An in-memory database lives as long as its one connection.
-                .idle_timeout(if in_memory {
-                    None
-                } else {
-                    Some(Duration::from_secs(600))
-                })
-                .max_lifetime(if in_memory {
-                    None
-                } else {
-                    Some(Duration::from_secs(3600))
-                })
-        };
+        let connect = options.connect_options(SqliteSynchronous::Full)?;
+        let path = connect.get_filename().to_path_buf();
         let open_err = |e| StoreError::Open {
             target: options.target.clone(),
             detail: db_err(e).to_string(),
         };
-        let pool = pool_options(connections)
+        let pool = SqlitePoolOptions::new()
+            .max_connections(options.max_connections)
+            .min_connections(1)
+            .acquire_timeout(options.busy_timeout + Duration::from_secs(5))
+            .idle_timeout(Some(Duration::from_secs(600)))
+            .max_lifetime(Some(Duration::from_secs(3600)))
             .connect_with(connect)
             .await
-            .map_err(open_err)?;
-        let work = if in_memory || options.read_only {
-            pool.clone()
-        } else {
-            let connect = options.connect_options(SqliteSynchronous::Normal)?;
-            pool_options(2)
-                .connect_with(connect)
-                .await
-                .map_err(open_err)?
-        };
-        let gate = WriteGate::default();
-        let group = {
-            let (pool, gate) = (pool.clone(), Arc::clone(&gate));
-            Grouping::new(Arc::new(move |batches| {
-                Box::pin(enqueue::write_group(
-                    pool.clone(),
-                    Arc::clone(&gate),
-                    batches,
-                ))
-            }))
-        };
+            .map_err(|e| {
+                if remove_on_exit {
+                    conn::remove_database_files(&path);
+                }
+                open_err(e)
+            })?;
+        let conn = conn::ConnThread::start(conn::ConnConfig {
+            path: path.clone(),
+            read_only: options.read_only,
+            busy_timeout: options.busy_timeout,
+            max_pages: options.max_size_bytes.map(max_pages),
+            remove_on_exit,
+        })
+        .inspect_err(|_| {
+            if remove_on_exit {
+                conn::remove_database_files(&path);
+            }
+        })?;
         let store = Self {
             pool,
-            work,
-            group,
-            gate,
+            conn: Arc::new(conn),
         };
         if options.read_only {
             store.check_schema(&options.target).await?;
@@ -236,11 +215,17 @@ impl SqliteStore {
         &self.pool
     }
 
-    /// Close the pool, waiting for connections to finish.
+    /// Close the pool, waiting for connections to finish. The connection thread stops when
+    /// the last clone of the store is dropped.
     pub async fn close(&self) {
-        self.work.close().await;
         self.pool.close().await;
     }
+}
+
+/// The `max_page_count` of a size cap: SQLite counts pages, and the schema sets no page size,
+/// so the default 4096 applies.
+fn max_pages(bytes: u64) -> u64 {
+    (bytes / 4096).max(1)
 }
 
 /// Map an engine error to a [`StoreError`] that says what to do.

@@ -1,0 +1,491 @@
+//! The store's own connection: one thread that owns a SQLite connection and runs the hot
+//! path's statements (enqueue, lease, outcomes, release), with prepared statements cached on
+//! the connection.
+//!
+//! A caller hands its whole request to the thread in one message and gets one reply. The
+//! thread takes every request waiting when it wakes and runs them in one `BEGIN IMMEDIATE`
+//! transaction, each inside a savepoint of its own when there are several, so a request that
+//! fails (an idempotency conflict) undoes only its own rows; everyone whose work was written
+//! shares the commit, and learns its result only after it. That one transaction per wake-up is
+//! the group commit: concurrent enqueues share a disk flush. It is also this process's write
+//! lock: SQLite has one writer, and requests queued here never meet SQLite's busy handler,
+//! which sleeps 1, 2, 5, 10 ms and longer however soon the lock frees. Other processes on the
+//! same file, and the store's other statements (operator commands, the caller's own
+//! transactions), still meet the busy timeout.
+//!
+//! A transaction that holds an enqueue commits with `synchronous=FULL` (the enqueue is durable
+//! when it returns, a power cut included). One that holds only leases, outcomes and releases
+//! commits with `synchronous=NORMAL`: in WAL mode the commit reaches the disk with the next
+//! checkpoint or the next `FULL` commit, a crashed process loses nothing (the OS has the
+//! pages), and a power cut can only undo recent leases and outcomes, which means a webhook is
+//! attempted again, never that one is lost. That trade removes one disk flush from every lease
+//! and every batch of outcomes.
+
+use crate::delivery::store::group::{MAX_GROUP_ROWS, for_each_caller};
+use crate::delivery::store::{
+    CompleteStatus, Completion, DeliveryId, DisableRules, Enqueued, LeaseRequest, LeaseToken,
+    LeasedDelivery, NewDelivery, StoreError,
+};
+use rusqlite::{Connection, OpenFlags};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::time::Duration;
+use tokio::sync::oneshot;
+
+/// The most requests run in one transaction.
+const MAX_GROUP_REQUESTS: usize = 256;
+
+/// The connection's page cache, in KiB (allocated as pages are read, up to this).
+const PAGE_CACHE_KIB: u32 = 64 * 1024;
+
+/// Prepared statements kept per connection (the hot path uses about a dozen).
+const STATEMENT_CACHE: usize = 64;
+
+type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
+
+/// One request for the connection thread.
+pub(crate) enum Request {
+    /// Store a batch of webhooks (durably).
+    Enqueue(Vec<NewDelivery>, Reply<Vec<Enqueued>>),
+    /// Lease due deliveries.
+    Lease(LeaseRequest, Reply<Vec<LeasedDelivery>>),
+    /// Record attempts and apply their outcomes.
+    Complete(
+        Vec<Completion>,
+        DisableRules,
+        i64,
+        Reply<Vec<CompleteStatus>>,
+    ),
+    /// Hand leases back.
+    Release(Vec<(DeliveryId, LeaseToken)>, i64, Reply<u64>),
+}
+
+impl Request {
+    fn rows(&self) -> usize {
+        match self {
+            Self::Enqueue(b, _) => b.len(),
+            Self::Lease(r, _) => r.limit as usize,
+            Self::Complete(b, ..) => b.len(),
+            Self::Release(l, ..) => l.len(),
+        }
+    }
+}
+
+/// How the thread opens its connection.
+#[derive(Debug, Clone)]
+pub(crate) struct ConnConfig {
+    /// The database file.
+    pub(crate) path: PathBuf,
+    /// Open read-only (every write fails with [`StoreError::ReadOnly`]).
+    pub(crate) read_only: bool,
+    /// How long to wait for another process's write lock.
+    pub(crate) busy_timeout: Duration,
+    /// `max_page_count`, when the database has a size cap.
+    pub(crate) max_pages: Option<u64>,
+    /// Delete the file (and its `-wal` and `-shm`) when the thread stops: the private file
+    /// behind an in-memory target.
+    pub(crate) remove_on_exit: bool,
+}
+
+/// The handle the store's clones share; the thread stops when the last one is dropped.
+#[derive(Debug)]
+pub(crate) struct ConnThread {
+    requests: mpsc::Sender<Request>,
+}
+
+impl ConnThread {
+    /// Open the connection and start its thread.
+    pub(crate) fn start(config: ConnConfig) -> Result<Self, StoreError> {
+        let conn = open(&config)?;
+        let (requests, queue) = mpsc::channel();
+        std::thread::Builder::new()
+            .name("adcp-outbox-sqlite".into())
+            .spawn(move || serve(conn, queue, config))
+            .map_err(|e| StoreError::Open {
+                target: "the outbox's SQLite connection thread".into(),
+                detail: e.to_string(),
+            })?;
+        Ok(Self { requests })
+    }
+
+    /// Send a request and wait for its reply.
+    pub(crate) async fn call<T>(
+        &self,
+        make: impl FnOnce(Reply<T>) -> Request,
+    ) -> Result<T, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.requests.send(make(reply)).map_err(|_| stopped())?;
+        answer.await.unwrap_or_else(|_| Err(stopped()))
+    }
+}
+
+fn stopped() -> StoreError {
+    StoreError::Busy {
+        detail: "the outbox's SQLite connection thread stopped before answering (a panic in \
+                 SQLite's code?); nothing is known to be stored, so retry"
+            .into(),
+    }
+}
+
+fn open(config: &ConnConfig) -> Result<Connection, StoreError> {
+    let flags = if config.read_only {
+        OpenFlags::SQLITE_OPEN_READ_ONLY
+    } else {
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+    } | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let open_err = |e: rusqlite::Error| StoreError::Open {
+        target: config.path.display().to_string(),
+        detail: e.to_string(),
+    };
+    let conn = Connection::open_with_flags(&config.path, flags).map_err(open_err)?;
+    conn.busy_timeout(config.busy_timeout).map_err(open_err)?;
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    // The hot path reads bodies back when it leases them: a page cache larger than SQLite's
+    // default 2 MiB keeps a backlog's pages in memory instead of reading them again from the
+    // file, and sorts (the lease's ranking) stay in memory instead of a temporary file.
+    let mut pragmas = format!(
+        "PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL; PRAGMA temp_store = MEMORY; \
+         PRAGMA cache_size = -{}; PRAGMA wal_autocheckpoint = 10000;",
+        PAGE_CACHE_KIB
+    );
+    if config.read_only {
+        pragmas.push_str("PRAGMA query_only = ON;");
+    }
+    if let Some(pages) = config.max_pages {
+        pragmas.push_str(&format!("PRAGMA max_page_count = {pages};"));
+    }
+    conn.execute_batch(&pragmas).map_err(open_err)?;
+    Ok(conn)
+}
+
+/// The thread: wait for a request, take whatever else is waiting, run them together.
+fn serve(mut conn: Connection, queue: mpsc::Receiver<Request>, config: ConnConfig) {
+    let mut synchronous_full = false;
+    while let Ok(first) = queue.recv() {
+        let mut rows = first.rows();
+        let mut group = vec![first];
+        while group.len() < MAX_GROUP_REQUESTS && rows < MAX_GROUP_ROWS {
+            match queue.try_recv() {
+                Ok(r) => {
+                    rows += r.rows();
+                    group.push(r);
+                }
+                Err(_) => break,
+            }
+        }
+        run_group(&mut conn, group, &mut synchronous_full);
+    }
+    drop(conn);
+    if config.remove_on_exit {
+        remove_database_files(&config.path);
+    }
+}
+
+/// Delete a database file with its WAL and shared-memory files.
+pub(crate) fn remove_database_files(path: &Path) {
+    let _ = std::fs::remove_file(path);
+    for suffix in ["-wal", "-shm"] {
+        let mut side = path.as_os_str().to_owned();
+        side.push(suffix);
+        let _ = std::fs::remove_file(PathBuf::from(side));
+    }
+}
+
+/// Answers a request, given the commit's error if it failed.
+type Answer = Box<dyn FnOnce(Option<&StoreError>) + Send>;
+
+/// A request that ran: whether it succeeded, and how to answer it once the commit is known.
+struct Ran {
+    ok: bool,
+    answer: Answer,
+}
+
+fn ran<T: Send + 'static>(result: Result<T, StoreError>, reply: Reply<T>) -> Ran {
+    Ran {
+        ok: result.is_ok(),
+        answer: Box::new(move |commit_failed| {
+            let result = match (commit_failed, result) {
+                (Some(e), Ok(_)) => Err(for_each_caller(e)),
+                (_, result) => result,
+            };
+            // A caller that stopped waiting is no one's to tell.
+            let _ = reply.send(result);
+        }),
+    }
+}
+
+impl Request {
+    fn run(self, conn: &Connection) -> Ran {
+        match self {
+            Self::Enqueue(batch, reply) => ran(super::enqueue::insert_rows(conn, batch), reply),
+            Self::Lease(request, reply) => ran(super::lease::lease_rows(conn, &request), reply),
+            Self::Complete(batch, rules, now, reply) => ran(
+                super::complete::complete_rows(conn, batch, rules, now),
+                reply,
+            ),
+            Self::Release(leases, at, reply) => {
+                ran(super::lease::release_rows(conn, &leases, at), reply)
+            }
+        }
+    }
+
+    fn fail(self, e: &StoreError) {
+        let e = for_each_caller(e);
+        match self {
+            Self::Enqueue(_, reply) => drop(reply.send(Err(e))),
+            Self::Lease(_, reply) => drop(reply.send(Err(e))),
+            Self::Complete(.., reply) => drop(reply.send(Err(e))),
+            Self::Release(.., reply) => drop(reply.send(Err(e))),
+        }
+    }
+}
+
+/// Run a group of requests in one transaction and answer each after the commit.
+pub(crate) fn run_group(conn: &mut Connection, group: Vec<Request>, synchronous_full: &mut bool) {
+    let durable = group.iter().any(|r| matches!(r, Request::Enqueue(..)));
+    if durable != *synchronous_full {
+        let pragma = if durable {
+            "PRAGMA synchronous = FULL"
+        } else {
+            "PRAGMA synchronous = NORMAL"
+        };
+        if let Err(e) = exec(conn, pragma) {
+            let e = sqlite_err(e);
+            group.into_iter().for_each(|r| r.fail(&e));
+            return;
+        }
+        *synchronous_full = durable;
+    }
+    if let Err(e) = exec(conn, "BEGIN IMMEDIATE") {
+        let e = sqlite_err(e);
+        group.into_iter().for_each(|r| r.fail(&e));
+        return;
+    }
+    let alone = group.len() == 1;
+    let mut done: Vec<Ran> = Vec::with_capacity(group.len());
+    let mut broken: Option<StoreError> = None;
+    for request in group {
+        if let Some(e) = &broken {
+            request.fail(e);
+            continue;
+        }
+        if !alone && let Err(e) = exec(conn, "SAVEPOINT request") {
+            let e = sqlite_err(e);
+            request.fail(&e);
+            broken = Some(e);
+            continue;
+        }
+        let r = request.run(conn);
+        if !alone {
+            let undo = if r.ok {
+                Ok(())
+            } else {
+                exec(conn, "ROLLBACK TO request")
+            };
+            if let Err(e) = undo.and_then(|()| exec(conn, "RELEASE request")) {
+                broken = Some(sqlite_err(e));
+            }
+        }
+        done.push(r);
+    }
+    let commit_failed = if let Some(e) = broken {
+        let _ = exec(conn, "ROLLBACK");
+        Some(e)
+    } else if done.iter().all(|r| !r.ok) {
+        // Nothing to keep (a lone request that failed included: undo its partial rows).
+        let _ = exec(conn, "ROLLBACK");
+        None
+    } else {
+        match exec(conn, "COMMIT") {
+            Ok(()) => None,
+            Err(e) => {
+                let _ = exec(conn, "ROLLBACK");
+                Some(sqlite_err(e))
+            }
+        }
+    };
+    for r in done {
+        (r.answer)(commit_failed.as_ref());
+    }
+}
+
+/// Run a statement without parameters or rows, prepared once per connection.
+fn exec(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(drop)
+}
+
+/// Map an engine error to a [`StoreError`] that says what to do.
+pub(crate) fn sqlite_err(e: rusqlite::Error) -> StoreError {
+    use rusqlite::Error as E;
+    match &e {
+        E::SqliteFailure(failure, message) => {
+            let detail = message.clone().unwrap_or_else(|| failure.to_string());
+            // Extended result codes carry the primary code in their low byte.
+            match failure.extended_code & 0xff {
+                13 => return StoreError::Full { detail },
+                8 => return StoreError::ReadOnly { detail },
+                5 | 6 => return StoreError::Busy { detail },
+                _ => {}
+            }
+        }
+        E::FromSqlConversionFailure(..)
+        | E::InvalidColumnType(..)
+        | E::IntegralValueOutOfRange(..) => {
+            return crate::delivery::store::codec::corrupt(e);
+        }
+        _ => {}
+    }
+    StoreError::Database(Box::new(e))
+}
+
+/// Column `index` of a row, a wrong type being a [`StoreError::Corrupt`].
+pub(crate) fn col<T: rusqlite::types::FromSql>(
+    row: &rusqlite::Row<'_>,
+    index: usize,
+) -> Result<T, StoreError> {
+    row.get(index).map_err(sqlite_err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::delivery::store::OutboxStore;
+    use crate::delivery::store::group::tests::{a_conflict_fails_only_its_own_caller, new};
+    use crate::delivery::store::sqlite::{SqliteOptions, SqliteStore};
+
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "adcp-conn-{name}-{}-{:016x}",
+            std::process::id(),
+            rand::random::<u64>()
+        ));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        dir
+    }
+
+    fn config(path: PathBuf) -> ConnConfig {
+        ConnConfig {
+            path,
+            read_only: false,
+            busy_timeout: Duration::from_secs(5),
+            max_pages: None,
+            remove_on_exit: false,
+        }
+    }
+
+    /// Run `group` as the thread would when it finds these requests waiting together.
+    fn run_together(conn: &mut Connection, group: Vec<Request>) {
+        let mut synchronous_full = false;
+        run_group(conn, group, &mut synchronous_full);
+    }
+
+    #[tokio::test]
+    async fn a_group_writes_each_caller_all_or_nothing() {
+        let dir = scratch("group");
+        let path = dir.join("outbox.db");
+        let store = SqliteStore::open(SqliteOptions::new(path.to_string_lossy()))
+            .await
+            .expect("open");
+        let mut conn = open(&config(path)).expect("connection");
+        a_conflict_fails_only_its_own_caller(&store, |batches| {
+            let mut answers = Vec::new();
+            let group = batches
+                .into_iter()
+                .map(|batch| {
+                    let (reply, answer) = oneshot::channel();
+                    answers.push(answer);
+                    Request::Enqueue(batch, reply)
+                })
+                .collect();
+            run_together(&mut conn, group);
+            async move {
+                let mut results = Vec::new();
+                for answer in answers {
+                    results.push(answer.await.expect("answered"));
+                }
+                results
+            }
+        })
+        .await;
+        store.close().await;
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A lease that shares a transaction with a refused enqueue is applied, and the enqueue's
+    /// good rows are not: the refused request's savepoint alone is undone.
+    #[tokio::test]
+    async fn a_refused_request_does_not_undo_the_others_in_its_transaction() {
+        let dir = scratch("mixed");
+        let path = dir.join("outbox.db");
+        let store = SqliteStore::open(SqliteOptions::new(path.to_string_lossy()))
+            .await
+            .expect("open");
+        let stored = store
+            .enqueue(vec![new("whk_mixed_stored_0000001", "{\"v\":1}")])
+            .await
+            .expect("stored");
+        let mut conn = open(&config(path)).expect("connection");
+        let (lease_reply, leased) = oneshot::channel();
+        let (enqueue_reply, enqueued) = oneshot::channel();
+        run_together(
+            &mut conn,
+            vec![
+                Request::Lease(
+                    LeaseRequest {
+                        now_ms: 1_800_000_000_000,
+                        limit: 10,
+                        lease_ms: 60_000,
+                        per_destination: 10,
+                        exclude: vec![],
+                    },
+                    lease_reply,
+                ),
+                Request::Enqueue(
+                    vec![
+                        new("whk_mixed_new_000000001", "{}"),
+                        new("whk_mixed_stored_0000001", "{\"v\":2}"),
+                    ],
+                    enqueue_reply,
+                ),
+            ],
+        );
+        let leased = leased.await.expect("answered").expect("leased");
+        assert_eq!(leased.len(), 1);
+        assert_eq!(leased[0].id, stored[0].id);
+        assert!(matches!(
+            enqueued.await.expect("answered"),
+            Err(StoreError::IdempotencyConflict { .. })
+        ));
+        let counts = store.counts(1_800_000_000_000).await.expect("counts");
+        assert_eq!((counts.pending, counts.in_flight), (1, 1), "{counts:?}");
+        store.close().await;
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test]
+    async fn an_in_memory_store_is_a_private_file_removed_with_the_store() {
+        let store = SqliteStore::open(SqliteOptions::new("sqlite::memory:"))
+            .await
+            .expect("open");
+        store
+            .enqueue(vec![new("whk_memory_000000000001", "{}")])
+            .await
+            .expect("stored");
+        let path = store.pool().connect_options().get_filename().to_path_buf();
+        assert!(path.exists(), "{}", path.display());
+        let other = SqliteStore::open(SqliteOptions::new("sqlite::memory:"))
+            .await
+            .expect("open");
+        assert_eq!(other.counts(0).await.expect("counts").total(), 0);
+        store.close().await;
+        drop(store);
+        // The thread removes the file once it has seen the last handle go.
+        for _ in 0..200 {
+            if !path.exists() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(!path.exists(), "{} is still there", path.display());
+    }
+}
