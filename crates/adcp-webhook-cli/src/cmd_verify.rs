@@ -35,7 +35,9 @@ pub struct VerifyArgs {
 /// `adcp-webhook receive`: a verifying webhook endpoint that logs every request.
 #[derive(Args, Debug)]
 pub struct ReceiveArgs {
-    /// The sender's public key set {"keys":[...]}.
+    /// The sender's public key set {"keys":[...]}. Re-read on SIGHUP: replace the file (with
+    /// the next key added) and send SIGHUP to rotate without a restart; a file that does not
+    /// load keeps the keys in use.
     #[arg(long, value_name = "FILE", required_unless_present = "agent_url")]
     pub jwks: Option<PathBuf>,
     /// Discover the sender's keys from its agent URL instead of --jwks: its operator's
@@ -329,6 +331,13 @@ async fn receive_keys(
         .jwks
         .as_ref()
         .ok_or("pass --jwks FILE or --agent-url URL")?;
+    let keys = adcp_webhooks::verify::ReloadableJwks::new(read_jwks(path)?);
+    reload_jwks_on_sighup(path.clone(), keys.clone())?;
+    Ok(std::sync::Arc::new(keys))
+}
+
+/// The keys of a --jwks file, refused when it holds none.
+fn read_jwks(path: &std::path::Path) -> Result<StaticJwks, String> {
     let jwks = StaticJwks::from_file(path).map_err(|e| e.to_string())?;
     if jwks.is_empty() {
         return Err(format!(
@@ -336,7 +345,53 @@ async fn receive_keys(
             path.display()
         ));
     }
-    Ok(std::sync::Arc::new(jwks))
+    Ok(jwks)
+}
+
+/// On each SIGHUP, read the --jwks file again and swap its keys in: requests being verified
+/// finish with the keys they looked up, the next ones see the new set. A file that does not
+/// load keeps the keys in use and says why. One JSON line on stderr either way.
+fn reload_jwks_on_sighup(
+    path: PathBuf,
+    keys: adcp_webhooks::verify::ReloadableJwks,
+) -> Result<(), String> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut hup =
+            signal(SignalKind::hangup()).map_err(|e| format!("cannot watch SIGHUP: {e}"))?;
+        tokio::spawn(async move {
+            while hup.recv().await.is_some() {
+                let loaded = {
+                    let path = path.clone();
+                    tokio::task::spawn_blocking(move || read_jwks(&path)).await
+                };
+                let kids = |set: &StaticJwks| {
+                    let mut kids: Vec<String> = set.kids().map(str::to_owned).collect();
+                    kids.sort_unstable();
+                    kids
+                };
+                match loaded {
+                    Ok(Ok(set)) => {
+                        let line = json!({"event": "keys_reloaded", "kids": kids(&set)});
+                        keys.replace(set);
+                        eprintln!("{line}");
+                    }
+                    Ok(Err(e)) => eprintln!(
+                        "{}",
+                        json!({"event": "keys_reload_failed", "error": e, "kids": kids(&keys.current())})
+                    ),
+                    Err(e) => eprintln!(
+                        "{}",
+                        json!({"event": "keys_reload_failed", "error": e.to_string()})
+                    ),
+                }
+            }
+        });
+    }
+    #[cfg(not(unix))]
+    let _ = (path, keys);
+    Ok(())
 }
 
 /// Run `receive` until SIGINT or SIGTERM.

@@ -85,7 +85,8 @@ pub use dedup::{
 pub use discovery::{AgentKeyDiscovery, DiscoveredKeys, DiscoveryError, MAX_BRAND_JSON_BYTES};
 pub use error::{ErrorCode, Step, UnknownErrorCode, VerifyError};
 pub use jwks::{
-    ACCEPTED_ADCP_USES, JwksError, KeyFuture, KeySource, PublishedKey, RefreshOutcome, StaticJwks,
+    ACCEPTED_ADCP_USES, JwksError, KeyFuture, KeySource, PublishedKey, RefreshOutcome,
+    ReloadableJwks, StaticJwks,
 };
 pub use metrics::{ForwardResult, HANDLING_LATENCY_BUCKETS, ReceiverMetrics};
 #[cfg(feature = "postgres")]
