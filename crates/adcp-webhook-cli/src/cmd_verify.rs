@@ -48,6 +48,18 @@ pub struct ReceiveArgs {
     /// With --agent-url: read this brand.json instead of the well-known one.
     #[arg(long, value_name = "URL", requires = "agent_url")]
     pub brand_json_url: Option<String>,
+    /// With --agent-url: take the AdCP 3.2 capabilities hop from the agent's
+    /// get_adcp_capabilities response served as JSON at this URL (on the agent's origin): its
+    /// identity.brand_json_url names brand.json, which must be on the agent's registrable
+    /// domain (or delegate to it), and the key set must be on the origin its
+    /// identity.key_origins.webhook_signing declares.
+    #[arg(
+        long,
+        value_name = "URL",
+        requires = "agent_url",
+        conflicts_with = "brand_json_url"
+    )]
+    pub capabilities_url: Option<String>,
     /// Refuse keys on the issuer's signed revocation list at this URL (a JWS, typ
     /// `adcp-gov-revocation+jws`), polled under the destination policy; once it is past its
     /// next_update plus grace, every webhook is refused (webhook_signature_revocation_stale).
@@ -319,6 +331,9 @@ async fn receive_keys(
             .allow_insecure_http(args.discovery.allow_http);
         if let Some(url) = &args.brand_json_url {
             discovery = discovery.brand_json_url(url.clone());
+        }
+        if let Some(url) = &args.capabilities_url {
+            discovery = discovery.capabilities_url(url.clone());
         }
         let found = discovery.discover().await.map_err(|e| e.to_string())?;
         eprintln!(

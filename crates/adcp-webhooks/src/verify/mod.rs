@@ -50,6 +50,8 @@
 
 #[cfg(feature = "axum")]
 pub mod axum;
+#[cfg(feature = "send")]
+mod capabilities;
 mod checklist;
 mod dedup;
 #[cfg(feature = "send")]
@@ -75,6 +77,8 @@ mod shared_replay;
 #[cfg(feature = "sqlite")]
 mod sqlite_dedup;
 
+#[cfg(feature = "send")]
+pub use capabilities::{MAX_CAPABILITIES_BYTES, WEBHOOK_SIGNING_PURPOSE, registrable_domain};
 pub use checklist::{MAX_COMPONENTS, MAX_PARAM_LEN};
 pub use dedup::{
     BodyDigest, ClaimToken, DEFAULT_CLAIM_LEASE_SECS, DEFAULT_DEDUP_CAPACITY,
