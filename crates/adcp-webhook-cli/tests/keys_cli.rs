@@ -426,6 +426,13 @@ fn receive_discovers_the_senders_keys_from_its_agent_url() {
                 json!({ "agents": [{ "type": "sales", "url": format!("{base}/mcp"), "jwks_uri": format!("{base}/keys.json") }] }),
             ),
             ("/keys.json".to_owned(), jwks.clone()),
+            (
+                "/capabilities.json".to_owned(),
+                json!({ "identity": {
+                    "brand_json_url": format!("{base}/.well-known/brand.json"),
+                    "key_origins": { "webhook_signing": base },
+                }}),
+            ),
         ]
     };
     // Serve a chain whose brand.json names the server itself: bind, then fill in.
@@ -481,6 +488,23 @@ fn receive_discovers_the_senders_keys_from_its_agent_url() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains("brand.json refused by the destination policy"),
+        "{stderr}"
+    );
+
+    // The capabilities hop binds brand.json to the agent's registrable domain; an agent
+    // addressed by IP has none, so the chain is refused even where the policy admits it.
+    let out = bin()
+        .args(["receive", "--listen", "127.0.0.1:0", "--agent-url"])
+        .arg(format!("{server}/mcp"))
+        .arg("--capabilities-url")
+        .arg(format!("{server}/capabilities.json"))
+        .args(["--allow-http", "--allow-private-destinations"])
+        .output()
+        .expect("receive");
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("is not on the registrable domain of agent host 127.0.0.1"),
         "{stderr}"
     );
 
