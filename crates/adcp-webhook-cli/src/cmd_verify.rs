@@ -35,7 +35,9 @@ pub struct VerifyArgs {
 /// `adcp-webhook receive`: a verifying webhook endpoint that logs every request.
 #[derive(Args, Debug)]
 pub struct ReceiveArgs {
-    /// The sender's public key set {"keys":[...]}.
+    /// The sender's public key set {"keys":[...]}. Re-read on SIGHUP: replace the file (with
+    /// the next key added) and send SIGHUP to rotate without a restart; a file that does not
+    /// load keeps the keys in use.
     #[arg(long, value_name = "FILE", required_unless_present = "agent_url")]
     pub jwks: Option<PathBuf>,
     /// Discover the sender's keys from its agent URL instead of --jwks: its operator's
@@ -46,6 +48,18 @@ pub struct ReceiveArgs {
     /// With --agent-url: read this brand.json instead of the well-known one.
     #[arg(long, value_name = "URL", requires = "agent_url")]
     pub brand_json_url: Option<String>,
+    /// With --agent-url: take the AdCP 3.2 capabilities hop from the agent's
+    /// get_adcp_capabilities response served as JSON at this URL (on the agent's origin): its
+    /// identity.brand_json_url names brand.json, which must be on the agent's registrable
+    /// domain (or delegate to it), and the key set must be on the origin its
+    /// identity.key_origins.webhook_signing declares.
+    #[arg(
+        long,
+        value_name = "URL",
+        requires = "agent_url",
+        conflicts_with = "brand_json_url"
+    )]
+    pub capabilities_url: Option<String>,
     /// Refuse keys on the issuer's signed revocation list at this URL (a JWS, typ
     /// `adcp-gov-revocation+jws`), polled under the destination policy; once it is past its
     /// next_update plus grace, every webhook is refused (webhook_signature_revocation_stale).
@@ -318,6 +332,9 @@ async fn receive_keys(
         if let Some(url) = &args.brand_json_url {
             discovery = discovery.brand_json_url(url.clone());
         }
+        if let Some(url) = &args.capabilities_url {
+            discovery = discovery.capabilities_url(url.clone());
+        }
         let found = discovery.discover().await.map_err(|e| e.to_string())?;
         eprintln!(
             "keys of {} from {} (via {})",
@@ -329,6 +346,13 @@ async fn receive_keys(
         .jwks
         .as_ref()
         .ok_or("pass --jwks FILE or --agent-url URL")?;
+    let keys = adcp_webhooks::verify::ReloadableJwks::new(read_jwks(path)?);
+    reload_jwks_on_sighup(path.clone(), keys.clone())?;
+    Ok(std::sync::Arc::new(keys))
+}
+
+/// The keys of a --jwks file, refused when it holds none.
+fn read_jwks(path: &std::path::Path) -> Result<StaticJwks, String> {
     let jwks = StaticJwks::from_file(path).map_err(|e| e.to_string())?;
     if jwks.is_empty() {
         return Err(format!(
@@ -336,7 +360,53 @@ async fn receive_keys(
             path.display()
         ));
     }
-    Ok(std::sync::Arc::new(jwks))
+    Ok(jwks)
+}
+
+/// On each SIGHUP, read the --jwks file again and swap its keys in: requests being verified
+/// finish with the keys they looked up, the next ones see the new set. A file that does not
+/// load keeps the keys in use and says why. One JSON line on stderr either way.
+fn reload_jwks_on_sighup(
+    path: PathBuf,
+    keys: adcp_webhooks::verify::ReloadableJwks,
+) -> Result<(), String> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut hup =
+            signal(SignalKind::hangup()).map_err(|e| format!("cannot watch SIGHUP: {e}"))?;
+        tokio::spawn(async move {
+            while hup.recv().await.is_some() {
+                let loaded = {
+                    let path = path.clone();
+                    tokio::task::spawn_blocking(move || read_jwks(&path)).await
+                };
+                let kids = |set: &StaticJwks| {
+                    let mut kids: Vec<String> = set.kids().map(str::to_owned).collect();
+                    kids.sort_unstable();
+                    kids
+                };
+                match loaded {
+                    Ok(Ok(set)) => {
+                        let line = json!({"event": "keys_reloaded", "kids": kids(&set)});
+                        keys.replace(set);
+                        eprintln!("{line}");
+                    }
+                    Ok(Err(e)) => eprintln!(
+                        "{}",
+                        json!({"event": "keys_reload_failed", "error": e, "kids": kids(&keys.current())})
+                    ),
+                    Err(e) => eprintln!(
+                        "{}",
+                        json!({"event": "keys_reload_failed", "error": e.to_string()})
+                    ),
+                }
+            }
+        });
+    }
+    #[cfg(not(unix))]
+    let _ = (path, keys);
+    Ok(())
 }
 
 /// Run `receive` until SIGINT or SIGTERM.

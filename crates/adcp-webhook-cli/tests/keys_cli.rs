@@ -1,7 +1,7 @@
 //! Publishing and rotating keys from the command line: `jwks` prints public members only, and
 //! an `outbox run` worker delivering a steady stream rotates its key ring on SIGHUP (twice)
 //! without a restart: every delivery verifies against the keys published at that moment, none
-//! is lost, and the kid switches at each rotation.
+//! is lost, the kid switches at each rotation, and `outbox status` names the kid in use.
 
 mod support;
 use support::ok_json;
@@ -276,6 +276,29 @@ fn a_worker_rotates_its_keys_on_sighup_without_losing_or_misigning_a_webhook() {
         panic!("no {event} event naming {kid}");
     };
     wait_event("keys_loaded", "seller-2026-01");
+    // `outbox status` (any process reading the database) names the kid the worker signs with.
+    let status = || {
+        ok_json(
+            bin()
+                .args(["outbox", "status", "--db"])
+                .arg(&db)
+                .output()
+                .expect("status"),
+        )
+    };
+    let worker_pid: u32 = pid.parse().expect("pid");
+    let started = status();
+    assert_eq!(
+        started["active_kids"],
+        json!(["seller-2026-01"]),
+        "{started}"
+    );
+    assert_eq!(started["workers"][0]["pid"], worker_pid, "{started}");
+    assert_eq!(started["workers"][0]["running"], true, "{started}");
+    assert_eq!(
+        started["workers"][0]["published_kids"],
+        json!(["seller-2026-01", "seller-2026-02"])
+    );
 
     let mut seen: Vec<Received> = Vec::new();
     let take_until = |count: usize, seen: &mut Vec<Received>| {
@@ -299,6 +322,17 @@ fn a_worker_rotates_its_keys_on_sighup_without_losing_or_misigning_a_webhook() {
     let reloaded = wait_event("keys_reloaded", "seller-2026-02");
     assert_eq!(
         reloaded["published_kids"],
+        json!(["seller-2026-02", "seller-2026-01"])
+    );
+    let switched = status();
+    assert_eq!(
+        switched["active_kids"],
+        json!(["seller-2026-02"]),
+        "{switched}"
+    );
+    assert_eq!(switched["workers"].as_array().map(Vec::len), Some(1));
+    assert_eq!(
+        switched["workers"][0]["published_kids"],
         json!(["seller-2026-02", "seller-2026-01"])
     );
     release_1.send(()).expect("release");
@@ -352,6 +386,12 @@ fn a_worker_rotates_its_keys_on_sighup_without_losing_or_misigning_a_webhook() {
         .expect("read stdout");
     let report: Value = serde_json::from_str(&stdout).expect("report");
     assert_eq!(report["delivered"], N, "{report}");
+    // A worker that stopped is still listed, with its last kid, but no longer counts.
+    let stopped = status();
+    assert_eq!(stopped["active_kids"], json!([]), "{stopped}");
+    assert_eq!(stopped["workers"][0]["running"], false, "{stopped}");
+    assert_eq!(stopped["workers"][0]["active_kid"], "seller-2026-03");
+    assert!(stopped["workers"][0]["stopped_at"].is_string(), "{stopped}");
     assert_eq!(report["dead"], 0, "{report}");
 
     // Every delivery verifies under the keys published when it was signed, with the kid of
@@ -386,6 +426,13 @@ fn receive_discovers_the_senders_keys_from_its_agent_url() {
                 json!({ "agents": [{ "type": "sales", "url": format!("{base}/mcp"), "jwks_uri": format!("{base}/keys.json") }] }),
             ),
             ("/keys.json".to_owned(), jwks.clone()),
+            (
+                "/capabilities.json".to_owned(),
+                json!({ "identity": {
+                    "brand_json_url": format!("{base}/.well-known/brand.json"),
+                    "key_origins": { "webhook_signing": base },
+                }}),
+            ),
         ]
     };
     // Serve a chain whose brand.json names the server itself: bind, then fill in.
@@ -441,6 +488,23 @@ fn receive_discovers_the_senders_keys_from_its_agent_url() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains("brand.json refused by the destination policy"),
+        "{stderr}"
+    );
+
+    // The capabilities hop binds brand.json to the agent's registrable domain; an agent
+    // addressed by IP has none, so the chain is refused even where the policy admits it.
+    let out = bin()
+        .args(["receive", "--listen", "127.0.0.1:0", "--agent-url"])
+        .arg(format!("{server}/mcp"))
+        .arg("--capabilities-url")
+        .arg(format!("{server}/capabilities.json"))
+        .args(["--allow-http", "--allow-private-destinations"])
+        .output()
+        .expect("receive");
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("is not on the registrable domain of agent host 127.0.0.1"),
         "{stderr}"
     );
 

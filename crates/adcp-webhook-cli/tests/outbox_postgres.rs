@@ -638,11 +638,12 @@ async fn concurrent_migrations_apply_the_schema_once() {
     .fetch_all(&mut conn)
     .await
     .expect("read the migration log");
-    assert_eq!(
-        rows,
-        (1..=version).map(|v| (v, 1)).collect::<Vec<_>>(),
-        "exactly one row per version"
+    assert!(
+        rows.iter().all(|(_, n)| *n == 1),
+        "exactly one row per version: {rows:?}"
     );
+    assert_eq!(rows.first().map(|r| r.0), Some(1), "{rows:?}");
+    assert_eq!(rows.last().map(|r| r.0), Some(version), "{rows:?}");
     let tables: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM pg_tables WHERE schemaname = current_schema() AND tablename = 'outbox_deliveries'",
     )
@@ -1110,4 +1111,54 @@ async fn bodies_are_encrypted_at_rest_and_retention_runs_in_the_worker() {
         Ok(0),
         "the signature verifies against the worker's key"
     );
+}
+
+/// `outbox status` on PostgreSQL names the kid each running worker signs with (read from the
+/// database, so from any host), and marks a worker that stopped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_names_the_kid_of_each_running_worker() {
+    use std::io::{BufRead, BufReader};
+    let db = TestDb::create().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key = keygen(dir.path(), 1);
+    run_ok(bin().args(["outbox", "migrate", "--db", &db.url]));
+    let mut worker = worker_cmd(&db.url, &key, &[])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn worker");
+    let mut stderr = BufReader::new(worker.stderr.take().expect("stderr"));
+    let mut seen = String::new();
+    loop {
+        let mut line = String::new();
+        let read = stderr.read_line(&mut line).expect("read stderr");
+        assert!(
+            read > 0,
+            "the worker exited before loading its keys:\n{seen}"
+        );
+        if serde_json::from_str::<Value>(&line).is_ok_and(|v| v["event"] == "keys_loaded") {
+            break;
+        }
+        seen.push_str(&line);
+    }
+    let running = run_ok(bin().args(["outbox", "status", "--db", &db.url]));
+    assert_eq!(running["active_kids"], json!([key.kid]), "{running}");
+    assert_eq!(running["workers"][0]["pid"], worker.id(), "{running}");
+    assert_eq!(running["workers"][0]["running"], true, "{running}");
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &worker.id().to_string()])
+            .status()
+            .expect("kill")
+            .success()
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while worker.try_wait().expect("wait").is_none() {
+        assert!(Instant::now() < deadline, "the worker did not stop");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let stopped = run_ok(bin().args(["outbox", "status", "--db", &db.url]));
+    assert_eq!(stopped["active_kids"], json!([]), "{stopped}");
+    assert_eq!(stopped["workers"][0]["active_kid"], key.kid.as_str());
+    assert_eq!(stopped["workers"][0]["running"], false, "{stopped}");
 }

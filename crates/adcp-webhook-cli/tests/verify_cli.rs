@@ -655,3 +655,138 @@ fn a_replica_killed_mid_forward_loses_nothing_once_its_claim_runs_out() {
     app.nothing_more();
     assert!(b.stop().success());
 }
+
+/// `receive --jwks FILE` reads the file again on SIGHUP: a webhook signed by a key the file did
+/// not hold is refused before the reload and accepted after it, a request in flight during the
+/// reload completes, and a file that does not load keeps the keys in use.
+#[test]
+fn receive_reloads_its_jwks_file_on_sighup() {
+    use std::io::{BufRead, BufReader};
+    use std::sync::mpsc;
+    let dir = tempfile::tempdir().unwrap();
+    let (old_pem, old_jwks) = support::keygen(dir.path(), "seller-2026-01");
+    let (new_pem, new_jwks) = support::keygen(dir.path(), "seller-2026-02");
+    let jwks = dir.path().join("published.json");
+    std::fs::copy(&old_jwks, &jwks).unwrap();
+    let log = dir.path().join("receive.log");
+    let mut child = bin()
+        .args(["receive", "--listen", "127.0.0.1:0", "--jwks"])
+        .arg(&jwks)
+        .arg("--log")
+        .arg(&log)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn receive");
+    let (lines_tx, lines) = mpsc::channel::<String>();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = lines_tx.send(line);
+        }
+    });
+    // Waits (bounded) for a stderr line passing `want`, and returns it.
+    let wait_line = |want: &dyn Fn(&str) -> bool| -> String {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+            match lines.recv_timeout(left) {
+                Ok(line) if want(&line) => return line,
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+        panic!("receive printed no expected line");
+    };
+    let listening = wait_line(&|l| l.contains("listening on http://"));
+    let addr = listening
+        .split("listening on http://")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .unwrap()
+        .to_owned();
+    let server = Receiver { child, addr };
+    let url = format!("http://{}/adcp/webhook", server.addr);
+    let body = |n: u32| {
+        format!(
+            r#"{{"idempotency_key":"whk_cli_reload_{n:06}","operation_id":"op","task_id":"t","task_type":"create_media_buy","status":"completed","timestamp":"2026-04-18T12:00:00Z"}}"#
+        )
+    };
+    let post = |pem: &Path, kid: &str, n: u32| {
+        let b = body(n);
+        server
+            .post("/adcp/webhook", &signed(pem, kid, &url, &b), b.as_bytes())
+            .0
+    };
+    let hup = || {
+        let pid = server.child.id().to_string();
+        assert!(
+            std::process::Command::new("kill")
+                .args(["-HUP", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+    };
+    assert_eq!(post(&old_pem, "seller-2026-01", 1), 200);
+    assert_eq!(
+        post(&new_pem, "seller-2026-02", 2),
+        401,
+        "not published yet"
+    );
+
+    // A request signed by the old key is in flight (headers sent, body not) across the
+    // reload that publishes the new key beside it.
+    let in_flight_body = body(3);
+    let mut head = format!(
+        "POST /adcp/webhook HTTP/1.1\r\nHost: {}\r\nContent-Length: {}\r\nConnection: close\r\n",
+        server.addr,
+        in_flight_body.len()
+    );
+    for (k, v) in signed(&old_pem, "seller-2026-01", &url, &in_flight_body) {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    let mut conn = TcpStream::connect(&server.addr).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    conn.write_all(head.as_bytes()).unwrap();
+    conn.flush().unwrap();
+
+    let both: Value = serde_json::json!({ "keys": [
+        load(&old_jwks)["keys"][0].clone(),
+        load(&new_jwks)["keys"][0].clone(),
+    ]});
+    // Replace the file whole (write then rename), as an operator's tooling would.
+    let staging = dir.path().join("published.json.tmp");
+    std::fs::write(&staging, both.to_string()).unwrap();
+    std::fs::rename(&staging, &jwks).unwrap();
+    hup();
+    let reloaded = wait_line(&|l| l.contains("keys_reloaded"));
+    let reloaded: Value = serde_json::from_str(&reloaded).unwrap();
+    assert_eq!(
+        reloaded["kids"],
+        serde_json::json!(["seller-2026-01", "seller-2026-02"])
+    );
+
+    conn.write_all(in_flight_body.as_bytes()).unwrap();
+    let mut answer = String::new();
+    conn.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert_eq!(post(&new_pem, "seller-2026-02", 4), 200, "published now");
+
+    // A broken file on reload: the keys in use stay, and the error is logged.
+    std::fs::write(&jwks, b"{\"keys\": [").unwrap();
+    hup();
+    let failed = wait_line(&|l| l.contains("keys_reload_failed"));
+    let failed: Value = serde_json::from_str(&failed).unwrap();
+    assert!(
+        failed["error"].as_str().is_some_and(|e| !e.is_empty()),
+        "{failed}"
+    );
+    assert_eq!(
+        failed["kids"],
+        serde_json::json!(["seller-2026-01", "seller-2026-02"])
+    );
+    assert_eq!(post(&new_pem, "seller-2026-02", 5), 200, "old keys kept");
+    assert!(server.stop().success());
+}

@@ -15,6 +15,7 @@ mod enqueue;
 mod operate;
 mod setup;
 mod worker;
+mod worker_keys;
 
 use enqueue::EnqueueArgs;
 use operate::{DeadLettersArgs, DestinationsArgs, InspectArgs, PurgeArgs, RequeueArgs};
@@ -68,7 +69,9 @@ pub enum OutboxCommand {
     /// Deliver queued webhooks until SIGINT/SIGTERM (or, with --exit-when-idle, until none
     /// is pending). Run several against one PostgreSQL database to share the work.
     Run(Box<RunArgs>),
-    /// Print the number of webhooks in each state as JSON.
+    /// Print the number of webhooks in each state as JSON, with the kid each running worker
+    /// signs with (`active_kids`) and every worker recorded (`workers`: host, pid, active and
+    /// published kids, when last heard from).
     Status,
     /// List the webhooks that were given up on, with the reason.
     DeadLetters(DeadLettersArgs),

@@ -147,7 +147,18 @@ fn detail_json(d: &DeliveryDetail) -> Value {
 pub(super) async fn status(db: &OutboxTarget) -> Result<ExitCode, String> {
     let outbox = open(db, Access::READ).await?;
     let counts = outbox.status().await.map_err(|e| e.to_string())?;
-    crate::common::print_json(&counts_json(&counts));
+    let workers = outbox
+        .store()
+        .worker_keys()
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut out = counts_json(&counts);
+    let (active_kids, workers) = super::worker_keys::workers_json(&workers);
+    if let Value::Object(map) = &mut out {
+        map.insert("active_kids".into(), active_kids);
+        map.insert("workers".into(), workers);
+    }
+    crate::common::print_json(&out);
     Ok(ExitCode::SUCCESS)
 }
 

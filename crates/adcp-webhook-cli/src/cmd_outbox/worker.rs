@@ -1,6 +1,7 @@
 //! `outbox run`: the delivery worker.
 
 use super::operate::counts_json;
+use super::worker_keys::KeysRecorder;
 use super::{Access, Progress, body_keys, open, parse_duration};
 use crate::common::DestinationArgs;
 use crate::keyfile;
@@ -153,7 +154,7 @@ fn log_keys(event: &str, ring: &KeyRing) {
 /// On each SIGHUP, re-read the keys and swap them into `ring`: the next attempt of every
 /// queued webhook signs with the new active key; attempts already signing finish with theirs.
 /// A reload that fails keeps the keys in use and says why.
-fn reload_on_sighup(a: &RunArgs, ring: KeyRing) -> Result<(), String> {
+fn reload_on_sighup(a: &RunArgs, ring: KeyRing, recorder: KeysRecorder) -> Result<(), String> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
@@ -170,6 +171,9 @@ fn reload_on_sighup(a: &RunArgs, ring: KeyRing) -> Result<(), String> {
                 match loaded {
                     Ok(Ok(set)) => {
                         ring.rotate(set);
+                        // Recorded before the log line, so `outbox status` names the new kid
+                        // once the line is out.
+                        recorder.record(false).await;
                         log_keys("keys_reloaded", &ring);
                     }
                     Ok(Err(e)) => eprintln!(
@@ -185,16 +189,14 @@ fn reload_on_sighup(a: &RunArgs, ring: KeyRing) -> Result<(), String> {
         });
     }
     #[cfg(not(unix))]
-    let _ = (a, ring);
+    let _ = (a, ring, recorder);
     Ok(())
 }
 
 pub(super) async fn run_worker(db: &OutboxTarget, a: RunArgs) -> Result<ExitCode, String> {
     let ring = KeyRing::new(key_set(&a)?);
-    log_keys("keys_loaded", &ring);
-    reload_on_sighup(&a, ring.clone())?;
     let timeout = Duration::from_secs(a.timeout_secs.max(1));
-    let sender = WebhookSender::builder(ring)
+    let sender = WebhookSender::builder(ring.clone())
         .timeout(timeout)
         .destination_policy(a.destinations.policy())
         .build()
@@ -229,6 +231,10 @@ pub(super) async fn run_worker(db: &OutboxTarget, a: RunArgs) -> Result<ExitCode
         // worker has that key.
         store = Arc::new(EncryptedStore::new(store, BodyKey::generate()));
     }
+    let recorder = KeysRecorder::new(Arc::clone(&store), ring.clone());
+    recorder.record(false).await;
+    log_keys("keys_loaded", &ring);
+    reload_on_sighup(&a, ring, recorder.clone())?;
     let outbox = Outbox::builder(store)
         .retry_policy(policy)
         .breaker(breaker)
@@ -263,6 +269,7 @@ pub(super) async fn run_worker(db: &OutboxTarget, a: RunArgs) -> Result<ExitCode
             std::process::exit(130);
         });
     }
+    let heartbeat = tokio::spawn(recorder.clone().heartbeat(stopped()));
     let metrics_task = match a.metrics_listen {
         Some(addr) => {
             let listener = tokio::net::TcpListener::bind(addr)
@@ -323,6 +330,8 @@ pub(super) async fn run_worker(db: &OutboxTarget, a: RunArgs) -> Result<ExitCode
         .await
         .map_err(|e| e.to_string())?;
     let _ = stop_tx.send(true);
+    let _ = heartbeat.await;
+    recorder.record(true).await;
     if let Some(watcher) = watcher {
         let _ = watcher.await;
     }

@@ -14,9 +14,15 @@
 //! addresses, checked again on the addresses connected to), without redirects, with a size and
 //! time bound: a `brand.json` cannot point the receiver at an internal service.
 //!
-//! This follows the AdCP 3.2 discovery chain from its `brand.json` hop; agents that advertise
-//! `identity.brand_json_url` in `get_adcp_capabilities` can be given that URL with
-//! [`brand_json_url`](AgentKeyDiscovery::brand_json_url).
+//! AdCP 3.2 starts the chain one hop earlier: the agent advertises `identity.brand_json_url`
+//! (and `identity.key_origins`) in its `get_adcp_capabilities` response.
+//! [`capabilities_url`](AgentKeyDiscovery::capabilities_url) takes that hop from a JSON
+//! capabilities document on the agent's origin, and applies the trust checks of the official
+//! Python SDK: the `brand.json` named must be on the agent's registrable domain (eTLD+1, by the
+//! Public Suffix List) unless it delegates to the agent's domain in `authorized_operators[]`
+//! ([`DiscoveryError::OriginMismatch`]), and the key set must be served from the origin
+//! `identity.key_origins.webhook_signing` declares ([`DiscoveryError::KeyOrigin`]). The hop
+//! is an HTTP GET of a JSON document, not an MCP or A2A tool call (see docs/keys.md).
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
@@ -27,11 +33,11 @@
 //! # Ok(()) }
 //! ```
 
+use super::fetch::{GetError, PolicedGet};
 use super::remote::{DEFAULT_JWKS_TIMEOUT, DEFAULT_MIN_REFETCH_INTERVAL, RemoteJwks};
-use crate::destination::{DestinationPolicy, PolicyResolver};
+use crate::destination::{DestinationPolicy, HostResolver};
 use crate::prepared::WebhookUrl;
 use crate::signing::canonicalize_url;
-use crate::transport::{Transport, TransportConfig};
 use serde_json::Value;
 use std::sync::Arc;
 use std::time::Duration;
@@ -56,15 +62,49 @@ pub enum DiscoveryError {
     /// The destination policy refused a hop (a private address, a forbidden port or scheme).
     #[error("{hop} refused by the destination policy: {reason}")]
     Refused {
-        /// `brand.json` or `jwks_uri`.
+        /// `capabilities`, `brand.json` or `jwks_uri`.
         hop: &'static str,
         /// The policy's reason.
         reason: String,
     },
+    /// The capabilities document does not advertise a usable `identity.brand_json_url`.
+    #[error("the capabilities document at {url} is unusable: {reason}")]
+    Capabilities {
+        /// The capabilities URL.
+        url: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The `brand.json` the agent's capabilities name is not on the agent's registrable
+    /// domain, and does not delegate to it: it cannot vouch for the agent's keys.
+    #[error(
+        "brand.json {brand_json_url} is not on the registrable domain of agent host {agent_host} ({}), and does not list that domain in authorized_operators[]; serve brand.json from the agent's own domain or have it delegate to the agent's",
+        agent_domain.as_deref().unwrap_or("none: an IP address, a single label or an unknown suffix")
+    )]
+    OriginMismatch {
+        /// The agent's host.
+        agent_host: String,
+        /// Its registrable domain, if it has one.
+        agent_domain: Option<String>,
+        /// The brand.json URL the capabilities named.
+        brand_json_url: String,
+    },
+    /// The key set is not served from the origin the capabilities declare for webhook keys
+    /// (`identity.key_origins.webhook_signing`), or none is declared.
+    #[error(
+        "jwks_uri {jwks_uri} is not on the origin the agent declares for webhook keys (identity.key_origins.webhook_signing: {}); the capabilities and brand.json must agree",
+        declared.as_deref().unwrap_or("not declared")
+    )]
+    KeyOrigin {
+        /// The declared origin, if any.
+        declared: Option<String>,
+        /// The key set's URL from brand.json.
+        jwks_uri: String,
+    },
     /// A hop could not be fetched, or did not answer 200.
     #[error("fetching {hop} at {url} failed: {reason}")]
     Fetch {
-        /// `brand.json` or `jwks_uri`.
+        /// `capabilities`, `brand.json` or `jwks_uri`.
         hop: &'static str,
         /// The URL.
         url: String,
@@ -106,6 +146,8 @@ pub enum DiscoveryError {
 pub struct DiscoveredKeys {
     /// The agent URL, canonicalized.
     pub agent_url: String,
+    /// The capabilities document read, when the capabilities hop was taken.
+    pub capabilities_url: Option<String>,
     /// The `brand.json` read.
     pub brand_json_url: String,
     /// The key set's URL.
@@ -121,11 +163,23 @@ pub struct DiscoveredKeys {
 #[derive(Debug, Clone)]
 pub struct AgentKeyDiscovery {
     agent_url: String,
-    brand_json_url: Option<String>,
+    brand: BrandSource,
     policy: DestinationPolicy,
+    hosts: Option<Arc<dyn HostResolver>>,
     allow_http: bool,
     timeout: Duration,
     min_refetch_interval: Duration,
+}
+
+/// Where discovery learns the `brand.json` URL.
+#[derive(Debug, Clone)]
+enum BrandSource {
+    /// `<agent origin>/.well-known/brand.json`.
+    WellKnown,
+    /// A URL the caller vouches for.
+    Given(String),
+    /// `identity.brand_json_url` of the capabilities document at this URL, checked.
+    Capabilities(String),
 }
 
 impl AgentKeyDiscovery {
@@ -139,18 +193,40 @@ impl AgentKeyDiscovery {
         })?;
         Ok(AgentKeyDiscovery {
             agent_url,
-            brand_json_url: None,
+            brand: BrandSource::WellKnown,
             policy: DestinationPolicy::strict(),
+            hosts: None,
             allow_http: false,
             timeout: DEFAULT_JWKS_TIMEOUT,
             min_refetch_interval: DEFAULT_MIN_REFETCH_INTERVAL,
         })
     }
 
-    /// Read this `brand.json` (e.g. the agent's advertised `identity.brand_json_url`) instead
-    /// of `<agent origin>/.well-known/brand.json`.
+    /// Read this `brand.json` instead of `<agent origin>/.well-known/brand.json`. The caller
+    /// vouches for it: no registrable-domain check. Replaces
+    /// [`capabilities_url`](Self::capabilities_url).
     pub fn brand_json_url(mut self, url: impl Into<String>) -> Self {
-        self.brand_json_url = Some(url.into());
+        self.brand = BrandSource::Given(url.into());
+        self
+    }
+
+    /// Take the capabilities hop: GET the agent's `get_adcp_capabilities` response as a JSON
+    /// document at `url` (on the agent's own origin; at most
+    /// [`MAX_CAPABILITIES_BYTES`](super::MAX_CAPABILITIES_BYTES)), read the `brand.json` its
+    /// `identity.brand_json_url` names, and check that this `brand.json` is on the agent's
+    /// registrable domain or delegates to it, and that the key set is on the origin
+    /// `identity.key_origins.webhook_signing` declares. Replaces
+    /// [`brand_json_url`](Self::brand_json_url).
+    pub fn capabilities_url(mut self, url: impl Into<String>) -> Self {
+        self.brand = BrandSource::Capabilities(url.into());
+        self
+    }
+
+    /// Resolve host names with `hosts` instead of the system resolver (a split-horizon
+    /// resolver, or a test's fixed answers); the destination policy still applies to every
+    /// address it answers, on every hop.
+    pub fn host_resolver(mut self, hosts: Arc<dyn HostResolver>) -> Self {
+        self.hosts = Some(hosts);
         self
     }
 
@@ -187,11 +263,30 @@ impl AgentKeyDiscovery {
             reason: e.to_string(),
         })?;
         let origin = origin_of(&self.agent_url)?;
-        let brand_url = self
-            .brand_json_url
-            .clone()
-            .unwrap_or_else(|| format!("{origin}/.well-known/brand.json"));
-        let doc = self.fetch_brand_json(&brand_url).await?;
+        let (brand_url, identity) = match &self.brand {
+            BrandSource::WellKnown => (format!("{origin}/.well-known/brand.json"), None),
+            BrandSource::Given(url) => (url.clone(), None),
+            BrandSource::Capabilities(url) => {
+                if origin_of(url).ok().as_deref() != Some(origin.as_str()) {
+                    return Err(DiscoveryError::BadUrl {
+                        what: "capabilities URL",
+                        url: crate::redact::redact_url(url),
+                        reason: format!("it must be on the agent's origin {origin}"),
+                    });
+                }
+                let doc = self
+                    .fetch_json("capabilities", url, super::MAX_CAPABILITIES_BYTES)
+                    .await?;
+                let identity = super::capabilities::agent_identity(url, &doc)?;
+                (identity.brand_json_url.clone(), Some(identity))
+            }
+        };
+        let doc = self
+            .fetch_json("brand.json", &brand_url, MAX_BRAND_JSON_BYTES)
+            .await?;
+        if identity.is_some() {
+            super::capabilities::check_binding(&agent.host, &brand_url, &doc)?;
+        }
         let malformed = |reason: &str| DiscoveryError::Malformed {
             url: crate::redact::redact_url(&brand_url),
             reason: reason.to_owned(),
@@ -250,17 +345,25 @@ impl AgentKeyDiscovery {
                 });
             }
         };
-        let keys = RemoteJwks::builder(jwks_uri.clone())
+        if let Some(identity) = &identity {
+            super::capabilities::check_key_origin(
+                identity.webhook_key_origin.as_deref(),
+                &jwks_uri,
+            )?;
+        }
+        let mut builder = RemoteJwks::builder(jwks_uri.clone())
             .destination_policy(self.policy.clone())
             .allow_insecure_http(self.allow_http)
             .timeout(self.timeout)
-            .min_refetch_interval(self.min_refetch_interval)
-            .build()
-            .map_err(|e| DiscoveryError::BadUrl {
-                what: "jwks_uri",
-                url: crate::redact::redact_url(&jwks_uri),
-                reason: e.to_string(),
-            })?;
+            .min_refetch_interval(self.min_refetch_interval);
+        if let Some(hosts) = &self.hosts {
+            builder = builder.host_resolver(hosts.clone());
+        }
+        let keys = builder.build().map_err(|e| DiscoveryError::BadUrl {
+            what: "jwks_uri",
+            url: crate::redact::redact_url(&jwks_uri),
+            reason: e.to_string(),
+        })?;
         keys.refresh().await.map_err(|e| match e {
             super::JwksError::Refused(reason) => DiscoveryError::Refused {
                 hop: "jwks_uri",
@@ -274,73 +377,78 @@ impl AgentKeyDiscovery {
         })?;
         Ok(DiscoveredKeys {
             agent_url: agent.target_uri,
+            capabilities_url: match &self.brand {
+                BrandSource::Capabilities(url) => Some(url.clone()),
+                _ => None,
+            },
             brand_json_url: brand_url,
             jwks_uri,
             keys,
         })
     }
 
-    async fn fetch_brand_json(&self, url: &str) -> Result<Value, DiscoveryError> {
+    /// GET a JSON document for one hop, through the destination policy, bounded.
+    async fn fetch_json(
+        &self,
+        hop: &'static str,
+        url: &str,
+        max_bytes: usize,
+    ) -> Result<Value, DiscoveryError> {
         let shown = crate::redact::redact_url(url);
         let fetch_err = |reason: String| DiscoveryError::Fetch {
-            hop: "brand.json",
+            hop,
             url: shown.clone(),
             reason,
         };
-        let parsed = WebhookUrl::parse(url).map_err(|e| DiscoveryError::BadUrl {
-            what: "brand.json URL",
-            url: shown.clone(),
-            reason: e.to_string(),
-        })?;
-        let policy = self.policy.clone().allow_http(self.allow_http);
-        if parsed.scheme() == crate::signing::Scheme::Http && !self.allow_http {
-            return Err(DiscoveryError::BadUrl {
-                what: "brand.json URL",
-                url: shown,
-                reason: "use https".to_owned(),
-            });
-        }
-        let resolver = PolicyResolver::new(policy);
-        resolver
-            .check(parsed.canonical())
+        let what = if hop == "capabilities" {
+            "capabilities URL"
+        } else {
+            "brand.json URL"
+        };
+        let http = PolicedGet::resolving(
+            url,
+            self.allow_http,
+            self.policy.clone(),
+            self.timeout,
+            max_bytes,
+            self.hosts.clone(),
+        )
+        .map_err(|e| get_error(hop, what, &shown, e))?;
+        let resp = http
+            .get("application/json", &[])
             .await
-            .map_err(|e| DiscoveryError::Refused {
-                hop: "brand.json",
-                reason: e.to_string(),
-            })?;
-        let transport = Transport::new(TransportConfig {
-            timeout: self.timeout,
-            connect_timeout: self.timeout,
-            max_response_body: MAX_BRAND_JSON_BYTES,
-            pool_max_idle_per_host: 0,
-            dns_resolver: Some(Arc::new(resolver)),
-            ..TransportConfig::default()
-        })
-        .map_err(|e| fetch_err(format!("cannot build the HTTP client: {e}")))?;
-        let resp = transport
-            .get(&parsed, "application/json")
-            .await
-            .map_err(
-                |e| match e.find_source::<crate::destination::DestinationError>() {
-                    Some(refused) => DiscoveryError::Refused {
-                        hop: "brand.json",
-                        reason: refused.to_string(),
-                    },
-                    None => fetch_err(e.to_string()),
-                },
-            )?;
+            .map_err(|e| get_error(hop, what, &shown, e))?;
         if resp.status != 200 {
             return Err(fetch_err(format!("HTTP {}; expected 200", resp.status)));
         }
         if resp.body_truncated {
-            return Err(fetch_err(format!(
-                "larger than {MAX_BRAND_JSON_BYTES} bytes"
-            )));
+            return Err(fetch_err(format!("larger than {max_bytes} bytes")));
         }
-        serde_json::from_slice(&resp.body).map_err(|e| DiscoveryError::Malformed {
-            url: shown,
-            reason: format!("not JSON: {e}"),
+        serde_json::from_slice(&resp.body).map_err(|e| {
+            let reason = format!("not JSON: {e}");
+            if hop == "capabilities" {
+                DiscoveryError::Capabilities { url: shown, reason }
+            } else {
+                DiscoveryError::Malformed { url: shown, reason }
+            }
         })
+    }
+}
+
+/// A policed GET's failure as the hop's discovery error.
+fn get_error(hop: &'static str, what: &'static str, url: &str, e: GetError) -> DiscoveryError {
+    match e {
+        GetError::BadUrl(reason) => DiscoveryError::BadUrl {
+            what,
+            url: url.to_owned(),
+            reason,
+        },
+        GetError::Refused(reason) => DiscoveryError::Refused { hop, reason },
+        GetError::Fetch(reason) => DiscoveryError::Fetch {
+            hop,
+            url: url.to_owned(),
+            reason,
+        },
     }
 }
 

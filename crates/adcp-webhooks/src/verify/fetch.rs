@@ -2,7 +2,7 @@
 //! list): through the crate's [`Transport`] under a [`DestinationPolicy`], without redirects or
 //! an environment proxy, with one deadline and a bounded body.
 
-use crate::destination::{DestinationError, DestinationPolicy, PolicyResolver};
+use crate::destination::{DestinationError, DestinationPolicy, HostResolver, PolicyResolver};
 use crate::prepared::WebhookUrl;
 use crate::transport::{HttpResponse, Transport, TransportConfig};
 use std::sync::Arc;
@@ -37,6 +37,19 @@ impl PolicedGet {
         timeout: Duration,
         max_bytes: usize,
     ) -> Result<Self, GetError> {
+        Self::resolving(url, allow_http, policy, timeout, max_bytes, None)
+    }
+
+    /// As [`new`](Self::new), resolving names with `hosts` (default: the system resolver);
+    /// the policy still applies to every address it answers.
+    pub(crate) fn resolving(
+        url: &str,
+        allow_http: bool,
+        policy: DestinationPolicy,
+        timeout: Duration,
+        max_bytes: usize,
+        hosts: Option<Arc<dyn HostResolver>>,
+    ) -> Result<Self, GetError> {
         let url = WebhookUrl::parse(url).map_err(|e| GetError::BadUrl(e.to_string()))?;
         match url.scheme() {
             crate::signing::Scheme::Https => {}
@@ -48,7 +61,11 @@ impl PolicedGet {
                 ));
             }
         }
-        let resolver = PolicyResolver::new(policy.allow_http(allow_http));
+        let policy = policy.allow_http(allow_http);
+        let resolver = match hosts {
+            Some(hosts) => PolicyResolver::with_resolver(policy, hosts),
+            None => PolicyResolver::new(policy),
+        };
         let config = TransportConfig {
             timeout,
             connect_timeout: timeout,

@@ -323,6 +323,61 @@ impl KeySource for StaticJwks {
     }
 }
 
+/// A local key set that can be replaced while requests are being verified: the receiving
+/// side's rotation without a restart. [`replace`](Self::replace) swaps the whole set at once; a
+/// request that already looked up its key finishes with it, the next one sees the new set.
+/// Cheap to clone; clones share the set.
+///
+/// ```
+/// use adcp_webhooks::verify::{KeySource, ReloadableJwks, StaticJwks};
+/// let jwk = serde_json::json!({"kty": "OKP", "crv": "Ed25519", "kid": "seller-2026-02",
+///     "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo", "use": "sig",
+///     "adcp_use": "webhook-signing", "alg": "EdDSA"});
+/// let keys = ReloadableJwks::new(StaticJwks::default());
+/// assert!(keys.key("seller-2026-02").is_none());
+/// keys.replace(StaticJwks::from_json(&serde_json::json!({"keys": [jwk]}))?);
+/// assert!(keys.key("seller-2026-02").is_some());
+/// # Ok::<(), adcp_webhooks::verify::JwksError>(())
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct ReloadableJwks {
+    current: Arc<std::sync::RwLock<StaticJwks>>,
+}
+
+impl ReloadableJwks {
+    /// Start with `keys`.
+    pub fn new(keys: StaticJwks) -> Self {
+        Self {
+            current: Arc::new(std::sync::RwLock::new(keys)),
+        }
+    }
+
+    /// Use `keys` from the next lookup on.
+    pub fn replace(&self, keys: StaticJwks) {
+        *self
+            .current
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = keys;
+    }
+
+    /// The key set in use.
+    pub fn current(&self) -> StaticJwks {
+        self.current
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+}
+
+impl KeySource for ReloadableJwks {
+    fn key(&self, keyid: &str) -> Option<Arc<PublishedKey>> {
+        self.current
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .key(keyid)
+    }
+}
+
 /// JWK members that belong to a private key (RFC 7518 section 6).
 const PRIVATE_MEMBERS: [&str; 8] = ["d", "p", "q", "dp", "dq", "qi", "oth", "k"];
 

@@ -50,6 +50,8 @@
 
 #[cfg(feature = "axum")]
 pub mod axum;
+#[cfg(feature = "send")]
+mod capabilities;
 mod checklist;
 mod dedup;
 #[cfg(feature = "send")]
@@ -75,6 +77,8 @@ mod shared_replay;
 #[cfg(feature = "sqlite")]
 mod sqlite_dedup;
 
+#[cfg(feature = "send")]
+pub use capabilities::{MAX_CAPABILITIES_BYTES, WEBHOOK_SIGNING_PURPOSE, registrable_domain};
 pub use checklist::{MAX_COMPONENTS, MAX_PARAM_LEN};
 pub use dedup::{
     BodyDigest, ClaimToken, DEFAULT_CLAIM_LEASE_SECS, DEFAULT_DEDUP_CAPACITY,
@@ -85,7 +89,8 @@ pub use dedup::{
 pub use discovery::{AgentKeyDiscovery, DiscoveredKeys, DiscoveryError, MAX_BRAND_JSON_BYTES};
 pub use error::{ErrorCode, Step, UnknownErrorCode, VerifyError};
 pub use jwks::{
-    ACCEPTED_ADCP_USES, JwksError, KeyFuture, KeySource, PublishedKey, RefreshOutcome, StaticJwks,
+    ACCEPTED_ADCP_USES, JwksError, KeyFuture, KeySource, PublishedKey, RefreshOutcome,
+    ReloadableJwks, StaticJwks,
 };
 pub use metrics::{ForwardResult, HANDLING_LATENCY_BUCKETS, ReceiverMetrics};
 #[cfg(feature = "postgres")]

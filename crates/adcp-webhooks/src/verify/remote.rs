@@ -2,7 +2,7 @@
 
 use super::fetch::{GetError, PolicedGet};
 use super::jwks::{JwksError, KeyFuture, KeySource, PublishedKey, RefreshOutcome, parse_jwks};
-use crate::destination::DestinationPolicy;
+use crate::destination::{DestinationPolicy, HostResolver};
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -85,9 +85,18 @@ pub struct RemoteJwksBuilder {
     timeout: Duration,
     allow_http: bool,
     policy: DestinationPolicy,
+    hosts: Option<Arc<dyn HostResolver>>,
 }
 
 impl RemoteJwksBuilder {
+    /// Resolve host names with `hosts` instead of the system resolver (a split-horizon
+    /// resolver, or a test's fixed answers); the destination policy still applies to every
+    /// address it answers.
+    pub fn host_resolver(mut self, hosts: Arc<dyn HostResolver>) -> Self {
+        self.hosts = Some(hosts);
+        self
+    }
+
     /// How long a fetched key set is used before it is fetched again (default 30 min).
     pub fn ttl(mut self, ttl: Duration) -> Self {
         self.ttl = ttl;
@@ -139,12 +148,13 @@ impl RemoteJwksBuilder {
 
     /// Check the URL and build the HTTP client. Nothing is fetched yet.
     pub fn build(self) -> Result<RemoteJwks, JwksError> {
-        let http = PolicedGet::new(
+        let http = PolicedGet::resolving(
             &self.url,
             self.allow_http,
             self.policy,
             self.timeout,
             self.max_bytes,
+            self.hosts,
         )
         .map_err(|e| match e {
             GetError::BadUrl(reason) => JwksError::BadUrl {
@@ -185,6 +195,7 @@ impl RemoteJwks {
             timeout: DEFAULT_JWKS_TIMEOUT,
             allow_http: false,
             policy: DestinationPolicy::strict(),
+            hosts: None,
         }
     }
 

@@ -160,7 +160,7 @@ pub(crate) enum Dialect {
 
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 impl Dialect {
-    fn placeholder(self, n: usize) -> String {
+    pub(crate) fn placeholder(self, n: usize) -> String {
         match self {
             Self::Sqlite => format!("?{n}"),
             Self::Postgres => format!("${n}"),

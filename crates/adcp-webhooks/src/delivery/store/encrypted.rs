@@ -472,5 +472,6 @@ impl OutboxStore for EncryptedStore {
     crate::forward_outbox_store!((inner):
         complete, release, next_due, counts, list, requeue, purge, destinations,
         set_destination_enabled, watch, search, count_matching, attempts_feed, attempt_buckets,
-        destination_health, reset_breaker, record_audit, audit_log);
+        destination_health, reset_breaker, record_audit, audit_log, record_worker_keys,
+        worker_keys);
 }

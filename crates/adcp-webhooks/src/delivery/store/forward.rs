@@ -298,6 +298,27 @@ macro_rules! forward_outbox_store {
             $crate::forward_outbox_store!(@call self $to audit_log read_audit(before, limit))
         }
     };
+    (@one $to:tt record_worker_keys) => {
+        fn record_worker_keys(
+            &self,
+            keys: $crate::delivery::store::workers::WorkerKeys,
+        ) -> $crate::delivery::store::BoxFuture<
+            '_,
+            Result<(), $crate::delivery::store::StoreError>,
+        > {
+            $crate::forward_outbox_store!(@call self $to record_worker_keys upsert_worker_keys(keys))
+        }
+    };
+    (@one $to:tt worker_keys) => {
+        fn worker_keys(
+            &self,
+        ) -> $crate::delivery::store::BoxFuture<
+            '_,
+            Result<Vec<$crate::delivery::store::workers::WorkerKeys>, $crate::delivery::store::StoreError>,
+        > {
+            $crate::forward_outbox_store!(@call self $to worker_keys read_worker_keys())
+        }
+    };
     // Engines have no inherent `watch`: they write their own, or keep the trait's default.
     (@one ($field:ident) watch) => {
         fn watch(
@@ -325,7 +346,8 @@ macro_rules! delegate_outbox_store {
             $crate::forward_outbox_store!(inherent:
                 enqueue, lease, complete, release, next_due, counts, list, get, requeue, purge,
                 destinations, set_destination_enabled, search, count_matching, attempts_feed,
-                attempt_buckets, destination_health, reset_breaker, record_audit, audit_log);
+                attempt_buckets, destination_health, reset_breaker, record_audit, audit_log,
+                record_worker_keys, worker_keys);
             $($extra)*
         }
     };

@@ -31,6 +31,7 @@ pub(crate) mod group;
 pub mod postgres;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
+pub mod workers;
 
 use crate::delivery::classify::ErrorClass;
 use bytes::Bytes;
@@ -41,6 +42,7 @@ use console::{
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use workers::WorkerKeys;
 
 /// A boxed future, so stores can be used as `dyn OutboxStore`.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -687,6 +689,16 @@ pub trait OutboxStore: Send + Sync + fmt::Debug {
         _limit: u32,
     ) -> BoxFuture<'_, Result<Vec<AuditEntry>, StoreError>> {
         console::unsupported("audit_log")
+    }
+
+    /// Record a worker's signing keys (see [`workers`]).
+    fn record_worker_keys(&self, _keys: WorkerKeys) -> BoxFuture<'_, Result<(), StoreError>> {
+        workers::unsupported("record_worker_keys")
+    }
+
+    /// Every worker's signing keys as last recorded, the most recently heard from first.
+    fn worker_keys(&self) -> BoxFuture<'_, Result<Vec<WorkerKeys>, StoreError>> {
+        workers::unsupported("worker_keys")
     }
 
     /// A background task that calls `wake.notify_one()` whenever another process may have

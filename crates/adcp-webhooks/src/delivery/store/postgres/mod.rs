@@ -286,6 +286,7 @@ row_codecs!(PgRow, sqlx::Postgres);
 /// The console's statements use this engine's placeholders.
 const DIALECT: super::console::Dialect = super::console::Dialect::Postgres;
 super::console::console_reads!(PostgresStore);
+super::workers::worker_rows!(PostgresStore);
 
 impl PostgresStore {
     /// Relay `NOTIFY`s on [`NOTIFY_CHANNEL`] to `wake` until dropped, reconnecting after a

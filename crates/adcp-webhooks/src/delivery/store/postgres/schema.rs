@@ -28,6 +28,11 @@ pub(super) const MIGRATIONS: &[(i64, &str, &str)] = &[
         "console",
         include_str!("../../../../migrations/postgres/0004_console.sql"),
     ),
+    (
+        6,
+        "workers",
+        include_str!("../../../../migrations/postgres/0006_workers.sql"),
+    ),
 ];
 
 /// The advisory lock every migration takes, so concurrent migrations run one at a time.

@@ -259,5 +259,6 @@ row_codecs!(SqliteRow, sqlx::Sqlite);
 /// The console's statements use this engine's placeholders.
 const DIALECT: super::console::Dialect = super::console::Dialect::Sqlite;
 super::console::console_reads!(SqliteStore);
+super::workers::worker_rows!(SqliteStore);
 
 delegate_outbox_store!(SqliteStore {});
