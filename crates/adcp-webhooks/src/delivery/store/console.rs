@@ -443,6 +443,8 @@ macro_rules! console_reads {
                                     .unwrap_or($crate::delivery::classify::ErrorClass::Invalid),
                                 error: get(row, "error")?,
                                 response_body: None,
+                                request_headers: None,
+                                response_headers: None,
                             },
                         })
                     })

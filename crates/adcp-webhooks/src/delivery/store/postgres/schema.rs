@@ -28,6 +28,11 @@ pub(super) const MIGRATIONS: &[(i64, &str, &str)] = &[
         "console",
         include_str!("../../../../migrations/postgres/0004_console.sql"),
     ),
+    (
+        5,
+        "attempt headers",
+        include_str!("../../../../migrations/postgres/0005_attempt_headers.sql"),
+    ),
 ];
 
 /// The advisory lock every migration takes, so concurrent migrations run one at a time.

@@ -2,7 +2,7 @@
 //! transaction per batch.
 
 use super::{SqliteStore, db_err};
-use crate::delivery::store::codec::recorded_response;
+use crate::delivery::store::codec::{recorded_headers_text, recorded_response};
 use crate::delivery::store::{
     CompleteStatus, Completion, DisableRules, Health, Outcome, StoreError,
 };
@@ -48,7 +48,8 @@ impl SqliteStore {
             };
             sqlx::query(
                 "INSERT INTO outbox_attempts (delivery_id, attempt, started_at, latency_ms, status, error_class, \
-                 error, response_body) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                 error, response_body, request_headers, response_headers) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             )
             .bind(c.id.0)
             .bind(number)
@@ -58,6 +59,8 @@ impl SqliteStore {
             .bind(a.class.as_str())
             .bind(a.error.as_deref())
             .bind(recorded_response(a.response_body.as_ref()))
+            .bind(recorded_headers_text(a.request_headers.as_ref()))
+            .bind(recorded_headers_text(a.response_headers.as_ref()))
             .execute(&mut *tx)
             .await
             .map_err(db_err)?;
@@ -196,6 +199,8 @@ async fn complete_successes(
                 "class": a.class.as_str(),
                 "error": a.error,
                 "body": recorded_response(a.response_body.as_ref()).map(|b| hex(&b)),
+                "reqh": recorded_headers_text(a.request_headers.as_ref()),
+                "resh": recorded_headers_text(a.response_headers.as_ref()),
             })
         })
         .collect();
@@ -213,10 +218,10 @@ async fn complete_successes(
     // Purged while in flight: no row to join, nothing recorded (as on the other path).
     sqlx::query(
         "INSERT INTO outbox_attempts (delivery_id, attempt, started_at, latency_ms, status, error_class, \
-         error, response_body) \
+         error, response_body, request_headers, response_headers) \
          SELECT d.id, d.total_attempts, j.value ->> '$.started', j.value ->> '$.latency', \
            j.value ->> '$.status', j.value ->> '$.class', j.value ->> '$.error', \
-           unhex(j.value ->> '$.body') \
+           unhex(j.value ->> '$.body'), j.value ->> '$.reqh', j.value ->> '$.resh' \
          FROM json_each(?1) AS j JOIN outbox_deliveries d ON d.id = j.value ->> '$.id' \
          ORDER BY j.key",
     )
