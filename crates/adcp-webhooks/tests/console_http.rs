@@ -630,7 +630,7 @@ async fn attempts_show_their_headers(engine: Engine) {
     let (status, html) = op.get(&format!("/deliveries/{id}")).await;
     assert_eq!(status, StatusCode::OK);
     let headers = html
-        .split("<h2>Headers</h2>")
+        .split("<h2 id=\"headers\">Headers</h2>")
         .nth(1)
         .expect("the page has a headers section");
     let escaped_input = signature_input.replace('"', "&quot;");
@@ -680,7 +680,10 @@ async fn attempts_without_headers_say_not_recorded(engine: Engine) {
     let ids = seed(&store, items(1, "buyer-a", "old", now_ms()), 500, true).await;
     let op = Operator::login(&served).await;
     let (_, html) = op.get(&format!("/deliveries/{}", ids[0])).await;
-    let headers = html.split("<h2>Headers</h2>").nth(1).expect("headers");
+    let headers = html
+        .split("<h2 id=\"headers\">Headers</h2>")
+        .nth(1)
+        .expect("headers");
     assert_eq!(headers.matches("not recorded").count(), 2, "{headers}");
 }
 

@@ -177,7 +177,7 @@ pub(crate) async fn detail(
     let digest = crate::signing::content_digest(&d.body);
     let _ = write!(
         body,
-        "<h2>Attempts</h2><p class=\"note\">Every attempt posts the same bytes, so it carries \
+        "<h2 id=\"attempts\">Attempts</h2><p class=\"note\">Every attempt posts the same bytes, so it carries \
          <code>Content-Digest: {}</code>; its <code>Signature-Input</code> and \
          <code>Signature</code> are made afresh for each attempt (see each attempt's headers \
          below the table).</p>",
@@ -273,7 +273,7 @@ fn header_lines(headers: Option<&Vec<(String, String)>>, missing: &str) -> Strin
 
 /// Each attempt's signed request headers and response headers; the last attempt's open.
 fn attempt_headers(d: &DeliveryDetail) -> String {
-    let mut out = String::from("<h2>Headers</h2>");
+    let mut out = String::from("<h2 id=\"headers\">Headers</h2>");
     for (i, a) in d.attempts.iter().enumerate() {
         let r = &a.record;
         let open = if i + 1 == d.attempts.len() {
