@@ -113,7 +113,9 @@ pub async fn run(a: ConsoleArgs) -> Result<ExitCode, String> {
     let local = listener.local_addr().map_err(|e| e.to_string())?;
     // Tests read the port from this line: keep `listening on http://ADDR`.
     eprintln!("adcp-webhook console: listening on http://{local} (Ctrl-C to stop)");
-    axum::serve(listener, router(outbox, config))
+    // With each client's address, so failed logins are limited per client.
+    let app = router(outbox, config).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, app)
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;
         })

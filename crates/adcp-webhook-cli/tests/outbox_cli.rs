@@ -740,6 +740,19 @@ fn dead_letters_inspect_and_requeue_from_the_command_line() {
     assert_eq!(detail["extra_headers"][0][0], "X-Tenant");
     assert_eq!(detail["attempt_log"][0]["status"], 422);
     assert_eq!(detail["attempt_log"][0]["class"], "http_4xx");
+    let sent = detail["attempt_log"][0]["request_headers"]
+        .as_array()
+        .expect("the attempt's signed headers are shown");
+    assert!(
+        sent.iter()
+            .any(|h| h[0] == "Signature-Input"
+                && h[1].as_str().is_some_and(|v| v.starts_with("sig1=("))),
+        "{detail}"
+    );
+    assert!(
+        detail["attempt_log"][0]["response_headers"].is_array(),
+        "{detail}"
+    );
 
     // Fix the receiver, requeue, deliver.
     if let Ok(mut r) = receiver.reject_path.lock() {

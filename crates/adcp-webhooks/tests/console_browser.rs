@@ -180,6 +180,23 @@ async fn dead_letter_is_found_requeued_and_delivered(engine: Engine) {
         .await;
     b.wait_text("table.attempts", "204", Duration::from_secs(20))
         .await;
+    // The worker's attempt shows the signed headers it sent and the receiver's answer; the
+    // seeded attempt, logged without headers, says so.
+    let headers = b
+        .wait_text(
+            "details.attempt-headers[open]",
+            "keyid=\"console-browser-key\"",
+            Duration::from_secs(20),
+        )
+        .await;
+    assert!(headers.contains("Signature-Input: sig1="), "{headers}");
+    assert!(headers.contains("Content-Digest: sha-256=:"), "{headers}");
+    assert!(headers.contains("HTTP 204"), "{headers}");
+    assert!(b.source().await.contains("not recorded"));
+    b.goto(&format!("{}/deliveries/{}#attempts", s.served.base, id))
+        .await;
+    b.wait_css("details.attempt-headers[open]").await;
+    b.screenshot(&shot(engine, "delivery-headers")).await;
 }
 
 async fn destination_is_disabled_enabled_and_reset(engine: Engine) {

@@ -567,6 +567,132 @@ async fn live_tail_streams_attempts(engine: Engine) {
     );
 }
 
+/// A worker delivers a webhook to a receiver that answers with its own header; the delivery
+/// page then shows the attempt's signed request headers (the signature shortened, an
+/// `Authorization` extra header masked) and the receiver's response headers, escaped.
+async fn attempts_show_their_headers(engine: Engine) {
+    use adcp_webhooks::delivery::{EnqueueOptions, WorkerConfig};
+    use adcp_webhooks::destination::DestinationPolicy;
+    use adcp_webhooks::keys::{Algorithm, KeyPurpose, SigningKey};
+    use adcp_webhooks::{IdempotencyKey, RawWebhook, WebhookSender};
+    use support::{Behaviour, Reply, TestReceiver};
+    let receiver = TestReceiver::start(Behaviour::Respond(
+        Reply::status(200).header("X-Receiver-Trace", "trace-<b>7</b>"),
+    ))
+    .await;
+    let (_db, store, served) = console_on(engine).await;
+    let outbox = Outbox::builder(Arc::clone(&store)).build();
+    let key = IdempotencyKey::new("whk_headers_0001").expect("key");
+    let webhook = RawWebhook::new(serde_json::json!({ "task_id": "t1" }), key).expect("webhook");
+    let queued = outbox
+        .enqueue(
+            &receiver.url("/hook"),
+            &webhook,
+            EnqueueOptions::default().header("Authorization", "Bearer tenant-secret"),
+        )
+        .await
+        .expect("enqueue");
+    let signing = SigningKey::generate(
+        Algorithm::Ed25519,
+        "console-headers-kid",
+        KeyPurpose::WebhookSigning,
+    )
+    .expect("keygen");
+    let sender = WebhookSender::builder(signing)
+        .destination_policy(DestinationPolicy::permissive())
+        .build()
+        .expect("sender");
+    let watcher = outbox.clone();
+    let id = queued.id;
+    let shutdown = async move {
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(30) {
+            if let Ok(Some(d)) = watcher.inspect(id).await
+                && d.summary.state == DeliveryState::Delivered
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    let config = WorkerConfig {
+        poll_interval: Duration::from_millis(20),
+        ..WorkerConfig::default()
+    };
+    outbox.run(sender, config, shutdown).await.expect("worker");
+    let got = receiver.requests();
+    assert_eq!(got.len(), 1, "delivered once");
+    let signature = got[0].header("signature").expect("signed").to_owned();
+    let signature_input = got[0].header("signature-input").expect("signed").to_owned();
+    assert!(signature_input.contains("keyid=\"console-headers-kid\""));
+
+    let op = Operator::login(&served).await;
+    let (status, html) = op.get(&format!("/deliveries/{id}")).await;
+    assert_eq!(status, StatusCode::OK);
+    let headers = html
+        .split("<h2 id=\"headers\">Headers</h2>")
+        .nth(1)
+        .expect("the page has a headers section");
+    let escaped_input = signature_input.replace('"', "&quot;");
+    assert!(
+        headers.contains(&format!("Signature-Input: {escaped_input}")),
+        "{headers}"
+    );
+    assert!(headers.contains("keyid=&quot;console-headers-kid&quot;"));
+    assert!(headers.contains("Content-Digest: sha-256=:"), "{headers}");
+    assert!(
+        !headers.contains(&signature) && headers.contains(&signature[..20]),
+        "the signature is shortened: {headers}"
+    );
+    assert!(headers.contains("Authorization: (masked)"), "{headers}");
+    assert!(!headers.contains("tenant-secret"));
+    assert!(
+        headers.contains("x-receiver-trace: trace-&lt;b&gt;7&lt;/b&gt;"),
+        "the receiver's header, escaped: {headers}"
+    );
+    assert!(!html.contains("trace-<b>"));
+
+    let (status, json) = op.get(&format!("/deliveries/{id}/json")).await;
+    assert_eq!(status, StatusCode::OK);
+    let doc: serde_json::Value = serde_json::from_str(&json).expect("json");
+    let attempt = &doc["attempts"][0];
+    let sent = attempt["request_headers"]
+        .as_array()
+        .expect("request headers");
+    assert!(
+        sent.iter()
+            .any(|h| h[0] == "Signature-Input" && h[1] == signature_input.as_str()),
+        "{attempt}"
+    );
+    assert!(
+        attempt["response_headers"]
+            .as_array()
+            .expect("response headers")
+            .iter()
+            .any(|h| h[0] == "x-receiver-trace" && h[1] == "trace-<b>7</b>"),
+        "{attempt}"
+    );
+}
+
+/// Attempts logged without headers (before they were recorded) say so.
+async fn attempts_without_headers_say_not_recorded(engine: Engine) {
+    let (_db, store, served) = console_on(engine).await;
+    let ids = seed(&store, items(1, "buyer-a", "old", now_ms()), 500, true).await;
+    let op = Operator::login(&served).await;
+    let (_, html) = op.get(&format!("/deliveries/{}", ids[0])).await;
+    let headers = html
+        .split("<h2 id=\"headers\">Headers</h2>")
+        .nth(1)
+        .expect("headers");
+    assert_eq!(headers.matches("not recorded").count(), 2, "{headers}");
+}
+
+#[tokio::test]
+async fn sqlite_attempts_show_their_headers() {
+    attempts_show_their_headers(Engine::Sqlite).await;
+    attempts_without_headers_say_not_recorded(Engine::Sqlite).await;
+}
+
 #[tokio::test]
 async fn sqlite_without_session_nothing_is_served() {
     without_session_nothing_is_served(Engine::Sqlite).await;
@@ -627,6 +753,75 @@ mod postgres {
     async fn live_tail_streams_attempts_pg() {
         live_tail_streams_attempts(Engine::Postgres).await;
     }
+    #[tokio::test]
+    async fn attempts_show_their_headers_pg() {
+        attempts_show_their_headers(Engine::Postgres).await;
+        attempts_without_headers_say_not_recorded(Engine::Postgres).await;
+    }
+}
+
+#[tokio::test]
+async fn failed_logins_are_rate_limited_per_client() {
+    use adcp_webhooks::clock::FixedClock;
+    let clock = FixedClock::new(1_800_000_000);
+    let db = TestDb::new(Engine::Sqlite).await;
+    let served = serve(
+        Outbox::builder(db.open().await).build(),
+        ConsoleConfig::default()
+            .auth_token(TOKEN)
+            .clock(Arc::new(clock.clone())),
+    )
+    .await;
+    let http = client();
+    let login = |token: &'static str| {
+        http.post(format!("{}/login", served.base))
+            .header("origin", &served.base)
+            .form_body(&[("token", token), ("name", "mallory")])
+            .send()
+    };
+    for i in 0..5 {
+        let r = login("wrong-token").await.expect("login");
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "failure {i}");
+    }
+    let r = login("wrong-token").await.expect("login");
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(
+        r.headers().get("retry-after").and_then(|v| v.to_str().ok()),
+        Some("12")
+    );
+    assert!(
+        r.text()
+            .await
+            .expect("text")
+            .contains("Too many failed logins")
+    );
+    // While the limit lasts, even the right token is refused: guessing cannot go on.
+    let r = login(TOKEN).await.expect("login");
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(r.headers().get("set-cookie").is_none());
+    clock.advance(11);
+    let r = login(TOKEN).await.expect("login");
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(
+        r.headers().get("retry-after").and_then(|v| v.to_str().ok()),
+        Some("1")
+    );
+    // One try refills after 12 s.
+    clock.advance(1);
+    let r = login(TOKEN).await.expect("login");
+    assert_eq!(r.status(), StatusCode::SEE_OTHER, "the right token logs in");
+    assert!(r.headers().get("set-cookie").is_some());
+    // A success refills the whole burst.
+    for i in 0..5 {
+        let r = login("wrong-token").await.expect("login");
+        assert_eq!(
+            r.status(),
+            StatusCode::UNAUTHORIZED,
+            "failure {i} after a login"
+        );
+    }
+    let r = login("wrong-token").await.expect("login");
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
 }
 
 #[tokio::test]

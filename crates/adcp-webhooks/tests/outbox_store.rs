@@ -96,6 +96,14 @@ fn attempt(now: i64, status: Option<u16>, class: ErrorClass) -> AttemptRecord {
         class,
         error: None,
         response_body: Some(Bytes::from(vec![b'x'; 10_000])),
+        request_headers: Some(vec![
+            (
+                "Signature-Input".into(),
+                "sig1=(\"@method\");keyid=\"store-test-key\"".into(),
+            ),
+            ("Authorization".into(), "Bearer tenant-secret".into()),
+        ]),
+        response_headers: Some(vec![("retry-after".into(), "30".into())]),
     }
 }
 
@@ -301,6 +309,21 @@ async fn leases_hide_work_until_they_expire_and_fence_late_writers(db: TestDb) {
             .as_ref()
             .map(Bytes::len),
         Some(4096)
+    );
+    // The headers come back as sent, credentials masked.
+    assert_eq!(
+        detail.attempts[1].record.request_headers,
+        Some(vec![
+            (
+                "Signature-Input".to_owned(),
+                "sig1=(\"@method\");keyid=\"store-test-key\"".to_owned()
+            ),
+            ("Authorization".to_owned(), "(masked)".to_owned()),
+        ])
+    );
+    assert_eq!(
+        detail.attempts[1].record.response_headers,
+        Some(vec![("retry-after".to_owned(), "30".to_owned())])
     );
     assert_eq!(detail.summary.attempts, 1);
     assert_eq!(detail.summary.total_attempts, 2);
@@ -976,6 +999,13 @@ async fn a_batch_of_successes_records_each_attempt(db: TestDb) {
         .map(|(i, d)| {
             let mut c = ok_completion(d, T0 + 40_010 + i as i64);
             c.attempt.response_body = Some(Bytes::from(format!("ok {i}")));
+            c.attempt.request_headers = Some(vec![(
+                "Signature-Input".into(),
+                format!("sig1=();keyid=\"k{i}\""),
+            )]);
+            // An attempt without headers (as logged before they were recorded).
+            c.attempt.response_headers =
+                (i != 1).then(|| vec![("x-trace".into(), format!("t{i}"))]);
             c
         })
         .collect();
@@ -1007,6 +1037,19 @@ async fn a_batch_of_successes_records_each_attempt(db: TestDb) {
         assert_eq!(
             last.record.response_body.as_deref(),
             Some(format!("ok {i}").as_bytes())
+        );
+        assert_eq!(
+            last.record.request_headers,
+            Some(vec![(
+                "Signature-Input".to_owned(),
+                format!("sig1=();keyid=\"k{i}\"")
+            )]),
+            "{i}"
+        );
+        assert_eq!(
+            last.record.response_headers,
+            (i != 1).then(|| vec![("x-trace".to_owned(), format!("t{i}"))]),
+            "{i}"
         );
     }
     for dest in store.destinations().await.unwrap() {

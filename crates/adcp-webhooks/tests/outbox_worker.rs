@@ -225,7 +225,9 @@ async fn retries_the_same_bytes_and_key_under_fresh_signatures_until_delivered(d
         .enqueue(
             &receiver.url("/hook"),
             &raw(1),
-            EnqueueOptions::default().header("X-Tenant", "t-1"),
+            EnqueueOptions::default()
+                .header("X-Tenant", "t-1")
+                .header("Authorization", "Bearer tenant-secret"),
         )
         .await
         .expect("enqueue");
@@ -298,6 +300,42 @@ async fn retries_the_same_bytes_and_key_under_fresh_signatures_until_delivered(d
         detail.attempts[0].record.response_body.as_deref(),
         Some(&b"busy"[..])
     );
+    // Each attempt's log holds the signed headers the receiver got (credentials masked) and
+    // the headers it answered with.
+    for (a, r) in detail.attempts.iter().zip(&requests) {
+        let sent = a
+            .record
+            .request_headers
+            .as_ref()
+            .expect("the request headers are recorded");
+        let value = |name: &str| {
+            sent.iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.as_str())
+        };
+        for name in ["signature-input", "signature", "content-digest", "x-tenant"] {
+            assert_eq!(value(name), r.header(name), "{name}");
+        }
+        assert!(
+            value("signature-input").is_some_and(|v| v.contains("keyid=\"outbox-test-key\"")),
+            "{sent:?}"
+        );
+        assert_eq!(r.header("authorization"), Some("Bearer tenant-secret"));
+        assert_eq!(value("authorization"), Some("(masked)"), "never logged");
+    }
+    let answered = |i: usize, name: &str| {
+        detail.attempts[i]
+            .record
+            .response_headers
+            .as_ref()
+            .and_then(|h| h.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone()))
+    };
+    assert_eq!(answered(0, "retry-after").as_deref(), Some("0"));
+    assert_eq!(
+        detail.attempts[1].record.response_headers, None,
+        "no answer, no response headers"
+    );
+    assert!(answered(2, "content-length").is_some());
 
     let text = outbox.metrics_text().await;
     assert!(

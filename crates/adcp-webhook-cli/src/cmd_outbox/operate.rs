@@ -122,6 +122,8 @@ fn detail_json(d: &DeliveryDetail) -> Value {
                 "class": a.record.class.as_str(),
                 "error": a.record.error,
                 "response_body": a.record.response_body.as_ref().map(|b| String::from_utf8_lossy(b).into_owned()),
+                "request_headers": a.record.request_headers,
+                "response_headers": a.record.response_headers,
             })
         })
         .collect();

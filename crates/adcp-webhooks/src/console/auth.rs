@@ -12,13 +12,15 @@
 
 use super::html::{Chrome, esc, page};
 use super::{ConsoleState, Form};
+use axum::Extension;
 use axum::body::{Body, Bytes};
-use axum::extract::{Request, State};
-use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 /// The session cookie's name.
@@ -301,13 +303,36 @@ pub(crate) async fn login_form(State(state): State<Arc<ConsoleState>>) -> Respon
     super::html_response(StatusCode::OK, login_page(&state, None))
 }
 
-/// `POST /login`: the token and a name; sets the session cookie.
-pub(crate) async fn login(State(state): State<Arc<ConsoleState>>, body: Bytes) -> Response {
+/// `POST /login`: the token and a name; sets the session cookie. Failed logins are limited
+/// per client address (see [`super::throttle`]).
+pub(crate) async fn login(
+    State(state): State<Arc<ConsoleState>>,
+    client: Option<Extension<ConnectInfo<SocketAddr>>>,
+    body: Bytes,
+) -> Response {
     let Some(expected) = state.config.auth_token.as_deref() else {
         return login_redirect(&state);
     };
+    let client = client.map(|Extension(ConnectInfo(addr))| addr.ip());
+    let now = state.config.clock.now_unix().saturating_mul(1000);
+    if let Err(wait) = state.logins.check(client, now) {
+        let mut response = super::html_response(
+            StatusCode::TOO_MANY_REQUESTS,
+            login_page(
+                &state,
+                Some(&format!(
+                    "Too many failed logins from your address: try again in {wait} s."
+                )),
+            ),
+        );
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(wait));
+        return response;
+    }
     let form = Form::parse(&body);
     if !same_secret(form.get("token").unwrap_or(""), expected) {
+        state.logins.failed(client, now);
         return super::html_response(
             StatusCode::UNAUTHORIZED,
             login_page(
@@ -316,6 +341,7 @@ pub(crate) async fn login(State(state): State<Arc<ConsoleState>>, body: Bytes) -
             ),
         );
     }
+    state.logins.succeeded(client);
     let name: String = form
         .get("name")
         .unwrap_or("")

@@ -177,9 +177,10 @@ pub(crate) async fn detail(
     let digest = crate::signing::content_digest(&d.body);
     let _ = write!(
         body,
-        "<h2>Attempts</h2><p class=\"note\">Every attempt posts the same bytes, so it carries \
+        "<h2 id=\"attempts\">Attempts</h2><p class=\"note\">Every attempt posts the same bytes, so it carries \
          <code>Content-Digest: {}</code>; its <code>Signature-Input</code> and \
-         <code>Signature</code> are made afresh for each attempt and are not recorded.</p>",
+         <code>Signature</code> are made afresh for each attempt (see each attempt's headers \
+         below the table).</p>",
         esc(&digest)
     );
     let rows: Vec<Vec<String>> = d
@@ -220,6 +221,7 @@ pub(crate) async fn detail(
             ],
             &rows,
         ));
+        body.push_str(&attempt_headers(&d));
     }
     html_response(
         StatusCode::OK,
@@ -230,6 +232,76 @@ pub(crate) async fn detail(
             &body,
         ),
     )
+}
+
+/// A `Signature` value shortened for display: its label, the start and the end of the
+/// signature bytes.
+fn short_signature(value: &str) -> String {
+    if value.chars().count() <= 48 {
+        return value.to_owned();
+    }
+    let head: String = value.chars().take(28).collect();
+    let tail: String = {
+        let mut t: Vec<char> = value.chars().rev().take(8).collect();
+        t.reverse();
+        t.into_iter().collect()
+    };
+    format!("{head}…{tail}")
+}
+
+/// Recorded headers as lines of `Name: value` (the signature shortened), or why there are
+/// none.
+fn header_lines(headers: Option<&Vec<(String, String)>>, missing: &str) -> String {
+    match headers {
+        None => format!("<p class=\"note\">{}</p>", esc(missing)),
+        Some(h) if h.is_empty() => "<p class=\"note\">none</p>".to_owned(),
+        Some(h) => {
+            let text: Vec<String> = h
+                .iter()
+                .map(|(name, value)| {
+                    if name.eq_ignore_ascii_case("signature") {
+                        format!("{name}: {}", short_signature(value))
+                    } else {
+                        format!("{name}: {value}")
+                    }
+                })
+                .collect();
+            format!("<pre class=\"headers\">{}</pre>", esc(&text.join("\n")))
+        }
+    }
+}
+
+/// Each attempt's signed request headers and response headers; the last attempt's open.
+fn attempt_headers(d: &DeliveryDetail) -> String {
+    let mut out = String::from("<h2 id=\"headers\">Headers</h2>");
+    for (i, a) in d.attempts.iter().enumerate() {
+        let r = &a.record;
+        let open = if i + 1 == d.attempts.len() {
+            " open"
+        } else {
+            ""
+        };
+        let no_response = if r.status.is_none() {
+            "no response"
+        } else {
+            "not recorded"
+        };
+        let _ = write!(
+            out,
+            "<details class=\"attempt-headers\"{open}><summary>Attempt {n}: {status}</summary>\
+             <h3>Signed request</h3>{req}<h3>Response</h3>{resp}</details>",
+            n = a.number,
+            status = r
+                .status
+                .map_or_else(|| esc(r.class.as_str()), |s| format!("HTTP {s}")),
+            req = header_lines(
+                r.request_headers.as_ref(),
+                "not recorded (never signed, or logged before headers were recorded)"
+            ),
+            resp = header_lines(r.response_headers.as_ref(), no_response),
+        );
+    }
+    out
 }
 
 /// `GET /deliveries/{id}/raw`: the stored bytes, as a download.
@@ -287,6 +359,8 @@ pub(crate) async fn json(
                 "error": a.record.error,
                 "response_excerpt": a.record.response_body.as_ref()
                     .map(|b| String::from_utf8_lossy(b).into_owned()),
+                "request_headers": a.record.request_headers,
+                "response_headers": a.record.response_headers,
             })
         })
         .collect();

@@ -16,6 +16,10 @@
 //!
 //! Safety: see [`ConsoleConfig::auth_token`]; every state change is a POST carrying the
 //! session's CSRF token from the console's own origin, and is written to the audit log.
+//! Failed logins are limited per client address (five, then one more every 12 s; beyond
+//! that `429 Too Many Requests` with `Retry-After`): serve the router with
+//! `into_make_service_with_connect_info::<SocketAddr>()`, as below, or every client shares
+//! one limit (behind a reverse proxy, the proxy's address is the client's).
 //! Responses carry a strict Content-Security-Policy (`default-src 'none'`, scripts and styles
 //! from the console only).
 //!
@@ -26,7 +30,7 @@
 //! let outbox = Outbox::open("adcp-webhooks.db").await?;
 //! let app = router(outbox, ConsoleConfig::default());
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:9470").await?;
-//! axum::serve(listener, app).await?;
+//! axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>()).await?;
 //! # Ok(()) }
 //! ```
 
@@ -37,7 +41,9 @@ mod delivery;
 mod destinations;
 mod html;
 mod pages;
+mod throttle;
 
+use crate::clock::{Clock, SystemClock};
 use crate::delivery::store::console::AuditEntry;
 use crate::delivery::{BreakerConfig, Outbox};
 use crate::sender::WebhookSender;
@@ -67,6 +73,9 @@ pub struct ConsoleConfig {
     /// The workers' cap on leases in flight per destination, shown beside the count (default
     /// [`BreakerConfig::default`]'s).
     pub per_destination_cap: u32,
+    /// The clock the login rate limit reads (default the system clock; tests inject a
+    /// [`FixedClock`](crate::clock::FixedClock)).
+    pub clock: Arc<dyn Clock>,
 }
 
 impl Default for ConsoleConfig {
@@ -77,6 +86,7 @@ impl Default for ConsoleConfig {
             secure_cookie: false,
             sender: None,
             per_destination_cap: BreakerConfig::default().max_concurrency,
+            clock: Arc::new(SystemClock),
         }
     }
 }
@@ -107,6 +117,11 @@ impl ConsoleConfig {
         self.sender = Some(sender);
         self
     }
+    /// Read the login rate limit's time from this clock.
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
 }
 
 impl fmt::Debug for ConsoleConfig {
@@ -119,6 +134,8 @@ impl fmt::Debug for ConsoleConfig {
             .field("base_path", &self.base_path)
             .field("secure_cookie", &self.secure_cookie)
             .field("sender", &self.sender.is_some())
+            .field("per_destination_cap", &self.per_destination_cap)
+            .field("clock", &self.clock)
             .finish()
     }
 }
@@ -130,6 +147,7 @@ pub(crate) struct ConsoleState {
     pub config: ConsoleConfig,
     pub sessions: auth::Sessions,
     pub jobs: bulk::Jobs,
+    pub logins: throttle::LoginLimiter,
 }
 
 impl ConsoleState {
@@ -157,6 +175,7 @@ pub fn router(outbox: Outbox, config: ConsoleConfig) -> Router {
         config,
         sessions: auth::Sessions::default(),
         jobs: bulk::Jobs::default(),
+        logins: throttle::LoginLimiter::default(),
     });
     Router::new()
         .route("/", get(pages::overview))

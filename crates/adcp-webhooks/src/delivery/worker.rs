@@ -34,7 +34,7 @@ use crate::delivery::metrics::{Metrics, OutcomeKind};
 use crate::delivery::schedule::{RetryPolicy, duration_ms};
 use crate::delivery::store::{
     AttemptRecord, CompleteStatus, Completion, DeliveryId, DeliveryState, Health, LeaseRequest,
-    LeaseToken, LeasedDelivery, OutboxStore, Outcome, PurgeSelection, StoreError,
+    LeaseToken, LeasedDelivery, OutboxStore, Outcome, PurgeSelection, StoreError, recorded_headers,
 };
 use crate::payload::{IdempotencyKey, WebhookKind};
 use crate::sender::{PreparedWebhook, WebhookSender};
@@ -397,8 +397,11 @@ impl Job {
         }
         let clock = Instant::now();
         let in_flight = InFlight::new(&shared.metrics);
+        let mut headers = AttemptHeaders::default();
         let attempted =
-            match tokio::time::timeout(budget, send(&self.sender, &d, &shared.time)).await {
+            match tokio::time::timeout(budget, send(&self.sender, &d, &shared.time, &mut headers))
+                .await
+            {
                 Ok(a) => a,
                 Err(_) => Attempted::Classified {
                     class: classify_failure(
@@ -512,6 +515,8 @@ impl Job {
                 class: error_class,
                 error,
                 response_body: body,
+                request_headers: headers.recorded_request(),
+                response_headers: headers.response,
             },
             outcome,
             health,
@@ -529,8 +534,30 @@ impl Job {
     }
 }
 
-/// Rebuild the stored webhook and make one attempt.
-async fn send(sender: &WebhookSender, d: &LeasedDelivery, time: &TimeSource) -> Attempted {
+/// The headers of one attempt, for the attempt log.
+#[derive(Debug, Default)]
+struct AttemptHeaders {
+    /// What the signed request carried, once it was signed (empty until then).
+    request: Vec<(String, String)>,
+    /// What the receiver answered with (bounded and masked), when it answered.
+    response: Option<Vec<(String, String)>>,
+}
+
+impl AttemptHeaders {
+    /// The request's headers as the attempt log keeps them, if it was signed.
+    fn recorded_request(&self) -> Option<Vec<(String, String)>> {
+        (!self.request.is_empty()).then(|| recorded_headers(&self.request))
+    }
+}
+
+/// Rebuild the stored webhook and make one attempt, leaving its headers in `headers` (the
+/// request's as soon as it is signed, so an attempt that times out still shows them).
+async fn send(
+    sender: &WebhookSender,
+    d: &LeasedDelivery,
+    time: &TimeSource,
+    headers: &mut AttemptHeaders,
+) -> Attempted {
     let invalid = |detail: String| Attempted::Classified {
         class: classify_failure(ErrorClass::Invalid, &detail),
         status: None,
@@ -565,7 +592,13 @@ async fn send(sender: &WebhookSender, d: &LeasedDelivery, time: &TimeSource) -> 
         Ok(p) => p,
         Err(e) => return invalid(e.to_string()),
     };
-    classify_attempt(sender.send_prepared(&prepared).await, time.now_ms())
+    let result = sender
+        .send_prepared_recording(&prepared, Some(&mut headers.request))
+        .await;
+    if let Ok(r) = &result {
+        headers.response = Some(recorded_headers(&r.response_headers));
+    }
+    classify_attempt(result, time.now_ms())
 }
 
 #[derive(Debug, Default)]

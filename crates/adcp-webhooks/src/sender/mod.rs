@@ -430,9 +430,29 @@ impl WebhookSender {
         &self,
         prepared: &PreparedWebhook,
     ) -> Result<DeliveryResult, SendError> {
+        self.send_prepared_recording(prepared, None).await
+    }
+
+    /// [`send_prepared`](Self::send_prepared), and once the request is signed (before it is
+    /// posted), put the headers it carries in `sent`: the signature headers first, then
+    /// `Content-Type` and the extra headers.
+    pub(crate) async fn send_prepared_recording(
+        &self,
+        prepared: &PreparedWebhook,
+        sent: Option<&mut Vec<(String, String)>>,
+    ) -> Result<DeliveryResult, SendError> {
         let url = prepared.webhook_url();
         self.inner.resolver.check(url.canonical()).await?;
         let signed = self.sign_attempt(prepared).await?;
+        if let Some(sent) = sent {
+            sent.extend([
+                ("Content-Digest".to_owned(), signed.content_digest.clone()),
+                ("Signature-Input".to_owned(), signed.signature_input.clone()),
+                ("Signature".to_owned(), signed.signature.clone()),
+                ("Content-Type".to_owned(), CONTENT_TYPE.to_owned()),
+            ]);
+            sent.extend(prepared.extra_headers().iter().cloned());
+        }
         let nonce = signed.nonce.clone();
         let headers = signed_header_map(signed)?;
         let sent = self

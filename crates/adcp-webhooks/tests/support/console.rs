@@ -112,6 +112,9 @@ pub async fn seed_with(
                     class,
                     error: dead.then(|| format!("HTTP {status}")),
                     response_body: Some(bytes::Bytes::from_static(b"{\"error\":\"nope\"}")),
+                    // As logged before headers were recorded.
+                    request_headers: None,
+                    response_headers: None,
                 },
                 outcome,
                 health,
@@ -150,7 +153,11 @@ pub async fn serve(outbox: Outbox, config: ConsoleConfig) -> Served {
     let addr = listener.local_addr().expect("local address");
     let app = router(outbox, config);
     let task = tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
+        let _ = axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await;
     });
     Served {
         base: format!("http://{addr}"),

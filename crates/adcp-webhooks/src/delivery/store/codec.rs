@@ -25,6 +25,21 @@ pub(crate) fn headers_from_json(text: &str) -> Result<Vec<(String, String)>, Sto
     serde_json::from_str(text).map_err(|e| corrupt(format!("extra headers: {e}")))
 }
 
+/// An attempt's recorded headers as stored (a JSON array of `[name, value]` pairs, bounded
+/// and masked by [`recorded_headers`](super::recorded_headers)); `None` when not recorded.
+pub(crate) fn recorded_headers_text(headers: Option<&Vec<(String, String)>>) -> Option<String> {
+    headers.map(|h| headers_to_json(&super::recorded_headers(h)))
+}
+
+/// The inverse of [`recorded_headers_text`].
+pub(crate) fn recorded_headers_from_text(
+    column: &str,
+    text: Option<String>,
+) -> Result<Option<Vec<(String, String)>>, StoreError> {
+    text.map(|t| serde_json::from_str(&t).map_err(|e| corrupt(format!("column {column}: {e}"))))
+        .transpose()
+}
+
 /// A stored count or number that must fit a `u32`.
 pub(crate) fn to_u32(column: &str, v: i64) -> Result<u32, StoreError> {
     u32::try_from(v).map_err(|_| corrupt(format!("column {column} holds {v}")))
@@ -186,6 +201,14 @@ macro_rules! row_codecs {
                         })?,
                     error: get(row, "error")?,
                     response_body: body.map(bytes::Bytes::from),
+                    request_headers: $crate::delivery::store::codec::recorded_headers_from_text(
+                        "request_headers",
+                        get(row, "request_headers")?,
+                    )?,
+                    response_headers: $crate::delivery::store::codec::recorded_headers_from_text(
+                        "response_headers",
+                        get(row, "response_headers")?,
+                    )?,
                 },
             })
         }

@@ -299,6 +299,8 @@ impl EncryptedStore {
                             class: ErrorClass::Invalid,
                             error: Some(reason.clone()),
                             response_body: None,
+                            request_headers: None,
+                            response_headers: None,
                         },
                         outcome: Outcome::Dead {
                             code: DEAD_CODE_UNDECRYPTABLE.to_owned(),

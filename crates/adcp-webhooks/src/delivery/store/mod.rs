@@ -20,6 +20,7 @@
 //!
 //! Times are Unix milliseconds throughout.
 
+mod attempt;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub(crate) mod codec;
 pub mod console;
@@ -35,6 +36,10 @@ pub mod sqlite;
 pub mod workers;
 
 use crate::delivery::classify::ErrorClass;
+pub use attempt::{
+    AttemptInfo, AttemptRecord, MAX_RECORDED_HEADER_BYTES, MAX_RECORDED_HEADERS,
+    MAX_RECORDED_RESPONSE_BYTES, recorded_headers,
+};
 use bytes::Bytes;
 use console::{
     AttemptBucket, AttemptEvent, AttemptQuery, AuditEntry, DeliveryFilter, DestinationHealth,
@@ -48,9 +53,6 @@ use workers::WorkerKeys;
 
 /// A boxed future, so stores can be used as `dyn OutboxStore`.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
-
-/// The most response-body bytes kept per attempt in the attempt log.
-pub const MAX_RECORDED_RESPONSE_BYTES: usize = 4096;
 
 /// A delivery's id in the outbox (stable, never reused).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -237,32 +239,6 @@ pub struct LeasedDelivery {
     pub created_at_ms: i64,
     /// When its retry horizon closes.
     pub deadline_ms: i64,
-}
-
-/// One attempt, as written to the attempt log.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AttemptRecord {
-    /// When the request started.
-    pub started_at_ms: i64,
-    /// How long until the answer (or the failure).
-    pub latency_ms: i64,
-    /// The HTTP status, when there was an answer.
-    pub status: Option<u16>,
-    /// The outcome's class.
-    pub class: ErrorClass,
-    /// What went wrong, when something did.
-    pub error: Option<String>,
-    /// At most [`MAX_RECORDED_RESPONSE_BYTES`] of the response body.
-    pub response_body: Option<Bytes>,
-}
-
-/// An attempt as read back from the log.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AttemptInfo {
-    /// 1 for the first attempt ever made for this delivery.
-    pub number: u32,
-    /// The attempt.
-    pub record: AttemptRecord,
 }
 
 /// What to do with a delivery after an attempt.

@@ -2,7 +2,7 @@
 //! health, in one statement.
 
 use super::{PostgresStore, db_err, get};
-use crate::delivery::store::codec::recorded_response;
+use crate::delivery::store::codec::{recorded_headers_text, recorded_response};
 use crate::delivery::store::{
     CompleteStatus, Completion, DisableRules, Health, Outcome, StoreError,
 };
@@ -32,9 +32,10 @@ fn complete_sql() -> String {
         "\
 WITH c AS ( \
     SELECT * FROM unnest($4::bigint[], $5::bigint[], $6::bigint[], $7::bigint[], $8::bigint[], $9::text[], \
-                         $10::text[], $11::bytea[], $12::text[], $13::bigint[], $14::text[], $15::text[]) \
+                         $10::text[], $11::bytea[], $12::text[], $13::bigint[], $14::text[], $15::text[], \
+                         $21::text[], $22::text[]) \
         AS c(id, token, started_at, latency_ms, status, error_class, error, response_body, outcome, at, \
-             code, reason) \
+             code, reason, request_headers, response_headers) \
 ), upd AS ( \
     UPDATE outbox_deliveries d SET \
         total_attempts = d.total_attempts + 1, last_attempt_at = c.started_at, last_status = c.status, \
@@ -55,9 +56,9 @@ WITH c AS ( \
     RETURNING d.id, d.total_attempts, d.completed_token IS NOT DISTINCT FROM c.token AS applied \
 ), att AS ( \
     INSERT INTO outbox_attempts (delivery_id, attempt, started_at, latency_ms, status, error_class, error, \
-                                 response_body) \
+                                 response_body, request_headers, response_headers) \
     SELECT c.id, u.total_attempts, c.started_at, c.latency_ms, c.status, c.error_class, c.error, \
-           c.response_body FROM c JOIN upd u ON u.id = c.id \
+           c.response_body, c.request_headers, c.response_headers FROM c JOIN upd u ON u.id = c.id \
 ), dst AS ( \
     UPDATE outbox_destinations t SET \
         consecutive_failures = {NEW_FAILURES}, \
@@ -112,6 +113,8 @@ impl PostgresStore {
         let mut class = Vec::with_capacity(n);
         let mut error: Vec<Option<String>> = Vec::with_capacity(n);
         let mut response: Vec<Option<Vec<u8>>> = Vec::with_capacity(n);
+        let mut request_headers: Vec<Option<String>> = Vec::with_capacity(n);
+        let mut response_headers: Vec<Option<String>> = Vec::with_capacity(n);
         let mut outcome = Vec::with_capacity(n);
         let mut at: Vec<Option<i64>> = Vec::with_capacity(n);
         let mut code: Vec<Option<String>> = Vec::with_capacity(n);
@@ -127,6 +130,8 @@ impl PostgresStore {
             class.push(a.class.as_str().to_owned());
             error.push(a.error);
             response.push(recorded_response(a.response_body.as_ref()));
+            request_headers.push(recorded_headers_text(a.request_headers.as_ref()));
+            response_headers.push(recorded_headers_text(a.response_headers.as_ref()));
             let delta = match health.iter().position(|(k, _)| *k == c.destination) {
                 Some(i) => &mut health[i].1,
                 None => {
@@ -196,6 +201,8 @@ impl PostgresStore {
             .bind(&fails)
             .bind(&opens)
             .bind(&gones)
+            .bind(&request_headers)
+            .bind(&response_headers)
             .fetch_all(&self.work)
             .await
             .map_err(db_err)?;

@@ -29,6 +29,11 @@ pub(super) const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../../../../migrations/postgres/0004_console.sql"),
     ),
     (
+        5,
+        "attempt headers",
+        include_str!("../../../../migrations/postgres/0005_attempt_headers.sql"),
+    ),
+    (
         6,
         "workers",
         include_str!("../../../../migrations/postgres/0006_workers.sql"),

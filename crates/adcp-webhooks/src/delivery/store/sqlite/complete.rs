@@ -3,7 +3,7 @@
 
 use super::SqliteStore;
 use super::conn::{Request, sqlite_err};
-use crate::delivery::store::codec::recorded_response;
+use crate::delivery::store::codec::{recorded_headers_text, recorded_response};
 use crate::delivery::store::{
     CompleteStatus, Completion, DisableRules, Health, Outcome, StoreError,
 };
@@ -59,7 +59,7 @@ const DEAD: &str = apply_outcome!(
 const RETRY_AT: &str = apply_outcome!("next_attempt_at = ?5", " AND lease_token = ?6");
 
 const LOG_ATTEMPT: &str = "INSERT INTO outbox_attempts (delivery_id, attempt, started_at, latency_ms, status, error_class, \
-     error, response_body) VALUES (?, ?, ?, ?, ?, ?, ?, ?)";
+     error, response_body, request_headers, response_headers) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
 
 const DISABLE: &str = "UPDATE outbox_destinations SET disabled = 1, disabled_reason = ?, disabled_at = ? \
      WHERE key = ? AND disabled = 0";
@@ -153,6 +153,8 @@ pub(super) fn complete_rows(
                 a.class.as_str(),
                 a.error.as_deref(),
                 recorded_response(a.response_body.as_ref()),
+                recorded_headers_text(a.request_headers.as_ref()),
+                recorded_headers_text(a.response_headers.as_ref()),
             ])
             .map_err(sqlite_err)?;
         match c.health {

@@ -37,7 +37,8 @@ const DETAIL_SQL: &str = concat!(
     ", body, extra_headers FROM outbox_deliveries WHERE id = ?"
 );
 
-const ATTEMPTS_SQL: &str = "SELECT attempt, started_at, latency_ms, status, error_class, error, response_body \
+const ATTEMPTS_SQL: &str = "SELECT attempt, started_at, latency_ms, status, error_class, error, response_body, \
+     request_headers, response_headers \
      FROM outbox_attempts WHERE delivery_id = ? ORDER BY id";
 
 const DESTINATIONS_SQL: &str = "SELECT t.*, (SELECT COUNT(*) FROM outbox_deliveries d WHERE d.destination = t.key \

@@ -10,6 +10,7 @@ const MIGRATION_0001: &str = include_str!("../../../../migrations/sqlite/0001_ou
 const MIGRATION_0002: &str = include_str!("../../../../migrations/sqlite/0002_shared_limits.sql");
 const MIGRATION_0003: &str = include_str!("../../../../migrations/sqlite/0003_content_digest.sql");
 const MIGRATION_0004: &str = include_str!("../../../../migrations/sqlite/0004_console.sql");
+const MIGRATION_0005: &str = include_str!("../../../../migrations/sqlite/0005_attempt_headers.sql");
 const MIGRATION_0006: &str = include_str!("../../../../migrations/sqlite/0006_workers.sql");
 
 impl SqliteStore {
@@ -41,6 +42,13 @@ impl SqliteStore {
                 "console".into(),
                 MigrationType::Simple,
                 MIGRATION_0004.into_sql_str(),
+                false,
+            ),
+            Migration::new(
+                5,
+                "attempt headers".into(),
+                MigrationType::Simple,
+                MIGRATION_0005.into_sql_str(),
                 false,
             ),
             Migration::new(
