@@ -203,7 +203,7 @@ pub(crate) fn for_each_caller(e: &StoreError) -> StoreError {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::delivery::store::OutboxStore;
+    use crate::delivery::store::{Enqueued, NewDelivery, OutboxStore};
     use bytes::Bytes;
     use std::future::Future;
 
@@ -230,7 +230,7 @@ pub(crate) mod tests {
         write: F,
     ) where
         F: FnOnce(Vec<Vec<NewDelivery>>) -> Fut,
-        Fut: Future<Output = GroupResults>,
+        Fut: Future<Output = Vec<Result<Vec<Enqueued>, StoreError>>>,
     {
         let first = store
             .enqueue(vec![new("whk_group_stored_000001", "{\"v\":1}")])

@@ -85,7 +85,8 @@ impl SqliteOptions {
         self.busy_timeout = timeout;
         self
     }
-    /// Connections in the pool (default 4; an in-memory database always uses 1).
+    /// Connections in the pool for reads, operator commands and callers' own transactions
+    /// (default 4); the hot path runs on the store's own connection thread besides.
     pub fn max_connections(mut self, connections: u32) -> Self {
         self.max_connections = connections.max(1);
         self
