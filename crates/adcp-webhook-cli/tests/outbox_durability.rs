@@ -107,6 +107,22 @@ fn assert_all_stored(acknowledged: &[i64], stored: &HashSet<i64>, engine: &str) 
     );
 }
 
+/// The ids in `outbox_deliveries`, read on `conn` (either engine), which is then closed.
+async fn stored_ids<C>(mut conn: C) -> HashSet<i64>
+where
+    C: sqlx::Connection,
+    for<'c> &'c mut C: sqlx::Executor<'c, Database = C::Database>,
+    <C::Database as sqlx::Database>::Arguments: sqlx::IntoArguments<C::Database>,
+    (i64,): for<'r> sqlx::FromRow<'r, <C::Database as sqlx::Database>::Row>,
+{
+    let ids: Vec<i64> = sqlx::query_scalar("SELECT id FROM outbox_deliveries")
+        .fetch_all(&mut conn)
+        .await
+        .expect("read the ids");
+    let _ = conn.close().await;
+    ids.into_iter().collect()
+}
+
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -122,15 +138,10 @@ fn sqlite_acknowledges_no_enqueue_before_it_is_durable() {
         acknowledged_then_killed(&format!("sqlite:{}", db.display()), &[], dir.path());
     let stored: HashSet<i64> = runtime().block_on(async {
         let options = sqlx::sqlite::SqliteConnectOptions::new().filename(&db);
-        let mut conn = sqlx::sqlite::SqliteConnection::connect_with(&options)
+        let conn = sqlx::sqlite::SqliteConnection::connect_with(&options)
             .await
             .expect("reopen the outbox database");
-        let ids: Vec<i64> = sqlx::query_scalar("SELECT id FROM outbox_deliveries")
-            .fetch_all(&mut conn)
-            .await
-            .expect("read the ids");
-        let _ = conn.close().await;
-        ids.into_iter().collect()
+        stored_ids(conn).await
     });
     assert_all_stored(&acknowledged, &stored, "sqlite");
 }
@@ -141,15 +152,10 @@ fn postgres_acknowledges_no_enqueue_before_it_is_durable() {
         let dir = tempfile::tempdir().expect("temp dir");
         let acknowledged = acknowledged_then_killed(url, &["--outbox-migrate"], dir.path());
         let stored: HashSet<i64> = runtime().block_on(async {
-            let mut conn = sqlx::postgres::PgConnection::connect(url)
+            let conn = sqlx::postgres::PgConnection::connect(url)
                 .await
                 .expect("connect");
-            let ids: Vec<i64> = sqlx::query_scalar("SELECT id FROM outbox_deliveries")
-                .fetch_all(&mut conn)
-                .await
-                .expect("read the ids");
-            let _ = conn.close().await;
-            ids.into_iter().collect()
+            stored_ids(conn).await
         });
         assert_all_stored(&acknowledged, &stored, "postgres");
     });

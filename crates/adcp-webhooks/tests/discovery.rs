@@ -11,56 +11,12 @@ use adcp_webhooks::verify::{AgentKeyDiscovery, DiscoveryError, ReceivedRequest, 
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// Documents served by path on loopback; anything else is a 404.
-type Docs = Arc<Mutex<HashMap<String, Value>>>;
-
-async fn serve(docs: Docs) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut sock, _)) = listener.accept().await else {
-                return;
-            };
-            let docs = docs.clone();
-            tokio::spawn(async move {
-                let mut buf = vec![0u8; 8192];
-                let mut n = 0;
-                while !buf[..n].windows(4).any(|w| w == b"\r\n\r\n") && n < buf.len() {
-                    match sock.read(&mut buf[n..]).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(k) => n += k,
-                    }
-                }
-                let head = String::from_utf8_lossy(&buf[..n]);
-                let path = head.split_whitespace().nth(1).unwrap_or("/").to_owned();
-                let doc = docs.lock().expect("docs").get(&path).cloned();
-                let resp = match doc {
-                    Some(v) => {
-                        let body = v.to_string();
-                        format!(
-                            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                            body.len()
-                        )
-                    }
-                    None => {
-                        "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-                            .to_owned()
-                    }
-                };
-                let _ = sock.write_all(resp.as_bytes()).await;
-                let _ = sock.shutdown().await;
-            });
-        }
-    });
-    format!("http://{addr}")
-}
+#[path = "support/docs_server.rs"]
+mod docs_server;
+use docs_server::DocsServer;
 
 /// Loopback only: http, any port, private addresses refused except 127.0.0.1.
 fn loopback_policy() -> DestinationPolicy {
@@ -110,10 +66,10 @@ async fn verifies(verifier: &WebhookVerifier, key: &SigningKey) -> Result<String
 
 #[tokio::test]
 async fn the_brand_json_chain_is_followed_and_a_rotated_key_is_picked_up() {
-    let docs: Docs = Arc::default();
-    let base = serve(docs.clone()).await;
+    let docs = DocsServer::start().await;
+    let base = docs.base().to_owned();
     let (k1, k2) = (key("seller-2026-01"), key("seller-2026-02"));
-    docs.lock().expect("docs").extend([
+    docs.put_json([
         (
             "/.well-known/brand.json".to_owned(),
             json!({
@@ -147,9 +103,7 @@ async fn the_brand_json_chain_is_followed_and_a_rotated_key_is_picked_up() {
     );
 
     // The seller rotates: the new key is published; a signature naming it brings it in.
-    docs.lock()
-        .expect("docs")
-        .insert("/keys/webhooks.json".to_owned(), jwks(&[&k2, &k1]));
+    docs.put_json([("/keys/webhooks.json".to_owned(), jwks(&[&k2, &k1]))]);
     assert_eq!(
         verifies(&verifier, &k2).await.as_deref(),
         Ok("seller-2026-02")
@@ -158,9 +112,7 @@ async fn the_brand_json_chain_is_followed_and_a_rotated_key_is_picked_up() {
     assert!(verifies(&verifier, &key("forged")).await.is_err());
 
     // An entry without jwks_uri defaults to the agent origin's well-known key set.
-    docs.lock()
-        .expect("docs")
-        .insert("/.well-known/jwks.json".to_owned(), jwks(&[&k1]));
+    docs.put_json([("/.well-known/jwks.json".to_owned(), jwks(&[&k1]))]);
     let found = AgentKeyDiscovery::new(format!("{base}/creative"))
         .expect("agent url")
         .destination_policy(loopback_policy())
@@ -173,8 +125,8 @@ async fn the_brand_json_chain_is_followed_and_a_rotated_key_is_picked_up() {
 
 #[tokio::test]
 async fn chains_to_private_addresses_unlisted_and_ambiguous_agents_are_refused() {
-    let docs: Docs = Arc::default();
-    let base = serve(docs.clone()).await;
+    let docs = DocsServer::start().await;
+    let base = docs.base().to_owned();
     let discover = |agent: String| async move {
         AgentKeyDiscovery::new(agent)
             .expect("agent url")
@@ -183,7 +135,7 @@ async fn chains_to_private_addresses_unlisted_and_ambiguous_agents_are_refused()
             .discover()
             .await
     };
-    docs.lock().expect("docs").insert(
+    docs.put_json([(
         "/.well-known/brand.json".to_owned(),
         json!({ "agents": [
             { "type": "sales", "url": format!("{base}/internal"), "jwks_uri": "http://10.20.30.40/keys.json" },
@@ -191,7 +143,7 @@ async fn chains_to_private_addresses_unlisted_and_ambiguous_agents_are_refused()
             { "type": "sales", "url": format!("{base}/twice"), "jwks_uri": format!("{base}/a.json") },
             { "type": "buying", "url": format!("{base}/twice"), "jwks_uri": format!("{base}/b.json") },
         ]}),
-    );
+    )]);
     for agent in ["internal", "metadata"] {
         let err = discover(format!("{base}/{agent}"))
             .await
@@ -245,10 +197,10 @@ async fn chains_to_private_addresses_unlisted_and_ambiguous_agents_are_refused()
         .expect_err("http");
     assert!(matches!(err, DiscoveryError::BadUrl { .. }), "{err:?}");
     // A brand.json that is not the expected shape is a typed error.
-    docs.lock().expect("docs").insert(
+    docs.put_json([(
         "/.well-known/brand.json".to_owned(),
         json!({ "agents": { "url": "x" } }),
-    );
+    )]);
     let err = discover(format!("{base}/internal"))
         .await
         .expect_err("malformed");
@@ -305,8 +257,8 @@ async fn discover_via_capabilities(
 
 #[tokio::test]
 async fn the_capabilities_hop_names_brand_json_and_its_domain_and_key_origin_are_checked() {
-    let docs: Docs = Arc::default();
-    let base = serve(docs.clone()).await;
+    let docs = DocsServer::start().await;
+    let base = docs.base().to_owned();
     let port = base.rsplit(':').next().expect("port");
     let at = |host: &str, path: &str| format!("http://{host}:{port}{path}");
     let agent = at("agent.example.com", "/mcp");
@@ -328,7 +280,7 @@ async fn the_capabilities_hop_names_brand_json_and_its_domain_and_key_origin_are
         }
         doc
     };
-    docs.lock().expect("docs").extend([
+    docs.put_json([
         (
             "/caps/same-domain".to_owned(),
             capabilities(
@@ -364,13 +316,13 @@ async fn the_capabilities_hop_names_brand_json_and_its_domain_and_key_origin_are
     );
 
     // A brand.json on another registrable domain cannot vouch for the agent...
-    docs.lock().expect("docs").insert(
+    docs.put_json([(
         "/caps/cross-domain".to_owned(),
         capabilities(
             at("brand.example.net", "/brand/plain.json"),
             Some(format!("keys.example.com:{port}")),
         ),
-    );
+    )]);
     let refused =
         discover_via_capabilities(&agent, &at("agent.example.com", "/caps/cross-domain")).await;
     match refused {
@@ -386,7 +338,7 @@ async fn the_capabilities_hop_names_brand_json_and_its_domain_and_key_origin_are
         other => panic!("expected OriginMismatch, got {other:?}"),
     }
     // ...unless it delegates to the agent's domain (a house record naming it as operator).
-    docs.lock().expect("docs").extend([
+    docs.put_json([
         (
             "/caps/delegated".to_owned(),
             capabilities(
@@ -407,7 +359,7 @@ async fn the_capabilities_hop_names_brand_json_and_its_domain_and_key_origin_are
         .expect("a delegating brand.json binds");
 
     // The key set must sit on the declared webhook-signing origin, and one must be declared.
-    docs.lock().expect("docs").extend([
+    docs.put_json([
         (
             "/caps/other-origin".to_owned(),
             capabilities(
@@ -439,12 +391,12 @@ async fn the_capabilities_hop_names_brand_json_and_its_domain_and_key_origin_are
 
 #[tokio::test]
 async fn unusable_capabilities_and_their_hops_are_refused() {
-    let docs: Docs = Arc::default();
-    let base = serve(docs.clone()).await;
+    let docs = DocsServer::start().await;
+    let base = docs.base().to_owned();
     let port = base.rsplit(':').next().expect("port");
     let at = |host: &str, path: &str| format!("http://{host}:{port}{path}");
     let agent = at("agent.example.com", "/mcp");
-    docs.lock().expect("docs").extend([
+    docs.put_json([
         (
             "/caps/no-identity".to_owned(),
             json!({ "adcp": { "major_versions": [3] } }),
@@ -499,7 +451,7 @@ async fn unusable_capabilities_and_their_hops_are_refused() {
         "{refused:?}"
     );
     // An agent addressed by IP has no registrable domain: the binding fails closed.
-    docs.lock().expect("docs").extend([
+    docs.put_json([
         (
             "/caps/by-ip".to_owned(),
             json!({ "identity": { "brand_json_url": format!("{base}/brand/by-ip.json") } }),

@@ -19,8 +19,10 @@ use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
 use std::process::ExitCode;
-use std::sync::Arc;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+#[path = "support/docs_server.rs"]
+mod docs_server;
+use docs_server::{Doc, DocsServer};
 
 #[path = "../../../tests/interop/harness.rs"]
 mod harness;
@@ -119,58 +121,17 @@ fn cases(ed: &SigningKey, es: &SigningKey, stranger: &SigningKey) -> Vec<(String
     out
 }
 
-/// Serve each body at `/<id>` on loopback.
-async fn serve(bodies: Arc<HashMap<String, String>>) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut sock, _)) = listener.accept().await else {
-                return;
-            };
-            let bodies = bodies.clone();
-            tokio::spawn(async move {
-                let mut buf = vec![0u8; 8192];
-                let mut n = 0;
-                while !buf[..n].windows(4).any(|w| w == b"\r\n\r\n") && n < buf.len() {
-                    match sock.read(&mut buf[n..]).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(k) => n += k,
-                    }
-                }
-                let head = String::from_utf8_lossy(&buf[..n]).to_string();
-                let path = head.split_whitespace().nth(1).unwrap_or("/");
-                let resp = match bodies.get(path.trim_start_matches('/')) {
-                    Some(body) => format!(
-                        "HTTP/1.1 200 OK\r\nContent-Type: application/jose\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                        body.len()
-                    ),
-                    None => {
-                        "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-                            .to_owned()
-                    }
-                };
-                let _ = sock.write_all(resp.as_bytes()).await;
-                let _ = sock.shutdown().await;
-            });
-        }
-    });
-    format!("http://{addr}")
-}
-
 /// Our verdict on each case: accepted, and then each kid's status.
 async fn our_verdicts(
     cases: &[(String, String, bool)],
     issuer_jwks: &Value,
     kids: &[&str],
 ) -> HashMap<String, Option<HashMap<String, bool>>> {
-    let bodies: HashMap<String, String> = cases
-        .iter()
-        .map(|(id, b, _)| (id.clone(), b.clone()))
-        .collect();
-    let base = serve(Arc::new(bodies)).await;
+    let server = DocsServer::start().await;
+    for (id, body, _) in cases {
+        server.put(format!("/{id}"), Doc::new("application/jose", body.clone()));
+    }
+    let base = server.base();
     let policy = DestinationPolicy::strict()
         .allow_http(true)
         .allowed_ports([])

@@ -15,74 +15,10 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::json;
 use std::net::{IpAddr, Ipv4Addr};
-use std::sync::{Arc, Mutex};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// What the loopback server serves at `/revocations`, and what it saw.
-#[derive(Default)]
-struct Served {
-    body: String,
-    etag: Option<String>,
-    /// The `If-None-Match` of each request, in order.
-    seen: Vec<Option<String>>,
-}
-
-type Shared = Arc<Mutex<Served>>;
-
-/// Serve `served` on loopback; the handle's abort makes the URL unreachable.
-async fn serve(served: Shared) -> (String, tokio::task::JoinHandle<()>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let task = tokio::spawn(async move {
-        loop {
-            let Ok((mut sock, _)) = listener.accept().await else {
-                return;
-            };
-            let served = served.clone();
-            tokio::spawn(async move {
-                let mut buf = vec![0u8; 8192];
-                let mut n = 0;
-                while !buf[..n].windows(4).any(|w| w == b"\r\n\r\n") && n < buf.len() {
-                    match sock.read(&mut buf[n..]).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(k) => n += k,
-                    }
-                }
-                let head = String::from_utf8_lossy(&buf[..n]).to_string();
-                let inm = head.lines().find_map(|l| {
-                    let (name, value) = l.split_once(':')?;
-                    name.eq_ignore_ascii_case("if-none-match")
-                        .then(|| value.trim().to_owned())
-                });
-                let resp = {
-                    let mut s = served.lock().expect("served");
-                    s.seen.push(inm.clone());
-                    let etag = s
-                        .etag
-                        .as_ref()
-                        .map(|e| format!("ETag: {e}\r\n"))
-                        .unwrap_or_default();
-                    if inm.is_some() && inm == s.etag {
-                        format!(
-                            "HTTP/1.1 304 Not Modified\r\n{etag}Content-Length: 0\r\nConnection: close\r\n\r\n"
-                        )
-                    } else {
-                        format!(
-                            "HTTP/1.1 200 OK\r\nContent-Type: application/jose\r\n{etag}Content-Length: {}\r\nConnection: close\r\n\r\n{}",
-                            s.body.len(),
-                            s.body
-                        )
-                    }
-                };
-                let _ = sock.write_all(resp.as_bytes()).await;
-                let _ = sock.shutdown().await;
-            });
-        }
-    });
-    (format!("http://{addr}"), task)
-}
+#[path = "support/docs_server.rs"]
+mod docs_server;
+use docs_server::{Doc, DocsServer};
 
 fn loopback_policy() -> DestinationPolicy {
     DestinationPolicy::strict()
@@ -166,19 +102,24 @@ const T0: i64 = 1_776_513_600;
 
 struct Setup {
     base: String,
-    server: tokio::task::JoinHandle<()>,
-    served: Shared,
+    /// Serves the list at `/revocations`.
+    server: DocsServer,
     issuer_key: SigningKey,
     clock: FixedClock,
     fetcher: RevocationFetcher,
 }
 
 async fn setup(revoked: &[&str]) -> Setup {
-    let served: Shared = Arc::default();
-    let (base, server) = serve(served.clone()).await;
+    let server = DocsServer::start().await;
+    let base = server.base().to_owned();
     let issuer_key = key("issuer-2026");
-    served.lock().expect("served").body =
-        signed_list(&issuer_key, &base, T0 - 60, T0 + 600, revoked);
+    server.put(
+        "/revocations",
+        Doc::new(
+            "application/jose",
+            signed_list(&issuer_key, &base, T0 - 60, T0 + 600, revoked),
+        ),
+    );
     let clock = FixedClock::new(T0);
     let fetcher = RevocationFetcher::builder(format!("{base}/revocations"), jwks(&[&issuer_key]))
         .destination_policy(loopback_policy())
@@ -189,7 +130,6 @@ async fn setup(revoked: &[&str]) -> Setup {
     Setup {
         base,
         server,
-        served,
         issuer_key,
         clock,
         fetcher,
@@ -230,7 +170,9 @@ async fn a_list_with_a_bad_signature_is_refused_and_the_old_one_kept() {
     s.fetcher.refresh().await.expect("first list");
     // A forger who does not hold the issuer key, using its kid, revokes k2 and un-revokes k1.
     let forger = key("issuer-2026");
-    s.served.lock().expect("served").body = signed_list(&forger, &s.base, T0, T0 + 900, &["k2"]);
+    s.server.edit("/revocations", |doc| {
+        doc.body = signed_list(&forger, &s.base, T0, T0 + 900, &["k2"])
+    });
     match s.fetcher.refresh().await {
         Err(RevocationFetchError::BadSignature { kid }) => assert_eq!(kid, "issuer-2026"),
         other => panic!("expected a bad signature, got {other:?}"),
@@ -244,7 +186,9 @@ async fn a_list_with_a_bad_signature_is_refused_and_the_old_one_kept() {
     );
     // A key the issuer set does not hold is refused too.
     let stranger = key("someone-else");
-    s.served.lock().expect("served").body = signed_list(&stranger, &s.base, T0, T0 + 900, &[]);
+    s.server.edit("/revocations", |doc| {
+        doc.body = signed_list(&stranger, &s.base, T0, T0 + 900, &[])
+    });
     assert!(matches!(
         s.fetcher.refresh().await,
         Err(RevocationFetchError::UnknownKey { .. })
@@ -255,7 +199,8 @@ async fn a_list_with_a_bad_signature_is_refused_and_the_old_one_kept() {
 #[tokio::test]
 async fn etag_304_refreshes_without_a_body() {
     let s = setup(&["k1"]).await;
-    s.served.lock().expect("served").etag = Some("\"v1\"".into());
+    s.server
+        .edit("/revocations", |doc| doc.etag = Some("\"v1\"".into()));
     assert!(matches!(
         s.fetcher.refresh().await,
         Ok(RevocationRefresh::Updated { .. })
@@ -264,16 +209,20 @@ async fn etag_304_refreshes_without_a_body() {
         s.fetcher.refresh().await.expect("conditional"),
         RevocationRefresh::NotModified
     );
-    let seen = s.served.lock().expect("served").seen.clone();
+    let seen: Vec<Option<String>> = s
+        .server
+        .requests()
+        .iter()
+        .map(|r| r.header("if-none-match").map(str::to_owned))
+        .collect();
     assert_eq!(seen, vec![None, Some("\"v1\"".to_owned())]);
     assert_eq!(s.fetcher.last_error(), None);
     assert_eq!(s.fetcher.status("k1", T0), RevocationStatus::Revoked);
     // A new list under a new ETag replaces it.
-    {
-        let mut st = s.served.lock().expect("served");
-        st.etag = Some("\"v2\"".into());
-        st.body = signed_list(&s.issuer_key, &s.base, T0, T0 + 600, &[]);
-    }
+    s.server.edit("/revocations", |doc| {
+        doc.etag = Some("\"v2\"".into());
+        doc.body = signed_list(&s.issuer_key, &s.base, T0, T0 + 600, &[]);
+    });
     assert!(matches!(
         s.fetcher.refresh().await,
         Ok(RevocationRefresh::Updated { revoked: 0, .. })
@@ -290,8 +239,7 @@ async fn an_unreachable_url_past_next_update_fails_closed() {
         .revocation(s.fetcher.list())
         .build();
     s.fetcher.refresh().await.expect("first list");
-    s.server.abort();
-    let _ = (&mut s.server).await;
+    s.server.stop().await;
     // Cadence 660 s, so the default grace is twice that.
     let deadline = T0 + 600 + 2 * 660;
     s.clock.set(deadline);
@@ -346,14 +294,17 @@ async fn the_issuer_must_match_and_the_general_json_form_is_accepted() {
     // The general JSON serialization of the same list.
     let compact = signed_list(&s.issuer_key, &s.base, T0 - 60, T0 + 600, &["k1"]);
     let parts: Vec<&str> = compact.split('.').collect();
-    s.served.lock().expect("served").body = json!({
-        "payload": parts[1], "signatures": [{"protected": parts[0], "signature": parts[2]}],
-    })
-    .to_string();
+    s.server.edit("/revocations", |doc| {
+        doc.body = json!({
+            "payload": parts[1], "signatures": [{"protected": parts[0], "signature": parts[2]}],
+        })
+        .to_string()
+    });
     assert!(s.fetcher.refresh().await.is_ok());
     assert_eq!(s.fetcher.status("k1", T0), RevocationStatus::Revoked);
-    s.served.lock().expect("served").body =
-        signed_list(&s.issuer_key, "https://other.example", T0, T0 + 600, &[]);
+    s.server.edit("/revocations", |doc| {
+        doc.body = signed_list(&s.issuer_key, "https://other.example", T0, T0 + 600, &[])
+    });
     assert!(matches!(
         s.fetcher.refresh().await,
         Err(RevocationFetchError::Payload(_))
