@@ -370,43 +370,27 @@ fn reload_jwks_on_sighup(
     path: PathBuf,
     keys: adcp_webhooks::verify::ReloadableJwks,
 ) -> Result<(), String> {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut hup =
-            signal(SignalKind::hangup()).map_err(|e| format!("cannot watch SIGHUP: {e}"))?;
-        tokio::spawn(async move {
-            while hup.recv().await.is_some() {
-                let loaded = {
-                    let path = path.clone();
-                    tokio::task::spawn_blocking(move || read_jwks(&path)).await
-                };
-                let kids = |set: &StaticJwks| {
-                    let mut kids: Vec<String> = set.kids().map(str::to_owned).collect();
-                    kids.sort_unstable();
-                    kids
-                };
-                match loaded {
-                    Ok(Ok(set)) => {
-                        let line = json!({"event": "keys_reloaded", "kids": kids(&set)});
-                        keys.replace(set);
-                        eprintln!("{line}");
-                    }
-                    Ok(Err(e)) => eprintln!(
-                        "{}",
-                        json!({"event": "keys_reload_failed", "error": e, "kids": kids(&keys.current())})
-                    ),
-                    Err(e) => eprintln!(
-                        "{}",
-                        json!({"event": "keys_reload_failed", "error": e.to_string()})
-                    ),
-                }
-            }
-        });
-    }
-    #[cfg(not(unix))]
-    let _ = (path, keys);
-    Ok(())
+    let kids = |set: &StaticJwks| {
+        let mut kids: Vec<String> = set.kids().map(str::to_owned).collect();
+        kids.sort_unstable();
+        kids
+    };
+    let in_use = keys.clone();
+    crate::common::on_sighup(
+        move || read_jwks(&path),
+        move |set| {
+            let line = json!({"event": "keys_reloaded", "kids": kids(&set)});
+            keys.replace(set);
+            eprintln!("{line}");
+            std::future::ready(())
+        },
+        move |e| {
+            eprintln!(
+                "{}",
+                json!({"event": "keys_reload_failed", "error": e, "kids": kids(&in_use.current())})
+            )
+        },
+    )
 }
 
 /// Run `receive` until SIGINT or SIGTERM.

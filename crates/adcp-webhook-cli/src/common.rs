@@ -54,3 +54,35 @@ pub fn print_json(v: &Value) {
         serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string())
     );
 }
+
+/// On each SIGHUP, run `load` off the async threads (reading keys may block on a file or a
+/// token) and hand what it loaded to `apply`; when it fails, `failed` gets the reason and
+/// whatever is in use stays. Does nothing where there are no signals.
+pub fn on_sighup<T, Fut>(
+    load: impl Fn() -> Result<T, String> + Clone + Send + 'static,
+    mut apply: impl FnMut(T) -> Fut + Send + 'static,
+    failed: impl Fn(String) + Send + 'static,
+) -> Result<(), String>
+where
+    T: Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut hup =
+            signal(SignalKind::hangup()).map_err(|e| format!("cannot watch SIGHUP: {e}"))?;
+        tokio::spawn(async move {
+            while hup.recv().await.is_some() {
+                match tokio::task::spawn_blocking(load.clone()).await {
+                    Ok(Ok(loaded)) => apply(loaded).await,
+                    Ok(Err(e)) => failed(e),
+                    Err(e) => failed(e.to_string()),
+                }
+            }
+        });
+    }
+    #[cfg(not(unix))]
+    let _ = (load, apply, failed);
+    Ok(())
+}

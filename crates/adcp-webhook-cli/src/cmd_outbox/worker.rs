@@ -155,42 +155,27 @@ fn log_keys(event: &str, ring: &KeyRing) {
 /// queued webhook signs with the new active key; attempts already signing finish with theirs.
 /// A reload that fails keeps the keys in use and says why.
 fn reload_on_sighup(a: &RunArgs, ring: KeyRing, recorder: KeysRecorder) -> Result<(), String> {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut hup =
-            signal(SignalKind::hangup()).map_err(|e| format!("cannot watch SIGHUP: {e}"))?;
-        let args = a.clone();
-        tokio::spawn(async move {
-            while hup.recv().await.is_some() {
-                // Reading keys may block on a file or a token: off the async threads.
-                let loaded = {
-                    let args = args.clone();
-                    tokio::task::spawn_blocking(move || key_set(&args)).await
-                };
-                match loaded {
-                    Ok(Ok(set)) => {
-                        ring.rotate(set);
-                        // Recorded before the log line, so `outbox status` names the new kid
-                        // once the line is out.
-                        recorder.record(false).await;
-                        log_keys("keys_reloaded", &ring);
-                    }
-                    Ok(Err(e)) => eprintln!(
-                        "{}",
-                        json!({"event": "keys_reload_failed", "error": e, "active_kid": ring.active_kid()})
-                    ),
-                    Err(e) => eprintln!(
-                        "{}",
-                        json!({"event": "keys_reload_failed", "error": e.to_string()})
-                    ),
-                }
+    let args = a.clone();
+    let in_use = ring.clone();
+    crate::common::on_sighup(
+        move || key_set(&args),
+        move |set| {
+            let (ring, recorder) = (ring.clone(), recorder.clone());
+            async move {
+                ring.rotate(set);
+                // Recorded before the log line, so `outbox status` names the new kid once
+                // the line is out.
+                recorder.record(false).await;
+                log_keys("keys_reloaded", &ring);
             }
-        });
-    }
-    #[cfg(not(unix))]
-    let _ = (a, ring, recorder);
-    Ok(())
+        },
+        move |e| {
+            eprintln!(
+                "{}",
+                json!({"event": "keys_reload_failed", "error": e, "active_kid": in_use.active_kid()})
+            )
+        },
+    )
 }
 
 pub(super) async fn run_worker(db: &OutboxTarget, a: RunArgs) -> Result<ExitCode, String> {

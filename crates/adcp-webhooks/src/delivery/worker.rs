@@ -34,7 +34,7 @@ use crate::delivery::metrics::{Metrics, OutcomeKind};
 use crate::delivery::schedule::{RetryPolicy, duration_ms};
 use crate::delivery::store::{
     AttemptRecord, CompleteStatus, Completion, DeliveryId, DeliveryState, Health, LeaseRequest,
-    LeaseToken, LeasedDelivery, OutboxStore, Outcome, PurgeSelection, StoreError, recorded_headers,
+    LeaseToken, LeasedDelivery, OutboxStore, Outcome, PurgeSelection, StoreError,
 };
 use crate::payload::{IdempotencyKey, WebhookKind};
 use crate::sender::{PreparedWebhook, WebhookSender};
@@ -539,14 +539,14 @@ impl Job {
 struct AttemptHeaders {
     /// What the signed request carried, once it was signed (empty until then).
     request: Vec<(String, String)>,
-    /// What the receiver answered with (bounded and masked), when it answered.
+    /// What the receiver answered with, when it answered.
     response: Option<Vec<(String, String)>>,
 }
 
 impl AttemptHeaders {
-    /// The request's headers as the attempt log keeps them, if it was signed.
-    fn recorded_request(&self) -> Option<Vec<(String, String)>> {
-        (!self.request.is_empty()).then(|| recorded_headers(&self.request))
+    /// The request's headers, if it was signed (the store bounds and masks them).
+    fn recorded_request(&mut self) -> Option<Vec<(String, String)>> {
+        (!self.request.is_empty()).then(|| std::mem::take(&mut self.request))
     }
 }
 
@@ -596,7 +596,7 @@ async fn send(
         .send_prepared_recording(&prepared, Some(&mut headers.request))
         .await;
     if let Ok(r) = &result {
-        headers.response = Some(recorded_headers(&r.response_headers));
+        headers.response = Some(r.response_headers.clone());
     }
     classify_attempt(result, time.now_ms())
 }

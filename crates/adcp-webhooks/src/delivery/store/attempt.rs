@@ -32,11 +32,12 @@ pub struct AttemptRecord {
     /// At most [`MAX_RECORDED_RESPONSE_BYTES`] of the response body.
     pub response_body: Option<Bytes>,
     /// The headers the signed request carried (`Content-Digest`, `Signature-Input`,
-    /// `Signature`, `Content-Type`, the extra headers), as [`recorded_headers`] keeps them;
-    /// `None` when the request was never signed or the attempt predates recording them.
+    /// `Signature`, `Content-Type`, the extra headers); the stores keep them as
+    /// [`recorded_headers`] does (bounded, secrets masked). `None` when the request was never
+    /// signed or the attempt predates recording them.
     pub request_headers: Option<Vec<(String, String)>>,
-    /// The response's headers, as [`recorded_headers`] keeps them; `None` without an
-    /// answer, or for an attempt that predates recording them.
+    /// The response's headers, kept by the stores as [`recorded_headers`] does; `None`
+    /// without an answer, or for an attempt that predates recording them.
     pub response_headers: Option<Vec<(String, String)>>,
 }
 

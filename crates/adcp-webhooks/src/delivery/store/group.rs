@@ -18,164 +18,158 @@
 
 use super::StoreError;
 #[cfg(feature = "postgres")]
-use super::{Enqueued, NewDelivery};
-#[cfg(feature = "postgres")]
-use std::future::Future;
-#[cfg(feature = "postgres")]
-use std::pin::Pin;
-#[cfg(feature = "postgres")]
-use std::sync::{Arc, Mutex, MutexGuard};
-#[cfg(feature = "postgres")]
-use tokio::sync::oneshot;
+pub(crate) use queue::{GroupResults, Grouping};
 
 /// The most webhooks written in one grouped transaction; requests beyond it wait for the next.
 pub(crate) const MAX_GROUP_ROWS: usize = 1_000;
 
+/// The queue of enqueues and its writer task (the PostgreSQL store's group commit).
 #[cfg(feature = "postgres")]
-/// One caller's batch and where its result goes.
-struct Request {
-    batch: Vec<NewDelivery>,
-    reply: oneshot::Sender<Result<Vec<Enqueued>, StoreError>>,
-}
+mod queue {
+    use super::{MAX_GROUP_ROWS, StoreError};
+    use crate::delivery::store::{Enqueued, NewDelivery};
+    use std::future::Future;
+    use std::pin::Pin;
+    use std::sync::{Arc, Mutex, MutexGuard};
+    use tokio::sync::oneshot;
 
-#[cfg(feature = "postgres")]
-/// One result per request of a group, in order.
-pub(crate) type GroupResults = Vec<Result<Vec<Enqueued>, StoreError>>;
-
-#[cfg(feature = "postgres")]
-/// What an engine supplies: write these requests' batches in one transaction (each request
-/// all or nothing on its own) and return one result per request, in order.
-pub(crate) type WriteGroup = Arc<
-    dyn Fn(Vec<Vec<NewDelivery>>) -> Pin<Box<dyn Future<Output = GroupResults> + Send>>
-        + Send
-        + Sync,
->;
-
-#[cfg(feature = "postgres")]
-/// A store's group commit: the queue shared by its clones, and the engine's writer.
-#[derive(Clone)]
-pub(crate) struct Grouping {
-    queue: Arc<GroupCommit>,
-    write: WriteGroup,
-}
-
-#[cfg(feature = "postgres")]
-impl std::fmt::Debug for Grouping {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.queue.fmt(f)
-    }
-}
-
-#[cfg(feature = "postgres")]
-impl Grouping {
-    /// Group commits written by `write`.
-    pub(crate) fn new(write: WriteGroup) -> Self {
-        Self {
-            queue: Arc::default(),
-            write,
-        }
-    }
-
-    /// Enqueue `batch` in the next grouped transaction; returns once it is committed (or
-    /// refused).
-    pub(crate) async fn enqueue(
-        &self,
+    /// One caller's batch and where its result goes.
+    struct Request {
         batch: Vec<NewDelivery>,
-    ) -> Result<Vec<Enqueued>, StoreError> {
-        self.queue.enqueue(batch, &self.write).await
-    }
-}
-
-#[cfg(feature = "postgres")]
-#[derive(Default)]
-struct Queue {
-    waiting: Vec<Request>,
-    writing: bool,
-}
-
-#[cfg(feature = "postgres")]
-/// The queue of enqueues waiting for the next grouped commit.
-#[derive(Default)]
-struct GroupCommit {
-    queue: Mutex<Queue>,
-}
-
-#[cfg(feature = "postgres")]
-impl std::fmt::Debug for GroupCommit {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let q = self.lock();
-        f.debug_struct("GroupCommit")
-            .field("waiting", &q.waiting.len())
-            .field("writing", &q.writing)
-            .finish()
-    }
-}
-
-#[cfg(feature = "postgres")]
-impl GroupCommit {
-    fn lock(&self) -> MutexGuard<'_, Queue> {
-        self.queue
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        reply: oneshot::Sender<Result<Vec<Enqueued>, StoreError>>,
     }
 
-    /// Enqueue `batch` in the next grouped transaction written by `write`; returns once it is
-    /// committed (or refused).
-    async fn enqueue(
-        self: &Arc<Self>,
-        batch: Vec<NewDelivery>,
-        write: &WriteGroup,
-    ) -> Result<Vec<Enqueued>, StoreError> {
-        if batch.is_empty() {
-            return Ok(Vec::new());
+    /// One result per request of a group, in order.
+    pub(crate) type GroupResults = Vec<Result<Vec<Enqueued>, StoreError>>;
+
+    /// What an engine supplies: write these requests' batches in one transaction (each request
+    /// all or nothing on its own) and return one result per request, in order.
+    pub(crate) type WriteGroup = Arc<
+        dyn Fn(Vec<Vec<NewDelivery>>) -> Pin<Box<dyn Future<Output = GroupResults> + Send>>
+            + Send
+            + Sync,
+    >;
+
+    /// A store's group commit: the queue shared by its clones, and the engine's writer.
+    #[derive(Clone)]
+    pub(crate) struct Grouping {
+        queue: Arc<GroupCommit>,
+        write: WriteGroup,
+    }
+
+    impl std::fmt::Debug for Grouping {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            self.queue.fmt(f)
         }
-        let (reply, result) = oneshot::channel();
-        let start_writer = {
-            let mut q = self.lock();
-            q.waiting.push(Request { batch, reply });
-            !std::mem::replace(&mut q.writing, true)
-        };
-        if start_writer {
-            tokio::spawn(Arc::clone(self).write_all(Arc::clone(write)));
-        }
-        result.await.unwrap_or_else(|_| {
-            Err(StoreError::Busy {
-                detail: "the enqueue writer stopped before committing this batch (the runtime is \
-                         shutting down?); nothing is known to be stored, so enqueue it again"
-                    .into(),
-            })
-        })
     }
 
-    /// The writer: take what is waiting (up to [`MAX_GROUP_ROWS`] webhooks, at least one
-    /// request), write it in one transaction, answer each caller, until nothing waits.
-    async fn write_all(self: Arc<Self>, write: WriteGroup) {
-        loop {
-            let group = {
+    impl Grouping {
+        /// Group commits written by `write`.
+        pub(crate) fn new(write: WriteGroup) -> Self {
+            Self {
+                queue: Arc::default(),
+                write,
+            }
+        }
+
+        /// Enqueue `batch` in the next grouped transaction; returns once it is committed (or
+        /// refused).
+        pub(crate) async fn enqueue(
+            &self,
+            batch: Vec<NewDelivery>,
+        ) -> Result<Vec<Enqueued>, StoreError> {
+            self.queue.enqueue(batch, &self.write).await
+        }
+    }
+
+    #[derive(Default)]
+    struct Queue {
+        waiting: Vec<Request>,
+        writing: bool,
+    }
+
+    /// The queue of enqueues waiting for the next grouped commit.
+    #[derive(Default)]
+    struct GroupCommit {
+        queue: Mutex<Queue>,
+    }
+
+    impl std::fmt::Debug for GroupCommit {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            let q = self.lock();
+            f.debug_struct("GroupCommit")
+                .field("waiting", &q.waiting.len())
+                .field("writing", &q.writing)
+                .finish()
+        }
+    }
+
+    impl GroupCommit {
+        fn lock(&self) -> MutexGuard<'_, Queue> {
+            self.queue
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+        }
+
+        /// Enqueue `batch` in the next grouped transaction written by `write`; returns once it is
+        /// committed (or refused).
+        async fn enqueue(
+            self: &Arc<Self>,
+            batch: Vec<NewDelivery>,
+            write: &WriteGroup,
+        ) -> Result<Vec<Enqueued>, StoreError> {
+            if batch.is_empty() {
+                return Ok(Vec::new());
+            }
+            let (reply, result) = oneshot::channel();
+            let start_writer = {
                 let mut q = self.lock();
-                if q.waiting.is_empty() {
-                    q.writing = false;
-                    return;
-                }
-                let mut rows = 0;
-                let take = q
-                    .waiting
-                    .iter()
-                    .take_while(|r| {
-                        rows += r.batch.len();
-                        rows <= MAX_GROUP_ROWS
-                    })
-                    .count()
-                    .max(1);
-                q.waiting.drain(..take).collect::<Vec<_>>()
+                q.waiting.push(Request { batch, reply });
+                !std::mem::replace(&mut q.writing, true)
             };
-            let (batches, replies): (Vec<_>, Vec<_>) =
-                group.into_iter().map(|r| (r.batch, r.reply)).unzip();
-            let results = write(batches).await;
-            debug_assert_eq!(results.len(), replies.len());
-            for (reply, result) in replies.into_iter().zip(results) {
-                // A caller that stopped waiting is no one's to tell.
-                let _ = reply.send(result);
+            if start_writer {
+                tokio::spawn(Arc::clone(self).write_all(Arc::clone(write)));
+            }
+            result.await.unwrap_or_else(|_| {
+                Err(StoreError::Busy {
+                    detail:
+                        "the enqueue writer stopped before committing this batch (the runtime is \
+                             shutting down?); nothing is known to be stored, so enqueue it again"
+                            .into(),
+                })
+            })
+        }
+
+        /// The writer: take what is waiting (up to [`MAX_GROUP_ROWS`] webhooks, at least one
+        /// request), write it in one transaction, answer each caller, until nothing waits.
+        async fn write_all(self: Arc<Self>, write: WriteGroup) {
+            loop {
+                let group = {
+                    let mut q = self.lock();
+                    if q.waiting.is_empty() {
+                        q.writing = false;
+                        return;
+                    }
+                    let mut rows = 0;
+                    let take = q
+                        .waiting
+                        .iter()
+                        .take_while(|r| {
+                            rows += r.batch.len();
+                            rows <= MAX_GROUP_ROWS
+                        })
+                        .count()
+                        .max(1);
+                    q.waiting.drain(..take).collect::<Vec<_>>()
+                };
+                let (batches, replies): (Vec<_>, Vec<_>) =
+                    group.into_iter().map(|r| (r.batch, r.reply)).unzip();
+                let results = write(batches).await;
+                debug_assert_eq!(results.len(), replies.len());
+                for (reply, result) in replies.into_iter().zip(results) {
+                    // A caller that stopped waiting is no one's to tell.
+                    let _ = reply.send(result);
+                }
             }
         }
     }

@@ -320,12 +320,8 @@ pub(crate) fn sqlite_err(e: rusqlite::Error) -> StoreError {
     match &e {
         E::SqliteFailure(failure, message) => {
             let detail = message.clone().unwrap_or_else(|| failure.to_string());
-            // Extended result codes carry the primary code in their low byte.
-            match failure.extended_code & 0xff {
-                13 => return StoreError::Full { detail },
-                8 => return StoreError::ReadOnly { detail },
-                5 | 6 => return StoreError::Busy { detail },
-                _ => {}
+            if let Some(mapped) = super::from_result_code(failure.extended_code, &detail) {
+                return mapped;
             }
         }
         E::FromSqlConversionFailure(..)

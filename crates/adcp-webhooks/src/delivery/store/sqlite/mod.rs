@@ -229,19 +229,26 @@ fn max_pages(bytes: u64) -> u64 {
     (bytes / 4096).max(1)
 }
 
+/// The [`StoreError`] for a SQLite result code that says what to do (a full disk, a read-only
+/// file, another writer holding the lock), whichever library reported it.
+fn from_result_code(code: i32, detail: &str) -> Option<StoreError> {
+    let detail = detail.to_owned();
+    // Extended result codes carry the primary code in their low byte.
+    match code & 0xff {
+        13 => Some(StoreError::Full { detail }),
+        8 => Some(StoreError::ReadOnly { detail }),
+        5 | 6 => Some(StoreError::Busy { detail }),
+        _ => None,
+    }
+}
+
 /// Map an engine error to a [`StoreError`] that says what to do.
 fn db_err(e: sqlx::Error) -> StoreError {
     if let sqlx::Error::Database(db) = &e
         && let Some(code) = db.code().and_then(|c| c.parse::<i32>().ok())
+        && let Some(mapped) = from_result_code(code, db.message())
     {
-        // Extended result codes carry the primary code in their low byte.
-        let detail = db.message().to_owned();
-        match code & 0xff {
-            13 => return StoreError::Full { detail },
-            8 => return StoreError::ReadOnly { detail },
-            5 | 6 => return StoreError::Busy { detail },
-            _ => {}
-        }
+        return mapped;
     }
     if let sqlx::Error::PoolTimedOut = e {
         return StoreError::Busy {
