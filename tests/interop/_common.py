@@ -16,7 +16,7 @@ from __future__ import annotations
 import base64
 import json
 import sys
-from typing import Any, NoReturn
+from typing import Any, Callable, NoReturn
 
 
 class HarnessError(Exception):
@@ -37,6 +37,17 @@ def read_request() -> dict[str, Any]:
     if not isinstance(request, dict):
         fail("stdin must hold one JSON object")
     return request
+
+
+def answer(run: Callable[[dict[str, Any]], list[dict[str, Any]]]) -> None:
+    """Read the request from stdin, run it, and write ``{"results": ...}`` on stdout; a request
+    that does not follow the script's protocol exits with status 2."""
+    request = read_request()
+    try:
+        results = run(request)
+    except HarnessError as exc:
+        fail(str(exc))
+    write_response({"results": results})
 
 
 def write_response(response: dict[str, Any]) -> None:

@@ -20,16 +20,11 @@ import time
 from datetime import datetime, timezone
 from typing import Any
 
-from _common import HarnessError, fail, read_request, require, write_response
+from _common import HarnessError, answer, require
 
 
 def main() -> None:
-    request = read_request()
-    try:
-        results = run(request)
-    except HarnessError as exc:
-        fail(str(exc))
-    write_response({"results": results})
+    answer(run)
 
 
 def run(request: dict[str, Any]) -> list[dict[str, Any]]:

@@ -28,7 +28,7 @@ import dataclasses
 from datetime import datetime, timezone
 from typing import Any
 
-from _common import HarnessError, b64, fail, read_request, require, rfc9421_alg, write_response
+from _common import HarnessError, answer, b64, require, rfc9421_alg
 
 KINDS = (
     "mcp",
@@ -40,12 +40,7 @@ KINDS = (
 
 
 def main() -> None:
-    request = read_request()
-    try:
-        results = asyncio.run(run(request))
-    except HarnessError as exc:
-        fail(str(exc))
-    write_response({"results": results})
+    answer(lambda request: asyncio.run(run(request)))
 
 
 def _sender(request: dict[str, Any], timeout: float) -> Any:

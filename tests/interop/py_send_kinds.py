@@ -19,7 +19,7 @@ import asyncio
 from datetime import datetime, timezone
 from typing import Any
 
-from _common import HarnessError, b64, fail, read_request, require, write_response
+from _common import HarnessError, answer, b64, require
 from _kinds import MODELS, payloads
 from py_send import _sender
 
@@ -37,12 +37,7 @@ NOTIFICATION_SENDERS = {
 
 
 def main() -> None:
-    request = read_request()
-    try:
-        results = asyncio.run(run(request))
-    except HarnessError as exc:
-        fail(str(exc))
-    write_response({"results": results})
+    answer(lambda request: asyncio.run(run(request)))
 
 
 async def _send(sender: Any, kind: str, url: str, p: dict[str, Any]) -> tuple[str, Any]:

@@ -20,24 +20,17 @@ from typing import Any
 
 from _common import (
     HarnessError,
+    answer,
     case_body,
     case_headers,
-    fail,
     private_key_from_request,
-    read_request,
     require,
     rfc9421_alg,
-    write_response,
 )
 
 
 def main() -> None:
-    request = read_request()
-    try:
-        results = run(request)
-    except HarnessError as exc:
-        fail(str(exc))
-    write_response({"results": results})
+    answer(run)
 
 
 def _optional(case: dict[str, Any], key: str, kind: type, where: str) -> Any:

@@ -19,12 +19,10 @@ from typing import Any
 
 from _common import (
     HarnessError,
+    answer,
     case_body,
     case_headers,
-    fail,
-    read_request,
     require,
-    write_response,
 )
 
 # Nonces seeded through state.replay_cache_entries stay "seen" for this long;
@@ -68,12 +66,7 @@ def _apply_state(store: Any, state: dict[str, Any]) -> None:
 
 
 def main() -> None:
-    request = read_request()
-    try:
-        results = run(request)
-    except HarnessError as exc:
-        fail(str(exc))
-    write_response({"results": results})
+    answer(run)
 
 
 def run(request: dict[str, Any]) -> list[dict[str, Any]]:
