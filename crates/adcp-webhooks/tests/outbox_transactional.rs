@@ -794,6 +794,58 @@ mod postgres {
         assert_eq!(counts.delivered, 1);
     }
 
+    /// A lease on a table without fresh statistics was costed above `jit_above_cost` and
+    /// compiled on every call (~9 ms against ~1.5 ms for running it): the store's sessions
+    /// and the queue's functions run without JIT even where the database turns it on for
+    /// everything.
+    #[tokio::test]
+    async fn the_queue_never_jit_compiles_even_where_the_database_asks_for_it() {
+        use adcp_webhooks::delivery::store::postgres::{PostgresOptions, PostgresStore};
+        let db = TestDb::new(Engine::Postgres).await;
+        let admin = PgPool::connect(db.target()).await.expect("admin pool");
+        let name: String = sqlx::query_scalar("SELECT current_database()")
+            .fetch_one(&admin)
+            .await
+            .expect("name");
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "ALTER DATABASE \"{name}\" SET jit = on; ALTER DATABASE \"{name}\" SET jit_above_cost = 0"
+        )))
+        .execute(&admin)
+        .await
+        .expect("jit for everything");
+        admin.close().await;
+        let store = PostgresStore::open(PostgresOptions::new(db.target()).migrate(true))
+            .await
+            .expect("open");
+        let app = PgPool::connect(db.target()).await.expect("app pool");
+        let app_jit: String = sqlx::query_scalar("SHOW jit")
+            .fetch_one(&app)
+            .await
+            .expect("show");
+        assert_eq!(app_jit, "on", "the database's own sessions compile");
+        let store_jit: String = sqlx::query_scalar("SHOW jit")
+            .fetch_one(store.pool())
+            .await
+            .expect("show");
+        assert_eq!(store_jit, "off", "the store's sessions do not");
+        for function in [
+            "outbox_lease",
+            "outbox_enqueue_batch",
+            "adcp_outbox_enqueue",
+        ] {
+            let config: Vec<String> =
+                sqlx::query_scalar("SELECT unnest(proconfig) FROM pg_proc WHERE proname = $1")
+                    .bind(function)
+                    .fetch_all(&app)
+                    .await
+                    .expect("proconfig");
+            assert!(
+                config.iter().any(|c| c == "jit=off"),
+                "{function} runs without JIT on callers' connections: {config:?}"
+            );
+        }
+    }
+
     #[tokio::test]
     async fn the_outbox_can_live_in_a_schema_of_its_own_through_search_path() {
         use adcp_webhooks::delivery::store::postgres::{PostgresOptions, PostgresStore};

@@ -167,7 +167,10 @@ impl PostgresStore {
                     mask(&e, &options.url)
                 ))
             })?
-            .application_name("adcp-webhooks");
+            .application_name("adcp-webhooks")
+            // The queue's statements are short and frequent: compiling one costs several times
+            // running it (see migration 0007).
+            .options([("jit", "off")]);
         let pool_options = |connections: u32| {
             PgPoolOptions::new()
                 .max_connections(connections)

@@ -38,6 +38,11 @@ pub(super) const MIGRATIONS: &[(i64, &str, &str)] = &[
         "workers",
         include_str!("../../../../migrations/postgres/0006_workers.sql"),
     ),
+    (
+        7,
+        "queue statements without JIT",
+        include_str!("../../../../migrations/postgres/0007_queue_statements.sql"),
+    ),
 ];
 
 /// The advisory lock every migration takes, so concurrent migrations run one at a time.
