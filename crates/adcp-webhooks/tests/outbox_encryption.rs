@@ -306,7 +306,7 @@ async fn a_body_moved_to_another_row_or_altered_does_not_open() {
     let sql = db.sql().await;
     // Copy a sealed body onto another delivery (another URL and idempotency key).
     sqlx::query(
-        "UPDATE outbox_deliveries SET body = (SELECT body FROM outbox_deliveries WHERE id = ?) WHERE id = ?",
+        "UPDATE outbox_bodies SET body = (SELECT body FROM outbox_bodies WHERE id = ?) WHERE id = ?",
     )
     .bind(source.0)
     .bind(target.0)
@@ -331,7 +331,7 @@ async fn a_body_moved_to_another_row_or_altered_does_not_open() {
         .body
         .slice(..24);
     for (id, bytes) in [(tampered, altered), (truncated, cut.to_vec())] {
-        sqlx::query("UPDATE outbox_deliveries SET body = ? WHERE id = ?")
+        sqlx::query("UPDATE outbox_bodies SET body = ? WHERE id = ?")
             .bind(bytes)
             .bind(id.0)
             .execute(&sql)

@@ -230,7 +230,9 @@ impl Builder {
         if let Some(text) = &f.body_contains {
             let p = self.bind(Bind::Bytes(text.as_bytes().to_vec()));
             self.clauses.push(match self.dialect {
-                Dialect::Sqlite => format!("instr(body, {p}) > 0"),
+                Dialect::Sqlite => format!(
+                    "instr((SELECT b.body FROM outbox_bodies b WHERE b.id = outbox_deliveries.id), {p}) > 0"
+                ),
                 Dialect::Postgres => format!("position({p} in body) > 0"),
             });
         }

@@ -10,10 +10,14 @@ use sqlx::{Connection, SqliteConnection};
 const INSERT_DESTINATION: &str =
     "INSERT INTO outbox_destinations (key) VALUES (?) ON CONFLICT (key) DO NOTHING";
 
-const INSERT_DELIVERY: &str = "INSERT INTO outbox_deliveries (destination, url, idempotency_key, kind, body, extra_headers, state, \
+const INSERT_DELIVERY: &str = "INSERT INTO outbox_deliveries (destination, url, idempotency_key, kind, extra_headers, state, \
      created_at, deadline_at, next_attempt_at, content_digest) \
-     VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?) \
+     VALUES (?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?) \
      ON CONFLICT (url, idempotency_key) DO NOTHING RETURNING id";
+
+// The body of a delivery just inserted, under its id (bodies have a table of their own: see
+// migration 0007).
+const INSERT_BODY: &str = "INSERT INTO outbox_bodies (id, body) VALUES (?, ?)";
 
 const STORED_DIGEST: &str =
     "SELECT id, content_digest FROM outbox_deliveries WHERE url = ? AND idempotency_key = ?";
@@ -52,9 +56,10 @@ fn repeat(
     })
 }
 
-/// Two statements per webhook (one when it goes to the same destination as the previous one;
-/// three for a repeat), on the connection thread inside its transaction. On a conflict the
-/// rows inserted so far are left for the thread's rollback.
+/// Three statements per webhook (two when it goes to the same destination as the previous
+/// one; for a repeat, the refused insert and the stored digest), on the connection thread
+/// inside its transaction. On a conflict the rows inserted so far are left for the thread's
+/// rollback.
 pub(super) fn insert_rows(
     conn: &rusqlite::Connection,
     batch: Vec<NewDelivery>,
@@ -76,7 +81,6 @@ pub(super) fn insert_rows(
                 d.url,
                 d.idempotency_key,
                 d.kind,
-                d.body.as_ref(),
                 headers_to_json(&d.extra_headers),
                 d.created_at_ms,
                 d.deadline_ms,
@@ -90,6 +94,9 @@ pub(super) fn insert_rows(
         };
         drop(rows);
         if let Some(id) = inserted {
+            conn.prepare_cached(INSERT_BODY)
+                .and_then(|mut s| s.execute(rusqlite::params![id, d.body.as_ref()]))
+                .map_err(sqlite_err)?;
             out.push(Enqueued {
                 id: DeliveryId(id),
                 created: true,
@@ -125,9 +132,9 @@ pub(crate) async fn enqueue_on(
     Ok(out)
 }
 
-/// The same on a connection the caller owns, through sqlx: two statements per webhook (three
-/// for a repeat). The caller commits or rolls back; on a conflict the rows inserted so far are
-/// left for that rollback.
+/// The same on a connection the caller owns, through sqlx: three statements per webhook. The
+/// caller commits or rolls back; on a conflict the rows inserted so far are left for that
+/// rollback.
 async fn insert_batch(
     conn: &mut SqliteConnection,
     batch: Vec<NewDelivery>,
@@ -145,7 +152,6 @@ async fn insert_batch(
             .bind(&d.url)
             .bind(&d.idempotency_key)
             .bind(&d.kind)
-            .bind(d.body.as_ref())
             .bind(headers_to_json(&d.extra_headers))
             .bind(d.created_at_ms)
             .bind(d.deadline_ms)
@@ -155,6 +161,12 @@ async fn insert_batch(
             .await
             .map_err(db_err)?;
         if let Some(id) = inserted {
+            sqlx::query(INSERT_BODY)
+                .bind(id)
+                .bind(d.body.as_ref())
+                .execute(&mut *conn)
+                .await
+                .map_err(db_err)?;
             out.push(Enqueued {
                 id: DeliveryId(id),
                 created: true,

@@ -15,10 +15,19 @@ use rusqlite::Connection;
 // worker's work. Only pending rows hold a lease token, so live leases are counted
 // from the lease index alone; the CROSS JOIN keeps the destinations as the outer loop
 // (a plain JOIN lets the planner scan every delivery).
+//
+// The cap is written into the statement, not bound, and the batch's limit is a row number,
+// not a LIMIT: SQLite recompiles a statement on the next step after any parameter used in a
+// LIMIT is bound again (every call), which made compiling this statement the largest single
+// cost of a lease. One statement per cap is cached (a store leases with one or two caps).
+fn lease_sql(cap: u32) -> String {
+    LEASE_SQL.replace("{cap}", &cap.max(1).to_string())
+}
+
 const LEASE_SQL: &str = "UPDATE outbox_deliveries SET lease_token = ?1, lease_expires_at = ?2, next_attempt_at = ?2 \
              WHERE id IN ( \
                WITH room AS ( \
-                   SELECT t.key, (CASE WHEN t.open_until > 0 THEN 1 ELSE ?5 END) - ( \
+                   SELECT t.key, (CASE WHEN t.open_until > 0 THEN 1 ELSE {cap} END) - ( \
                        SELECT COUNT(*) FROM outbox_deliveries l WHERE l.destination = t.key \
                          AND l.lease_token IS NOT NULL AND l.lease_expires_at > ?3 \
                      ) AS free \
@@ -32,16 +41,21 @@ const LEASE_SQL: &str = "UPDATE outbox_deliveries SET lease_token = ?1, lease_ex
                    CROSS JOIN outbox_deliveries d ON d.id IN ( \
                      SELECT x.id FROM outbox_deliveries x WHERE x.destination = r.key \
                        AND x.state = 'pending' AND x.next_attempt_at <= ?3 \
-                     ORDER BY x.next_attempt_at, x.id LIMIT ?5) \
+                     ORDER BY x.next_attempt_at, x.id LIMIT {cap}) \
                    WHERE r.free > 0 \
                ), ranked AS ( \
                    SELECT c.id, c.next_attempt_at, r.free, ROW_NUMBER() OVER ( \
                      PARTITION BY c.destination ORDER BY c.next_attempt_at, c.id) AS rn \
                    FROM c JOIN room r ON r.key = c.destination \
                ) \
-               SELECT id FROM ranked WHERE rn <= free ORDER BY next_attempt_at, id LIMIT ?6) \
-             RETURNING id, url, destination, idempotency_key, kind, body, extra_headers, attempts, created_at, \
+               SELECT id FROM (SELECT id, ROW_NUMBER() OVER (ORDER BY next_attempt_at, id) AS k \
+                 FROM ranked WHERE rn <= free) WHERE k <= ?5) \
+             RETURNING id, url, destination, idempotency_key, kind, extra_headers, attempts, created_at, \
                deadline_at";
+
+// A leased delivery's body, by primary key (bodies have a table of their own so that the
+// lease and the outcome do not rewrite them: see migration 0007).
+const BODY_SQL: &str = "SELECT body FROM outbox_bodies WHERE id = ?";
 
 impl SqliteStore {
     pub(super) async fn lease_batch(
@@ -86,21 +100,21 @@ pub(super) fn lease_rows(
     let expires = req.now_ms.saturating_add(req.lease_ms.max(1));
     let exclude = serde_json::Value::Array(req.exclude.iter().map(|k| k.clone().into()).collect())
         .to_string();
-    let mut statement = conn.prepare_cached(LEASE_SQL).map_err(sqlite_err)?;
+    let mut statement = conn
+        .prepare_cached(&lease_sql(req.per_destination))
+        .map_err(sqlite_err)?;
     let mut rows = statement
         .query(rusqlite::params![
             token.0,
             expires,
             req.now_ms,
             exclude,
-            i64::from(req.per_destination.max(1)),
             i64::from(req.limit),
         ])
         .map_err(sqlite_err)?;
     let mut leased = Vec::with_capacity(req.limit as usize);
     while let Some(row) = rows.next().map_err(sqlite_err)? {
-        let body: Vec<u8> = col(row, 5)?;
-        let headers: String = col(row, 6)?;
+        let headers: String = col(row, 5)?;
         leased.push(LeasedDelivery {
             id: DeliveryId(col(row, 0)?),
             token,
@@ -109,12 +123,20 @@ pub(super) fn lease_rows(
             destination: col(row, 2)?,
             idempotency_key: col(row, 3)?,
             kind: col(row, 4)?,
-            body: bytes::Bytes::from(body),
+            body: bytes::Bytes::new(),
             extra_headers: headers_from_json(&headers)?,
-            attempts: to_u32("attempts", col(row, 7)?)?,
-            created_at_ms: col(row, 8)?,
-            deadline_ms: col(row, 9)?,
+            attempts: to_u32("attempts", col(row, 6)?)?,
+            created_at_ms: col(row, 7)?,
+            deadline_ms: col(row, 8)?,
         });
+    }
+    drop(rows);
+    let mut body = conn.prepare_cached(BODY_SQL).map_err(sqlite_err)?;
+    for d in &mut leased {
+        let bytes: Vec<u8> = body
+            .query_row([d.id.0], |row| row.get(0))
+            .map_err(sqlite_err)?;
+        d.body = bytes::Bytes::from(bytes);
     }
     leased.sort_by_key(|d| d.id);
     Ok(leased)
@@ -139,4 +161,72 @@ pub(super) fn release_rows(
             .map_err(sqlite_err)? as u64;
     }
     Ok(released)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::delivery::store::group::tests::new;
+    use crate::delivery::store::sqlite::{SqliteOptions, SqliteStore};
+
+    /// Compiling the lease statement again on every call was the largest single cost of a
+    /// lease (a bound LIMIT makes SQLite recompile after each bind): leasing again with a new
+    /// time and a new limit reuses the compiled statement, and each call still leases what it
+    /// should, earliest due first.
+    #[tokio::test]
+    async fn the_lease_statement_is_compiled_once_and_leases_in_due_order() {
+        let dir = std::env::temp_dir().join(format!(
+            "adcp-lease-{}-{:016x}",
+            std::process::id(),
+            rand::random::<u64>()
+        ));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join("outbox.db");
+        let store = SqliteStore::open(SqliteOptions::new(path.to_string_lossy()))
+            .await
+            .expect("open");
+        drop(store);
+        let conn = Connection::open(&path).expect("connection");
+        let batch = (0..10)
+            .map(|i| {
+                let mut d = new(&format!("lease-compiled-{i:04}-key"), "{}");
+                d.first_attempt_at_ms += 10 - i; // the last enqueued is due first
+                d
+            })
+            .collect();
+        let ids: Vec<i64> = super::super::enqueue::insert_rows(&conn, batch)
+            .expect("enqueue")
+            .iter()
+            .map(|e| e.id.0)
+            .collect();
+        let mut leased = Vec::new();
+        // The last call asks for 4 but the cap (8 live leases) leaves room for 2.
+        for (i, (limit, room)) in [(1u32, 1), (2, 2), (3, 3), (4, 2)].into_iter().enumerate() {
+            let req = LeaseRequest {
+                now_ms: 1_800_000_001_000 + i as i64,
+                limit,
+                lease_ms: 60_000,
+                per_destination: 8,
+                exclude: Vec::new(),
+            };
+            let got = lease_rows(&conn, &req).expect("lease");
+            assert_eq!(got.len(), room, "call {i}");
+            leased.extend(got.iter().map(|d| d.id.0));
+        }
+        // The 8 earliest due, each once.
+        let mut expected: Vec<i64> = ids.iter().rev().copied().take(8).collect();
+        let mut got = leased.clone();
+        expected.sort_unstable();
+        got.sort_unstable();
+        assert_eq!(got, expected);
+        let statement = conn.prepare_cached(&lease_sql(8)).expect("cached");
+        assert_eq!(
+            statement.get_status(rusqlite::StatementStatus::RePrepare),
+            0,
+            "the lease statement was compiled again"
+        );
+        drop(statement);
+        drop(conn);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

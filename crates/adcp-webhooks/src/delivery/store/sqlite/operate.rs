@@ -34,7 +34,8 @@ const LIST_SQL: &str = concat!(
 const DETAIL_SQL: &str = concat!(
     "SELECT ",
     summary_columns!(),
-    ", body, extra_headers FROM outbox_deliveries WHERE id = ?"
+    ", (SELECT b.body FROM outbox_bodies b WHERE b.id = outbox_deliveries.id) AS body, extra_headers \
+     FROM outbox_deliveries WHERE id = ?"
 );
 
 const ATTEMPTS_SQL: &str = "SELECT attempt, started_at, latency_ms, status, error_class, error, response_body, \
@@ -108,6 +109,11 @@ impl SqliteStore {
         .execute(&mut *tx)
         .await
         .map_err(db_err)?;
+        sqlx::query("DELETE FROM outbox_bodies WHERE id IN (SELECT value FROM json_each(?))")
+            .bind(&json)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
         let deleted = sqlx::query(
             "DELETE FROM outbox_deliveries WHERE id IN (SELECT value FROM json_each(?))",
         )

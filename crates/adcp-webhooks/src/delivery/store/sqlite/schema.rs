@@ -6,73 +6,80 @@ use crate::delivery::store::StoreError;
 use sqlx::SqlSafeStr;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 
-const MIGRATION_0001: &str = include_str!("../../../../migrations/sqlite/0001_outbox.sql");
-const MIGRATION_0002: &str = include_str!("../../../../migrations/sqlite/0002_shared_limits.sql");
-const MIGRATION_0003: &str = include_str!("../../../../migrations/sqlite/0003_content_digest.sql");
-const MIGRATION_0004: &str = include_str!("../../../../migrations/sqlite/0004_console.sql");
-const MIGRATION_0005: &str = include_str!("../../../../migrations/sqlite/0005_attempt_headers.sql");
-const MIGRATION_0006: &str = include_str!("../../../../migrations/sqlite/0006_workers.sql");
+/// The schema migrations, in order: (version, description, SQL).
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "outbox",
+        include_str!("../../../../migrations/sqlite/0001_outbox.sql"),
+    ),
+    (
+        2,
+        "shared limits",
+        include_str!("../../../../migrations/sqlite/0002_shared_limits.sql"),
+    ),
+    (
+        3,
+        "content digest",
+        include_str!("../../../../migrations/sqlite/0003_content_digest.sql"),
+    ),
+    (
+        4,
+        "console",
+        include_str!("../../../../migrations/sqlite/0004_console.sql"),
+    ),
+    (
+        5,
+        "attempt headers",
+        include_str!("../../../../migrations/sqlite/0005_attempt_headers.sql"),
+    ),
+    (
+        6,
+        "workers",
+        include_str!("../../../../migrations/sqlite/0006_workers.sql"),
+    ),
+    (
+        7,
+        "bodies in a table of their own",
+        include_str!("../../../../migrations/sqlite/0007_bodies.sql"),
+    ),
+];
 
-impl SqliteStore {
-    pub(super) async fn migrate(&self) -> Result<(), StoreError> {
-        let mut migrator = Migrator::with_migrations(vec![
-            Migration::new(
-                1,
-                "outbox".into(),
-                MigrationType::Simple,
-                MIGRATION_0001.into_sql_str(),
-                false,
-            ),
-            Migration::new(
-                2,
-                "shared limits".into(),
-                MigrationType::Simple,
-                MIGRATION_0002.into_sql_str(),
-                false,
-            ),
-            Migration::new(
-                3,
-                "content digest".into(),
-                MigrationType::Simple,
-                MIGRATION_0003.into_sql_str(),
-                false,
-            ),
-            Migration::new(
-                4,
-                "console".into(),
-                MigrationType::Simple,
-                MIGRATION_0004.into_sql_str(),
-                false,
-            ),
-            Migration::new(
-                5,
-                "attempt headers".into(),
-                MigrationType::Simple,
-                MIGRATION_0005.into_sql_str(),
-                false,
-            ),
-            Migration::new(
-                6,
-                "workers".into(),
-                MigrationType::Simple,
-                MIGRATION_0006.into_sql_str(),
-                false,
-            ),
-        ]);
-        migrator.dangerous_set_table_name("outbox_schema_migrations");
-        migrator.run(&self.pool).await.map_err(|e| match e {
-            sqlx::migrate::MigrateError::Execute(inner) => match db_err(inner) {
-                e @ (StoreError::Full { .. }
-                | StoreError::ReadOnly { .. }
-                | StoreError::Busy { .. }) => e,
-                other => StoreError::Migrate {
-                    detail: other.to_string(),
-                },
-            },
+/// Apply the first `count` migrations the database lacks.
+async fn migrate_to(pool: &sqlx::SqlitePool, count: usize) -> Result<(), StoreError> {
+    let mut migrator = Migrator::with_migrations(
+        MIGRATIONS[..count]
+            .iter()
+            .map(|&(version, description, sql)| {
+                Migration::new(
+                    version,
+                    description.into(),
+                    MigrationType::Simple,
+                    sql.into_sql_str(),
+                    false,
+                )
+            })
+            .collect(),
+    );
+    migrator.dangerous_set_table_name("outbox_schema_migrations");
+    migrator.run(pool).await.map_err(|e| match e {
+        sqlx::migrate::MigrateError::Execute(inner) => match db_err(inner) {
+            e @ (StoreError::Full { .. }
+            | StoreError::ReadOnly { .. }
+            | StoreError::Busy { .. }) => e,
             other => StoreError::Migrate {
                 detail: other.to_string(),
             },
-        })
+        },
+        other => StoreError::Migrate {
+            detail: other.to_string(),
+        },
+    })
+}
+
+impl SqliteStore {
+    pub(super) async fn migrate(&self) -> Result<(), StoreError> {
+        migrate_to(&self.pool, MIGRATIONS.len()).await
     }
 
     pub(super) async fn check_schema(&self, target: &str) -> Result<(), StoreError> {
@@ -91,5 +98,125 @@ impl SqliteStore {
                         .into(),
             }),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::delivery::classify::ErrorClass;
+    use crate::delivery::store::attempt::AttemptRecord;
+    use crate::delivery::store::sqlite::SqliteOptions;
+    use crate::delivery::store::{
+        Completion, DeliveryId, DeliveryState, DisableRules, Health, LeaseRequest, OutboxStore,
+        Outcome, PurgeSelection,
+    };
+
+    /// A database written by the version before migration 7 (bodies inline) opens, migrates
+    /// and delivers: every body comes back byte for byte through the lease and the detail,
+    /// and purging a delivery removes its body too.
+    #[tokio::test]
+    async fn bodies_stored_inline_by_an_older_version_survive_the_move() {
+        let dir = std::env::temp_dir().join(format!(
+            "adcp-schema-{}-{:016x}",
+            std::process::id(),
+            rand::random::<u64>()
+        ));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join("outbox.db");
+        let url = format!("sqlite://{}?mode=rwc", path.display());
+        let pool = sqlx::SqlitePool::connect(&url).await.expect("pool");
+        migrate_to(&pool, 6).await.expect("schema 6");
+        let bodies: Vec<Vec<u8>> = vec![
+            br#"{"n":1}"#.to_vec(),
+            vec![0u8, 159, 146, 150, 255], // any bytes, not only UTF-8
+            vec![b'x'; 5000],              // larger than a page
+        ];
+        sqlx::query("INSERT INTO outbox_destinations (key) VALUES ('https://buyer.example')")
+            .execute(&pool)
+            .await
+            .expect("destination");
+        for (i, body) in bodies.iter().enumerate() {
+            sqlx::query(
+                "INSERT INTO outbox_deliveries (destination, url, idempotency_key, kind, body, \
+                 extra_headers, state, created_at, deadline_at, next_attempt_at) VALUES \
+                 ('https://buyer.example', 'https://buyer.example/hook', ?, 'raw', ?, '[]', \
+                 'pending', 1000, 999999999999, 1000)",
+            )
+            .bind(format!("older-version-key-{i:04}"))
+            .bind(body)
+            .execute(&pool)
+            .await
+            .expect("old row");
+        }
+        pool.close().await;
+
+        let store = SqliteStore::open(SqliteOptions::new(path.to_string_lossy()))
+            .await
+            .expect("open and migrate");
+        let mut leased = store
+            .lease(LeaseRequest {
+                now_ms: 2000,
+                limit: 10,
+                lease_ms: 60_000,
+                per_destination: 10,
+                exclude: Vec::new(),
+            })
+            .await
+            .expect("lease");
+        leased.sort_by_key(|d| d.id);
+        let got: Vec<Vec<u8>> = leased.iter().map(|d| d.body.to_vec()).collect();
+        assert_eq!(got, bodies);
+        for (d, body) in leased.iter().zip(&bodies) {
+            let detail = store.get(d.id).await.expect("get").expect("row");
+            assert_eq!(detail.body.as_ref(), body.as_slice());
+        }
+        let done = leased
+            .iter()
+            .map(|d| Completion {
+                id: d.id,
+                token: d.token,
+                destination: d.destination.clone(),
+                attempt: AttemptRecord {
+                    started_at_ms: 2000,
+                    latency_ms: 1,
+                    status: Some(200),
+                    class: ErrorClass::Ok,
+                    error: None,
+                    response_body: None,
+                    request_headers: None,
+                    response_headers: None,
+                },
+                outcome: Outcome::Delivered,
+                health: Health::Success,
+            })
+            .collect();
+        store
+            .complete(done, DisableRules::default(), 2000)
+            .await
+            .expect("complete");
+        let purged = store
+            .purge(PurgeSelection {
+                state: DeliveryState::Delivered,
+                before_ms: 3000,
+                limit: 100,
+            })
+            .await
+            .expect("purge");
+        assert_eq!(purged, 3);
+        let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM outbox_bodies")
+            .fetch_one(&store.pool)
+            .await
+            .expect("count");
+        assert_eq!(left, 0, "a purged delivery's body is gone too");
+        assert!(
+            store
+                .get(DeliveryId(leased[0].id.0))
+                .await
+                .expect("get")
+                .is_none()
+        );
+        drop(store);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
