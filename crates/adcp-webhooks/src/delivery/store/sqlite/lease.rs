@@ -19,9 +19,15 @@ use rusqlite::Connection;
 // The cap is written into the statement, not bound, and the batch's limit is a row number,
 // not a LIMIT: SQLite recompiles a statement on the next step after any parameter used in a
 // LIMIT is bound again (every call), which made compiling this statement the largest single
-// cost of a lease. One statement per cap is cached (a store leases with one or two caps).
-fn lease_sql(cap: u32) -> String {
-    LEASE_SQL.replace("{cap}", &cap.max(1).to_string())
+// cost of a lease. Each destination's due rows are read up to `reach`: the cap, or less when
+// the batch is smaller (no destination can give more than either), rounded up to a power of
+// two so that a store caches a handful of statements, not one per batch size.
+fn lease_sql(cap: u32, limit: u32) -> String {
+    let cap = cap.max(1);
+    let reach = limit.max(1).checked_next_power_of_two().unwrap_or(cap).min(cap);
+    LEASE_SQL
+        .replace("{cap}", &cap.to_string())
+        .replace("{reach}", &reach.to_string())
 }
 
 const LEASE_SQL: &str = "UPDATE outbox_deliveries SET lease_token = ?1, lease_expires_at = ?2, next_attempt_at = ?2 \
@@ -41,7 +47,7 @@ const LEASE_SQL: &str = "UPDATE outbox_deliveries SET lease_token = ?1, lease_ex
                    CROSS JOIN outbox_deliveries d ON d.id IN ( \
                      SELECT x.id FROM outbox_deliveries x WHERE x.destination = r.key \
                        AND x.state = 'pending' AND x.next_attempt_at <= ?3 \
-                     ORDER BY x.next_attempt_at, x.id LIMIT {cap}) \
+                     ORDER BY x.next_attempt_at, x.id LIMIT {reach}) \
                    WHERE r.free > 0 \
                ), ranked AS ( \
                    SELECT c.id, c.next_attempt_at, r.free, ROW_NUMBER() OVER ( \
@@ -101,7 +107,7 @@ pub(super) fn lease_rows(
     let exclude = serde_json::Value::Array(req.exclude.iter().map(|k| k.clone().into()).collect())
         .to_string();
     let mut statement = conn
-        .prepare_cached(&lease_sql(req.per_destination))
+        .prepare_cached(&lease_sql(req.per_destination, req.limit))
         .map_err(sqlite_err)?;
     let mut rows = statement
         .query(rusqlite::params![
@@ -219,13 +225,19 @@ mod tests {
         expected.sort_unstable();
         got.sort_unstable();
         assert_eq!(got, expected);
-        let statement = conn.prepare_cached(&lease_sql(8)).expect("cached");
-        assert_eq!(
-            statement.get_status(rusqlite::StatementStatus::RePrepare),
-            0,
-            "the lease statement was compiled again"
-        );
-        drop(statement);
+        for limit in [2, 4] {
+            // Limits 3 and 4 share one statement, which ran twice.
+            let statement = conn.prepare_cached(&lease_sql(8, limit)).expect("cached");
+            assert_eq!(
+                statement.get_status(rusqlite::StatementStatus::RePrepare),
+                0,
+                "the lease statement was compiled again"
+            );
+            assert_eq!(
+                statement.get_status(rusqlite::StatementStatus::Run),
+                if limit == 4 { 2 } else { 1 }
+            );
+        }
         drop(conn);
         let _ = std::fs::remove_dir_all(&dir);
     }
