@@ -12,3 +12,9 @@ CREATE TABLE outbox_bodies (
 
 INSERT INTO outbox_bodies (id, body) SELECT id, body FROM outbox_deliveries;
 ALTER TABLE outbox_deliveries DROP COLUMN body;
+
+-- The due index over every destination, (next_attempt_at, id), served only the question of
+-- when the next delivery is due, and every lease and outcome paid to keep it: that question
+-- is now answered with one probe of the per-destination due index per destination, as on
+-- PostgreSQL.
+DROP INDEX outbox_deliveries_due;

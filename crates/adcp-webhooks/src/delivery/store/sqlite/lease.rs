@@ -24,7 +24,11 @@ use rusqlite::Connection;
 // two so that a store caches a handful of statements, not one per batch size.
 fn lease_sql(cap: u32, limit: u32) -> String {
     let cap = cap.max(1);
-    let reach = limit.max(1).checked_next_power_of_two().unwrap_or(cap).min(cap);
+    let reach = limit
+        .max(1)
+        .checked_next_power_of_two()
+        .unwrap_or(cap)
+        .min(cap);
     LEASE_SQL
         .replace("{cap}", &cap.to_string())
         .replace("{reach}", &reach.to_string())
@@ -89,9 +93,12 @@ impl SqliteStore {
 
     pub(super) async fn next_due_at(&self) -> Result<Option<i64>, StoreError> {
         sqlx::query_scalar(
-            "SELECT next_attempt_at FROM outbox_deliveries WHERE state = 'pending' ORDER BY next_attempt_at LIMIT 1",
+            // One probe of the per-destination due index per destination (see migration 0007).
+            "SELECT MIN((SELECT d.next_attempt_at FROM outbox_deliveries d \
+               WHERE d.destination = t.key AND d.state = 'pending' \
+               ORDER BY d.next_attempt_at LIMIT 1)) FROM outbox_destinations t",
         )
-        .fetch_optional(&self.pool)
+        .fetch_one(&self.pool)
         .await
         .map_err(db_err)
     }
