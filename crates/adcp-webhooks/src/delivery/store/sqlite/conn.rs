@@ -347,17 +347,7 @@ mod tests {
     use super::*;
     use crate::delivery::store::OutboxStore;
     use crate::delivery::store::group::tests::{a_conflict_fails_only_its_own_caller, new};
-    use crate::delivery::store::sqlite::{SqliteOptions, SqliteStore};
-
-    fn scratch(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!(
-            "adcp-conn-{name}-{}-{:016x}",
-            std::process::id(),
-            rand::random::<u64>()
-        ));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        dir
-    }
+    use crate::delivery::store::sqlite::{SqliteOptions, SqliteStore, scratch};
 
     fn config(path: PathBuf) -> ConnConfig {
         ConnConfig {

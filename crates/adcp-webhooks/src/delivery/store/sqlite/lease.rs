@@ -188,12 +188,7 @@ mod tests {
     /// should, earliest due first.
     #[tokio::test]
     async fn the_lease_statement_is_compiled_once_and_leases_in_due_order() {
-        let dir = std::env::temp_dir().join(format!(
-            "adcp-lease-{}-{:016x}",
-            std::process::id(),
-            rand::random::<u64>()
-        ));
-        std::fs::create_dir_all(&dir).expect("temp dir");
+        let dir = super::super::scratch("lease");
         let path = dir.join("outbox.db");
         let store = SqliteStore::open(SqliteOptions::new(path.to_string_lossy()))
             .await

@@ -12,6 +12,18 @@ mod lease;
 mod operate;
 mod schema;
 
+/// A new empty directory for a test's database files (`name` is in its name).
+#[cfg(test)]
+pub(crate) fn scratch(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "adcp-sqlite-{name}-{}-{:016x}",
+        std::process::id(),
+        rand::random::<u64>()
+    ));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
 use super::StoreError;
 use super::codec::row_codecs;
 use super::forward::delegate_outbox_store;

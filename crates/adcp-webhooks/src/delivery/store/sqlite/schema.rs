@@ -117,12 +117,7 @@ mod tests {
     /// and purging a delivery removes its body too.
     #[tokio::test]
     async fn bodies_stored_inline_by_an_older_version_survive_the_move() {
-        let dir = std::env::temp_dir().join(format!(
-            "adcp-schema-{}-{:016x}",
-            std::process::id(),
-            rand::random::<u64>()
-        ));
-        std::fs::create_dir_all(&dir).expect("temp dir");
+        let dir = super::super::scratch("schema");
         let path = dir.join("outbox.db");
         let url = format!("sqlite://{}?mode=rwc", path.display());
         let pool = sqlx::SqlitePool::connect(&url).await.expect("pool");
