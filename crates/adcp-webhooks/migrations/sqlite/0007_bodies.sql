@@ -5,6 +5,11 @@
 -- body never changes after the enqueue, so it is written once, here, under the delivery's id,
 -- and read back by the lease by primary key. Deleting a delivery deletes its body in the same
 -- transaction (the store's purge does both).
+--
+-- Upgrading copies every stored body and rewrites the deliveries table once, in the opening
+-- store's first transaction: time and free disk in proportion to what is stored (purge old
+-- delivered rows first to shorten it). A database opened read-only is not upgraded and is
+-- refused, naming the schema versions, until it has been opened read-write once.
 CREATE TABLE outbox_bodies (
     id   INTEGER PRIMARY KEY NOT NULL,
     body BLOB NOT NULL

@@ -82,20 +82,43 @@ impl SqliteStore {
         migrate_to(&self.pool, MIGRATIONS.len()).await
     }
 
+    /// A database opened read-only is not migrated: it must hold this version's schema, or
+    /// the first query would fail on a missing table or column.
     pub(super) async fn check_schema(&self, target: &str) -> Result<(), StoreError> {
+        let latest = MIGRATIONS.last().map_or(0, |m| m.0);
         let found: Option<String> = sqlx::query_scalar(
             "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'outbox_deliveries'",
         )
         .fetch_optional(&self.pool)
         .await
         .map_err(db_err)?;
-        match found {
-            Some(_) => Ok(()),
-            None => Err(StoreError::Open {
+        if found.is_none() {
+            return Err(StoreError::Open {
                 target: target.to_owned(),
                 detail:
                     "it holds no outbox (opened read-only, so it was not created); check the path"
                         .into(),
+            });
+        }
+        let version: Option<i64> =
+            sqlx::query_scalar("SELECT MAX(version) FROM outbox_schema_migrations WHERE success")
+                .fetch_one(&self.pool)
+                .await
+                .map_err(db_err)?;
+        match version.unwrap_or(0) {
+            v if v == latest => Ok(()),
+            v if v > latest => Err(StoreError::Migrate {
+                detail: format!(
+                    "{target} is at schema version {v}, newer than this version knows ({latest}); \
+                     upgrade adcp-webhooks"
+                ),
+            }),
+            v => Err(StoreError::Migrate {
+                detail: format!(
+                    "{target} is at schema version {v}, this version needs {latest}; open it once \
+                     read-write (`adcp-webhook outbox migrate --db {target}`, or any store opened \
+                     without read_only) to bring it up to date"
+                ),
             }),
         }
     }
@@ -112,8 +135,8 @@ mod tests {
         Outcome, PurgeSelection,
     };
 
-    /// A database written by the version before migration 7 (bodies inline) opens, migrates
-    /// and delivers: every body comes back byte for byte through the lease and the detail,
+    /// A database written by the version before migration 7 (bodies inline) is refused
+    /// read-only with what to do, then opens, migrates and delivers: every body comes back byte for byte through the lease and the detail,
     /// and purging a delivery removes its body too.
     #[tokio::test]
     async fn bodies_stored_inline_by_an_older_version_survive_the_move() {
@@ -146,9 +169,26 @@ mod tests {
         }
         pool.close().await;
 
+        // Read-only, it is not migrated: refused with what to do, not a missing-table error
+        // at the first query.
+        let refused = SqliteStore::open(SqliteOptions::new(path.to_string_lossy()).read_only(true))
+            .await
+            .map(drop)
+            .expect_err("an older schema opened read-only");
+        let message = refused.to_string();
+        assert!(
+            matches!(refused, StoreError::Migrate { .. })
+                && message.contains("schema version 6, this version needs 7")
+                && message.contains("outbox migrate"),
+            "{message}"
+        );
+
         let store = SqliteStore::open(SqliteOptions::new(path.to_string_lossy()))
             .await
             .expect("open and migrate");
+        SqliteStore::open(SqliteOptions::new(path.to_string_lossy()).read_only(true))
+            .await
+            .expect("read-only once migrated");
         let mut leased = store
             .lease(LeaseRequest {
                 now_ms: 2000,
