@@ -2,9 +2,9 @@
 
 use super::conn::{Request, col, sqlite_err};
 use super::{SqliteStore, db_err};
-use crate::delivery::store::codec::{headers_from_json, to_u32};
+use crate::delivery::store::codec::{corrupt, headers_from_json, to_u32};
 use crate::delivery::store::{DeliveryId, LeaseRequest, LeaseToken, LeasedDelivery, StoreError};
-use rusqlite::Connection;
+use rusqlite::{Connection, OptionalExtension};
 
 // Per destination: its earliest due rows, at most its room under the cap, read from
 // the per-destination due index, so one destination's backlog never hides another's
@@ -144,11 +144,15 @@ pub(super) fn lease_rows(
         });
     }
     drop(rows);
+    // The bodies, by primary key. A delivery without one (its row deleted by hand) fails the
+    // whole lease, which the thread rolls back: nothing is leased without its body.
     let mut body = conn.prepare_cached(BODY_SQL).map_err(sqlite_err)?;
     for d in &mut leased {
         let bytes: Vec<u8> = body
             .query_row([d.id.0], |row| row.get(0))
-            .map_err(sqlite_err)?;
+            .optional()
+            .map_err(sqlite_err)?
+            .ok_or_else(|| corrupt(format!("delivery {} has no row in outbox_bodies", d.id.0)))?;
         d.body = bytes::Bytes::from(bytes);
     }
     leased.sort_by_key(|d| d.id);
@@ -240,6 +244,45 @@ mod tests {
                 if limit == 4 { 2 } else { 1 }
             );
         }
+        drop(conn);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A delivery whose body is missing (its row deleted by hand) fails the lease with an
+    /// error naming it, and nothing of that lease is kept: no delivery is leased without its
+    /// body, and the others stay due.
+    #[tokio::test]
+    async fn a_missing_body_fails_the_lease_and_leases_nothing() {
+        use crate::delivery::store::{OutboxStore, StoreError};
+        let dir = super::super::scratch("lease-body");
+        let path = dir.join("outbox.db");
+        let store = SqliteStore::open(SqliteOptions::new(path.to_string_lossy()))
+            .await
+            .expect("open");
+        let ids = store
+            .enqueue(vec![
+                new("missing-body-key-0001", "{}"),
+                new("missing-body-key-0002", "{}"),
+            ])
+            .await
+            .expect("enqueue");
+        let conn = Connection::open(&path).expect("connection");
+        conn.execute("DELETE FROM outbox_bodies WHERE id = ?", [ids[1].id.0])
+            .expect("delete a body");
+        let request = LeaseRequest {
+            now_ms: 1_800_000_001_000,
+            limit: 10,
+            lease_ms: 60_000,
+            per_destination: 10,
+            exclude: Vec::new(),
+        };
+        let err = store.lease(request).await.expect_err("a body is missing");
+        assert!(
+            matches!(&err, StoreError::Corrupt { detail } if detail.contains(&ids[1].id.0.to_string())),
+            "{err:?}"
+        );
+        let counts = store.counts(1_800_000_001_000).await.expect("counts");
+        assert_eq!((counts.pending, counts.in_flight), (2, 0));
         drop(conn);
         let _ = std::fs::remove_dir_all(&dir);
     }
