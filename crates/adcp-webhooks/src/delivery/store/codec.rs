@@ -9,6 +9,29 @@ pub(crate) fn corrupt(what: impl std::fmt::Display) -> StoreError {
     }
 }
 
+/// Whether a database not migrated on open (PostgreSQL always, SQLite read-only) holds the
+/// schema version this version needs: `found` is its newest applied migration, `what` names
+/// it in the error, `hint` says how to migrate.
+pub(crate) fn check_schema_version(
+    found: i64,
+    latest: i64,
+    what: &str,
+    hint: &str,
+) -> Result<(), StoreError> {
+    if found == latest {
+        return Ok(());
+    }
+    let detail = if found > latest {
+        format!(
+            "{what} is at schema version {found}, newer than this version knows ({latest}); \
+             upgrade adcp-webhooks"
+        )
+    } else {
+        format!("{what} is at schema version {found}, this version needs {latest}; {hint}")
+    };
+    Err(StoreError::Migrate { detail })
+}
+
 /// Extra headers as stored: a JSON array of `[name, value]` pairs.
 pub(crate) fn headers_to_json(headers: &[(String, String)]) -> String {
     serde_json::Value::Array(
@@ -290,3 +313,31 @@ macro_rules! shared_reads {
 }
 
 pub(crate) use {row_codecs, shared_reads, summary_columns};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_schema_version_other_than_this_versions_is_refused_with_what_to_do() {
+        assert!(check_schema_version(7, 7, "the database", "migrate it").is_ok());
+        let older = check_schema_version(6, 7, "the database", "run `outbox migrate`")
+            .expect_err("older")
+            .to_string();
+        assert!(
+            older.contains("the database is at schema version 6, this version needs 7")
+                && older.contains("run `outbox migrate`"),
+            "{older}"
+        );
+        let newer = check_schema_version(8, 7, "/srv/outbox.db", "migrate it")
+            .expect_err("newer")
+            .to_string();
+        assert!(
+            newer.contains(
+                "/srv/outbox.db is at schema version 8, newer than this version knows (7)"
+            ) && newer.contains("upgrade adcp-webhooks")
+                && !newer.contains("migrate it"),
+            "{newer}"
+        );
+    }
+}

@@ -3,6 +3,7 @@
 
 use super::{PostgresStore, db_err};
 use crate::delivery::store::StoreError;
+use crate::delivery::store::codec::check_schema_version;
 use sqlx::Row;
 use std::collections::HashMap;
 
@@ -157,18 +158,7 @@ impl PostgresStore {
         };
         let hint = "run `adcp-webhook outbox migrate --db <url>` (or open with migrate enabled)";
         match found {
-            Some(v) if v == latest => Ok(()),
-            Some(v) if v > latest => Err(StoreError::Migrate {
-                detail: format!(
-                    "the database is at schema version {v}, newer than this version knows ({latest}); \
-                     upgrade adcp-webhooks"
-                ),
-            }),
-            Some(v) => Err(StoreError::Migrate {
-                detail: format!(
-                    "the database is at schema version {v}, this version needs {latest}; {hint}"
-                ),
-            }),
+            Some(v) => check_schema_version(v, latest, "the database", hint),
             None => Err(StoreError::Migrate {
                 detail: format!("{} holds no outbox schema; {hint}", self.target),
             }),

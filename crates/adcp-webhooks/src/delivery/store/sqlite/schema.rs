@@ -3,6 +3,7 @@
 
 use super::{SqliteStore, db_err};
 use crate::delivery::store::StoreError;
+use crate::delivery::store::codec::check_schema_version;
 use sqlx::SqlSafeStr;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 
@@ -105,22 +106,15 @@ impl SqliteStore {
                 .fetch_one(&self.pool)
                 .await
                 .map_err(db_err)?;
-        match version.unwrap_or(0) {
-            v if v == latest => Ok(()),
-            v if v > latest => Err(StoreError::Migrate {
-                detail: format!(
-                    "{target} is at schema version {v}, newer than this version knows ({latest}); \
-                     upgrade adcp-webhooks"
-                ),
-            }),
-            v => Err(StoreError::Migrate {
-                detail: format!(
-                    "{target} is at schema version {v}, this version needs {latest}; open it once \
-                     read-write (`adcp-webhook outbox migrate --db {target}`, or any store opened \
-                     without read_only) to bring it up to date"
-                ),
-            }),
-        }
+        check_schema_version(
+            version.unwrap_or(0),
+            latest,
+            target,
+            &format!(
+                "open it once read-write (`adcp-webhook outbox migrate --db {target}`, or any \
+                 store opened without read_only) to bring it up to date"
+            ),
+        )
     }
 }
 
