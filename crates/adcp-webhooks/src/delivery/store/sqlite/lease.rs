@@ -185,6 +185,17 @@ mod tests {
     use super::*;
     use crate::delivery::store::group::tests::new;
     use crate::delivery::store::sqlite::{SqliteOptions, SqliteStore};
+    use std::path::PathBuf;
+
+    /// A new store in a directory of its own: (the directory, the database file, the store).
+    async fn fresh(name: &str) -> (PathBuf, PathBuf, SqliteStore) {
+        let dir = super::super::scratch(name);
+        let path = dir.join("outbox.db");
+        let store = SqliteStore::open(SqliteOptions::new(path.to_string_lossy()))
+            .await
+            .expect("open");
+        (dir, path, store)
+    }
 
     /// Compiling the lease statement again on every call was the largest single cost of a
     /// lease (a bound LIMIT makes SQLite recompile after each bind): leasing again with a new
@@ -192,11 +203,7 @@ mod tests {
     /// should, earliest due first.
     #[tokio::test]
     async fn the_lease_statement_is_compiled_once_and_leases_in_due_order() {
-        let dir = super::super::scratch("lease");
-        let path = dir.join("outbox.db");
-        let store = SqliteStore::open(SqliteOptions::new(path.to_string_lossy()))
-            .await
-            .expect("open");
+        let (dir, path, store) = fresh("lease").await;
         drop(store);
         let conn = Connection::open(&path).expect("connection");
         let batch = (0..10)
@@ -254,11 +261,7 @@ mod tests {
     #[tokio::test]
     async fn a_missing_body_fails_the_lease_and_leases_nothing() {
         use crate::delivery::store::{OutboxStore, StoreError};
-        let dir = super::super::scratch("lease-body");
-        let path = dir.join("outbox.db");
-        let store = SqliteStore::open(SqliteOptions::new(path.to_string_lossy()))
-            .await
-            .expect("open");
+        let (dir, path, store) = fresh("lease-body").await;
         let ids = store
             .enqueue(vec![
                 new("missing-body-key-0001", "{}"),
