@@ -16,7 +16,7 @@ from __future__ import annotations
 import base64
 import json
 import sys
-from typing import Any, Callable, NoReturn
+from typing import Any, Callable, Iterator, NoReturn
 
 
 class HarnessError(Exception):
@@ -66,6 +66,16 @@ def require(obj: dict[str, Any], key: str, kind: type | tuple[type, ...], where:
     if not isinstance(value, kind):
         raise HarnessError(f"{where}: {key!r} has the wrong type ({type(value).__name__})")
     return value
+
+
+def cases(request: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, Any]]]:
+    """Each of the request's `cases`: its id, where it is (for error messages), the case."""
+    for index, case in enumerate(require(request, "cases", list, "request")):
+        where = f"cases[{index}]"
+        if not isinstance(case, dict):
+            raise HarnessError(f"{where}: must be an object")
+        case_id = require(case, "id", str, where)
+        yield case_id, f"case {case_id!r}", case
 
 
 def case_body(case: dict[str, Any], where: str) -> bytes:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from _common import HarnessError, answer, require
+from _common import HarnessError, answer, cases, require
 
 
 def main() -> None:
@@ -24,14 +24,8 @@ def main() -> None:
 def run(request: dict[str, Any]) -> list[dict[str, Any]]:
     from adcp.signing.keygen import pem_to_adcp_jwk
 
-    cases = require(request, "cases", list, "request")
     results = []
-    for index, case in enumerate(cases):
-        where = f"cases[{index}]"
-        if not isinstance(case, dict):
-            raise HarnessError(f"{where}: must be an object")
-        case_id = require(case, "id", str, where)
-        where = f"case {case_id!r}"
+    for case_id, where, case in cases(request):
         pem = require(case, "pem", str, where).encode("ascii", "strict")
         passphrase = case.get("passphrase")
         if passphrase is not None and not isinstance(passphrase, str):

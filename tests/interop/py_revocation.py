@@ -20,7 +20,7 @@ import time
 from datetime import datetime, timezone
 from typing import Any
 
-from _common import HarnessError, answer, require
+from _common import answer, cases, require
 
 
 def main() -> None:
@@ -34,15 +34,9 @@ def run(request: dict[str, Any]) -> list[dict[str, Any]]:
     issuer = require(request, "issuer", str, "request")
     jwks = require(request, "jwks", dict, "request")
     now = require(request, "now", int, "request")
-    cases = require(request, "cases", list, "request")
     wall = datetime.fromtimestamp(now, tz=timezone.utc)
     results = []
-    for index, case in enumerate(cases):
-        where = f"cases[{index}]"
-        if not isinstance(case, dict):
-            raise HarnessError(f"{where}: must be an object")
-        case_id = require(case, "id", str, where)
-        where = f"case {case_id!r}"
+    for case_id, where, case in cases(request):
         text = require(case, "body", str, where).strip()
         kids = require(case, "kids", list, where)
         # As the SDK's default fetcher parses a 200 body: JSON when it starts with "{".

@@ -23,6 +23,7 @@ from _common import (
     answer,
     case_body,
     case_headers,
+    cases,
     private_key_from_request,
     require,
     rfc9421_alg,
@@ -57,14 +58,8 @@ def run(request: dict[str, Any]) -> list[dict[str, Any]]:
     from adcp.signing.webhook_signer import sign_webhook
 
     batch_key = _key_of(request, "request") if _names_a_key(request) else None
-    cases = require(request, "cases", list, "request")
     results = []
-    for index, case in enumerate(cases):
-        where = f"cases[{index}]"
-        if not isinstance(case, dict):
-            raise HarnessError(f"{where}: must be an object")
-        case_id = require(case, "id", str, where)
-        where = f"case {case_id!r}"
+    for case_id, where, case in cases(request):
         key = _key_of(case, where) if _names_a_key(case) else batch_key
         if key is None:
             raise HarnessError(

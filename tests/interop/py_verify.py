@@ -22,6 +22,7 @@ from _common import (
     answer,
     case_body,
     case_headers,
+    cases,
     require,
 )
 
@@ -76,15 +77,9 @@ def run(request: dict[str, Any]) -> list[dict[str, Any]]:
     from adcp.signing.webhook_verifier import WebhookVerifyOptions, verify_webhook_signature
 
     batch_jwks = request.get("jwks")
-    cases = require(request, "cases", list, "request")
     replay_groups: dict[str, Any] = {}
     results = []
-    for index, case in enumerate(cases):
-        where = f"cases[{index}]"
-        if not isinstance(case, dict):
-            raise HarnessError(f"{where}: must be an object")
-        case_id = require(case, "id", str, where)
-        where = f"case {case_id!r}"
+    for case_id, where, case in cases(request):
         method = require(case, "method", str, where)
         url = require(case, "url", str, where)
         headers = case_headers(case, where)

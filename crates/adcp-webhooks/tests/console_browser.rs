@@ -18,7 +18,7 @@ mod webdriver;
 use adcp_webhooks::WebhookSender;
 use adcp_webhooks::console::ConsoleConfig;
 use adcp_webhooks::delivery::store::{Health, OutboxStore};
-use adcp_webhooks::delivery::{DeliveryState, Outbox, RetryPolicy, WorkerConfig};
+use adcp_webhooks::delivery::{Outbox, RetryPolicy};
 use adcp_webhooks::destination::DestinationPolicy;
 use adcp_webhooks::keys::{Algorithm, KeyPurpose, SigningKey};
 use console::{Served, delivery, now_ms, seed, seed_with, serve};
@@ -150,27 +150,8 @@ async fn dead_letter_is_found_requeued_and_delivered(engine: Engine) {
     b.wait_text(".badge", "pending", Duration::from_secs(20))
         .await;
     // A worker delivers it to the loopback receiver.
-    let watcher = s.outbox.clone();
     let id = ids[0];
-    let shutdown = async move {
-        let start = Instant::now();
-        while start.elapsed() < Duration::from_secs(30) {
-            if let Ok(Some(d)) = watcher.inspect(id).await
-                && d.summary.state == DeliveryState::Delivered
-            {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    };
-    let config = WorkerConfig {
-        poll_interval: Duration::from_millis(20),
-        ..WorkerConfig::default()
-    };
-    s.outbox
-        .run(sender(), config, shutdown)
-        .await
-        .expect("worker");
+    console::run_until_delivered(&s.outbox, sender(), id).await;
     let got = receiver.requests();
     assert_eq!(got.len(), 1, "the requeued webhook was delivered once");
     assert!(String::from_utf8_lossy(&got[0].body).contains("op_123"));

@@ -571,7 +571,7 @@ async fn live_tail_streams_attempts(engine: Engine) {
 /// page then shows the attempt's signed request headers (the signature shortened, an
 /// `Authorization` extra header masked) and the receiver's response headers, escaped.
 async fn attempts_show_their_headers(engine: Engine) {
-    use adcp_webhooks::delivery::{EnqueueOptions, WorkerConfig};
+    use adcp_webhooks::delivery::EnqueueOptions;
     use adcp_webhooks::destination::DestinationPolicy;
     use adcp_webhooks::keys::{Algorithm, KeyPurpose, SigningKey};
     use adcp_webhooks::{IdempotencyKey, RawWebhook, WebhookSender};
@@ -602,24 +602,8 @@ async fn attempts_show_their_headers(engine: Engine) {
         .destination_policy(DestinationPolicy::permissive())
         .build()
         .expect("sender");
-    let watcher = outbox.clone();
     let id = queued.id;
-    let shutdown = async move {
-        let start = Instant::now();
-        while start.elapsed() < Duration::from_secs(30) {
-            if let Ok(Some(d)) = watcher.inspect(id).await
-                && d.summary.state == DeliveryState::Delivered
-            {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    };
-    let config = WorkerConfig {
-        poll_interval: Duration::from_millis(20),
-        ..WorkerConfig::default()
-    };
-    outbox.run(sender, config, shutdown).await.expect("worker");
+    console::run_until_delivered(&outbox, sender, id).await;
     let got = receiver.requests();
     assert_eq!(got.len(), 1, "delivered once");
     let signature = got[0].header("signature").expect("signed").to_owned();

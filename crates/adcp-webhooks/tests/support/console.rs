@@ -9,6 +9,8 @@ use adcp_webhooks::delivery::store::{
     AttemptRecord, Completion, DeliveryId, DisableRules, Health, LeaseRequest, NewDelivery,
     OutboxStore, Outcome,
 };
+use adcp_webhooks::delivery::{DeliveryState, WorkerConfig};
+use adcp_webhooks::sender::WebhookSender;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::task::JoinHandle;
@@ -171,4 +173,26 @@ pub fn csrf_of(html: &str) -> Option<String> {
     let at = html.find("name=\"csrf\" value=\"")? + "name=\"csrf\" value=\"".len();
     let rest = html.get(at..)?;
     Some(rest.get(..rest.find('"')?)?.to_owned())
+}
+
+/// Run a worker of `outbox` until delivery `id` is delivered (at most 30 s), polling every
+/// 20 ms.
+pub async fn run_until_delivered(outbox: &Outbox, sender: WebhookSender, id: DeliveryId) {
+    let watcher = outbox.clone();
+    let shutdown = async move {
+        let start = std::time::Instant::now();
+        while start.elapsed() < std::time::Duration::from_secs(30) {
+            if let Ok(Some(d)) = watcher.inspect(id).await
+                && d.summary.state == DeliveryState::Delivered
+            {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    };
+    let config = WorkerConfig {
+        poll_interval: std::time::Duration::from_millis(20),
+        ..WorkerConfig::default()
+    };
+    outbox.run(sender, config, shutdown).await.expect("worker");
 }

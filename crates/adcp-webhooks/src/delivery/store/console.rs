@@ -602,12 +602,26 @@ pub(crate) use {bind_all, console_reads};
 mod tests {
     use super::*;
 
+    /// SQLite's query plan for `sql` with `binds`, one step per line.
+    async fn plan_of(pool: &sqlx::SqlitePool, sql: &str, binds: Vec<Bind>) -> Vec<String> {
+        use sqlx::Row as _;
+        bind_all!(
+            sqlx::query(sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {sql}"))),
+            binds
+        )
+        .fetch_all(pool)
+        .await
+        .expect("explain")
+        .iter()
+        .map(|r| r.get::<String, _>("detail"))
+        .collect()
+    }
+
     /// SQLite's plan for each deliveries filter names the index the module documentation
     /// promises, and never sorts (a sort would read every matching row for one page).
     #[tokio::test]
     async fn each_filter_walks_its_index() {
         use crate::delivery::store::sqlite::{SqliteOptions, SqliteStore};
-        use sqlx::Row as _;
         let path = std::env::temp_dir().join(format!(
             "adcp-console-plan-{}-{}.db",
             std::process::id(),
@@ -655,15 +669,7 @@ mod tests {
                         limit: 50,
                     },
                 );
-                let rows = bind_all!(
-                    sqlx::query(sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {sql}"))),
-                    binds
-                )
-                .fetch_all(&pool)
-                .await
-                .expect("explain");
-                let plan: Vec<String> = rows.iter().map(|r| r.get::<String, _>("detail")).collect();
-                let plan = plan.join(" | ");
+                let plan = plan_of(&pool, &sql, binds).await.join(" | ");
                 assert!(
                     plan.contains(&format!("{index}(")) || plan.contains(&format!("{index} (")),
                     "{f:?} {page:?}: {plan}"
@@ -675,14 +681,7 @@ mod tests {
             Dialect::Sqlite,
             &filter(Some(DeliveryState::Dead), Some("buyer-a")),
         );
-        let rows = bind_all!(
-            sqlx::query(sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {sql}"))),
-            binds
-        )
-        .fetch_all(&pool)
-        .await
-        .expect("explain");
-        let plan: String = rows.iter().map(|r| r.get::<String, _>("detail")).collect();
+        let plan: String = plan_of(&pool, &sql, binds).await.concat();
         assert!(
             plan.contains("COVERING INDEX outbox_deliveries_state_destination_id"),
             "{plan}"
