@@ -20,10 +20,29 @@ impl SqliteStore {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
+        // Masking and serializing the recorded headers happens here, on the caller's task,
+        // not on the connection thread that every store call waits for.
+        let batch = batch
+            .into_iter()
+            .map(|completion| Recorded {
+                request_headers: recorded_headers_text(completion.attempt.request_headers.as_ref()),
+                response_headers: recorded_headers_text(
+                    completion.attempt.response_headers.as_ref(),
+                ),
+                completion,
+            })
+            .collect();
         self.conn
             .call(|reply| Request::Complete(batch, rules, now, reply))
             .await
     }
+}
+
+/// A completion with its attempt's headers as the log stores them.
+pub(super) struct Recorded {
+    completion: Completion,
+    request_headers: Option<String>,
+    response_headers: Option<String>,
 }
 
 // The attempt counted without applying an outcome: the lease had moved on.
@@ -88,14 +107,15 @@ const DISABLE_IF_FAILING: &str = "UPDATE outbox_destinations SET disabled = 1, d
 /// one by one.
 pub(super) fn complete_rows(
     conn: &Connection,
-    batch: Vec<Completion>,
+    batch: &[Recorded],
     rules: DisableRules,
     now: i64,
 ) -> Result<Vec<CompleteStatus>, StoreError> {
     let prepare = |sql| conn.prepare_cached(sql).map_err(sqlite_err);
-    let mut healthy: HashSet<String> = HashSet::new();
+    let mut healthy: HashSet<&str> = HashSet::new();
     let mut statuses = Vec::with_capacity(batch.len());
-    for c in batch {
+    for recorded in batch {
+        let c = &recorded.completion;
         let a = &c.attempt;
         let status = a.status.map(i64::from);
         let counted = (a.started_at_ms, status, a.class.as_str(), c.id.0);
@@ -153,16 +173,16 @@ pub(super) fn complete_rows(
                 a.class.as_str(),
                 a.error.as_deref(),
                 recorded_response(a.response_body.as_ref()),
-                recorded_headers_text(a.request_headers.as_ref()),
-                recorded_headers_text(a.response_headers.as_ref()),
+                recorded.request_headers,
+                recorded.response_headers,
             ])
             .map_err(sqlite_err)?;
         match c.health {
             Health::Success => {
-                healthy.insert(c.destination);
+                healthy.insert(&c.destination);
             }
             Health::Failure { open_until_ms } => {
-                if healthy.remove(&c.destination) {
+                if healthy.remove(c.destination.as_str()) {
                     prepare(HEALTHY)?
                         .execute(params![now, c.destination])
                         .map_err(sqlite_err)?;

@@ -23,8 +23,8 @@
 
 use crate::delivery::store::group::{MAX_GROUP_ROWS, for_each_caller};
 use crate::delivery::store::{
-    CompleteStatus, Completion, DeliveryId, DisableRules, Enqueued, LeaseRequest, LeaseToken,
-    LeasedDelivery, NewDelivery, StoreError,
+    CompleteStatus, DeliveryId, DisableRules, Enqueued, LeaseRequest, LeaseToken, LeasedDelivery,
+    NewDelivery, StoreError,
 };
 use rusqlite::{Connection, OpenFlags};
 use std::path::{Path, PathBuf};
@@ -51,7 +51,7 @@ pub(crate) enum Request {
     Lease(LeaseRequest, Reply<Vec<LeasedDelivery>>),
     /// Record attempts and apply their outcomes.
     Complete(
-        Vec<Completion>,
+        Vec<super::complete::Recorded>,
         DisableRules,
         i64,
         Reply<Vec<CompleteStatus>>,
@@ -137,7 +137,13 @@ fn open(config: &ConnConfig) -> Result<Connection, StoreError> {
         target: config.path.display().to_string(),
         detail: e.to_string(),
     };
-    let conn = Connection::open_with_flags(&config.path, flags).map_err(open_err)?;
+    // The log's frames reach the file in one write per transaction (see `adcp_sqlite_wal`);
+    // a process whose SQLite has no default VFS to wrap opens with the default.
+    let conn = match adcp_sqlite_wal::register() {
+        Some(vfs) => Connection::open_with_flags_and_vfs(&config.path, flags, vfs),
+        None => Connection::open_with_flags(&config.path, flags),
+    }
+    .map_err(open_err)?;
     conn.busy_timeout(config.busy_timeout).map_err(open_err)?;
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     // The hot path reads bodies back when it leases them: a page cache larger than SQLite's
@@ -217,10 +223,10 @@ fn ran<T: Send + 'static>(result: Result<T, StoreError>, reply: Reply<T>) -> Ran
 impl Request {
     fn run(self, conn: &Connection) -> Ran {
         match self {
-            Self::Enqueue(batch, reply) => ran(super::enqueue::insert_rows(conn, batch), reply),
+            Self::Enqueue(batch, reply) => ran(super::enqueue::insert_rows(conn, &batch), reply),
             Self::Lease(request, reply) => ran(super::lease::lease_rows(conn, &request), reply),
             Self::Complete(batch, rules, now, reply) => ran(
-                super::complete::complete_rows(conn, batch, rules, now),
+                super::complete::complete_rows(conn, &batch, rules, now),
                 reply,
             ),
             Self::Release(leases, at, reply) => {

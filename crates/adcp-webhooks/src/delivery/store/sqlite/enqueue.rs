@@ -39,7 +39,7 @@ impl SqliteStore {
 /// A repeat of a stored key: its id, or the conflict when its digest differs. Rows stored
 /// before digests were recorded have none: they count as repeats.
 fn repeat(
-    d: NewDelivery,
+    d: &NewDelivery,
     digest: &[u8; 32],
     id: i64,
     stored: Option<Vec<u8>>,
@@ -47,7 +47,7 @@ fn repeat(
     if stored.is_some_and(|s| s.as_slice() != digest.as_slice()) {
         return Err(StoreError::IdempotencyConflict {
             url: crate::redact::redact_url(&d.url),
-            idempotency_key: d.idempotency_key,
+            idempotency_key: d.idempotency_key.clone(),
         });
     }
     Ok(Enqueued {
@@ -62,17 +62,17 @@ fn repeat(
 /// rollback.
 pub(super) fn insert_rows(
     conn: &rusqlite::Connection,
-    batch: Vec<NewDelivery>,
+    batch: &[NewDelivery],
 ) -> Result<Vec<Enqueued>, StoreError> {
     let mut out = Vec::with_capacity(batch.len());
-    let mut last_destination: Option<String> = None;
+    let mut last_destination: Option<&str> = None;
     for d in batch {
         let digest = d.digest();
-        if last_destination.as_deref() != Some(d.destination.as_str()) {
+        if last_destination != Some(d.destination.as_str()) {
             conn.prepare_cached(INSERT_DESTINATION)
                 .and_then(|mut s| s.execute([&d.destination]))
                 .map_err(sqlite_err)?;
-            last_destination = Some(d.destination.clone());
+            last_destination = Some(&d.destination);
         }
         let mut insert = conn.prepare_cached(INSERT_DELIVERY).map_err(sqlite_err)?;
         let mut rows = insert
@@ -179,7 +179,7 @@ async fn insert_batch(
             .fetch_one(&mut *conn)
             .await
             .map_err(db_err)?;
-        out.push(repeat(d, &digest, id, stored)?);
+        out.push(repeat(&d, &digest, id, stored)?);
     }
     Ok(out)
 }

@@ -212,8 +212,8 @@ mod tests {
                 d.first_attempt_at_ms += 10 - i; // the last enqueued is due first
                 d
             })
-            .collect();
-        let ids: Vec<i64> = super::super::enqueue::insert_rows(&conn, batch)
+            .collect::<Vec<_>>();
+        let ids: Vec<i64> = super::super::enqueue::insert_rows(&conn, &batch)
             .expect("enqueue")
             .iter()
             .map(|e| e.id.0)
