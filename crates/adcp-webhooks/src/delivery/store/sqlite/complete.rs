@@ -7,7 +7,7 @@ use crate::delivery::store::codec::{recorded_headers_text, recorded_response};
 use crate::delivery::store::{
     CompleteStatus, Completion, DisableRules, Health, Outcome, StoreError,
 };
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, params};
 use std::collections::HashSet;
 
 impl SqliteStore {
@@ -46,11 +46,17 @@ pub(super) struct Recorded {
 }
 
 // The attempt counted without applying an outcome: the lease had moved on.
+//
+// These statements have no RETURNING: a statement with one runs like one with a trigger, for
+// which SQLite copies every page it touches into a statement journal. The attempt's number
+// is read back by primary key (`ATTEMPT_NUMBER`) instead.
 const COUNT_ATTEMPT: &str = "UPDATE outbox_deliveries SET total_attempts = total_attempts + 1, last_attempt_at = ?1, \
-     last_status = ?2, last_error_class = ?3 WHERE id = ?4 RETURNING total_attempts";
+     last_status = ?2, last_error_class = ?3 WHERE id = ?4";
+
+const ATTEMPT_NUMBER: &str = "SELECT total_attempts FROM outbox_deliveries WHERE id = ?";
 
 /// An outcome applied and the attempt counted in one statement: `?1` to `?4` as in
-/// `COUNT_ATTEMPT`, then the outcome's columns, and its condition on the lease. No row back
+/// `COUNT_ATTEMPT`, then the outcome's columns, and its condition on the lease. No row changed
 /// means the outcome does not apply (the attempt is then counted by `COUNT_ATTEMPT`).
 macro_rules! apply_outcome {
     ($set:literal, $condition:literal) => {
@@ -60,8 +66,7 @@ macro_rules! apply_outcome {
              attempts = attempts + 1, ",
             $set,
             " WHERE id = ?4 AND state = 'pending'",
-            $condition,
-            " RETURNING total_attempts"
+            $condition
         )
     };
 }
@@ -119,50 +124,42 @@ pub(super) fn complete_rows(
         let a = &c.attempt;
         let status = a.status.map(i64::from);
         let counted = (a.started_at_ms, status, a.class.as_str(), c.id.0);
-        let applied: Option<i64> = match &c.outcome {
-            Outcome::Delivered => prepare(DELIVERED)?.query_row(
-                params![counted.0, counted.1, counted.2, counted.3, now],
-                first,
-            ),
-            Outcome::Retry { at_ms } => prepare(RETRY_AT)?.query_row(
-                params![counted.0, counted.1, counted.2, counted.3, at_ms, c.token.0],
-                first,
-            ),
-            Outcome::Dead { code, reason } => prepare(DEAD)?.query_row(
-                params![
-                    counted.0, counted.1, counted.2, counted.3, now, code, reason, c.token.0
-                ],
-                first,
-            ),
+        let applied = match &c.outcome {
+            Outcome::Delivered => prepare(DELIVERED)?
+                .execute(params![counted.0, counted.1, counted.2, counted.3, now]),
+            Outcome::Retry { at_ms } => prepare(RETRY_AT)?.execute(params![
+                counted.0, counted.1, counted.2, counted.3, at_ms, c.token.0
+            ]),
+            Outcome::Dead { code, reason } => prepare(DEAD)?.execute(params![
+                counted.0, counted.1, counted.2, counted.3, now, code, reason, c.token.0
+            ]),
             Outcome::DisableDestination { reason } => {
                 prepare(DISABLE)?
                     .execute(params![reason, now, c.destination])
                     .map_err(sqlite_err)?;
                 // Pending until the destination is enabled again.
-                prepare(RETRY_AT)?.query_row(
-                    params![counted.0, counted.1, counted.2, counted.3, now, c.token.0],
-                    first,
-                )
+                prepare(RETRY_AT)?.execute(params![
+                    counted.0, counted.1, counted.2, counted.3, now, c.token.0
+                ])
             }
         }
-        .optional()
-        .map_err(sqlite_err)?;
-        let number = match applied {
-            Some(number) => {
-                statuses.push(CompleteStatus::Applied);
-                number
+        .map_err(sqlite_err)?
+            == 1;
+        if applied {
+            statuses.push(CompleteStatus::Applied);
+        } else {
+            statuses.push(CompleteStatus::LeaseLost);
+            let counted = prepare(COUNT_ATTEMPT)?
+                .execute(params![counted.0, counted.1, counted.2, counted.3])
+                .map_err(sqlite_err)?;
+            // No row: purged while in flight, nothing left to record against.
+            if counted == 0 {
+                continue;
             }
-            None => {
-                statuses.push(CompleteStatus::LeaseLost);
-                let counted: Option<i64> = prepare(COUNT_ATTEMPT)?
-                    .query_row(params![counted.0, counted.1, counted.2, counted.3], first)
-                    .optional()
-                    .map_err(sqlite_err)?;
-                // None: purged while in flight, nothing left to record against.
-                let Some(number) = counted else { continue };
-                number
-            }
-        };
+        }
+        let number: i64 = prepare(ATTEMPT_NUMBER)?
+            .query_row([c.id.0], first)
+            .map_err(sqlite_err)?;
         prepare(LOG_ATTEMPT)?
             .execute(params![
                 c.id.0,
@@ -215,4 +212,117 @@ pub(super) fn complete_rows(
 /// The first column of a row.
 fn first(row: &rusqlite::Row<'_>) -> rusqlite::Result<i64> {
     row.get(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::delivery::classify::ErrorClass;
+    use crate::delivery::store::group::tests::new;
+    use crate::delivery::store::sqlite::{SqliteOptions, SqliteStore, scratch};
+    use crate::delivery::store::{
+        AttemptRecord, Completion, DisableRules, Health, LeaseRequest, OutboxStore, Outcome,
+    };
+
+    /// The connection thread does not enforce foreign keys (see `conn`): every row it writes
+    /// must still reference an existing one. A workload over two destinations with each kind
+    /// of outcome leaves `PRAGMA foreign_key_check` empty, and the check does see an orphan.
+    #[tokio::test]
+    async fn what_the_connection_thread_writes_keeps_every_reference() {
+        let dir = scratch("references");
+        let path = dir.join("outbox.db");
+        let store = SqliteStore::open(SqliteOptions::new(path.to_string_lossy()))
+            .await
+            .expect("open");
+        let mut batch: Vec<_> = (0..4)
+            .map(|i| new(&format!("whk_references_{i:09}"), "{}"))
+            .collect();
+        for d in &mut batch[2..] {
+            d.url = "https://other.example/hook".into();
+            d.destination = "https://other.example".into();
+        }
+        store.enqueue(batch).await.expect("enqueue");
+        let leased = store
+            .lease(LeaseRequest {
+                now_ms: 1_800_000_000_000,
+                limit: 10,
+                lease_ms: 60_000,
+                per_destination: 10,
+                exclude: vec![],
+            })
+            .await
+            .expect("lease");
+        assert_eq!(leased.len(), 4);
+        let outcomes = [
+            (Outcome::Delivered, Health::Success, Some(200)),
+            (
+                Outcome::Retry {
+                    at_ms: 1_800_000_100_000,
+                },
+                Health::Failure {
+                    open_until_ms: None,
+                },
+                Some(503),
+            ),
+            (
+                Outcome::Dead {
+                    code: "gone".into(),
+                    reason: "410".into(),
+                },
+                Health::Neutral,
+                Some(410),
+            ),
+        ];
+        let done = leased
+            .iter()
+            .take(3)
+            .zip(outcomes)
+            .map(|(d, (outcome, health, status))| Completion {
+                id: d.id,
+                token: d.token,
+                destination: d.destination.clone(),
+                attempt: AttemptRecord {
+                    started_at_ms: 1_800_000_000_001,
+                    latency_ms: 1,
+                    status,
+                    class: ErrorClass::Ok,
+                    error: None,
+                    response_body: None,
+                    request_headers: Some(vec![("Signature".into(), "sig1=:AA:".into())]),
+                    response_headers: None,
+                },
+                outcome,
+                health,
+            })
+            .collect();
+        store
+            .complete(done, DisableRules::default(), 1_800_000_000_002)
+            .await
+            .expect("complete");
+        store
+            .release(vec![(leased[3].id, leased[3].token)], 1_800_000_000_003)
+            .await
+            .expect("release");
+        let check = |conn: &rusqlite::Connection| -> usize {
+            let mut s = conn.prepare("PRAGMA foreign_key_check").expect("prepare");
+            s.query_map([], |_| Ok(())).expect("check").count()
+        };
+        let conn = rusqlite::Connection::open(&path).expect("connection");
+        let attempts: i64 = conn
+            .query_row("SELECT COUNT(*) FROM outbox_attempts", [], |r| r.get(0))
+            .expect("attempts");
+        assert_eq!(attempts, 3);
+        assert_eq!(check(&conn), 0, "an orphan row after the workload");
+        conn.execute_batch("PRAGMA foreign_keys = OFF")
+            .expect("pragma");
+        conn.execute(
+            "INSERT INTO outbox_attempts (delivery_id, attempt, started_at, latency_ms, error_class) \
+             VALUES (999999, 1, 0, 0, 'ok')",
+            [],
+        )
+        .expect("orphan");
+        assert_eq!(check(&conn), 1, "the check sees an orphan attempt");
+        drop(conn);
+        store.close().await;
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

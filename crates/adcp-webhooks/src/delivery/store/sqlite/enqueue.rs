@@ -1,7 +1,7 @@
 //! Enqueueing: a batch of webhooks in one transaction, on the store's connection thread or
 //! on a connection the caller owns (its own transaction).
 
-use super::conn::{Request, col, sqlite_err};
+use super::conn::{Request, sqlite_err};
 use super::{SqliteStore, db_err};
 use crate::delivery::store::codec::headers_to_json;
 use crate::delivery::store::{DeliveryId, Enqueued, NewDelivery, StoreError};
@@ -10,10 +10,13 @@ use sqlx::{Connection, SqliteConnection};
 const INSERT_DESTINATION: &str =
     "INSERT INTO outbox_destinations (key) VALUES (?) ON CONFLICT (key) DO NOTHING";
 
+// No RETURNING: a statement with one runs like one with a trigger, for which SQLite copies
+// every page it touches into a statement journal; the new id is the connection's last
+// inserted rowid, and no change means the key was already stored.
 const INSERT_DELIVERY: &str = "INSERT INTO outbox_deliveries (destination, url, idempotency_key, kind, extra_headers, state, \
      created_at, deadline_at, next_attempt_at, content_digest) \
      VALUES (?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?) \
-     ON CONFLICT (url, idempotency_key) DO NOTHING RETURNING id";
+     ON CONFLICT (url, idempotency_key) DO NOTHING";
 
 // The body of a delivery just inserted, under its id (bodies have a table of their own: see
 // migration 0007).
@@ -74,26 +77,24 @@ pub(super) fn insert_rows(
                 .map_err(sqlite_err)?;
             last_destination = Some(&d.destination);
         }
-        let mut insert = conn.prepare_cached(INSERT_DELIVERY).map_err(sqlite_err)?;
-        let mut rows = insert
-            .query(rusqlite::params![
-                d.destination,
-                d.url,
-                d.idempotency_key,
-                d.kind,
-                headers_to_json(&d.extra_headers),
-                d.created_at_ms,
-                d.deadline_ms,
-                d.first_attempt_at_ms,
-                &digest[..],
-            ])
+        let changed = conn
+            .prepare_cached(INSERT_DELIVERY)
+            .and_then(|mut s| {
+                s.execute(rusqlite::params![
+                    d.destination,
+                    d.url,
+                    d.idempotency_key,
+                    d.kind,
+                    headers_to_json(&d.extra_headers),
+                    d.created_at_ms,
+                    d.deadline_ms,
+                    d.first_attempt_at_ms,
+                    &digest[..],
+                ])
+            })
             .map_err(sqlite_err)?;
-        let inserted: Option<i64> = match rows.next().map_err(sqlite_err)? {
-            Some(row) => Some(col(row, 0)?),
-            None => None,
-        };
-        drop(rows);
-        if let Some(id) = inserted {
+        if changed == 1 {
+            let id = conn.last_insert_rowid();
             conn.prepare_cached(INSERT_BODY)
                 .and_then(|mut s| s.execute(rusqlite::params![id, d.body.as_ref()]))
                 .map_err(sqlite_err)?;
@@ -147,7 +148,7 @@ async fn insert_batch(
             .execute(&mut *conn)
             .await
             .map_err(db_err)?;
-        let inserted: Option<i64> = sqlx::query_scalar(INSERT_DELIVERY)
+        let inserted = sqlx::query(INSERT_DELIVERY)
             .bind(&d.destination)
             .bind(&d.url)
             .bind(&d.idempotency_key)
@@ -157,10 +158,11 @@ async fn insert_batch(
             .bind(d.deadline_ms)
             .bind(d.first_attempt_at_ms)
             .bind(&digest[..])
-            .fetch_optional(&mut *conn)
+            .execute(&mut *conn)
             .await
             .map_err(db_err)?;
-        if let Some(id) = inserted {
+        if inserted.rows_affected() == 1 {
+            let id = inserted.last_insert_rowid();
             sqlx::query(INSERT_BODY)
                 .bind(id)
                 .bind(d.body.as_ref())
