@@ -149,15 +149,8 @@ fn open(config: &ConnConfig) -> Result<Connection, StoreError> {
     // The hot path reads bodies back when it leases them: a page cache larger than SQLite's
     // default 2 MiB keeps a backlog's pages in memory instead of reading them again from the
     // file, and sorts (the lease's ranking) stay in memory instead of a temporary file.
-    //
-    // Foreign keys are not enforced on this connection (the store's other connections enforce
-    // them): its statements keep references valid by construction (a destination's row is
-    // written in the same transaction before its deliveries, an attempt only after its
-    // delivery's row was updated in the same transaction), and enforcing them made SQLite
-    // copy every page each insert touched into a statement journal, in case the check failed
-    // halfway, and probe the parent table for every row.
     let mut pragmas = format!(
-        "PRAGMA foreign_keys = OFF; PRAGMA synchronous = NORMAL; PRAGMA temp_store = MEMORY; \
+        "PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL; PRAGMA temp_store = MEMORY; \
          PRAGMA cache_size = -{}; PRAGMA wal_autocheckpoint = 10000;",
         PAGE_CACHE_KIB
     );
