@@ -47,9 +47,8 @@ pub(super) struct Recorded {
 
 // The attempt counted without applying an outcome: the lease had moved on.
 //
-// These statements have no RETURNING: a statement with one runs like one with a trigger, for
-// which SQLite copies every page it touches into a statement journal. The attempt's number
-// is read back by primary key (`ATTEMPT_NUMBER`) instead.
+// No RETURNING (see `conn`): the attempt's number is read back by primary key
+// (`ATTEMPT_NUMBER`).
 const COUNT_ATTEMPT: &str = "UPDATE outbox_deliveries SET total_attempts = total_attempts + 1, last_attempt_at = ?1, \
      last_status = ?2, last_error_class = ?3 WHERE id = ?4";
 
@@ -149,11 +148,11 @@ pub(super) fn complete_rows(
             statuses.push(CompleteStatus::Applied);
         } else {
             statuses.push(CompleteStatus::LeaseLost);
-            let counted = prepare(COUNT_ATTEMPT)?
+            let found = prepare(COUNT_ATTEMPT)?
                 .execute(params![counted.0, counted.1, counted.2, counted.3])
                 .map_err(sqlite_err)?;
             // No row: purged while in flight, nothing left to record against.
-            if counted == 0 {
+            if found == 0 {
                 continue;
             }
         }

@@ -20,6 +20,13 @@
 //! pages), and a power cut can only undo recent leases and outcomes, which means a webhook is
 //! attempted again, never that one is lost. That trade removes one disk flush from every lease
 //! and every batch of outcomes.
+//!
+//! Two rules keep the thread's statements cheap. None has `RETURNING`: SQLite runs a statement
+//! with one like one with a trigger and copies every page it touches into a statement journal
+//! (a new id is the connection's last inserted rowid instead, and a changed-rows count says
+//! whether an update applied). None binds a `LIMIT`: SQLite recompiles a statement after each
+//! new bind of one; a query is stepped only as far as it needs instead. The connection writes
+//! its log through `adcp_sqlite_wal`, one write per commit.
 
 use crate::delivery::store::group::{MAX_GROUP_ROWS, for_each_caller};
 use crate::delivery::store::{

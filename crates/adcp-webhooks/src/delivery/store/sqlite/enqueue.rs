@@ -10,9 +10,8 @@ use sqlx::{Connection, SqliteConnection};
 const INSERT_DESTINATION: &str =
     "INSERT INTO outbox_destinations (key) VALUES (?) ON CONFLICT (key) DO NOTHING";
 
-// No RETURNING: a statement with one runs like one with a trigger, for which SQLite copies
-// every page it touches into a statement journal; the new id is the connection's last
-// inserted rowid, and no change means the key was already stored.
+// No RETURNING (see `conn`): the new id is the connection's last inserted rowid, and no change
+// means the key was already stored.
 const INSERT_DELIVERY: &str = "INSERT INTO outbox_deliveries (destination, url, idempotency_key, kind, extra_headers, state, \
      created_at, deadline_at, next_attempt_at, content_digest) \
      VALUES (?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?) \

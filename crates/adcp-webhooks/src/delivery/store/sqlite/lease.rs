@@ -6,12 +6,10 @@ use crate::delivery::store::codec::{corrupt, headers_from_json, to_u32};
 use crate::delivery::store::{DeliveryId, LeaseRequest, LeaseToken, LeasedDelivery, StoreError};
 use rusqlite::Connection;
 
-// Leasing runs as a few simple statements, each compiled once (no bound LIMIT, which makes
-// SQLite recompile a statement after every bind) and each reading an index range only as far
-// as it is stepped. One statement doing it all (room per destination, ranked candidates, an
-// UPDATE over the picked ids with RETURNING) cost about seven times what these cost
-// together: its ranking built temporary B-trees on every call, and RETURNING made SQLite copy
-// every page the update touched into a statement journal.
+// Leasing runs as a few simple statements, each compiled once and each reading an index range
+// only as far as it is stepped (see `conn`). One statement doing it all (room per destination,
+// ranked candidates, an UPDATE over the picked ids with RETURNING) cost about seven times
+// what these cost together: its ranking built temporary B-trees on every call.
 //
 // Per destination (enabled, breaker not open, not excluded by the caller): its room under the
 // cap counts every live lease of the destination, whichever worker holds it (one write
