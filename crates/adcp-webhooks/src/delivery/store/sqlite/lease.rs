@@ -102,6 +102,14 @@ pub(super) fn lease_rows(
     let mut live = conn.prepare_cached(LIVE_LEASES).map_err(sqlite_err)?;
     let mut due = conn.prepare_cached(DUE).map_err(sqlite_err)?;
     for (key, open_until) in &destinations {
+        let mut rows = due
+            .query(rusqlite::params![key, req.now_ms])
+            .map_err(sqlite_err)?;
+        // Nothing due: no need to count its leases.
+        let Some(first) = rows.next().map_err(sqlite_err)? else {
+            continue;
+        };
+        let first = (col(first, 1)?, col(first, 0)?);
         let room = if *open_until > 0 { 1 } else { cap };
         let held: i64 = live
             .query_row(rusqlite::params![key, req.now_ms], |row| row.get(0))
@@ -110,10 +118,8 @@ pub(super) fn lease_rows(
         if share == 0 {
             continue;
         }
-        let mut rows = due
-            .query(rusqlite::params![key, req.now_ms])
-            .map_err(sqlite_err)?;
-        for _ in 0..share {
+        candidates.push(first);
+        for _ in 1..share {
             let Some(row) = rows.next().map_err(sqlite_err)? else {
                 break;
             };
@@ -221,6 +227,13 @@ mod tests {
                 d
             })
             .collect::<Vec<_>>();
+        // A second destination with nothing due yet: its due index is read, its leases are
+        // not counted.
+        let mut later = new("lease-compiled-later-key", "{}");
+        later.url = "https://later.example/hook".into();
+        later.destination = "https://later.example".into();
+        later.first_attempt_at_ms += 3_600_000;
+        super::super::enqueue::insert_rows(&conn, &[later]).expect("enqueue");
         let ids: Vec<i64> = super::super::enqueue::insert_rows(&conn, &batch)
             .expect("enqueue")
             .iter()
@@ -249,7 +262,7 @@ mod tests {
         for (sql, runs) in [
             (LEASE_DESTINATIONS, 4),
             (LIVE_LEASES, 4),
-            (DUE, 4),
+            (DUE, 8),
             (LEASE_ROW, 8),
             (LEASED_ROW, 8),
         ] {
