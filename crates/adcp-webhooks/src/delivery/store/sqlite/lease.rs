@@ -97,7 +97,7 @@ pub(super) fn lease_rows(
             }
         }
     }
-    // (next_attempt_at, id) of each destination's share of the due rows.
+    // Each destination's share of the due rows (see `due_row`).
     let mut candidates: Vec<(i64, i64)> = Vec::new();
     let mut live = conn.prepare_cached(LIVE_LEASES).map_err(sqlite_err)?;
     let mut due = conn.prepare_cached(DUE).map_err(sqlite_err)?;
@@ -109,7 +109,7 @@ pub(super) fn lease_rows(
         let Some(first) = rows.next().map_err(sqlite_err)? else {
             continue;
         };
-        let first = (col(first, 1)?, col(first, 0)?);
+        let first = due_row(first)?;
         let room = if *open_until > 0 { 1 } else { cap };
         let held: i64 = live
             .query_row(rusqlite::params![key, req.now_ms], |row| row.get(0))
@@ -123,7 +123,7 @@ pub(super) fn lease_rows(
             let Some(row) = rows.next().map_err(sqlite_err)? else {
                 break;
             };
-            candidates.push((col(row, 1)?, col(row, 0)?));
+            candidates.push(due_row(row)?);
         }
     }
     drop((live, due));
@@ -171,6 +171,11 @@ pub(super) fn lease_rows(
     }
     leased.sort_by_key(|d| d.id);
     Ok(leased)
+}
+
+/// A row of `DUE` as a candidate: (next_attempt_at, id), the order leases are given in.
+fn due_row(row: &rusqlite::Row<'_>) -> Result<(i64, i64), StoreError> {
+    Ok((col(row, 1)?, col(row, 0)?))
 }
 
 /// Hand leases back, each due again at `at_ms` (on the connection thread).

@@ -130,8 +130,9 @@ mod tests {
     };
 
     /// A database written by the version before migration 7 (bodies inline) is refused
-    /// read-only with what to do, then opens, migrates and delivers: every body comes back byte for byte through the lease and the detail,
-    /// and purging a delivery removes its body too.
+    /// read-only with what to do, then opens, migrates and delivers: every body comes back
+    /// byte for byte through the lease and the detail, and purging a delivery removes its body
+    /// too.
     #[tokio::test]
     async fn bodies_stored_inline_by_an_older_version_survive_the_move() {
         let dir = super::super::scratch("schema");
