@@ -1057,6 +1057,136 @@ async fn a_batch_of_successes_records_each_attempt(db: TestDb) {
     }
 }
 
+/// Every console filter (state, destination, both, neither), paged 4 at a time in both
+/// directions, returns exactly the matching deliveries in id order, and the count agrees.
+async fn console_search_pages_through_every_filter(db: TestDb) {
+    use adcp_webhooks::delivery::store::console::{DeliveryFilter, Page, SearchQuery};
+    let store = db.open().await;
+    let batch: Vec<NewDelivery> = (0..30)
+        .map(|i| {
+            let host = if i % 4 == 0 { "b" } else { "a" };
+            new(
+                &format!("https://{host}.example/h"),
+                &format!("whk_search_{i:09}"),
+                "{}",
+            )
+        })
+        .collect();
+    let ids: Vec<DeliveryId> = store
+        .enqueue(batch)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.id)
+        .collect();
+    // Each row's answer is its own (a batch of new rows is answered from the insert itself).
+    for (i, id) in ids.iter().enumerate() {
+        let stored = store.get(*id).await.unwrap().expect("stored");
+        assert_eq!(stored.summary.idempotency_key, format!("whk_search_{i:09}"));
+    }
+    // A third delivered, a third dead, a third left pending (leased).
+    let leased = store.lease(lease_req(T0, 30)).await.unwrap();
+    assert_eq!(leased.len(), 30);
+    let mut model = Vec::new();
+    let mut done = Vec::new();
+    for d in &leased {
+        let i = ids.iter().position(|id| *id == d.id).expect("a leased id");
+        let state = [
+            DeliveryState::Delivered,
+            DeliveryState::Dead,
+            DeliveryState::Pending,
+        ][i % 3];
+        model.push((d.id, state, d.destination.clone()));
+        let (outcome, status, class) = match state {
+            DeliveryState::Delivered => (Outcome::Delivered, Some(200), ErrorClass::Ok),
+            DeliveryState::Dead => (
+                Outcome::Dead {
+                    code: "rejected".into(),
+                    reason: "HTTP 400".into(),
+                },
+                Some(400),
+                ErrorClass::Http4xx,
+            ),
+            DeliveryState::Pending => continue,
+        };
+        done.push(Completion {
+            id: d.id,
+            token: d.token,
+            destination: d.destination.clone(),
+            attempt: attempt(T0, status, class),
+            outcome,
+            health: Health::Neutral,
+        });
+    }
+    store
+        .complete(done, DisableRules::default(), T0 + 5)
+        .await
+        .unwrap();
+    model.sort_by_key(|(id, _, _)| id.0);
+    let destinations = [None, Some("https://a.example"), Some("https://b.example")];
+    let states = [
+        None,
+        Some(DeliveryState::Pending),
+        Some(DeliveryState::Delivered),
+        Some(DeliveryState::Dead),
+    ];
+    for destination in destinations {
+        for state in states {
+            let filter = DeliveryFilter {
+                state,
+                destination: destination.map(str::to_owned),
+                ..DeliveryFilter::default()
+            };
+            let wanted: Vec<DeliveryId> = model
+                .iter()
+                .filter(|(_, s, d)| {
+                    state.is_none_or(|w| w == *s) && destination.is_none_or(|w| w == d.as_str())
+                })
+                .map(|(id, _, _)| *id)
+                .collect();
+            assert!(!wanted.is_empty(), "{filter:?} matches something");
+            for newest_first in [true, false] {
+                let mut got = Vec::new();
+                let mut page = if newest_first {
+                    Page::NewestBefore(None)
+                } else {
+                    Page::OldestAfter(None)
+                };
+                for _ in 0..=wanted.len() {
+                    let rows = store
+                        .search(SearchQuery {
+                            filter: filter.clone(),
+                            page,
+                            limit: 4,
+                        })
+                        .await
+                        .unwrap();
+                    let Some(last) = rows.last() else { break };
+                    page = if newest_first {
+                        Page::NewestBefore(Some(last.id))
+                    } else {
+                        Page::OldestAfter(Some(last.id))
+                    };
+                    for r in &rows {
+                        assert!(state.is_none_or(|s| s == r.state), "{filter:?}: {r:?}");
+                    }
+                    got.extend(rows.iter().map(|r| r.id));
+                }
+                let mut expected = wanted.clone();
+                if newest_first {
+                    expected.reverse();
+                }
+                assert_eq!(got, expected, "{filter:?}, newest first: {newest_first}");
+            }
+            assert_eq!(
+                store.count_matching(filter.clone()).await.unwrap(),
+                wanted.len() as u64,
+                "{filter:?}"
+            );
+        }
+    }
+}
+
 on_every_engine!(
     enqueue_is_durable_and_idempotent_per_url_and_key,
     a_batch_of_successes_records_each_attempt,
@@ -1069,6 +1199,7 @@ on_every_engine!(
     the_concurrency_cap_holds_across_workers,
     a_half_open_breaker_admits_one_probe_across_workers,
     one_destinations_backlog_never_hides_anothers_work,
+    console_search_pages_through_every_filter,
 );
 
 #[tokio::test]

@@ -94,6 +94,9 @@ pub enum DeliveryState {
 }
 
 impl DeliveryState {
+    /// Every state, in life order.
+    pub const ALL: [Self; 3] = [Self::Pending, Self::Delivered, Self::Dead];
+
     /// `pending`, `delivered` or `dead`.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -44,6 +44,11 @@ pub(super) const MIGRATIONS: &[(i64, &str, &str)] = &[
         "queue statements without JIT",
         include_str!("../../../../migrations/postgres/0007_queue_statements.sql"),
     ),
+    (
+        8,
+        "indexes off the hot path",
+        include_str!("../../../../migrations/postgres/0008_hot_path_indexes.sql"),
+    ),
 ];
 
 /// The advisory lock every migration takes, so concurrent migrations run one at a time.

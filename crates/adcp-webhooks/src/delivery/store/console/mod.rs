@@ -2,19 +2,25 @@
 //! keyset pages), the attempt feed, attempts per destination and time bucket, destination
 //! health, breaker resets and the audit log.
 //!
-//! The SQL is built here once for both engines (they differ only in placeholders and in how a
-//! body is searched); each engine binds and runs it.
+//! The SQL is built here once for both engines (they differ in placeholders, in how a body is
+//! searched and in PostgreSQL reading a destination one state at a time); each engine binds
+//! and runs it.
 //!
 //! Indexes (one range per page, newest id down; `EXPLAIN QUERY PLAN` on SQLite and `EXPLAIN`
-//! on PostgreSQL show these):
+//! on PostgreSQL show these, and the `plans` tests check them):
 //!
-//! | filter | index |
-//! |---|---|
-//! | none, or only kind, time, body text or last status | the primary key (the other filters are checked row by row until the page is full) |
-//! | state | `(state, id)` (SQLite 0001, PostgreSQL 0004) |
-//! | destination | `(destination, id)` (0004) |
-//! | state and destination | `(state, destination, id)` (0005); also the count before a bulk requeue |
-//! | idempotency key | `(idempotency_key)` (0004) |
+//! | filter | SQLite | PostgreSQL |
+//! |---|---|---|
+//! | none, or only kind, time, body text or last status | the primary key (the other filters are checked row by row until the page is full) | the same |
+//! | state | `(state, id)` (0001) | pending: the due index, the backlog sorted by id; delivered and dead: `(state, id)` of the rows no longer pending, or the primary key when most rows match (0008) |
+//! | destination | `(destination, id)` (0004) | one page per state from the two below, merged |
+//! | state and destination | `(state, destination, id)` (0005); also the count before a bulk requeue | pending: the destination's range of the due index; delivered and dead: `(state, destination, id)` of the rows no longer pending (0008) |
+//! | idempotency key | `(idempotency_key)` (0004) | the unique `(idempotency_key, url)` (0008) |
+//!
+//! PostgreSQL's indexes are partial because every delivery writes an entry into each full
+//! index three times (enqueue, lease, outcome: each update changes an indexed column); these
+//! are entered once, by the outcome. A pending page costs the backlog it reads (one
+//! destination's with a destination filter), which is the work the queue has anyway.
 //!
 //! The attempt feed and the rates walk `outbox_attempts (started_at)` or its primary key.
 
@@ -207,7 +213,9 @@ impl Builder {
 
     fn filter(&mut self, f: &DeliveryFilter) {
         if let Some(s) = f.state {
-            self.clause("state", "=", Bind::Text(s.as_str().into()));
+            // A literal, not a bind: PostgreSQL picks a partial index only for a state it can
+            // see when planning.
+            self.clauses.push(format!("state = '{}'", s.as_str()));
         }
         if let Some(d) = &f.destination {
             self.clause("destination", "=", Bind::Text(d.clone()));
@@ -248,6 +256,14 @@ impl Builder {
 }
 
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
+/// Whether a filter is answered one state at a time: PostgreSQL indexes a destination's
+/// deliveries per state (the due index for pending ones, `(state, destination, id)` for the
+/// others), so a destination filter without a state reads one range per state.
+fn per_state(dialect: Dialect, f: &DeliveryFilter) -> bool {
+    dialect == Dialect::Postgres && f.destination.is_some() && f.state.is_none()
+}
+
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 /// A page of deliveries matching a search (the columns `summary_from_row` reads).
 pub(crate) fn search_sql(dialect: Dialect, q: &SearchQuery) -> (String, Vec<Bind>) {
     let mut b = Builder::new(dialect);
@@ -267,11 +283,30 @@ pub(crate) fn search_sql(dialect: Dialect, q: &SearchQuery) -> (String, Vec<Bind
         }
     };
     let limit = b.bind(Bind::Int(i64::from(q.limit)));
-    let sql = format!(
-        "SELECT {} FROM outbox_deliveries{} ORDER BY id {order} LIMIT {limit}",
-        super::codec::summary_columns!(),
-        b.where_sql()
-    );
+    let columns = super::codec::summary_columns!();
+    let sql = if per_state(dialect, &q.filter) {
+        // Each state's page from its own index, then the page of their union.
+        let branches: Vec<String> = DeliveryState::ALL
+            .iter()
+            .map(|s| {
+                format!(
+                    "(SELECT {columns} FROM outbox_deliveries{} AND state = '{}' \
+                     ORDER BY id {order} LIMIT {limit})",
+                    b.where_sql(),
+                    s.as_str()
+                )
+            })
+            .collect();
+        format!(
+            "SELECT {columns} FROM ({}) AS per_state ORDER BY id {order} LIMIT {limit}",
+            branches.join(" UNION ALL ")
+        )
+    } else {
+        format!(
+            "SELECT {columns} FROM outbox_deliveries{} ORDER BY id {order} LIMIT {limit}",
+            b.where_sql()
+        )
+    };
     (sql, b.binds)
 }
 
@@ -280,13 +315,25 @@ pub(crate) fn search_sql(dialect: Dialect, q: &SearchQuery) -> (String, Vec<Bind
 pub(crate) fn count_sql(dialect: Dialect, f: &DeliveryFilter) -> (String, Vec<Bind>) {
     let mut b = Builder::new(dialect);
     b.filter(f);
-    (
+    let sql = if per_state(dialect, f) {
+        let per_state: Vec<String> = DeliveryState::ALL
+            .iter()
+            .map(|s| {
+                format!(
+                    "(SELECT COUNT(*) FROM outbox_deliveries{} AND state = '{}')",
+                    b.where_sql(),
+                    s.as_str()
+                )
+            })
+            .collect();
+        format!("SELECT CAST({} AS BIGINT) AS n", per_state.join(" + "))
+    } else {
         format!(
             "SELECT CAST(COUNT(*) AS BIGINT) AS n FROM outbox_deliveries{}",
             b.where_sql()
-        ),
-        b.binds,
-    )
+        )
+    };
+    (sql, b.binds)
 }
 
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
@@ -598,97 +645,5 @@ macro_rules! bind_all {
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub(crate) use {bind_all, console_reads};
 
-#[cfg(all(test, feature = "sqlite"))]
-mod tests {
-    use super::*;
-
-    /// SQLite's query plan for `sql` with `binds`, one step per line.
-    async fn plan_of(pool: &sqlx::SqlitePool, sql: &str, binds: Vec<Bind>) -> Vec<String> {
-        use sqlx::Row as _;
-        bind_all!(
-            sqlx::query(sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {sql}"))),
-            binds
-        )
-        .fetch_all(pool)
-        .await
-        .expect("explain")
-        .iter()
-        .map(|r| r.get::<String, _>("detail"))
-        .collect()
-    }
-
-    /// SQLite's plan for each deliveries filter names the index the module documentation
-    /// promises, and never sorts (a sort would read every matching row for one page).
-    #[tokio::test]
-    async fn each_filter_walks_its_index() {
-        use crate::delivery::store::sqlite::{SqliteOptions, SqliteStore};
-        let path = std::env::temp_dir().join(format!(
-            "adcp-console-plan-{}-{}.db",
-            std::process::id(),
-            rand::random::<u32>()
-        ));
-        let target = path.to_string_lossy().into_owned();
-        drop(
-            SqliteStore::open(SqliteOptions::new(target.clone()))
-                .await
-                .expect("open"),
-        );
-        let pool = sqlx::SqlitePool::connect(&format!("sqlite://{target}"))
-            .await
-            .expect("connect");
-        let filter = |state: Option<DeliveryState>, destination: Option<&str>| DeliveryFilter {
-            state,
-            destination: destination.map(str::to_owned),
-            ..DeliveryFilter::default()
-        };
-        let cases = [
-            (filter(None, None), "PRIMARY KEY"),
-            (
-                filter(Some(DeliveryState::Dead), None),
-                "outbox_deliveries_state ",
-            ),
-            (
-                filter(None, Some("buyer-a")),
-                "outbox_deliveries_destination_id",
-            ),
-            (
-                filter(Some(DeliveryState::Dead), Some("buyer-a")),
-                "outbox_deliveries_state_destination_id",
-            ),
-        ];
-        for (f, index) in cases {
-            for page in [
-                Page::NewestBefore(Some(DeliveryId(1_000))),
-                Page::OldestAfter(Some(DeliveryId(10))),
-            ] {
-                let (sql, binds) = search_sql(
-                    Dialect::Sqlite,
-                    &SearchQuery {
-                        filter: f.clone(),
-                        page,
-                        limit: 50,
-                    },
-                );
-                let plan = plan_of(&pool, &sql, binds).await.join(" | ");
-                assert!(
-                    plan.contains(&format!("{index}(")) || plan.contains(&format!("{index} (")),
-                    "{f:?} {page:?}: {plan}"
-                );
-                assert!(!plan.contains("TEMP B-TREE"), "{f:?} {page:?}: {plan}");
-            }
-        }
-        let (sql, binds) = count_sql(
-            Dialect::Sqlite,
-            &filter(Some(DeliveryState::Dead), Some("buyer-a")),
-        );
-        let plan: String = plan_of(&pool, &sql, binds).await.concat();
-        assert!(
-            plan.contains("COVERING INDEX outbox_deliveries_state_destination_id"),
-            "{plan}"
-        );
-        pool.close().await;
-        for suffix in ["", "-wal", "-shm"] {
-            let _ = std::fs::remove_file(format!("{target}{suffix}"));
-        }
-    }
-}
+#[cfg(test)]
+mod plans;
