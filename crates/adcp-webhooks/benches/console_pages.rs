@@ -17,18 +17,22 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const SQLITE_SEED: &str = "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?1) \
-INSERT INTO outbox_deliveries (destination, url, idempotency_key, kind, body, extra_headers, state, \
+INSERT INTO outbox_deliveries (id, destination, url, idempotency_key, kind, extra_headers, state, \
   created_at, deadline_at, next_attempt_at, attempts, total_attempts, last_attempt_at, last_status, \
   last_error_class, delivered_at, dead_at, dead_reason_code, dead_reason) \
-SELECT 'buyer-' || (i % 10), 'https://buyer-' || (i % 10) || '.example/adcp/webhook', \
+SELECT i, 'buyer-' || (i % 10), 'https://buyer-' || (i % 10) || '.example/adcp/webhook', \
   'whk_bench_' || printf('%010d', i), 'mcp', \
-  CAST('{\"idempotency_key\":\"whk_bench_' || printf('%010d', i) || '\",\"task_id\":\"task_' || i || \
-    '\",\"task_type\":\"create_media_buy\",\"status\":\"completed\",\"result\":{\"media_buy_id\":\"mb_' || i || '\"}}' AS BLOB), \
   '[]', CASE WHEN i % 50 = 0 THEN 'dead' WHEN i % 97 = 0 THEN 'pending' ELSE 'delivered' END, \
   ?2 + i, ?2 + i + 86400000, ?2 + i, 1, 1, ?2 + i, CASE WHEN i % 50 = 0 THEN 503 ELSE 200 END, \
   CASE WHEN i % 50 = 0 THEN 'http_5xx' ELSE 'ok' END, \
   CASE WHEN i % 50 <> 0 AND i % 97 <> 0 THEN ?2 + i END, CASE WHEN i % 50 = 0 THEN ?2 + i END, \
   CASE WHEN i % 50 = 0 THEN 'horizon' END, CASE WHEN i % 50 = 0 THEN 'gave up' END FROM n";
+
+/// SQLite keeps bodies in a table of their own (migration 0007), one per delivery id.
+const SQLITE_BODIES: &str = "INSERT INTO outbox_bodies (id, body) \
+SELECT id, CAST('{\"idempotency_key\":\"' || idempotency_key || '\",\"task_id\":\"task_' || id || \
+  '\",\"task_type\":\"create_media_buy\",\"status\":\"completed\",\"result\":{\"media_buy_id\":\"mb_' || id || '\"}}' AS BLOB) \
+FROM outbox_deliveries";
 
 const POSTGRES_SEED: &str = "INSERT INTO outbox_deliveries (destination, url, idempotency_key, kind, body, \
   extra_headers, state, created_at, deadline_at, next_attempt_at, attempts, total_attempts, \
@@ -53,6 +57,14 @@ fn pages(rows: i64) -> Vec<(&'static str, String)> {
         ("deliveries, newest 50", "/deliveries".into()),
         ("deliveries, state=dead", "/deliveries?state=dead".into()),
         (
+            "deliveries, state=pending",
+            "/deliveries?state=pending".into(),
+        ),
+        (
+            "deliveries, pending of one destination",
+            "/deliveries?state=pending&destination=buyer-3".into(),
+        ),
+        (
             "deliveries, destination",
             "/deliveries?destination=buyer-3".into(),
         ),
@@ -73,7 +85,7 @@ fn pages(rows: i64) -> Vec<(&'static str, String)> {
             format!("/deliveries?key=whk_bench_{:010}", rows / 3),
         ),
         ("delivery detail", format!("/deliveries/{}", rows / 3)),
-        ("overview (counts from the (state, id) index)", "/".into()),
+        ("overview (state counts)", "/".into()),
     ]
 }
 
@@ -176,6 +188,10 @@ async fn main() {
         .execute(sqlite.pool())
         .await
         .expect("seed SQLite");
+    sqlx::query(SQLITE_BODIES)
+        .execute(sqlite.pool())
+        .await
+        .expect("seed SQLite bodies");
     sqlx::raw_sql("ANALYZE")
         .execute(sqlite.pool())
         .await
