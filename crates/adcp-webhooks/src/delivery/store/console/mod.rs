@@ -213,9 +213,7 @@ impl Builder {
 
     fn filter(&mut self, f: &DeliveryFilter) {
         if let Some(s) = f.state {
-            // A literal, not a bind: PostgreSQL picks a partial index only for a state it can
-            // see when planning.
-            self.clauses.push(format!("state = '{}'", s.as_str()));
+            self.clauses.push(state_is(s));
         }
         if let Some(d) = &f.destination {
             self.clause("destination", "=", Bind::Text(d.clone()));
@@ -256,6 +254,13 @@ impl Builder {
 }
 
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
+/// The clause for one state: a literal, not a bind, since PostgreSQL picks a partial index only
+/// for a state it can see when planning.
+fn state_is(s: DeliveryState) -> String {
+    format!("state = '{}'", s.as_str())
+}
+
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 /// Whether a filter is answered one state at a time: PostgreSQL indexes a destination's
 /// deliveries per state (the due index for pending ones, `(state, destination, id)` for the
 /// others), so a destination filter without a state reads one range per state.
@@ -290,10 +295,10 @@ pub(crate) fn search_sql(dialect: Dialect, q: &SearchQuery) -> (String, Vec<Bind
             .iter()
             .map(|s| {
                 format!(
-                    "(SELECT {columns} FROM outbox_deliveries{} AND state = '{}' \
+                    "(SELECT {columns} FROM outbox_deliveries{} AND {} \
                      ORDER BY id {order} LIMIT {limit})",
                     b.where_sql(),
-                    s.as_str()
+                    state_is(*s)
                 )
             })
             .collect();
@@ -320,9 +325,9 @@ pub(crate) fn count_sql(dialect: Dialect, f: &DeliveryFilter) -> (String, Vec<Bi
             .iter()
             .map(|s| {
                 format!(
-                    "(SELECT COUNT(*) FROM outbox_deliveries{} AND state = '{}')",
+                    "(SELECT COUNT(*) FROM outbox_deliveries{} AND {})",
                     b.where_sql(),
-                    s.as_str()
+                    state_is(*s)
                 )
             })
             .collect();
