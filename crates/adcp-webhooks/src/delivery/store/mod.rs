@@ -105,6 +105,13 @@ impl DeliveryState {
             Self::Dead => "dead",
         }
     }
+    /// `state = '<state>'`: a literal, not a bind, since PostgreSQL uses a partial index only
+    /// for a state it can see when planning.
+    #[cfg(any(feature = "sqlite", feature = "postgres"))]
+    pub(crate) fn sql_clause(self) -> String {
+        format!("state = '{}'", self.as_str())
+    }
+
     /// Parse [`as_str`](Self::as_str)'s output.
     pub fn from_name(name: &str) -> Option<Self> {
         match name {

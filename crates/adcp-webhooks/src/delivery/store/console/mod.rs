@@ -213,7 +213,7 @@ impl Builder {
 
     fn filter(&mut self, f: &DeliveryFilter) {
         if let Some(s) = f.state {
-            self.clauses.push(state_is(s));
+            self.clauses.push(s.sql_clause());
         }
         if let Some(d) = &f.destination {
             self.clause("destination", "=", Bind::Text(d.clone()));
@@ -254,13 +254,6 @@ impl Builder {
 }
 
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
-/// The clause for one state: a literal, not a bind, since PostgreSQL picks a partial index only
-/// for a state it can see when planning.
-fn state_is(s: DeliveryState) -> String {
-    format!("state = '{}'", s.as_str())
-}
-
-#[cfg(any(feature = "sqlite", feature = "postgres"))]
 /// Whether a filter is answered one state at a time: PostgreSQL indexes a destination's
 /// deliveries per state (the due index for pending ones, `(state, destination, id)` for the
 /// others), so a destination filter without a state reads one range per state.
@@ -298,7 +291,7 @@ pub(crate) fn search_sql(dialect: Dialect, q: &SearchQuery) -> (String, Vec<Bind
                     "(SELECT {columns} FROM outbox_deliveries{} AND {} \
                      ORDER BY id {order} LIMIT {limit})",
                     b.where_sql(),
-                    state_is(*s)
+                    s.sql_clause()
                 )
             })
             .collect();
@@ -327,7 +320,7 @@ pub(crate) fn count_sql(dialect: Dialect, f: &DeliveryFilter) -> (String, Vec<Bi
                 format!(
                     "(SELECT COUNT(*) FROM outbox_deliveries{} AND {})",
                     b.where_sql(),
-                    state_is(*s)
+                    s.sql_clause()
                 )
             })
             .collect();

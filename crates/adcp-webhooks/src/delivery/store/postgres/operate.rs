@@ -86,7 +86,8 @@ impl PostgresStore {
     }
 
     pub(super) async fn purge_deliveries(&self, sel: PurgeSelection) -> Result<u64, StoreError> {
-        // Each walks its own partial index: delivered rows by delivery time, dead letters by id.
+        // Each walks its own partial index (the state is a literal, so the planner can match
+        // it): delivered rows by delivery time, dead letters by id.
         let (column, order) = match sel.state {
             DeliveryState::Delivered => ("delivered_at", "delivered_at"),
             DeliveryState::Dead => ("dead_at", "id"),
@@ -96,14 +97,14 @@ impl PostgresStore {
         // that is recording a late outcome for one of these rows.
         let done = sqlx::query(sqlx::AssertSqlSafe(format!(
             "WITH doomed AS ( \
-                 SELECT id FROM outbox_deliveries WHERE state = $1 AND {column} < $2 \
-                 ORDER BY {order} LIMIT $3 FOR UPDATE SKIP LOCKED \
+                 SELECT id FROM outbox_deliveries WHERE {state} AND {column} < $1 \
+                 ORDER BY {order} LIMIT $2 FOR UPDATE SKIP LOCKED \
              ), log AS ( \
                  DELETE FROM outbox_attempts a USING doomed WHERE a.delivery_id = doomed.id \
              ) \
-             DELETE FROM outbox_deliveries d USING doomed WHERE d.id = doomed.id"
+             DELETE FROM outbox_deliveries d USING doomed WHERE d.id = doomed.id",
+            state = sel.state.sql_clause()
         )))
-        .bind(sel.state.as_str())
         .bind(sel.before_ms)
         .bind(i64::from(sel.limit))
         .execute(&self.pool)
