@@ -11,8 +11,8 @@ use adcp_webhooks::delivery::classify::ErrorClass;
 use adcp_webhooks::delivery::store::sqlite::{SqliteOptions, SqliteStore};
 use adcp_webhooks::delivery::store::{
     AttemptRecord, CompleteStatus, Completion, DeliveryId, DeliveryState, DisableRules, Health,
-    LeaseRequest, ListQuery, NewDelivery, OutboxStore, Outcome, PurgeSelection, RequeueSelection,
-    StoreError,
+    LeaseRequest, Leased, ListQuery, NewDelivery, OutboxStore, Outcome, PurgeSelection,
+    RequeueSelection, StoreError,
 };
 use bytes::Bytes;
 
@@ -1187,6 +1187,105 @@ async fn console_search_pages_through_every_filter(db: TestDb) {
     }
 }
 
+/// What a lease of up to 10 at `now` finds.
+async fn idle(store: &dyn OutboxStore, now: i64) -> Leased {
+    store.lease_or_next_due(lease_req(now, 10)).await.unwrap()
+}
+
+/// A worker about to sleep reads when the next delivery is due: from `next_due`, or from the
+/// lease that found nothing (`lease_or_next_due`, one call on PostgreSQL). Both give the same
+/// time through leases, outcomes, retries, another handle's enqueue and a destination at its
+/// cap (due, but not leasable: a time at or before now).
+async fn the_next_due_time_follows_leases_outcomes_and_other_handles(db: TestDb) {
+    let a = db.open().await;
+    let b = db.open().await;
+    let nothing = |next_due| Leased::Nothing { next_due };
+    assert_eq!(a.next_due().await.unwrap(), None);
+    assert_eq!(idle(a.as_ref(), T0).await, nothing(None));
+
+    let mut later = new("https://b.example/h", "whk_next_due_later_00001", "{}");
+    later.first_attempt_at_ms = T0 + 5_000;
+    let now_and_later = vec![
+        new("https://a.example/h", "whk_next_due_now_000001", "{}"),
+        later,
+    ];
+    a.enqueue(now_and_later).await.unwrap();
+    assert_eq!(b.next_due().await.unwrap(), Some(T0));
+    let Leased::Deliveries(first) = idle(a.as_ref(), T0).await else {
+        panic!("the webhook due at T0 was not leased");
+    };
+    assert_eq!(first.len(), 1);
+    assert_eq!(first[0].destination, "https://a.example");
+    // The leased webhook is due again only when its lease ends: the later one is next.
+    assert_eq!(idle(a.as_ref(), T0).await, nothing(Some(T0 + 5_000)));
+    assert_eq!(b.next_due().await.unwrap(), Some(T0 + 5_000));
+
+    // Another handle enqueues one due sooner: the next lease that finds nothing says so.
+    let mut sooner = new("https://c.example/h", "whk_next_due_sooner_0001", "{}");
+    sooner.first_attempt_at_ms = T0 + 1_000;
+    b.enqueue(vec![sooner]).await.unwrap();
+    assert_eq!(idle(a.as_ref(), T0 + 10).await, nothing(Some(T0 + 1_000)));
+
+    // The first attempt fails and is retried at T0 + 500, sooner still.
+    let statuses = a
+        .complete(
+            vec![failed_completion(&first[0], T0 + 499, None)],
+            DisableRules::default(),
+            T0 + 499,
+        )
+        .await
+        .unwrap();
+    assert_eq!(statuses, vec![CompleteStatus::Applied]);
+    assert_eq!(idle(a.as_ref(), T0 + 499).await, nothing(Some(T0 + 500)));
+    assert_eq!(a.next_due().await.unwrap(), Some(T0 + 500));
+
+    // Due but not leasable: a destination at its cap answers a time already past.
+    let mut capped = lease_req(T0 + 500, 10);
+    capped.per_destination = 1;
+    let Leased::Deliveries(retried) = a.lease_or_next_due(capped.clone()).await.unwrap() else {
+        panic!("the retry was not leased at its due time");
+    };
+    assert_eq!(
+        retried.iter().map(|d| d.id).collect::<Vec<_>>(),
+        vec![first[0].id]
+    );
+    a.enqueue(vec![new(
+        "https://a.example/h",
+        "whk_next_due_capped_0001",
+        "{}",
+    )])
+    .await
+    .unwrap();
+    capped.now_ms = T0 + 600;
+    assert_eq!(
+        a.lease_or_next_due(capped).await.unwrap(),
+        nothing(Some(T0)),
+        "a.example has one due at T0, held back by its cap of 1"
+    );
+    assert_eq!(a.next_due().await.unwrap(), Some(T0));
+
+    // Everything delivered: nothing is pending.
+    let ok = a
+        .complete(
+            vec![ok_completion(&retried[0], T0 + 700)],
+            DisableRules::default(),
+            T0 + 700,
+        )
+        .await
+        .unwrap();
+    assert_eq!(ok, vec![CompleteStatus::Applied]);
+    let Leased::Deliveries(rest) = idle(a.as_ref(), T0 + 5_000).await else {
+        panic!("the three due webhooks were not leased");
+    };
+    assert_eq!(rest.len(), 3);
+    let done: Vec<Completion> = rest.iter().map(|d| ok_completion(d, T0 + 5_001)).collect();
+    a.complete(done, DisableRules::default(), T0 + 5_001)
+        .await
+        .unwrap();
+    assert_eq!(idle(a.as_ref(), T0 + 5_002).await, nothing(None));
+    assert_eq!(b.next_due().await.unwrap(), None);
+}
+
 on_every_engine!(
     enqueue_is_durable_and_idempotent_per_url_and_key,
     a_batch_of_successes_records_each_attempt,
@@ -1200,6 +1299,7 @@ on_every_engine!(
     a_half_open_breaker_admits_one_probe_across_workers,
     one_destinations_backlog_never_hides_anothers_work,
     console_search_pages_through_every_filter,
+    the_next_due_time_follows_leases_outcomes_and_other_handles,
 );
 
 #[tokio::test]

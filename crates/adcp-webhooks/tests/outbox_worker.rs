@@ -888,6 +888,66 @@ async fn retention_deletes_delivered_rows_in_bounded_batches(db: TestDb) {
     assert_eq!(outbox.status().await.expect("status").total(), 0);
 }
 
+/// An idle worker leases again only when work may have come: an enqueue (or a notification),
+/// an outcome that scheduled a retry, the next due time, or the poll interval (an hour here).
+/// Attempts finishing and outcomes recorded while nothing is due cost no store call: before,
+/// every finished attempt cost a lease that found nothing and a read of the next due time.
+/// The retry is attempted only because its outcome woke the worker.
+async fn an_idle_worker_leases_again_only_when_work_may_have_come(db: TestDb) {
+    const N: usize = 32;
+    let receiver = TestReceiver::start(Behaviour::fail_first(1, 503)).await;
+    let key = key();
+    let watched = Observed::new(db.open().await);
+    // A cap above the worker's leases, so no lease comes back empty for want of room.
+    let outbox = Outbox::builder(watched.clone())
+        .retry_policy(fast_policy())
+        .breaker(BreakerConfig {
+            max_concurrency: 64,
+            ..BreakerConfig::default()
+        })
+        .build();
+    for n in 0..N {
+        outbox
+            .enqueue(&receiver.url("/hook"), &raw(n), EnqueueOptions::default())
+            .await
+            .expect("enqueue");
+    }
+    let cfg = WorkerConfig {
+        concurrency: 4,
+        poll_interval: Duration::from_secs(3600),
+        ..config()
+    };
+    let report = run_until(
+        &outbox,
+        sender(&key, Duration::from_secs(2)),
+        cfg,
+        Duration::from_secs(60),
+        |o| async move {
+            o.status()
+                .await
+                .map(|c| c.delivered == N as u64)
+                .unwrap_or(false)
+        },
+    )
+    .await;
+    assert_eq!((report.delivered, report.retried), (N as u64, 1));
+    assert_eq!(receiver.request_count(), N + 1);
+    let leased = watched.leased();
+    assert_eq!(leased.iter().sum::<usize>(), N + 1, "{leased:?}");
+    // Leases that found nothing: once the queue ran dry, once while the retry was not due
+    // yet, once after it was leased (and once or twice more if a timer woke a moment early).
+    let empty = leased.iter().filter(|&&n| n == 0).count();
+    assert!(
+        (1..=5).contains(&empty),
+        "{empty} leases found nothing ({leased:?})"
+    );
+    let reads = watched.next_due_calls.load(Ordering::SeqCst);
+    assert!(
+        reads <= empty,
+        "{reads} reads of the next due time for {empty} empty leases"
+    );
+}
+
 on_every_engine!(
     retries_the_same_bytes_and_key_under_fresh_signatures_until_delivered,
     rejections_go_to_dead_letters_and_gone_disables_the_destination,
@@ -897,6 +957,7 @@ on_every_engine!(
     a_worker_without_the_body_key_never_posts_ciphertext,
     retention_deletes_delivered_rows_in_bounded_batches,
     a_lease_too_short_to_record_the_outcome_is_handed_back_unattempted,
+    an_idle_worker_leases_again_only_when_work_may_have_come,
 );
 
 /// An enqueue by another process wakes an idle worker at once (LISTEN/NOTIFY), not at its

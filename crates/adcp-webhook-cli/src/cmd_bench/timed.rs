@@ -9,7 +9,7 @@
 use super::report::round3;
 use adcp_webhooks::delivery::store::{
     BoxFuture, CompleteStatus, Completion, DisableRules, Enqueued, LeaseRequest, LeaseToken,
-    LeasedDelivery, NewDelivery,
+    Leased, LeasedDelivery, NewDelivery,
 };
 use adcp_webhooks::delivery::{DeliveryId, OutboxStore, StoreError};
 use serde_json::{Value, json};
@@ -119,6 +119,21 @@ impl OutboxStore for Timed {
             let t = Instant::now();
             let r = self.inner.lease(request).await;
             self.timings.lease.record(t, r.as_ref().map_or(0, Vec::len));
+            r
+        })
+    }
+    fn lease_or_next_due(
+        &self,
+        request: LeaseRequest,
+    ) -> BoxFuture<'_, Result<Leased, StoreError>> {
+        Box::pin(async move {
+            let t = Instant::now();
+            let r = self.inner.lease_or_next_due(request).await;
+            let n = match &r {
+                Ok(Leased::Deliveries(leased)) => leased.len(),
+                _ => 0,
+            };
+            self.timings.lease.record(t, n);
             r
         })
     }

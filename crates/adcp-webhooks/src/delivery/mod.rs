@@ -225,14 +225,15 @@ impl OutboxBuilder {
     }
     /// Build the outbox.
     pub fn build(self) -> Outbox {
-        let wake = Arc::new(Notify::new());
+        let freed = Arc::new(Notify::new());
         Outbox {
             inner: Arc::new(Inner {
                 store: self.store,
                 policy: self.policy,
                 time: self.time,
-                breakers: Arc::new(Breakers::with_notify(self.breaker, Arc::clone(&wake))),
-                wake,
+                breakers: Arc::new(Breakers::with_notify(self.breaker, Arc::clone(&freed))),
+                wake: Arc::new(Notify::new()),
+                freed,
                 metrics: Arc::new(Metrics::default()),
             }),
         }
@@ -251,7 +252,10 @@ struct Inner {
     store: Arc<dyn OutboxStore>,
     policy: RetryPolicy,
     time: TimeSource,
+    /// New work may be due: an enqueue, a requeue, a destination enabled, a notification.
     wake: Arc<Notify>,
+    /// An attempt gave its breaker permit back (room under the in-process cap).
+    freed: Arc<Notify>,
     metrics: Arc<Metrics>,
     breakers: Arc<Breakers>,
 }
@@ -406,6 +410,7 @@ impl Outbox {
             policy: self.inner.policy.clone(),
             time: self.inner.time.clone(),
             wake: Arc::clone(&self.inner.wake),
+            freed: Arc::clone(&self.inner.freed),
             metrics: Arc::clone(&self.inner.metrics),
             breakers: Arc::clone(&self.inner.breakers),
         };

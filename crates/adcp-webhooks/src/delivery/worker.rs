@@ -34,11 +34,12 @@ use crate::delivery::metrics::{Metrics, OutcomeKind};
 use crate::delivery::schedule::{RetryPolicy, duration_ms};
 use crate::delivery::store::{
     AttemptRecord, CompleteStatus, Completion, DeliveryId, DeliveryState, Health, LeaseRequest,
-    LeaseToken, LeasedDelivery, OutboxStore, Outcome, PurgeSelection, StoreError,
+    LeaseToken, Leased, LeasedDelivery, OutboxStore, Outcome, PurgeSelection, StoreError,
 };
 use crate::payload::{IdempotencyKey, WebhookKind};
 use crate::sender::{PreparedWebhook, WebhookSender};
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{Notify, Semaphore, mpsc};
@@ -56,6 +57,7 @@ pub(crate) struct Shared {
     pub policy: RetryPolicy,
     pub time: TimeSource,
     pub wake: Arc<Notify>,
+    pub freed: Arc<Notify>,
     pub metrics: Arc<Metrics>,
     pub breakers: Arc<Breakers>,
 }
@@ -63,9 +65,8 @@ pub(crate) struct Shared {
 type Leases = Arc<Mutex<HashMap<DeliveryId, LeaseToken>>>;
 
 /// A lease call running beside the attempts.
-type LeaseCall = std::pin::Pin<
-    Box<dyn std::future::Future<Output = Result<Vec<LeasedDelivery>, StoreError>> + Send>,
->;
+type LeaseCall =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<Leased, StoreError>> + Send>>;
 
 struct Finished {
     completion: Completion,
@@ -82,7 +83,13 @@ pub(crate) async fn run(
     let slots = Arc::new(Semaphore::new(config.concurrency.max(1)));
     let leases: Leases = Arc::new(Mutex::new(HashMap::new()));
     let (tx, rx) = mpsc::channel::<Finished>(config.concurrency.max(1) * 4);
-    let writer = tokio::spawn(write_outcomes(shared.clone(), config.clone(), rx));
+    let progress = Arc::new(Progress::default());
+    let writer = tokio::spawn(write_outcomes(
+        shared.clone(),
+        config.clone(),
+        rx,
+        Arc::clone(&progress),
+    ));
     // Wake-ups from other processes (PostgreSQL NOTIFY); polling covers any that are lost.
     let watcher = shared
         .store
@@ -102,6 +109,17 @@ pub(crate) async fn run(
     let mut leasing: Option<LeaseCall> = None;
     // False after a lease that found nothing (or failed), until a wake-up or the idle wait.
     let mut may_lease = true;
+    // After a lease that found nothing: whether work was due all the same (a destination at
+    // its cap, behind its breaker, or being leased by another worker). Then every finished
+    // attempt or recorded outcome may have made room, and is worth another lease; otherwise
+    // only new work (an enqueue, a notification, a rescheduled outcome) or the timer is.
+    let mut blocked = false;
+    // When the current idle spell ends at the latest (the next due time or the poll interval).
+    let mut idle_until: Option<Instant> = None;
+    // The next due time the last lease that found nothing read on its way, for the idle wait.
+    let mut next_due: Option<Option<i64>> = None;
+    // The time the last lease call looked for due work at.
+    let mut leased_at = shared.time.now_ms();
     let prefetch = config.concurrency.max(1);
     let ready_wait_ms = duration_ms(MAX_READY_WAIT);
     loop {
@@ -139,13 +157,13 @@ pub(crate) async fn run(
                 leases: Arc::clone(&leases),
                 tx: tx.clone(),
             };
-            let wake = Arc::clone(&shared.wake);
+            let progress = Arc::clone(&progress);
             tasks.spawn(async move {
                 job.attempt(delivery, permit).await;
                 // Free the slot before waking the loop, or it may wake to find every slot
                 // still taken and sleep a whole poll interval.
                 drop(slot);
-                wake.notify_one();
+                progress.notify.notify_one();
             });
         }
         if !overflow.is_empty() {
@@ -154,6 +172,7 @@ pub(crate) async fn run(
         let room = (slots.available_permits() + prefetch).saturating_sub(ready.len());
         if leasing.is_none() && may_lease && room > 0 {
             let now = shared.time.now_ms();
+            leased_at = now;
             let request = LeaseRequest {
                 now_ms: now,
                 limit: u32::try_from(room)
@@ -164,13 +183,26 @@ pub(crate) async fn run(
                 exclude: shared.breakers.exclusions(now),
             };
             let store = Arc::clone(&shared.store);
-            leasing = Some(Box::pin(async move { store.lease(request).await }));
+            leasing = Some(Box::pin(
+                async move { store.lease_or_next_due(request).await },
+            ));
         }
         // Nothing to lease for now: sleep until the next delivery is due (at most the poll
         // interval) unless woken. With a lease in flight or every slot busy, its answer or a
         // finishing attempt wakes the loop; the poll interval bounds the wait regardless.
+        // The next due time is read once per idle spell: the wake-ups that do not end it (an
+        // attempt finishing while nothing is due) sleep on towards the same moment.
         let wait = if leasing.is_none() && !may_lease {
-            idle_wait(&shared, &config, true).await
+            let until = match idle_until {
+                Some(until) => until,
+                None => {
+                    let (wait, due_now) =
+                        idle_wait(&shared, &config, next_due.take(), leased_at).await;
+                    blocked = due_now;
+                    *idle_until.insert(Instant::now() + wait)
+                }
+            };
+            until.saturating_duration_since(Instant::now())
         } else {
             config.poll_interval.max(Duration::from_millis(1))
         };
@@ -184,8 +216,16 @@ pub(crate) async fn run(
             } => {
                 leasing = None;
                 match result {
-                    Ok(batch) if !batch.is_empty() => ready.extend(batch),
-                    Ok(_) => may_lease = false,
+                    Ok(Leased::Deliveries(batch)) => {
+                        if batch.is_empty() {
+                            may_lease = false;
+                        }
+                        ready.extend(batch);
+                    }
+                    Ok(Leased::Nothing { next_due: due }) => {
+                        may_lease = false;
+                        next_due = Some(due);
+                    }
                     Err(e) => {
                         may_lease = false;
                         shared.metrics.record_store_error();
@@ -194,12 +234,26 @@ pub(crate) async fn run(
                 }
             }
             () = shared.wake.notified() => may_lease = true,
+            () = progress.notify.notified() => {
+                if blocked || progress.rescheduled.swap(false, Ordering::AcqRel) {
+                    may_lease = true;
+                }
+            }
+            () = shared.freed.notified() => {
+                if blocked {
+                    may_lease = true;
+                }
+            }
             () = tokio::time::sleep(wait) => may_lease = true,
+        }
+        if may_lease {
+            idle_until = None;
         }
     }
     // Stop leasing: a lease call in flight is finished so its rows can be handed back at once.
     if let Some(call) = leasing.take()
-        && let Ok(Ok(batch)) = tokio::time::timeout(config.shutdown_grace, call).await
+        && let Ok(Ok(Leased::Deliveries(batch))) =
+            tokio::time::timeout(config.shutdown_grace, call).await
     {
         ready.extend(batch);
     }
@@ -305,30 +359,51 @@ async fn release(
 }
 
 /// How long to sleep when there is nothing to start: until the next delivery is due, at most
-/// the poll interval.
-async fn idle_wait(shared: &Shared, config: &WorkerConfig, had_room: bool) -> Duration {
+/// the poll interval; and whether something is due already but was not leasable.
+/// `known` is the next due time the lease that found nothing (at `leased_at`) just read, if
+/// any. Something due by `leased_at` was there but not leasable; something due after it is
+/// waited for, however soon (it may be due already: the lease looked a moment too early).
+async fn idle_wait(
+    shared: &Shared,
+    config: &WorkerConfig,
+    known: Option<Option<i64>>,
+    leased_at: i64,
+) -> (Duration, bool) {
     let poll = config.poll_interval.max(Duration::from_millis(1));
-    if !had_room {
-        // Every slot is busy; a finishing attempt wakes us through the breakers' notify.
-        return poll;
-    }
-    match shared.store.next_due().await {
+    let next_due = match known {
+        Some(due) => Ok(due),
+        None => shared.store.next_due().await,
+    };
+    match next_due {
         Ok(Some(due)) => {
-            let now = shared.time.now_ms();
-            if due > now {
-                Duration::from_millis(u64::try_from(due - now).unwrap_or(0)).min(poll)
+            if due > leased_at {
+                let now = shared.time.now_ms();
+                let wait = Duration::from_millis(u64::try_from(due - now).unwrap_or(0));
+                (wait.min(poll), false)
             } else {
-                // Due but not leasable (disabled destination, open breaker, at capacity).
-                poll
+                // Due but not leasable (disabled destination, open breaker, at capacity,
+                // being leased by another worker).
+                (poll, true)
             }
         }
-        Ok(None) => poll,
+        Ok(None) => (poll, false),
         Err(e) => {
             shared.metrics.record_store_error();
             tracing::warn!(error = %e, "outbox worker: reading the next due time failed");
-            poll
+            // Not knowing, lease again at every chance, as when something is due.
+            (poll, true)
         }
     }
+}
+
+/// What the attempts and the outcome writer tell the lease loop.
+#[derive(Debug, Default)]
+struct Progress {
+    /// An attempt finished (its slot is free) or a batch of outcomes was recorded.
+    notify: Notify,
+    /// A recorded outcome scheduled its delivery again (a retry, a disabled destination) or
+    /// lost its lease: the next due time may have moved, so lease (or re-read it) again.
+    rescheduled: AtomicBool,
 }
 
 /// Counts a request in the in-flight gauge until dropped (also when the task is aborted).
@@ -614,6 +689,7 @@ async fn write_outcomes(
     shared: Shared,
     config: WorkerConfig,
     mut rx: mpsc::Receiver<Finished>,
+    progress: Arc<Progress>,
 ) -> Tally {
     let mut tally = Tally::default();
     let max = config.completion_batch.max(1);
@@ -638,8 +714,17 @@ async fn write_outcomes(
             {
                 Ok(statuses) => {
                     // The store counts live leases against each destination's cap: only now
-                    // that these are closed may the loop lease more for their destinations.
-                    shared.wake.notify_one();
+                    // that these are closed may the loop lease more for their destinations
+                    // (it does when it found work due but not leasable), and a rescheduled
+                    // delivery may be due before the time the loop sleeps until.
+                    let rescheduled = statuses.iter().zip(&kinds).any(|(status, kind)| {
+                        matches!(status, CompleteStatus::LeaseLost)
+                            || matches!(kind, OutcomeKind::Retried | OutcomeKind::Disabled)
+                    });
+                    if rescheduled {
+                        progress.rescheduled.store(true, Ordering::Release);
+                    }
+                    progress.notify.notify_one();
                     let mut lost = 0;
                     for (status, kind) in statuses.iter().zip(&kinds) {
                         match status {

@@ -73,7 +73,7 @@ pub use key::{BodyKey, BodyKeyError, ENV_KEY, ENV_PREVIOUS_KEYS};
 
 use super::{
     AttemptRecord, BoxFuture, Completion, DeliveryDetail, DeliveryId, DisableRules, Enqueued,
-    Health, LeaseRequest, LeasedDelivery, NewDelivery, OutboxStore, Outcome, StoreError,
+    Health, LeaseRequest, Leased, LeasedDelivery, NewDelivery, OutboxStore, Outcome, StoreError,
 };
 use crate::delivery::classify::ErrorClass;
 use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
@@ -277,6 +277,16 @@ impl EncryptedStore {
     ) -> Result<Vec<LeasedDelivery>, StoreError> {
         let now = request.now_ms;
         let leased = self.inner.lease(request).await?;
+        self.open_leased(leased, now).await
+    }
+
+    /// The leased deliveries with their bodies opened; those that cannot be opened go to the
+    /// dead letters.
+    async fn open_leased(
+        &self,
+        leased: Vec<LeasedDelivery>,
+        now: i64,
+    ) -> Result<Vec<LeasedDelivery>, StoreError> {
         let mut ready = Vec::with_capacity(leased.len());
         let mut dead = Vec::new();
         for mut d in leased {
@@ -446,6 +456,24 @@ impl OutboxStore for EncryptedStore {
         request: LeaseRequest,
     ) -> BoxFuture<'_, Result<Vec<LeasedDelivery>, StoreError>> {
         Box::pin(self.lease_and_open(request))
+    }
+
+    /// The inner store's answer, with the bodies of what it leased opened (a lease whose
+    /// every body was undecryptable comes back as [`Leased::Deliveries`] of none, and the
+    /// worker reads the next due time on its own).
+    fn lease_or_next_due(
+        &self,
+        request: LeaseRequest,
+    ) -> BoxFuture<'_, Result<Leased, StoreError>> {
+        Box::pin(async move {
+            let now = request.now_ms;
+            Ok(match self.inner.lease_or_next_due(request).await? {
+                Leased::Deliveries(leased) => {
+                    Leased::Deliveries(self.open_leased(leased, now).await?)
+                }
+                nothing @ Leased::Nothing { .. } => nothing,
+            })
+        })
     }
 
     /// The delivery with its body opened. A body that cannot be opened is a

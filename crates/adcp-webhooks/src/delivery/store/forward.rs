@@ -116,6 +116,17 @@ macro_rules! forward_outbox_store {
             $crate::forward_outbox_store!(@call self $to next_due next_due_at())
         }
     };
+    (@one $to:tt lease_or_next_due) => {
+        fn lease_or_next_due(
+            &self,
+            request: $crate::delivery::store::LeaseRequest,
+        ) -> $crate::delivery::store::BoxFuture<
+            '_,
+            Result<$crate::delivery::store::Leased, $crate::delivery::store::StoreError>,
+        > {
+            $crate::forward_outbox_store!(@call self $to lease_or_next_due lease_or_idle(request))
+        }
+    };
     (@one $to:tt counts) => {
         fn counts(
             &self,

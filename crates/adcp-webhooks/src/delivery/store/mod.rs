@@ -222,6 +222,23 @@ pub struct LeaseRequest {
     pub exclude: Vec<String>,
 }
 
+/// What [`OutboxStore::lease_or_next_due`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Leased {
+    /// Deliveries leased: empty only when the request's `limit` was 0, or when a wrapper
+    /// handed back every delivery it leased (an [`EncryptedStore`](encrypted::EncryptedStore)
+    /// with bodies it cannot open).
+    Deliveries(Vec<LeasedDelivery>),
+    /// Nothing leasable: when the earliest pending delivery is due, as
+    /// [`OutboxStore::next_due`] answers (at or before now when work is due but not leasable:
+    /// a destination at its cap, behind its breaker, disabled or being leased elsewhere), or
+    /// `None` when nothing is pending.
+    Nothing {
+        /// The earliest due time of any pending delivery, in Unix milliseconds.
+        next_due: Option<i64>,
+    },
+}
+
 /// A leased delivery: everything needed to attempt it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LeasedDelivery {
@@ -508,6 +525,26 @@ pub trait OutboxStore: Send + Sync + fmt::Debug {
     /// When the earliest pending delivery is due (ignoring breakers and disabled
     /// destinations), or `None` when nothing is pending.
     fn next_due(&self) -> BoxFuture<'_, Result<Option<i64>, StoreError>>;
+
+    /// [`lease`](Self::lease), and when that leases nothing, [`next_due`](Self::next_due) as
+    /// well: what a worker reads before it sleeps. The default makes the two calls; a store
+    /// that answers both in one round trip (PostgreSQL) overrides it. A wrapper that changes
+    /// what `lease` returns can leave the default, which goes through its own `lease`.
+    fn lease_or_next_due(
+        &self,
+        request: LeaseRequest,
+    ) -> BoxFuture<'_, Result<Leased, StoreError>> {
+        Box::pin(async move {
+            let leased = self.lease(request).await?;
+            if leased.is_empty() {
+                Ok(Leased::Nothing {
+                    next_due: self.next_due().await?,
+                })
+            } else {
+                Ok(Leased::Deliveries(leased))
+            }
+        })
+    }
 
     /// Deliveries by state.
     fn counts(&self, now_ms: i64) -> BoxFuture<'_, Result<StateCounts, StoreError>>;

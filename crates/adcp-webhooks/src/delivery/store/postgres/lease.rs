@@ -2,7 +2,9 @@
 
 use super::{PostgresStore, db_err, get, get_u32};
 use crate::delivery::store::codec::headers_from_json;
-use crate::delivery::store::{DeliveryId, LeaseRequest, LeaseToken, LeasedDelivery, StoreError};
+use crate::delivery::store::{
+    DeliveryId, LeaseRequest, LeaseToken, Leased, LeasedDelivery, StoreError,
+};
 use sqlx::postgres::PgRow;
 
 impl PostgresStore {
@@ -10,13 +12,22 @@ impl PostgresStore {
         &self,
         req: LeaseRequest,
     ) -> Result<Vec<LeasedDelivery>, StoreError> {
+        Ok(match self.lease_or_idle(req).await? {
+            Leased::Deliveries(leased) => leased,
+            Leased::Nothing { .. } => Vec::new(),
+        })
+    }
+
+    /// One call of `outbox_lease_next` (migration 9): the leased rows, or when there are none,
+    /// one row without an id that carries the next due time.
+    pub(super) async fn lease_or_idle(&self, req: LeaseRequest) -> Result<Leased, StoreError> {
         if req.limit == 0 {
-            return Ok(Vec::new());
+            return Ok(Leased::Deliveries(Vec::new()));
         }
         let token = LeaseToken::random();
         let lease_ms = req.lease_ms.max(1);
         let expires = req.now_ms.saturating_add(lease_ms);
-        let rows = sqlx::query("SELECT * FROM outbox_lease($1, $2, $3, $4, $5, $6)")
+        let rows = sqlx::query("SELECT * FROM outbox_lease_next($1, $2, $3, $4, $5, $6)")
             .bind(req.now_ms)
             .bind(i32::try_from(req.limit).unwrap_or(i32::MAX))
             .bind(lease_ms)
@@ -26,7 +37,14 @@ impl PostgresStore {
             .fetch_all(&self.work)
             .await
             .map_err(db_err)?;
-        leased_from_rows(&rows, token, expires)
+        if let [row] = rows.as_slice()
+            && get::<Option<i64>>(row, "id")?.is_none()
+        {
+            return Ok(Leased::Nothing {
+                next_due: get(row, "next_due")?,
+            });
+        }
+        leased_from_rows(&rows, token, expires).map(Leased::Deliveries)
     }
 
     pub(super) async fn release_leases(

@@ -328,6 +328,7 @@ impl PostgresStore {
 }
 
 delegate_outbox_store!(PostgresStore {
+    crate::forward_outbox_store!(inherent: lease_or_next_due);
     fn watch(&self, wake: Arc<Notify>) -> Option<BoxFuture<'static, ()>> {
         Some(Box::pin(Self::relay_notifications(self.pool.clone(), wake)))
     }

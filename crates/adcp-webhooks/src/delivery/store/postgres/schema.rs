@@ -49,6 +49,11 @@ pub(super) const MIGRATIONS: &[(i64, &str, &str)] = &[
         "indexes off the hot path",
         include_str!("../../../../migrations/postgres/0008_hot_path_indexes.sql"),
     ),
+    (
+        9,
+        "a lease that starts at the first due time and answers the next due time",
+        include_str!("../../../../migrations/postgres/0009_lease_from_first_due.sql"),
+    ),
 ];
 
 /// The advisory lock every migration takes, so concurrent migrations run one at a time.
