@@ -948,6 +948,103 @@ async fn an_idle_worker_leases_again_only_when_work_may_have_come(db: TestDb) {
     );
 }
 
+/// A store whose lease, when it finds nothing while an attempt it handed out is still
+/// outstanding, answers only after that attempt's outcome is recorded: the wake-ups that free
+/// room (the attempt ending, its outcome) all come while the lease is still running.
+#[derive(Debug)]
+struct OutcomeBeforeEmptyLease {
+    inner: Arc<dyn OutboxStore>,
+    outstanding: AtomicUsize,
+}
+
+impl OutboxStore for OutcomeBeforeEmptyLease {
+    fn lease(
+        &self,
+        request: LeaseRequest,
+    ) -> BoxFuture<'_, Result<Vec<LeasedDelivery>, StoreError>> {
+        Box::pin(async move {
+            let batch = self.inner.lease(request).await?;
+            if batch.is_empty() {
+                // Bounded: 10 s at most.
+                for _ in 0..10_000 {
+                    if self.outstanding.load(Ordering::SeqCst) == 0 {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+            }
+            self.outstanding.fetch_add(batch.len(), Ordering::SeqCst);
+            Ok(batch)
+        })
+    }
+    fn complete(
+        &self,
+        batch: Vec<Completion>,
+        rules: DisableRules,
+        now_ms: i64,
+    ) -> BoxFuture<'_, Result<Vec<CompleteStatus>, StoreError>> {
+        Box::pin(async move {
+            let n = batch.len();
+            let statuses = self.inner.complete(batch, rules, now_ms).await?;
+            self.outstanding.fetch_sub(n, Ordering::SeqCst);
+            Ok(statuses)
+        })
+    }
+    adcp_webhooks::forward_outbox_store!((inner):
+        enqueue, release, next_due, counts, list, get, requeue, purge, destinations,
+        set_destination_enabled, watch);
+}
+
+/// A worker held at its destination's cap leases again as soon as room frees, not at its
+/// next poll (an hour here), also when what freed the room happened while a lease that found
+/// the destination full was still running: with a cap of one, every second lease finds it
+/// full, and the store answers it only after the outcome that frees it is recorded.
+async fn a_worker_at_its_cap_leases_again_as_room_frees(db: TestDb) {
+    const N: usize = 6;
+    let receiver = TestReceiver::start(Behaviour::ok()).await;
+    let key = key();
+    let store = Arc::new(OutcomeBeforeEmptyLease {
+        inner: db.open().await,
+        outstanding: AtomicUsize::new(0),
+    });
+    let outbox = Outbox::builder(store)
+        .retry_policy(fast_policy())
+        .breaker(BreakerConfig {
+            max_concurrency: 1,
+            ..BreakerConfig::default()
+        })
+        .build();
+    for n in 0..N {
+        outbox
+            .enqueue(&receiver.url("/hook"), &raw(n), EnqueueOptions::default())
+            .await
+            .expect("enqueue");
+    }
+    let cfg = WorkerConfig {
+        concurrency: 1,
+        poll_interval: Duration::from_secs(3600),
+        ..config()
+    };
+    let report = run_until(
+        &outbox,
+        sender(&key, Duration::from_secs(2)),
+        cfg,
+        Duration::from_secs(30),
+        |o| async move {
+            o.status()
+                .await
+                .map(|c| c.delivered == N as u64)
+                .unwrap_or(false)
+        },
+    )
+    .await;
+    assert_eq!(
+        report.delivered, N as u64,
+        "the worker waited for its poll interval with room under the cap"
+    );
+    assert_eq!(receiver.max_concurrent(), 1);
+}
+
 on_every_engine!(
     retries_the_same_bytes_and_key_under_fresh_signatures_until_delivered,
     rejections_go_to_dead_letters_and_gone_disables_the_destination,
@@ -958,6 +1055,7 @@ on_every_engine!(
     retention_deletes_delivered_rows_in_bounded_batches,
     a_lease_too_short_to_record_the_outcome_is_handed_back_unattempted,
     an_idle_worker_leases_again_only_when_work_may_have_come,
+    a_worker_at_its_cap_leases_again_as_room_frees,
 );
 
 /// An enqueue by another process wakes an idle worker at once (LISTEN/NOTIFY), not at its

@@ -118,8 +118,10 @@ pub(crate) async fn run(
     let mut idle_until: Option<Instant> = None;
     // The next due time the last lease that found nothing read on its way, for the idle wait.
     let mut next_due: Option<Option<i64>> = None;
-    // The time the last lease call looked for due work at.
+    // The time the last lease call looked for due work at, and whether an attempt finished,
+    // an outcome was recorded or a breaker permit was given back since it started.
     let mut leased_at = shared.time.now_ms();
+    let mut progressed = false;
     let prefetch = config.concurrency.max(1);
     let ready_wait_ms = duration_ms(MAX_READY_WAIT);
     loop {
@@ -173,6 +175,8 @@ pub(crate) async fn run(
         if leasing.is_none() && may_lease && room > 0 {
             let now = shared.time.now_ms();
             leased_at = now;
+            progressed = false;
+            next_due = None;
             let request = LeaseRequest {
                 now_ms: now,
                 limit: u32::try_from(room)
@@ -223,7 +227,11 @@ pub(crate) async fn run(
                         ready.extend(batch);
                     }
                     Ok(Leased::Nothing { next_due: due }) => {
-                        may_lease = false;
+                        // Work due but not leasable, and room may have freed while the lease
+                        // ran (an attempt finished, an outcome was recorded): that wake-up
+                        // came before this answer, so lease again at once.
+                        blocked = due.is_some_and(|due| due <= leased_at);
+                        may_lease = blocked && progressed;
                         next_due = Some(due);
                     }
                     Err(e) => {
@@ -235,11 +243,13 @@ pub(crate) async fn run(
             }
             () = shared.wake.notified() => may_lease = true,
             () = progress.notify.notified() => {
+                progressed = true;
                 if blocked || progress.rescheduled.swap(false, Ordering::AcqRel) {
                     may_lease = true;
                 }
             }
             () = shared.freed.notified() => {
+                progressed = true;
                 if blocked {
                     may_lease = true;
                 }
