@@ -1045,6 +1045,83 @@ async fn a_worker_at_its_cap_leases_again_as_room_frees(db: TestDb) {
     assert_eq!(receiver.max_concurrent(), 1);
 }
 
+/// A store whose first lease that finds nothing waits, before it answers, for the test to
+/// enqueue a webhook (through the same outbox, which wakes the worker while the lease runs).
+#[derive(Debug)]
+struct EnqueueDuringEmptyLease {
+    inner: Arc<dyn OutboxStore>,
+    once: std::sync::atomic::AtomicBool,
+    leasing: tokio::sync::Notify,
+    enqueued: tokio::sync::Notify,
+}
+
+impl OutboxStore for EnqueueDuringEmptyLease {
+    fn lease(
+        &self,
+        request: LeaseRequest,
+    ) -> BoxFuture<'_, Result<Vec<LeasedDelivery>, StoreError>> {
+        Box::pin(async move {
+            let batch = self.inner.lease(request).await?;
+            if batch.is_empty() && !self.once.swap(true, Ordering::SeqCst) {
+                self.leasing.notify_one();
+                self.enqueued.notified().await;
+            }
+            Ok(batch)
+        })
+    }
+    adcp_webhooks::forward_outbox_store!((inner):
+        enqueue, complete, release, next_due, counts, list, get, requeue, purge, destinations,
+        set_destination_enabled, watch);
+}
+
+/// An enqueue that lands while a lease is running (its wake-up arrives before the lease's
+/// empty answer) is leased at once, not at the next poll (an hour here), whether or not the
+/// next due time read with that answer saw it.
+async fn an_enqueue_during_a_lease_that_finds_nothing_is_not_left_for_the_poll(db: TestDb) {
+    let receiver = TestReceiver::start(Behaviour::ok()).await;
+    let key = key();
+    let store = Arc::new(EnqueueDuringEmptyLease {
+        inner: db.open().await,
+        once: std::sync::atomic::AtomicBool::new(false),
+        leasing: tokio::sync::Notify::new(),
+        enqueued: tokio::sync::Notify::new(),
+    });
+    let outbox = Outbox::builder(store.clone())
+        .retry_policy(fast_policy())
+        .build();
+    let cfg = WorkerConfig {
+        poll_interval: Duration::from_secs(3600),
+        ..config()
+    };
+    let run = {
+        let outbox = outbox.clone();
+        let sender = sender(&key, Duration::from_secs(2));
+        tokio::spawn(async move {
+            run_until(
+                &outbox,
+                sender,
+                cfg,
+                Duration::from_secs(30),
+                |o| async move { o.status().await.map(|c| c.delivered == 1).unwrap_or(false) },
+            )
+            .await
+        })
+    };
+    tokio::time::timeout(Duration::from_secs(30), store.leasing.notified())
+        .await
+        .expect("the worker never leased");
+    outbox
+        .enqueue(&receiver.url("/hook"), &raw(1), EnqueueOptions::default())
+        .await
+        .expect("enqueue");
+    store.enqueued.notify_one();
+    let report = run.await.expect("worker task");
+    assert_eq!(
+        report.delivered, 1,
+        "the webhook waited for the poll interval: the wake-up came while the lease ran"
+    );
+}
+
 on_every_engine!(
     retries_the_same_bytes_and_key_under_fresh_signatures_until_delivered,
     rejections_go_to_dead_letters_and_gone_disables_the_destination,
@@ -1056,6 +1133,7 @@ on_every_engine!(
     a_lease_too_short_to_record_the_outcome_is_handed_back_unattempted,
     an_idle_worker_leases_again_only_when_work_may_have_come,
     a_worker_at_its_cap_leases_again_as_room_frees,
+    an_enqueue_during_a_lease_that_finds_nothing_is_not_left_for_the_poll,
 );
 
 /// An enqueue by another process wakes an idle worker at once (LISTEN/NOTIFY), not at its

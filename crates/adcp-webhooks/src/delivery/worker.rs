@@ -118,10 +118,12 @@ pub(crate) async fn run(
     let mut idle_until: Option<Instant> = None;
     // The next due time the last lease that found nothing read on its way, for the idle wait.
     let mut next_due: Option<Option<i64>> = None;
-    // The time the last lease call looked for due work at, and whether an attempt finished,
-    // an outcome was recorded or a breaker permit was given back since it started.
+    // The time the last lease call looked for due work at; since it started, whether an
+    // attempt finished, an outcome was recorded or a breaker permit was given back
+    // (`progressed`), and whether new work was announced (`woken`).
     let mut leased_at = shared.time.now_ms();
     let mut progressed = false;
+    let mut woken = false;
     let prefetch = config.concurrency.max(1);
     let ready_wait_ms = duration_ms(MAX_READY_WAIT);
     loop {
@@ -176,6 +178,7 @@ pub(crate) async fn run(
             let now = shared.time.now_ms();
             leased_at = now;
             progressed = false;
+            woken = false;
             next_due = None;
             let request = LeaseRequest {
                 now_ms: now,
@@ -227,11 +230,12 @@ pub(crate) async fn run(
                         ready.extend(batch);
                     }
                     Ok(Leased::Nothing { next_due: due }) => {
-                        // Work due but not leasable, and room may have freed while the lease
-                        // ran (an attempt finished, an outcome was recorded): that wake-up
-                        // came before this answer, so lease again at once.
+                        // A wake-up that came while the lease ran came before this answer,
+                        // which may not have seen its cause: new work (an enqueue committed
+                        // after the lease looked), or, with work due but not leasable, room
+                        // (an attempt finished, an outcome recorded). Lease again at once.
                         blocked = due.is_some_and(|due| due <= leased_at);
-                        may_lease = blocked && progressed;
+                        may_lease = woken || (blocked && progressed);
                         next_due = Some(due);
                     }
                     Err(e) => {
@@ -241,7 +245,10 @@ pub(crate) async fn run(
                     }
                 }
             }
-            () = shared.wake.notified() => may_lease = true,
+            () = shared.wake.notified() => {
+                may_lease = true;
+                woken = true;
+            }
             () = progress.notify.notified() => {
                 progressed = true;
                 if blocked || progress.rescheduled.swap(false, Ordering::AcqRel) {
