@@ -41,6 +41,7 @@ pub mod target;
 pub mod transactional;
 mod worker;
 mod worker_config;
+mod worker_outcomes;
 
 pub use breaker::{BreakerConfig, BreakerState};
 pub use classify::{Classification, DeadReason, Decision, ErrorClass};

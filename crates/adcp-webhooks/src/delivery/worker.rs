@@ -8,6 +8,15 @@
 //! answer and hands the outcome to a writer task that records outcomes in batches, one
 //! transaction per batch.
 //!
+//! A lease that finds nothing also brings the next due time
+//! ([`OutboxStore::lease_or_next_due`]), and the worker sleeps until then (at most
+//! [`WorkerConfig::poll_interval`]). It leases again before that only when work may have come:
+//! an enqueue or a notification from another process, an outcome that scheduled a retry, or,
+//! when work was due but not leasable (its destination at its cap), an attempt finishing or an
+//! outcome being recorded. A wake-up that arrives while a lease call runs counts for the
+//! answer of that call, which may not have seen its cause. So an idle worker costs the store
+//! nothing per finished attempt, and a busy one never waits for the poll interval.
+//!
 //! Guarantees:
 //! - an attempt never outlives its lease: it is abandoned (and recorded as a timeout) after
 //!   [`WorkerConfig::request_timeout`], and the lease is that plus
@@ -33,22 +42,21 @@ use crate::delivery::classify::{
 use crate::delivery::metrics::{Metrics, OutcomeKind};
 use crate::delivery::schedule::{RetryPolicy, duration_ms};
 use crate::delivery::store::{
-    AttemptRecord, CompleteStatus, Completion, DeliveryId, DeliveryState, Health, LeaseRequest,
-    LeaseToken, Leased, LeasedDelivery, OutboxStore, Outcome, PurgeSelection, StoreError,
+    AttemptRecord, Completion, DeliveryId, Health, LeaseRequest, LeaseToken, Leased,
+    LeasedDelivery, OutboxStore, Outcome, StoreError,
 };
 use crate::payload::{IdempotencyKey, WebhookKind};
 use crate::sender::{PreparedWebhook, WebhookSender};
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tracing::Instrument as _;
 
-use super::worker_config::{
-    MAX_READY_WAIT, PURGE_BATCH, PURGE_MAX_BATCHES, WorkerConfig, WorkerReport,
-};
+use super::worker_config::{MAX_READY_WAIT, WorkerConfig, WorkerReport};
+use super::worker_outcomes::{Finished, Progress, retain, write_outcomes};
 
 /// Everything the worker shares with the [`Outbox`](crate::delivery::Outbox) it came from.
 #[derive(Debug, Clone)]
@@ -67,11 +75,6 @@ type Leases = Arc<Mutex<HashMap<DeliveryId, LeaseToken>>>;
 /// A lease call running beside the attempts.
 type LeaseCall =
     std::pin::Pin<Box<dyn std::future::Future<Output = Result<Leased, StoreError>> + Send>>;
-
-struct Finished {
-    completion: Completion,
-    outcome: OutcomeKind,
-}
 
 /// Run until `shutdown` completes, then finish or release in-flight work.
 pub(crate) async fn run(
@@ -118,12 +121,13 @@ pub(crate) async fn run(
     let mut idle_until: Option<Instant> = None;
     // The next due time the last lease that found nothing read on its way, for the idle wait.
     let mut next_due: Option<Option<i64>> = None;
-    // The time the last lease call looked for due work at; since it started, whether an
-    // attempt finished, an outcome was recorded or a breaker permit was given back
-    // (`progressed`), and whether new work was announced (`woken`).
+    // The time the last lease call looked for due work at; since it started, whether
+    // outcomes were recorded (`progressed`) and whether new work was announced (`woken`).
     let mut leased_at = shared.time.now_ms();
     let mut progressed = false;
     let mut woken = false;
+    // Whether deliveries were handed back for want of a breaker permit since one was freed.
+    let mut handed_back = false;
     let prefetch = config.concurrency.max(1);
     let ready_wait_ms = duration_ms(MAX_READY_WAIT);
     loop {
@@ -171,6 +175,7 @@ pub(crate) async fn run(
             });
         }
         if !overflow.is_empty() {
+            handed_back = true;
             release(&shared, overflow, &mut report).await;
         }
         let room = (slots.available_permits() + prefetch).saturating_sub(ready.len());
@@ -250,16 +255,18 @@ pub(crate) async fn run(
                 woken = true;
             }
             () = progress.notify.notified() => {
-                progressed = true;
-                if blocked || progress.rescheduled.swap(false, Ordering::AcqRel) {
+                // The store counts a lease against its destination's cap until its outcome
+                // is recorded: a finished attempt alone frees no room there.
+                let recorded = progress.recorded.swap(false, Ordering::AcqRel);
+                progressed |= recorded;
+                if (blocked && recorded) || progress.rescheduled.swap(false, Ordering::AcqRel) {
                     may_lease = true;
                 }
             }
-            () = shared.freed.notified() => {
-                progressed = true;
-                if blocked {
-                    may_lease = true;
-                }
+            () = shared.freed.notified(), if handed_back => {
+                // A delivery was handed back for want of a breaker permit: one is free now.
+                handed_back = false;
+                may_lease = true;
             }
             () = tokio::time::sleep(wait) => may_lease = true,
         }
@@ -310,47 +317,6 @@ pub(crate) async fn run(
     report.retried = outcomes.retried;
     report.dead = outcomes.dead;
     Ok(report)
-}
-
-/// Delete finished deliveries past their retention, in bounded batches, every
-/// `purge_interval`, until the worker stops.
-async fn retain(shared: Shared, config: WorkerConfig) {
-    let rules = [
-        (DeliveryState::Delivered, config.retain_delivered),
-        (DeliveryState::Dead, config.retain_dead),
-    ];
-    loop {
-        for (state, keep) in rules {
-            let Some(keep) = keep else { continue };
-            let before_ms = shared.time.now_ms().saturating_sub(duration_ms(keep));
-            for _ in 0..PURGE_MAX_BATCHES {
-                let selection = PurgeSelection {
-                    state,
-                    before_ms,
-                    limit: PURGE_BATCH,
-                };
-                match shared.store.purge(selection).await {
-                    Ok(n) => {
-                        if n > 0 {
-                            tracing::debug!(state = %state, count = n, "outbox retention: purged");
-                            shared.metrics.record_purged(n);
-                        }
-                        if n < u64::from(PURGE_BATCH) {
-                            break;
-                        }
-                        // Let deliveries have the database between batches.
-                        tokio::time::sleep(Duration::from_millis(10)).await;
-                    }
-                    Err(e) => {
-                        shared.metrics.record_store_error();
-                        tracing::warn!(error = %e, "outbox retention: purge failed; retrying at the next run");
-                        break;
-                    }
-                }
-            }
-        }
-        tokio::time::sleep(config.purge_interval.max(Duration::from_millis(10))).await;
-    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -411,16 +377,6 @@ async fn idle_wait(
             (poll, true)
         }
     }
-}
-
-/// What the attempts and the outcome writer tell the lease loop.
-#[derive(Debug, Default)]
-struct Progress {
-    /// An attempt finished (its slot is free) or a batch of outcomes was recorded.
-    notify: Notify,
-    /// A recorded outcome scheduled its delivery again (a retry, a disabled destination) or
-    /// lost its lease: the next due time may have moved, so lease (or re-read it) again.
-    rescheduled: AtomicBool,
 }
 
 /// Counts a request in the in-flight gauge until dropped (also when the task is aborted).
@@ -691,99 +647,4 @@ async fn send(
         headers.response = Some(r.response_headers.clone());
     }
     classify_attempt(result, time.now_ms())
-}
-
-#[derive(Debug, Default)]
-struct Tally {
-    delivered: u64,
-    retried: u64,
-    dead: u64,
-}
-
-/// Record outcomes in batches: whatever accumulated while the previous transaction ran goes
-/// into the next one.
-async fn write_outcomes(
-    shared: Shared,
-    config: WorkerConfig,
-    mut rx: mpsc::Receiver<Finished>,
-    progress: Arc<Progress>,
-) -> Tally {
-    let mut tally = Tally::default();
-    let max = config.completion_batch.max(1);
-    while let Some(first) = rx.recv().await {
-        let mut batch = vec![first];
-        while batch.len() < max {
-            match rx.try_recv() {
-                Ok(f) => batch.push(f),
-                Err(_) => break,
-            }
-        }
-        let kinds: Vec<OutcomeKind> = batch.iter().map(|f| f.outcome).collect();
-        let completions: Vec<Completion> = batch.into_iter().map(|f| f.completion).collect();
-        let mut delay = Duration::from_millis(50);
-        let mut tries = 0;
-        loop {
-            tries += 1;
-            match shared
-                .store
-                .complete(completions.clone(), config.disable, shared.time.now_ms())
-                .await
-            {
-                Ok(statuses) => {
-                    // The store counts live leases against each destination's cap: only now
-                    // that these are closed may the loop lease more for their destinations
-                    // (it does when it found work due but not leasable), and a rescheduled
-                    // delivery may be due before the time the loop sleeps until.
-                    let rescheduled = statuses.iter().zip(&kinds).any(|(status, kind)| {
-                        matches!(status, CompleteStatus::LeaseLost)
-                            || matches!(kind, OutcomeKind::Retried | OutcomeKind::Disabled)
-                    });
-                    if rescheduled {
-                        progress.rescheduled.store(true, Ordering::Release);
-                    }
-                    progress.notify.notify_one();
-                    let mut lost = 0;
-                    for (status, kind) in statuses.iter().zip(&kinds) {
-                        match status {
-                            CompleteStatus::Applied => {
-                                shared.metrics.record_outcome(*kind);
-                                match kind {
-                                    OutcomeKind::Delivered => tally.delivered += 1,
-                                    OutcomeKind::Retried | OutcomeKind::Disabled => {
-                                        tally.retried += 1
-                                    }
-                                    OutcomeKind::Dead => tally.dead += 1,
-                                }
-                            }
-                            CompleteStatus::LeaseLost => lost += 1,
-                        }
-                    }
-                    if lost > 0 {
-                        shared.metrics.record_lease_lost(lost);
-                        tracing::warn!(
-                            count = lost,
-                            "attempt results arrived after their leases had moved on"
-                        );
-                    }
-                    break;
-                }
-                Err(e) if tries < 6 => {
-                    shared.metrics.record_store_error();
-                    tracing::warn!(error = %e, "recording attempt results failed; retrying");
-                    tokio::time::sleep(delay).await;
-                    delay = delay.saturating_mul(2);
-                }
-                Err(e) => {
-                    shared.metrics.record_store_error();
-                    tracing::error!(
-                        error = %e,
-                        count = completions.len(),
-                        "could not record attempt results; these deliveries will be attempted again when their leases expire"
-                    );
-                    break;
-                }
-            }
-        }
-    }
-    tally
 }
