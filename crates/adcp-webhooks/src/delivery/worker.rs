@@ -11,11 +11,13 @@
 //! A lease that finds nothing also brings the next due time
 //! ([`OutboxStore::lease_or_next_due`]), and the worker sleeps until then (at most
 //! [`WorkerConfig::poll_interval`]). It leases again before that only when work may have come:
-//! an enqueue or a notification from another process, an outcome that scheduled a retry, or,
-//! when work was due but not leasable (its destination at its cap), an attempt finishing or an
-//! outcome being recorded. A wake-up that arrives while a lease call runs counts for the
-//! answer of that call, which may not have seen its cause. So an idle worker costs the store
-//! nothing per finished attempt, and a busy one never waits for the poll interval.
+//! an enqueue or a notification from another process, an outcome that scheduled a retry, a
+//! breaker permit freed after a delivery was handed back for want of one, or, when work was
+//! due but not leasable (its destination at its cap), a batch of outcomes recorded (the store
+//! counts a lease against the cap until then). A wake-up that arrives while a lease call runs
+//! counts for the answer of that call, which may not have seen its cause. So an idle worker
+//! costs the store nothing per finished attempt, and a busy one never waits for the poll
+//! interval (except for room that another process's outcomes free under a shared cap).
 //!
 //! Guarantees:
 //! - an attempt never outlives its lease: it is abandoned (and recorded as a timeout) after
@@ -113,9 +115,9 @@ pub(crate) async fn run(
     // False after a lease that found nothing (or failed), until a wake-up or the idle wait.
     let mut may_lease = true;
     // After a lease that found nothing: whether work was due all the same (a destination at
-    // its cap, behind its breaker, or being leased by another worker). Then every finished
-    // attempt or recorded outcome may have made room, and is worth another lease; otherwise
-    // only new work (an enqueue, a notification, a rescheduled outcome) or the timer is.
+    // its cap, behind its breaker, or being leased by another worker). Then every batch of
+    // outcomes recorded may have made room, and is worth another lease; otherwise only new
+    // work (an enqueue, a notification, a rescheduled outcome) or the timer is.
     let mut blocked = false;
     // When the current idle spell ends at the latest (the next due time or the poll interval).
     let mut idle_until: Option<Instant> = None;
@@ -238,7 +240,7 @@ pub(crate) async fn run(
                         // A wake-up that came while the lease ran came before this answer,
                         // which may not have seen its cause: new work (an enqueue committed
                         // after the lease looked), or, with work due but not leasable, room
-                        // (an attempt finished, an outcome recorded). Lease again at once.
+                        // (outcomes recorded). Lease again at once.
                         blocked = due.is_some_and(|due| due <= leased_at);
                         may_lease = woken || (blocked && progressed);
                         next_due = Some(due);

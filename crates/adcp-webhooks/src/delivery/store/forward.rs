@@ -4,8 +4,8 @@
 //! ```text
 //! impl OutboxStore for Wrapper {
 //!     fn enqueue(&self, batch: Vec<NewDelivery>) -> ... { /* the wrapper's own work */ }
-//!     forward_outbox_store!((inner): lease, complete, release, next_due, counts, list, get,
-//!         requeue, purge, destinations, set_destination_enabled, watch);
+//!     forward_outbox_store!((inner): lease, lease_or_next_due, complete, release, next_due,
+//!         counts, list, get, requeue, purge, destinations, set_destination_enabled, watch);
 //! }
 //! ```
 //!
@@ -42,8 +42,8 @@
 ///         self.inner.enqueue(batch)
 ///     }
 ///     adcp_webhooks::forward_outbox_store!((inner):
-///         lease, complete, release, next_due, counts, list, get, requeue, purge, destinations,
-///         set_destination_enabled, watch);
+///         lease, lease_or_next_due, complete, release, next_due, counts, list, get, requeue,
+///         purge, destinations, set_destination_enabled, watch);
 /// }
 /// ```
 #[macro_export]

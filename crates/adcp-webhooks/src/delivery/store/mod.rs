@@ -528,8 +528,10 @@ pub trait OutboxStore: Send + Sync + fmt::Debug {
 
     /// [`lease`](Self::lease), and when that leases nothing, [`next_due`](Self::next_due) as
     /// well: what a worker reads before it sleeps. The default makes the two calls; a store
-    /// that answers both in one round trip (PostgreSQL) overrides it. A wrapper that changes
-    /// what `lease` returns can leave the default, which goes through its own `lease`.
+    /// that answers both in one round trip (PostgreSQL) overrides it. A wrapper that passes
+    /// `lease` through should pass this through too ([`forward_outbox_store!`](crate::forward_outbox_store)),
+    /// or the store's one round trip becomes two; one that changes what `lease` returns can
+    /// leave the default, which goes through its own `lease`.
     fn lease_or_next_due(
         &self,
         request: LeaseRequest,
