@@ -888,6 +888,74 @@ async fn retention_deletes_delivered_rows_in_bounded_batches(db: TestDb) {
     assert_eq!(outbox.status().await.expect("status").total(), 0);
 }
 
+/// An outbox over `store` with the fast retry policy and at most `cap` attempts in flight per
+/// destination.
+fn capped_outbox(store: Arc<dyn OutboxStore>, cap: u32) -> Outbox {
+    Outbox::builder(store)
+        .retry_policy(fast_policy())
+        .breaker(BreakerConfig {
+            max_concurrency: cap,
+            ..BreakerConfig::default()
+        })
+        .build()
+}
+
+/// Enqueue `n` webhooks for `receiver`, then run a worker with `concurrency` request slots
+/// and an hour's poll interval until all of them are delivered (30 s at most).
+async fn deliver_all_with_an_hours_poll(
+    outbox: &Outbox,
+    receiver: &TestReceiver,
+    n: usize,
+    concurrency: usize,
+) -> adcp_webhooks::delivery::WorkerReport {
+    for i in 0..n {
+        outbox
+            .enqueue(&receiver.url("/hook"), &raw(i), EnqueueOptions::default())
+            .await
+            .expect("enqueue");
+    }
+    let cfg = WorkerConfig {
+        concurrency,
+        poll_interval: Duration::from_secs(3600),
+        ..config()
+    };
+    run_until(
+        outbox,
+        sender(&key(), Duration::from_secs(2)),
+        cfg,
+        Duration::from_secs(30),
+        move |o| async move {
+            o.status()
+                .await
+                .map(|c| c.delivered == n as u64)
+                .unwrap_or(false)
+        },
+    )
+    .await
+}
+
+/// A worker with an hour's poll interval, running on its own task until one webhook is
+/// delivered (60 s at most): whatever wakes it before that, its poll interval does not.
+fn spawn_until_one_delivered(
+    outbox: &Outbox,
+) -> tokio::task::JoinHandle<adcp_webhooks::delivery::WorkerReport> {
+    let outbox = outbox.clone();
+    let cfg = WorkerConfig {
+        poll_interval: Duration::from_secs(3600),
+        ..config()
+    };
+    tokio::spawn(async move {
+        run_until(
+            &outbox,
+            sender(&key(), Duration::from_secs(2)),
+            cfg,
+            Duration::from_secs(60),
+            |o| async move { o.status().await.map(|c| c.delivered == 1).unwrap_or(false) },
+        )
+        .await
+    })
+}
+
 /// An idle worker leases again only when work may have come: an enqueue (or a notification),
 /// an outcome that scheduled a retry, the next due time, or the poll interval (an hour here).
 /// Attempts finishing and outcomes recorded while nothing is due cost no store call: before,
@@ -896,40 +964,10 @@ async fn retention_deletes_delivered_rows_in_bounded_batches(db: TestDb) {
 async fn an_idle_worker_leases_again_only_when_work_may_have_come(db: TestDb) {
     const N: usize = 32;
     let receiver = TestReceiver::start(Behaviour::fail_first(1, 503)).await;
-    let key = key();
     let watched = Observed::new(db.open().await);
     // A cap above the worker's leases, so no lease comes back empty for want of room.
-    let outbox = Outbox::builder(watched.clone())
-        .retry_policy(fast_policy())
-        .breaker(BreakerConfig {
-            max_concurrency: 64,
-            ..BreakerConfig::default()
-        })
-        .build();
-    for n in 0..N {
-        outbox
-            .enqueue(&receiver.url("/hook"), &raw(n), EnqueueOptions::default())
-            .await
-            .expect("enqueue");
-    }
-    let cfg = WorkerConfig {
-        concurrency: 4,
-        poll_interval: Duration::from_secs(3600),
-        ..config()
-    };
-    let report = run_until(
-        &outbox,
-        sender(&key, Duration::from_secs(2)),
-        cfg,
-        Duration::from_secs(60),
-        |o| async move {
-            o.status()
-                .await
-                .map(|c| c.delivered == N as u64)
-                .unwrap_or(false)
-        },
-    )
-    .await;
+    let outbox = capped_outbox(watched.clone(), 64);
+    let report = deliver_all_with_an_hours_poll(&outbox, &receiver, N, 4).await;
     assert_eq!((report.delivered, report.retried), (N as u64, 1));
     assert_eq!(receiver.request_count(), N + 1);
     let leased = watched.leased();
@@ -1002,42 +1040,12 @@ impl OutboxStore for OutcomeBeforeEmptyLease {
 async fn a_worker_at_its_cap_leases_again_as_room_frees(db: TestDb) {
     const N: usize = 6;
     let receiver = TestReceiver::start(Behaviour::ok()).await;
-    let key = key();
     let store = Arc::new(OutcomeBeforeEmptyLease {
         inner: db.open().await,
         outstanding: AtomicUsize::new(0),
     });
-    let outbox = Outbox::builder(store)
-        .retry_policy(fast_policy())
-        .breaker(BreakerConfig {
-            max_concurrency: 1,
-            ..BreakerConfig::default()
-        })
-        .build();
-    for n in 0..N {
-        outbox
-            .enqueue(&receiver.url("/hook"), &raw(n), EnqueueOptions::default())
-            .await
-            .expect("enqueue");
-    }
-    let cfg = WorkerConfig {
-        concurrency: 1,
-        poll_interval: Duration::from_secs(3600),
-        ..config()
-    };
-    let report = run_until(
-        &outbox,
-        sender(&key, Duration::from_secs(2)),
-        cfg,
-        Duration::from_secs(30),
-        |o| async move {
-            o.status()
-                .await
-                .map(|c| c.delivered == N as u64)
-                .unwrap_or(false)
-        },
-    )
-    .await;
+    let outbox = capped_outbox(store, 1);
+    let report = deliver_all_with_an_hours_poll(&outbox, &receiver, N, 1).await;
     assert_eq!(
         report.delivered, N as u64,
         "the worker waited for its poll interval with room under the cap"
@@ -1079,7 +1087,6 @@ impl OutboxStore for EnqueueDuringEmptyLease {
 /// next due time read with that answer saw it.
 async fn an_enqueue_during_a_lease_that_finds_nothing_is_not_left_for_the_poll(db: TestDb) {
     let receiver = TestReceiver::start(Behaviour::ok()).await;
-    let key = key();
     let store = Arc::new(EnqueueDuringEmptyLease {
         inner: db.open().await,
         once: std::sync::atomic::AtomicBool::new(false),
@@ -1089,24 +1096,7 @@ async fn an_enqueue_during_a_lease_that_finds_nothing_is_not_left_for_the_poll(d
     let outbox = Outbox::builder(store.clone())
         .retry_policy(fast_policy())
         .build();
-    let cfg = WorkerConfig {
-        poll_interval: Duration::from_secs(3600),
-        ..config()
-    };
-    let run = {
-        let outbox = outbox.clone();
-        let sender = sender(&key, Duration::from_secs(2));
-        tokio::spawn(async move {
-            run_until(
-                &outbox,
-                sender,
-                cfg,
-                Duration::from_secs(30),
-                |o| async move { o.status().await.map(|c| c.delivered == 1).unwrap_or(false) },
-            )
-            .await
-        })
-    };
+    let run = spawn_until_one_delivered(&outbox);
     tokio::time::timeout(Duration::from_secs(30), store.leasing.notified())
         .await
         .expect("the worker never leased");
@@ -1144,30 +1134,12 @@ on_every_engine!(
 async fn an_enqueue_elsewhere_wakes_an_idle_postgres_worker_at_once() {
     let db = TestDb::new(stores::Engine::Postgres).await;
     let receiver = TestReceiver::start(Behaviour::ok()).await;
-    let key = key();
     let watched = Observed::new(db.open().await);
     let worker_side = Outbox::builder(watched.clone())
         .retry_policy(fast_policy())
         .build();
     let producer = outbox(&db, fast_policy(), BreakerConfig::default()).await;
-    let cfg = WorkerConfig {
-        poll_interval: Duration::from_secs(3600),
-        ..config()
-    };
-    let run = {
-        let worker_side = worker_side.clone();
-        let sender = sender(&key, Duration::from_secs(2));
-        tokio::spawn(async move {
-            run_until(
-                &worker_side,
-                sender,
-                cfg,
-                Duration::from_secs(60),
-                |o| async move { o.status().await.map(|c| c.delivered == 1).unwrap_or(false) },
-            )
-            .await
-        })
-    };
+    let run = spawn_until_one_delivered(&worker_side);
     // The worker has leased (nothing) and is reading the next due time on its way to sleep.
     assert!(
         eventually(Duration::from_secs(60), || watched
