@@ -121,8 +121,6 @@ pub(crate) async fn run(
     let mut blocked = false;
     // When the current idle spell ends at the latest (the next due time or the poll interval).
     let mut idle_until: Option<Instant> = None;
-    // The next due time the last lease that found nothing read on its way, for the idle wait.
-    let mut next_due: Option<Option<i64>> = None;
     // The time the last lease call looked for due work at; since it started, whether
     // outcomes were recorded (`progressed`) and whether new work was announced (`woken`).
     let mut leased_at = shared.time.now_ms();
@@ -186,7 +184,6 @@ pub(crate) async fn run(
             leased_at = now;
             progressed = false;
             woken = false;
-            next_due = None;
             let request = LeaseRequest {
                 now_ms: now,
                 limit: u32::try_from(room)
@@ -204,14 +201,13 @@ pub(crate) async fn run(
         // Nothing to lease for now: sleep until the next delivery is due (at most the poll
         // interval) unless woken. With a lease in flight or every slot busy, its answer or a
         // finishing attempt wakes the loop; the poll interval bounds the wait regardless.
-        // The next due time is read once per idle spell: the wake-ups that do not end it (an
-        // attempt finishing while nothing is due) sleep on towards the same moment.
+        // The next due time is read once per idle spell (a lease that found nothing brought
+        // it): the wake-ups that do not end the spell sleep on towards the same moment.
         let wait = if leasing.is_none() && !may_lease {
             let until = match idle_until {
                 Some(until) => until,
                 None => {
-                    let (wait, due_now) =
-                        idle_wait(&shared, &config, next_due.take(), leased_at).await;
+                    let (wait, due_now) = idle_wait(&shared, &config, leased_at).await;
                     blocked = due_now;
                     *idle_until.insert(Instant::now() + wait)
                 }
@@ -241,9 +237,11 @@ pub(crate) async fn run(
                         // which may not have seen its cause: new work (an enqueue committed
                         // after the lease looked), or, with work due but not leasable, room
                         // (outcomes recorded). Lease again at once.
-                        blocked = due.is_some_and(|due| due <= leased_at);
+                        let (wait, due_now) =
+                            sleep_for(due, leased_at, shared.time.now_ms(), &config);
+                        blocked = due_now;
+                        idle_until = Some(Instant::now() + wait);
                         may_lease = woken || (blocked && progressed);
-                        next_due = Some(due);
                     }
                     Err(e) => {
                         may_lease = false;
@@ -343,41 +341,41 @@ async fn release(
     }
 }
 
-/// How long to sleep when there is nothing to start: until the next delivery is due, at most
-/// the poll interval; and whether something is due already but was not leasable.
-/// `known` is the next due time the lease that found nothing (at `leased_at`) just read, if
-/// any. Something due by `leased_at` was there but not leasable; something due after it is
-/// waited for, however soon (it may be due already: the lease looked a moment too early).
-async fn idle_wait(
-    shared: &Shared,
-    config: &WorkerConfig,
-    known: Option<Option<i64>>,
-    leased_at: i64,
-) -> (Duration, bool) {
-    let poll = config.poll_interval.max(Duration::from_millis(1));
-    let next_due = match known {
-        Some(due) => Ok(due),
-        None => shared.store.next_due().await,
-    };
-    match next_due {
-        Ok(Some(due)) => {
-            if due > leased_at {
-                let now = shared.time.now_ms();
-                let wait = Duration::from_millis(u64::try_from(due - now).unwrap_or(0));
-                (wait.min(poll), false)
-            } else {
-                // Due but not leasable (disabled destination, open breaker, at capacity,
-                // being leased by another worker).
-                (poll, true)
-            }
-        }
-        Ok(None) => (poll, false),
+/// How long to sleep when there is nothing to start, reading the next due time from the
+/// store (when the lease that found nothing at `leased_at` did not bring it); and whether
+/// something is due already but was not leasable.
+async fn idle_wait(shared: &Shared, config: &WorkerConfig, leased_at: i64) -> (Duration, bool) {
+    match shared.store.next_due().await {
+        Ok(due) => sleep_for(due, leased_at, shared.time.now_ms(), config),
         Err(e) => {
             shared.metrics.record_store_error();
             tracing::warn!(error = %e, "outbox worker: reading the next due time failed");
             // Not knowing, lease again at every chance, as when something is due.
-            (poll, true)
+            (config.poll_interval.max(Duration::from_millis(1)), true)
         }
+    }
+}
+
+/// Until `due` (the next due time a lease that found nothing at `leased_at` saw), at most the
+/// poll interval; and whether it was due by `leased_at` (there, but not leasable). Something
+/// due after `leased_at` is waited for, however soon: it may be due already, the lease having
+/// looked a moment too early.
+fn sleep_for(
+    due: Option<i64>,
+    leased_at: i64,
+    now: i64,
+    config: &WorkerConfig,
+) -> (Duration, bool) {
+    let poll = config.poll_interval.max(Duration::from_millis(1));
+    match due {
+        Some(due) if due > leased_at => {
+            let wait = Duration::from_millis(u64::try_from(due - now).unwrap_or(0));
+            (wait.min(poll), false)
+        }
+        // Due but not leasable (disabled destination, open breaker, at capacity, being
+        // leased by another worker).
+        Some(_) => (poll, true),
+        None => (poll, false),
     }
 }
 

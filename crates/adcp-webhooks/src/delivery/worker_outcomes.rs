@@ -67,20 +67,8 @@ pub(super) async fn write_outcomes(
                 .await
             {
                 Ok(statuses) => {
-                    // The store counts live leases against each destination's cap: only now
-                    // that these are closed may the loop lease more for their destinations
-                    // (it does when it found work due but not leasable), and a rescheduled
-                    // delivery may be due before the time the loop sleeps until.
-                    let rescheduled = statuses.iter().zip(&kinds).any(|(status, kind)| {
-                        matches!(status, CompleteStatus::LeaseLost)
-                            || matches!(kind, OutcomeKind::Retried | OutcomeKind::Disabled)
-                    });
-                    if rescheduled {
-                        progress.rescheduled.store(true, Ordering::Release);
-                    }
-                    progress.recorded.store(true, Ordering::Release);
-                    progress.notify.notify_one();
                     let mut lost = 0;
+                    let mut rescheduled = false;
                     for (status, kind) in statuses.iter().zip(&kinds) {
                         match status {
                             CompleteStatus::Applied => {
@@ -88,14 +76,27 @@ pub(super) async fn write_outcomes(
                                 match kind {
                                     OutcomeKind::Delivered => tally.delivered += 1,
                                     OutcomeKind::Retried | OutcomeKind::Disabled => {
-                                        tally.retried += 1
+                                        tally.retried += 1;
+                                        rescheduled = true;
                                     }
                                     OutcomeKind::Dead => tally.dead += 1,
                                 }
                             }
-                            CompleteStatus::LeaseLost => lost += 1,
+                            CompleteStatus::LeaseLost => {
+                                lost += 1;
+                                rescheduled = true;
+                            }
                         }
                     }
+                    // The store counts live leases against each destination's cap: only now
+                    // that these are closed may the loop lease more for their destinations
+                    // (it does when it found work due but not leasable), and a rescheduled
+                    // delivery may be due before the time the loop sleeps until.
+                    if rescheduled {
+                        progress.rescheduled.store(true, Ordering::Release);
+                    }
+                    progress.recorded.store(true, Ordering::Release);
+                    progress.notify.notify_one();
                     if lost > 0 {
                         shared.metrics.record_lease_lost(lost);
                         tracing::warn!(
