@@ -1446,3 +1446,113 @@ async fn outbox_enqueue_reports_store_failures_and_uses_the_injected_clock() {
     );
     assert_eq!(outbox.status().await.unwrap().pending, u64::from(n));
 }
+
+/// PostgreSQL writes a lease in place (a heap-only update, no index entry) and counts live
+/// leases per lease call for the cap: another caller's leases, outcomes and releases move the
+/// count; the lease function of earlier versions leases the same way; expired leases are
+/// leasable again and stop counting.
+#[cfg(feature = "postgres")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_leases_in_place_and_counts_them_per_lease_call() {
+    use sqlx::Row as _;
+    let db = TestDb::new(stores::Engine::Postgres).await;
+    let store = db.open().await;
+    let pool = sqlx::PgPool::connect(db.target()).await.expect("pool");
+    let batch: Vec<NewDelivery> = (0..10)
+        .map(|i| {
+            new(
+                "https://a.example/h",
+                &format!("whk_in_place_{i:010}"),
+                "{}",
+            )
+        })
+        .collect();
+    store.enqueue(batch).await.unwrap();
+
+    // Another caller's lease of 4, in a transaction of its own: 4 updates, all in place.
+    let mut tx = pool.begin().await.unwrap();
+    let raw: Vec<i64> = sqlx::query_scalar(
+        "SELECT id FROM outbox_lease_next($1, 4, 30000, 100, '{}', 4242) WHERE id IS NOT NULL",
+    )
+    .bind(T0)
+    .fetch_all(&mut *tx)
+    .await
+    .unwrap();
+    let row = sqlx::query(
+        "SELECT pg_stat_get_xact_tuples_updated('outbox_deliveries'::regclass) AS updated, \
+                pg_stat_get_xact_tuples_hot_updated('outbox_deliveries'::regclass) AS hot",
+    )
+    .fetch_one(&mut *tx)
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(raw.len(), 4);
+    let (updated, hot): (i64, i64) = (row.get("updated"), row.get("hot"));
+    assert_eq!((updated, hot), (4, 4), "every lease written in place");
+    assert_eq!(store.counts(T0).await.unwrap().in_flight, 4);
+
+    // A cap of 6 counts the other caller's 4: room for 2.
+    let mut capped = lease_req(T0, 100);
+    capped.per_destination = 6;
+    let ours = store.lease(capped.clone()).await.unwrap();
+    assert_eq!(ours.len(), 2);
+    assert!(ours.iter().all(|d| !raw.contains(&d.id.0)));
+    assert_eq!(store.counts(T0).await.unwrap().in_flight, 6);
+    assert!(store.lease(capped.clone()).await.unwrap().is_empty());
+
+    // One outcome and one release end two leases: room for 2 again.
+    let statuses = store
+        .complete(
+            vec![ok_completion(&ours[0], T0 + 1)],
+            DisableRules::default(),
+            T0 + 1,
+        )
+        .await
+        .unwrap();
+    assert_eq!(statuses, vec![CompleteStatus::Applied]);
+    assert_eq!(
+        store
+            .release(vec![(ours[1].id, ours[1].token)], T0 + 1)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(store.counts(T0 + 1).await.unwrap().in_flight, 4);
+    capped.now_ms = T0 + 1;
+    let again = store.lease(capped).await.unwrap();
+    assert_eq!(again.len(), 2);
+    assert!(again.iter().all(|d| !raw.contains(&d.id.0)));
+
+    // A worker of an earlier version leases through outbox_lease: the 3 left, none leased twice.
+    let old: Vec<i64> =
+        sqlx::query_scalar("SELECT id FROM outbox_lease($1, 100, 30000, 100, '{}', 4343)")
+            .bind(T0 + 2)
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(old.len(), 3);
+    assert!(old.iter().all(|id| !raw.contains(id)));
+    assert!(old.iter().all(|id| again.iter().all(|d| d.id.0 != *id)));
+    assert_eq!(store.counts(T0 + 2).await.unwrap().in_flight, 9);
+    assert_eq!(store.next_due().await.unwrap(), Some(T0 + 30_000));
+
+    // Expired (with ours of T0), the first caller's 4 are leasable again and no longer counted
+    // or kept; they were due when their lease expired.
+    let later = T0 + 30_000;
+    assert_eq!(store.counts(later).await.unwrap().in_flight, 5);
+    assert_eq!(store.next_due().await.unwrap(), Some(later));
+    let back = store.lease(lease_req(later, 100)).await.unwrap();
+    let mut back_ids: Vec<i64> = back.iter().map(|d| d.id.0).collect();
+    back_ids.sort_unstable();
+    assert_eq!(back_ids, raw);
+    let stale: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM outbox_leases WHERE token = 4242 OR live <= 0")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        stale, 0,
+        "counts that no longer count are swept by the next lease"
+    );
+    pool.close().await;
+}

@@ -830,6 +830,8 @@ mod postgres {
         assert_eq!(store_jit, "off", "the store's sessions do not");
         for function in [
             "outbox_lease",
+            "outbox_lease_next",
+            "outbox_next_due",
             "outbox_enqueue_batch",
             "adcp_outbox_enqueue",
         ] {

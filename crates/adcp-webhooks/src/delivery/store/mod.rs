@@ -7,8 +7,8 @@
 //! - every call is one short transaction; nothing holds a lock or a connection while an HTTP
 //!   request is in flight;
 //! - work is *leased*, not locked: [`OutboxStore::lease`] claims a batch of due deliveries
-//!   under a random [`LeaseToken`] that expires, and pushes each leased row's due time to the
-//!   lease expiry, so a crashed worker's deliveries come back on their own;
+//!   under a random [`LeaseToken`] that expires, and a leased delivery is due again when its
+//!   lease expires, so a crashed worker's deliveries come back on their own;
 //! - results are written in batches ([`OutboxStore::complete`]) and fenced by the lease
 //!   token, so a worker whose lease ran out cannot overwrite another worker's decision;
 //! - per-destination state (breaker, failure count, disabled flag) lives in the store, so

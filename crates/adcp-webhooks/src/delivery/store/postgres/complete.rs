@@ -21,6 +21,10 @@ const NEW_FAILING_SINCE: &str = "(CASE WHEN h.fails > 0 THEN COALESCE(CASE WHEN 
       WHEN h.reset THEN NULL ELSE t.failing_since END)";
 
 /// The completion statement, assembled once (it is sent with every batch of outcomes).
+///
+/// Besides the deliveries, the attempt log and the destinations' health, it takes the leases
+/// it ends off their lease call's live count (`own`, read before the update: the rows this
+/// batch's tokens still held; migration 10).
 static COMPLETE_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(complete_sql);
 
 fn complete_sql() -> String {
@@ -54,6 +58,13 @@ WITH c AS ( \
         completed_token = CASE WHEN {APPLIES} THEN c.token ELSE d.completed_token END \
     FROM c WHERE d.id = c.id \
     RETURNING d.id, d.total_attempts, d.completed_token IS NOT DISTINCT FROM c.token AS applied \
+), own AS ( \
+    SELECT d.destination, c.token FROM outbox_deliveries d JOIN c ON c.id = d.id \
+    WHERE d.lease_token = c.token AND d.state = 'pending' \
+), ended AS ( \
+    UPDATE outbox_leases l SET live = l.live - e.n \
+    FROM (SELECT destination, token, count(*)::integer AS n FROM own GROUP BY destination, token) e \
+    WHERE l.destination = e.destination AND l.token = e.token \
 ), att AS ( \
     INSERT INTO outbox_attempts (delivery_id, attempt, started_at, latency_ms, status, error_class, error, \
                                  response_body, request_headers, response_headers) \

@@ -56,35 +56,39 @@ impl PostgresStore {
             return Ok(0);
         }
         let (ids, tokens): (Vec<i64>, Vec<i64>) = leases.iter().map(|(i, t)| (i.0, t.0)).unzip();
-        let done = sqlx::query(
-            "UPDATE outbox_deliveries d SET next_attempt_at = $1, lease_token = NULL, lease_expires_at = NULL \
-             FROM unnest($2::bigint[], $3::bigint[]) AS r(id, token) \
-             WHERE d.id = r.id AND d.lease_token = r.token AND d.state = 'pending'",
+        // The leases given back come off their lease call's live count (migration 10).
+        let released: i64 = sqlx::query_scalar(
+            "WITH rel AS ( \
+                 UPDATE outbox_deliveries d SET next_attempt_at = $1, lease_token = NULL, lease_expires_at = NULL \
+                 FROM unnest($2::bigint[], $3::bigint[]) AS r(id, token) \
+                 WHERE d.id = r.id AND d.lease_token = r.token AND d.state = 'pending' \
+                 RETURNING d.destination, r.token \
+             ), ended AS ( \
+                 UPDATE outbox_leases l SET live = l.live - e.n \
+                 FROM (SELECT destination, token, count(*)::integer AS n FROM rel GROUP BY destination, token) e \
+                 WHERE l.destination = e.destination AND l.token = e.token \
+             ) SELECT count(*) FROM rel",
         )
         .bind(at_ms)
         .bind(&ids)
         .bind(&tokens)
-        .execute(&self.work)
+        .fetch_one(&self.work)
         .await
         .map_err(db_err)?;
-        if done.rows_affected() > 0 {
+        let released = u64::try_from(released).unwrap_or(0);
+        if released > 0 {
             // Another worker may take them at once.
             let _ = self.notify().await;
         }
-        Ok(done.rows_affected())
+        Ok(released)
     }
 
     pub(super) async fn next_due_at(&self) -> Result<Option<i64>, StoreError> {
-        sqlx::query_scalar(
-            // One probe of the due index per destination, not a scan of the pending rows.
-            "SELECT min(f.next_attempt_at) FROM outbox_destinations t CROSS JOIN LATERAL ( \
-               SELECT d.next_attempt_at FROM outbox_deliveries d \
-               WHERE d.destination = t.key AND d.state = 'pending' \
-               ORDER BY d.next_attempt_at LIMIT 1) f",
-        )
-        .fetch_one(&self.pool)
-        .await
-        .map_err(db_err)
+        // Per destination, the deliveries in flight and its first one not leased (migration 10).
+        sqlx::query_scalar("SELECT outbox_next_due()")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db_err)
     }
 }
 

@@ -10,11 +10,13 @@
 //!   the batch on an idempotency conflict, committed before it returns. The same statement runs
 //!   inside a caller's own transaction ([`TransactionalEnqueue`]), and the
 //!   `adcp_outbox_enqueue` SQL function calls it for clients in any language;
-//! - **lease**: one call of the `outbox_lease` function per batch. It locks the rows of the
-//!   destinations it leases from with `FOR NO KEY UPDATE SKIP LOCKED` (so workers never
-//!   queue behind each other), counts each destination's live leases, and claims due rows up
-//!   to the cap, all in one short transaction. No lock and no connection is held while a
-//!   request is in flight;
+//! - **lease**: one call of the `outbox_lease_next` function per batch. It locks the rows of
+//!   the destinations it leases from with `FOR NO KEY UPDATE SKIP LOCKED` (so workers never
+//!   queue behind each other), counts each destination's live leases (`outbox_leases`, one
+//!   row per lease call), and claims due rows up to the cap, all in one short transaction;
+//!   when it leases nothing it answers when the next delivery is due. A lease writes only the
+//!   lease columns, which no index holds, so PostgreSQL writes it in place (a heap-only
+//!   update). No lock and no connection is held while a request is in flight;
 //! - **complete**: one statement per batch of outcomes: the deliveries, the attempt log and
 //!   the destinations' health are written together, fenced by the lease token;
 //! - **wake-up**: an insert notifies `LISTEN`ing workers (`adcp_outbox` channel); workers
@@ -195,9 +197,15 @@ impl PostgresStore {
         .map_err(|e| open_err(mask(&e, &options.url)))?;
         let _ = probe.close().await;
         let pool = pool_options(options.max_connections).connect_lazy_with(connect.clone());
-        // One lease loop and one outcome writer per worker: a few connections suffice.
-        let work = pool_options(options.max_connections.clamp(1, 4))
-            .connect_lazy_with(connect.options([("synchronous_commit", "off")]));
+        // One lease loop and one outcome writer per worker: a few connections suffice. Their
+        // statements are the same few, thousands of times a second, with arrays the planner
+        // cannot size: one generic plan each, instead of planning the outcome statement (a
+        // dozen CTEs) again on every call.
+        let work =
+            pool_options(options.max_connections.clamp(1, 4)).connect_lazy_with(connect.options([
+                ("synchronous_commit", "off"),
+                ("plan_cache_mode", "force_generic_plan"),
+            ]));
         let group = {
             let pool = pool.clone();
             Grouping::new(Arc::new(move |batches| {

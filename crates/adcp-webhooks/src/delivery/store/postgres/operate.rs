@@ -12,11 +12,10 @@ use crate::delivery::store::{
 };
 
 // One indexed count per state (`(state, id)`, migration 4), so counting never reads the rows
-// themselves (bodies included).
+// themselves (bodies included); leases in flight are counted per lease call (migration 10).
 const COUNTS_SQL: &str = "SELECT \
        (SELECT count(*) FROM outbox_deliveries WHERE state = 'pending') AS pending, \
-       (SELECT count(*) FROM outbox_deliveries WHERE state = 'pending' AND lease_token IS NOT NULL \
-         AND lease_expires_at > $1) AS in_flight, \
+       (SELECT COALESCE(sum(live), 0) FROM outbox_leases WHERE expires_at > $1 AND live > 0) AS in_flight, \
        (SELECT count(*) FROM outbox_deliveries WHERE state = 'pending' AND attempts > 0) AS retrying, \
        (SELECT count(*) FROM outbox_deliveries d JOIN outbox_destinations t ON t.key = d.destination \
          WHERE d.state = 'pending' AND t.disabled) AS paused, \

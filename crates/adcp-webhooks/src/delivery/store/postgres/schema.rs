@@ -54,6 +54,11 @@ pub(super) const MIGRATIONS: &[(i64, &str, &str)] = &[
         "a lease that starts at the first due time and answers the next due time",
         include_str!("../../../../migrations/postgres/0009_lease_from_first_due.sql"),
     ),
+    (
+        10,
+        "a lease written in place, counted per lease call",
+        include_str!("../../../../migrations/postgres/0010_lease_in_place.sql"),
+    ),
 ];
 
 /// The advisory lock every migration takes, so concurrent migrations run one at a time.
