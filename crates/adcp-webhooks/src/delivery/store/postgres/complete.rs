@@ -32,6 +32,7 @@ fn complete_sql() -> String {
         "(($2::bigint IS NOT NULL AND {NEW_FAILURES} >= $2::bigint) OR \
           ($3::bigint IS NOT NULL AND {NEW_FAILING_SINCE} IS NOT NULL AND $1 - {NEW_FAILING_SINCE} >= $3::bigint))"
     );
+    let ended = super::lease::ended_leases("own");
     format!(
         "\
 WITH c AS ( \
@@ -61,11 +62,7 @@ WITH c AS ( \
 ), own AS ( \
     SELECT d.destination, c.token FROM outbox_deliveries d JOIN c ON c.id = d.id \
     WHERE d.lease_token = c.token AND d.state = 'pending' \
-), ended AS ( \
-    UPDATE outbox_leases l SET live = l.live - e.n \
-    FROM (SELECT destination, token, count(*)::integer AS n FROM own GROUP BY destination, token) e \
-    WHERE l.destination = e.destination AND l.token = e.token \
-), att AS ( \
+), {ended}, att AS ( \
     INSERT INTO outbox_attempts (delivery_id, attempt, started_at, latency_ms, status, error_class, error, \
                                  response_body, request_headers, response_headers) \
     SELECT c.id, u.total_attempts, c.started_at, c.latency_ms, c.status, c.error_class, c.error, \

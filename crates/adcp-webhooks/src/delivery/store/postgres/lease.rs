@@ -7,6 +7,33 @@ use crate::delivery::store::{
 };
 use sqlx::postgres::PgRow;
 
+/// The CTE `ended` that takes leases off their lease call's live count (migration 10):
+/// `rows` names a CTE with one row per lease ended, its `destination` and `token`.
+pub(super) fn ended_leases(rows: &str) -> String {
+    format!(
+        "ended AS ( \
+             UPDATE outbox_leases l SET live = l.live - e.n \
+             FROM (SELECT destination, token, count(*)::integer AS n FROM {rows} \
+                   GROUP BY destination, token) e \
+             WHERE l.destination = e.destination AND l.token = e.token \
+         )"
+    )
+}
+
+/// Giving leases back: each delivery still leased under its token is due at `$1`, and its
+/// lease comes off the count.
+static RELEASE_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "WITH rel AS ( \
+             UPDATE outbox_deliveries d SET next_attempt_at = $1, lease_token = NULL, lease_expires_at = NULL \
+             FROM unnest($2::bigint[], $3::bigint[]) AS r(id, token) \
+             WHERE d.id = r.id AND d.lease_token = r.token AND d.state = 'pending' \
+             RETURNING d.destination, r.token \
+         ), {} SELECT count(*) FROM rel",
+        ended_leases("rel")
+    )
+});
+
 impl PostgresStore {
     pub(super) async fn lease_batch(
         &self,
@@ -56,25 +83,13 @@ impl PostgresStore {
             return Ok(0);
         }
         let (ids, tokens): (Vec<i64>, Vec<i64>) = leases.iter().map(|(i, t)| (i.0, t.0)).unzip();
-        // The leases given back come off their lease call's live count (migration 10).
-        let released: i64 = sqlx::query_scalar(
-            "WITH rel AS ( \
-                 UPDATE outbox_deliveries d SET next_attempt_at = $1, lease_token = NULL, lease_expires_at = NULL \
-                 FROM unnest($2::bigint[], $3::bigint[]) AS r(id, token) \
-                 WHERE d.id = r.id AND d.lease_token = r.token AND d.state = 'pending' \
-                 RETURNING d.destination, r.token \
-             ), ended AS ( \
-                 UPDATE outbox_leases l SET live = l.live - e.n \
-                 FROM (SELECT destination, token, count(*)::integer AS n FROM rel GROUP BY destination, token) e \
-                 WHERE l.destination = e.destination AND l.token = e.token \
-             ) SELECT count(*) FROM rel",
-        )
-        .bind(at_ms)
-        .bind(&ids)
-        .bind(&tokens)
-        .fetch_one(&self.work)
-        .await
-        .map_err(db_err)?;
+        let released: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(RELEASE_SQL.as_str()))
+            .bind(at_ms)
+            .bind(&ids)
+            .bind(&tokens)
+            .fetch_one(&self.work)
+            .await
+            .map_err(db_err)?;
         let released = u64::try_from(released).unwrap_or(0);
         if released > 0 {
             // Another worker may take them at once.
