@@ -28,7 +28,6 @@
 //! new bind of one; a query is stepped only as far as it needs instead. The connection writes
 //! its log through `adcp_sqlite_wal`, one write per commit.
 
-use super::checkpoint::Checkpointer;
 use crate::delivery::store::group::{MAX_GROUP_ROWS, for_each_caller};
 use crate::delivery::store::{
     CompleteStatus, DeliveryId, DisableRules, Enqueued, LeaseRequest, LeaseToken, LeasedDelivery,
@@ -156,9 +155,7 @@ fn open(config: &ConnConfig) -> Result<Connection, StoreError> {
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     // The hot path reads bodies back when it leases them: a page cache larger than SQLite's
     // default 2 MiB keeps a backlog's pages in memory instead of reading them again from the
-    // file, and sorts (the lease's ranking) stay in memory instead of a temporary file. The
-    // log is checkpointed by a thread of its own (`checkpoint`); the automatic checkpoint here
-    // is the backstop.
+    // file, and sorts (the lease's ranking) stay in memory instead of a temporary file.
     let mut pragmas = format!(
         "PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL; PRAGMA temp_store = MEMORY; \
          PRAGMA cache_size = -{}; PRAGMA wal_autocheckpoint = 10000;",
@@ -174,14 +171,8 @@ fn open(config: &ConnConfig) -> Result<Connection, StoreError> {
     Ok(conn)
 }
 
-/// The thread: wait for a request, take whatever else is waiting, run them together; after
-/// each transaction, tell the checkpoint thread (none for a read-only store).
+/// The thread: wait for a request, take whatever else is waiting, run them together.
 fn serve(mut conn: Connection, queue: mpsc::Receiver<Request>, config: ConnConfig) {
-    let checkpointer = if config.read_only {
-        None
-    } else {
-        Checkpointer::start(&config.path)
-    };
     let mut synchronous_full = false;
     while let Ok(first) = queue.recv() {
         let mut rows = first.rows();
@@ -196,12 +187,6 @@ fn serve(mut conn: Connection, queue: mpsc::Receiver<Request>, config: ConnConfi
             }
         }
         run_group(&mut conn, group, &mut synchronous_full);
-        if let Some(c) = &checkpointer {
-            c.wrote();
-        }
-    }
-    if let Some(c) = checkpointer {
-        c.stop();
     }
     drop(conn);
     if config.remove_on_exit {

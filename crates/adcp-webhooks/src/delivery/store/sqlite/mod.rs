@@ -5,7 +5,6 @@
 //! start with `BEGIN IMMEDIATE` so two writers queue on the busy timeout instead of failing
 //! when a read lock cannot be upgraded.
 
-mod checkpoint;
 mod complete;
 mod conn;
 pub(crate) mod enqueue;
