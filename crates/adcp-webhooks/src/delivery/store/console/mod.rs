@@ -390,20 +390,20 @@ pub(crate) fn buckets_sql(dialect: Dialect, since_ms: i64, bucket_ms: i64) -> (S
 /// binds now. PostgreSQL counts leases in flight per lease call (`outbox_leases`, migration
 /// 10); SQLite by its lease index.
 pub(crate) fn health_sql(dialect: Dialect) -> String {
+    let now = dialect.placeholder(1);
     let in_flight = match dialect {
-        Dialect::Postgres => {
+        Dialect::Postgres => format!(
             "SELECT CAST(COALESCE(SUM(l.live), 0) AS BIGINT) FROM outbox_leases l \
-             WHERE l.destination = t.key AND l.live > 0 AND l.expires_at > {p}"
-        }
-        Dialect::Sqlite => {
+             WHERE l.destination = t.key AND l.live > 0 AND l.expires_at > {now}"
+        ),
+        Dialect::Sqlite => format!(
             "SELECT CAST(COUNT(*) AS BIGINT) FROM outbox_deliveries d WHERE d.destination = t.key \
-             AND d.lease_token IS NOT NULL AND d.lease_expires_at > {p}"
-        }
+             AND d.lease_token IS NOT NULL AND d.lease_expires_at > {now}"
+        ),
     };
     format!(
         "SELECT t.key, t.last_success_at, t.last_failure_at, ({in_flight}) AS in_flight \
-         FROM outbox_destinations t ORDER BY t.key",
-        in_flight = in_flight.replace("{p}", &dialect.placeholder(1))
+         FROM outbox_destinations t ORDER BY t.key"
     )
 }
 
