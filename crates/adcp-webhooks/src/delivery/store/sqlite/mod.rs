@@ -11,6 +11,7 @@ pub(crate) mod enqueue;
 mod lease;
 mod operate;
 mod schema;
+mod sync;
 
 /// A new empty directory for a test's database files (`name` is in its name).
 #[cfg(test)]
