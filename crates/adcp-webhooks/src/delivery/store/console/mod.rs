@@ -15,7 +15,7 @@
 //! | state | `(state, id)` (0001) | pending: the due index, the backlog sorted by id; delivered and dead: `(state, id)` of the rows no longer pending, or the primary key when most rows match (0008) |
 //! | destination | `(destination, id)` (0004) | one page per state from the two below, merged |
 //! | state and destination | `(state, destination, id)` (0005); also the count before a bulk requeue | pending: the destination's range of the due index; delivered and dead: `(state, destination, id)` of the rows no longer pending (0008) |
-//! | idempotency key | `(idempotency_key)` (0004) | the unique `(idempotency_key, url)` (0008) |
+//! | idempotency key | the unique `(idempotency_key, url)` (0008) | the same (0008) |
 //!
 //! PostgreSQL's indexes are partial because every delivery writes an entry into each full
 //! index three times (enqueue, lease, outcome: each update changes an indexed column); these

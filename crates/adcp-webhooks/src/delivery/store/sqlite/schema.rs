@@ -7,7 +7,8 @@ use crate::delivery::store::codec::check_schema_version;
 use sqlx::SqlSafeStr;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 
-/// The schema migrations, in order: (version, description, SQL).
+/// The schema migrations, in order: (version, description, SQL). The SQL runs in a
+/// transaction of the migrator's, unless it is one of [`OWN_TRANSACTION`].
 const MIGRATIONS: &[(i64, &str, &str)] = &[
     (
         1,
@@ -44,7 +45,16 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "bodies in a table of their own",
         include_str!("../../../../migrations/sqlite/0007_bodies.sql"),
     ),
+    (
+        8,
+        "one index over the idempotency key",
+        include_str!("../../../../migrations/sqlite/0008_one_key_index.sql"),
+    ),
 ];
+
+/// Migrations that open and commit their own transaction: a table rebuild turns foreign keys
+/// off first, which SQLite ignores inside a transaction.
+const OWN_TRANSACTION: &[i64] = &[8];
 
 /// Apply the first `count` migrations the database lacks.
 async fn migrate_to(pool: &sqlx::SqlitePool, count: usize) -> Result<(), StoreError> {
@@ -57,7 +67,7 @@ async fn migrate_to(pool: &sqlx::SqlitePool, count: usize) -> Result<(), StoreEr
                     description.into(),
                     MigrationType::Simple,
                     sql.into_sql_str(),
-                    false,
+                    OWN_TRANSACTION.contains(&version),
                 )
             })
             .collect(),
@@ -173,7 +183,10 @@ mod tests {
         let message = refused.to_string();
         assert!(
             matches!(refused, StoreError::Migrate { .. })
-                && message.contains("schema version 6, this version needs 7")
+                && message.contains(&format!(
+                    "schema version 6, this version needs {}",
+                    MIGRATIONS.len()
+                ))
                 && message.contains("outbox migrate"),
             "{message}"
         );
@@ -246,6 +259,132 @@ mod tests {
                 .expect("get")
                 .is_none()
         );
+        drop(store);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A database of schema 7 comes through the rebuild of migration 8 whole: every delivery
+    /// with its id and columns, its attempts still joined to it, the id sequence's high-water
+    /// mark (an id handed out to a row since purged is not handed out again), foreign keys
+    /// consistent and enforced again, one unique index over (key, URL) in place of the two
+    /// indexes over the key, and repeats and conflicts still found through it. Running the
+    /// rebuild again (a crash before its record) changes nothing.
+    #[tokio::test]
+    async fn the_key_index_rebuild_keeps_every_row_id_and_reference() {
+        use crate::delivery::store::group::tests::new;
+        let dir = super::super::scratch("rebuild");
+        let path = dir.join("outbox.db");
+        let url = format!("sqlite://{}?mode=rwc", path.display());
+        let pool = sqlx::SqlitePool::connect(&url).await.expect("pool");
+        migrate_to(&pool, 7).await.expect("schema 7");
+        sqlx::raw_sql(
+            "INSERT INTO outbox_destinations (key) VALUES ('https://buyer.example'); \
+             INSERT INTO outbox_deliveries (id, destination, url, idempotency_key, kind, \
+             extra_headers, state, created_at, deadline_at, next_attempt_at, attempts, \
+             last_status, content_digest) VALUES \
+             (5, 'https://buyer.example', 'https://buyer.example/hook', 'key-5', 'raw', '[]', \
+              'delivered', 1000, 999999999999, 1000, 1, 200, x'01'), \
+             (6, 'https://buyer.example', 'https://buyer.example/hook', 'key-6', 'raw', '[]', \
+              'pending', 1000, 999999999999, 1000, 0, NULL, x'02'), \
+             (9, 'https://buyer.example', 'https://buyer.example/hook', 'key-9', 'raw', '[]', \
+              'pending', 1000, 999999999999, 1000, 0, NULL, x'03'); \
+             DELETE FROM outbox_deliveries WHERE id = 9; \
+             INSERT INTO outbox_bodies (id, body) VALUES (5, x'aa'), (6, x'bb'); \
+             INSERT INTO outbox_attempts (delivery_id, attempt, started_at, latency_ms, status, \
+             error_class) VALUES (5, 1, 1500, 3, 200, 'ok');",
+        )
+        .execute(&pool)
+        .await
+        .expect("schema 7 rows");
+        let rows = |pool: sqlx::SqlitePool| async move {
+            sqlx::query_as::<_, (i64, String, String, Option<i64>, Vec<u8>)>(
+                "SELECT id, idempotency_key, state, last_status, content_digest \
+                 FROM outbox_deliveries ORDER BY id",
+            )
+            .fetch_all(&pool)
+            .await
+            .expect("rows")
+        };
+        let before = rows(pool.clone()).await;
+        pool.close().await;
+
+        let store = SqliteStore::open(SqliteOptions::new(path.to_string_lossy()))
+            .await
+            .expect("open and migrate");
+        assert_eq!(rows(store.pool.clone()).await, before);
+        let indexes: Vec<String> = sqlx::query_scalar(
+            "SELECT name FROM sqlite_schema WHERE type = 'index' \
+             AND tbl_name = 'outbox_deliveries' ORDER BY name",
+        )
+        .fetch_all(&store.pool)
+        .await
+        .expect("indexes");
+        assert!(
+            indexes.contains(&"outbox_deliveries_key_url".to_owned()),
+            "{indexes:?}"
+        );
+        assert!(
+            !indexes
+                .iter()
+                .any(|i| i.starts_with("sqlite_autoindex") || i.ends_with("idempotency_key")),
+            "{indexes:?}"
+        );
+        let orphans: Vec<(String, i64)> =
+            sqlx::query_as("SELECT \"table\", rowid FROM pragma_foreign_key_check")
+                .fetch_all(&store.pool)
+                .await
+                .expect("foreign key check");
+        assert!(orphans.is_empty(), "{orphans:?}");
+        let enforced: i64 = sqlx::query_scalar("PRAGMA foreign_keys")
+            .fetch_one(&store.pool)
+            .await
+            .expect("pragma");
+        assert_eq!(enforced, 1);
+        let joined: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM outbox_attempts a JOIN outbox_deliveries d ON d.id = a.delivery_id",
+        )
+        .fetch_one(&store.pool)
+        .await
+        .expect("join");
+        assert_eq!(joined, 1);
+
+        // The next id is past the purged 9; a repeat is found, a conflict refused.
+        let stored = store
+            .enqueue(vec![new("whk_rebuild_new_000001", "{}")])
+            .await
+            .expect("stored");
+        assert_eq!(stored[0].id, DeliveryId(10));
+        let again = store
+            .enqueue(vec![new("whk_rebuild_new_000001", "{}")])
+            .await
+            .expect("a repeat");
+        assert_eq!(again[0].id, DeliveryId(10));
+        assert!(matches!(
+            store
+                .enqueue(vec![new("whk_rebuild_new_000001", "{\"other\":1}")])
+                .await,
+            Err(StoreError::IdempotencyConflict { .. })
+        ));
+
+        // Again, as after a crash before the migration's record.
+        let sequence = |pool: sqlx::SqlitePool| async move {
+            sqlx::query_scalar::<_, i64>(
+                "SELECT seq FROM sqlite_sequence WHERE name = 'outbox_deliveries'",
+            )
+            .fetch_one(&pool)
+            .await
+            .expect("sequence")
+        };
+        let high = sequence(store.pool.clone()).await;
+        assert!(high >= 10, "{high}");
+        sqlx::raw_sql(MIGRATIONS[7].2)
+            .execute(&store.pool)
+            .await
+            .expect("the rebuild again");
+        let after = rows(store.pool.clone()).await;
+        assert_eq!(after.len(), before.len() + 1);
+        assert_eq!(after[..before.len()], before[..]);
+        assert_eq!(sequence(store.pool.clone()).await, high);
         drop(store);
         let _ = std::fs::remove_dir_all(&dir);
     }
