@@ -1,9 +1,11 @@
-//! The embedded SQLite outbox store (the default): one file, WAL mode, `synchronous=FULL`.
+//! The embedded SQLite outbox store (the default): one file, WAL mode.
 //!
-//! `synchronous=FULL` makes every commit wait for the write-ahead log to reach the disk, so an
-//! enqueue that returned survives a power cut, not just a process crash. Write transactions
-//! start with `BEGIN IMMEDIATE` so two writers queue on the busy timeout instead of failing
-//! when a read lock cannot be upgraded.
+//! An enqueue returns only once the write-ahead log holding it has reached the disk, so it
+//! survives a power cut, not just a process crash: the hot path's connection thread has the
+//! log flushed by a thread of its own before it acknowledges an enqueue (`conn`, `sync`), and
+//! the pool's connections (operator commands, the caller's own transactions) commit with
+//! `synchronous=FULL`. Write transactions start with `BEGIN IMMEDIATE` so two writers queue on
+//! the busy timeout instead of failing when a read lock cannot be upgraded.
 
 mod complete;
 mod conn;
