@@ -201,7 +201,7 @@ fn open(config: &ConnConfig) -> Result<Connection, StoreError> {
         pragmas.push_str(&format!("PRAGMA max_page_count = {pages};"));
     }
     conn.execute_batch(&pragmas).map_err(open_err)?;
-    // Replaces SQLite's automatic checkpoint: see `checkpoint_if_due`.
+    // Replaces SQLite's automatic checkpoint (the thread runs its own: see `checkpoint`).
     conn.wal_hook(Some(log_grew));
     Ok(conn)
 }
@@ -241,7 +241,7 @@ fn journal_mode(conn: &Connection) -> Option<String> {
 }
 
 /// How a commit that holds an enqueue is made durable before the enqueue is acknowledged.
-pub(crate) struct Durability {
+struct Durability {
     /// Whether the connection's `synchronous` is `FULL` now.
     synchronous_full: bool,
     /// The log's flush thread (WAL mode); without one, such a commit uses `FULL`.
@@ -359,7 +359,7 @@ impl Request {
 
 /// Run a group of requests in one transaction and answer each after the commit (an enqueue
 /// after the log's flush).
-pub(crate) fn run_group(conn: &mut Connection, group: Vec<Request>, durability: &mut Durability) {
+fn run_group(conn: &mut Connection, group: Vec<Request>, durability: &mut Durability) {
     let durable =
         durability.syncer.is_none() && group.iter().any(|r| matches!(r, Request::Enqueue(..)));
     if durable != durability.synchronous_full {

@@ -104,8 +104,9 @@ fn flush_failed(e: io::Error) -> StoreError {
     const AGAIN: &str = "the enqueue is committed but may not survive a power cut; enqueue it \
                          again once the disk is fixed (the same idempotency key and body are \
                          not stored twice)";
+    // ENOSPC and EDQUOT (Linux): the disk or the user's quota is full.
     match e.raw_os_error() {
-        Some(libc_enospc) if libc_enospc == 28 || libc_enospc == 122 => StoreError::Full {
+        Some(28 | 122) => StoreError::Full {
             detail: format!("flushing the outbox's write-ahead log: {e}; {AGAIN}"),
         },
         _ => StoreError::Database(
