@@ -299,10 +299,15 @@ fn serve(
 pub(crate) fn remove_database_files(path: &Path) {
     let _ = std::fs::remove_file(path);
     for suffix in ["-wal", "-shm"] {
-        let mut side = path.as_os_str().to_owned();
-        side.push(suffix);
-        let _ = std::fs::remove_file(PathBuf::from(side));
+        let _ = std::fs::remove_file(side_file(path, suffix));
     }
+}
+
+/// The file SQLite keeps beside the database at `path`: its name with `suffix` appended.
+pub(crate) fn side_file(path: &Path, suffix: &str) -> PathBuf {
+    let mut side = path.as_os_str().to_owned();
+    side.push(suffix);
+    PathBuf::from(side)
 }
 
 /// A request that ran: whether it succeeded, whether its acknowledgment waits for the log's
@@ -423,14 +428,20 @@ fn run_group(conn: &mut Connection, group: Vec<Request>, durability: &mut Durabi
             }
         }
     };
+    // With a flush thread, a committed enqueue is answered after the log's next flush.
+    let syncer = durability
+        .syncer
+        .as_ref()
+        .filter(|_| commit_failed.is_none());
     let mut after_flush = Vec::new();
     for r in done {
-        match &durability.syncer {
-            Some(_) if r.durable && r.ok && commit_failed.is_none() => after_flush.push(r.answer),
-            _ => (r.answer)(commit_failed.as_ref()),
+        if syncer.is_some() && r.durable && r.ok {
+            after_flush.push(r.answer);
+        } else {
+            (r.answer)(commit_failed.as_ref());
         }
     }
-    if let Some(syncer) = &durability.syncer
+    if let Some(syncer) = syncer
         && !after_flush.is_empty()
     {
         syncer.after_next_flush(after_flush);

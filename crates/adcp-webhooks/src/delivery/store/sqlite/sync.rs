@@ -83,9 +83,7 @@ impl LogSyncer {
 
 /// The log of the database at `path`, `<path>-wal`.
 pub(crate) fn wal_path(path: &Path) -> PathBuf {
-    let mut wal = path.as_os_str().to_owned();
-    wal.push("-wal");
-    PathBuf::from(wal)
+    super::conn::side_file(path, "-wal")
 }
 
 fn run(waiting: &mpsc::Receiver<Vec<Answer>>, mut sync: SyncLog) {
